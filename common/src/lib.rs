@@ -1,0 +1,15 @@
+//! What the Plat components share: the database schema and its migrations, the
+//! queue SQL, job and execution types, telemetry and shutdown handling.
+#![deny(missing_docs)]
+
+pub mod db;
+pub mod error_kind;
+pub mod execution_config;
+pub mod notify;
+pub mod queue;
+pub mod shutdown;
+pub mod telemetry;
+pub mod worker;
+
+pub use error_kind::ErrorKind;
+pub use execution_config::ExecutionConfig;

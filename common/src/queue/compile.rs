@@ -1,0 +1,268 @@
+//! The compile queue: one job per function version to build.
+
+use std::time::Duration;
+
+use sqlx::{PgExecutor, PgPool};
+use uuid::Uuid;
+
+use super::{retry_backoff, secs};
+use crate::notify;
+
+/// A claimed compile job, with what the compiler needs to build it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CompileJob {
+    /// Queue row id.
+    pub id: i64,
+    /// The function being built.
+    pub function_id: Uuid,
+    /// The version being built.
+    pub version: i32,
+    /// 1 for the first attempt.
+    pub attempt: i32,
+    /// After this many attempts an infrastructure failure becomes final.
+    pub max_attempts: i32,
+    /// The lease token this worker holds.
+    pub lease_token: Uuid,
+    /// `rust` or `typescript`.
+    pub language: String,
+    /// The user's source.
+    pub source: String,
+}
+
+/// What a finished build produced.
+pub enum CompileResult<'a> {
+    /// A module, and how long building it took.
+    Ready {
+        /// The WebAssembly module.
+        module: &'a [u8],
+        /// Its sha256, hex.
+        sha256: &'a str,
+        /// Wall-clock build time.
+        duration_ms: i32,
+    },
+    /// The user's source does not build; the message is for them.
+    Failed {
+        /// The compile error shown to the user.
+        compile_error: &'a str,
+    },
+}
+
+/// Queues a build of `version`; call it in the transaction that created the
+/// version so the job exists exactly when the version does.
+pub async fn enqueue(
+    conn: &mut sqlx::PgConnection,
+    function_id: Uuid,
+    version: i32,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(r#"insert into compile_jobs (function_id, version) values ($1, $2)"#)
+        .bind(function_id)
+        .bind(version)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("select pg_notify($1, '')").bind(notify::COMPILE_JOBS).execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Claims up to `limit` ready jobs for `worker_id`, marking their versions
+/// COMPILING, in one statement.
+pub async fn claim(
+    db: impl PgExecutor<'_>,
+    worker_id: &str,
+    lease: Duration,
+    limit: i64,
+) -> Result<Vec<CompileJob>, sqlx::Error> {
+    sqlx::query_as(
+        r#"
+        with next as (
+            select id from compile_jobs
+            where state = 'available' and run_at <= now()
+            order by run_at, id
+            limit $1
+            for update skip locked
+        ), claimed as (
+            update compile_jobs j
+            set state = 'running', attempt = j.attempt + 1, lease_token = gen_random_uuid(),
+                lease_expires_at = now() + make_interval(secs => $2), worker_id = $3
+            from next where j.id = next.id
+            returning j.id, j.function_id, j.version, j.attempt, j.max_attempts, j.lease_token
+        ), marked as (
+            update function_versions v set status = 'COMPILING', updated_at = now()
+            from claimed c where v.function_id = c.function_id and v.version = c.version
+            returning v.function_id, v.version, v.source
+        )
+        select c.id, c.function_id, c.version, c.attempt, c.max_attempts, c.lease_token,
+               f.language, m.source
+        from claimed c
+        join marked m on m.function_id = c.function_id and m.version = c.version
+        join functions f on f.id = c.function_id
+        "#,
+    )
+    .bind(limit)
+    .bind(secs(lease))
+    .bind(worker_id)
+    .fetch_all(db)
+    .await
+}
+
+/// Records the result of a build and removes the job. Returns `false` when
+/// this worker no longer holds the lease (nothing was written).
+pub async fn complete(
+    db: impl PgExecutor<'_>,
+    job: &CompileJob,
+    result: CompileResult<'_>,
+) -> Result<bool, sqlx::Error> {
+    let (status, module, sha256, duration_ms, compile_error) = match result {
+        CompileResult::Ready { module, sha256, duration_ms } => {
+            ("READY", Some(module), Some(sha256), Some(duration_ms), None)
+        }
+        CompileResult::Failed { compile_error } => ("FAILED", None, None, None, Some(compile_error)),
+    };
+    // The version becomes active only if it is newer than the active one, so
+    // builds finishing out of order never roll a function back.
+    let row: Option<(Uuid,)> = sqlx::query_as(
+        r#"
+        with done as (
+            delete from compile_jobs where id = $1 and lease_token = $2
+            returning function_id, version
+        ), v as (
+            update function_versions fv
+            set status = $3::version_status, module = $4, module_sha256 = $5,
+                compile_duration_ms = $6, compile_error = $7,
+                compiled_at = now(), updated_at = now()
+            from done where fv.function_id = done.function_id and fv.version = done.version
+            returning fv.function_id, fv.version, fv.status
+        )
+        update functions f
+        set active_version = case when v.status = 'READY'
+                                  then greatest(coalesce(f.active_version, 0), v.version)
+                                  else f.active_version end,
+            updated_at = now()
+        from v where f.id = v.function_id
+        returning f.id
+        "#,
+    )
+    .bind(job.id)
+    .bind(job.lease_token)
+    .bind(status)
+    .bind(module)
+    .bind(sha256)
+    .bind(duration_ms)
+    .bind(compile_error)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.is_some())
+}
+
+/// Gives the job back after an infrastructure failure: retried later with
+/// backoff, or failed for good once it has used all its attempts.
+pub async fn retry_or_fail(db: &PgPool, job: &CompileJob, error: &str) -> Result<bool, sqlx::Error> {
+    if job.attempt >= job.max_attempts {
+        let message = format!(
+            "the build could not be completed after {} attempts (last error: {error}); update the function to try again",
+            job.attempt
+        );
+        return complete(db, job, CompileResult::Failed { compile_error: &message }).await;
+    }
+    let done = sqlx::query(
+        r#"
+        with j as (
+            update compile_jobs
+            set state = 'available', lease_token = null, lease_expires_at = null,
+                run_at = now() + make_interval(secs => $3), last_error = $4
+            where id = $1 and lease_token = $2
+            returning function_id, version
+        )
+        update function_versions fv set status = 'PENDING', updated_at = now()
+        from j where fv.function_id = j.function_id and fv.version = j.version
+        "#,
+    )
+    .bind(job.id)
+    .bind(job.lease_token)
+    .bind(secs(retry_backoff(job.attempt)))
+    .bind(error)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Hands a job this worker will not finish (shutdown) straight back to the
+/// queue; the attempt does not count.
+pub async fn release(db: impl PgExecutor<'_>, lease_token: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        r#"
+        with j as (
+            update compile_jobs
+            set state = 'available', attempt = greatest(attempt - 1, 0), lease_token = null,
+                lease_expires_at = null, run_at = now()
+            where lease_token = $1
+            returning function_id, version
+        ), v as (
+            update function_versions fv set status = 'PENDING', updated_at = now()
+            from j where fv.function_id = j.function_id and fv.version = j.version
+        )
+        select pg_notify($2, '') from j
+        "#,
+    )
+    .bind(lease_token)
+    .bind(notify::COMPILE_JOBS)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Extends the leases of the jobs this worker is still building.
+pub async fn heartbeat(db: impl PgExecutor<'_>, lease_tokens: &[Uuid], lease: Duration) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        r#"
+        update compile_jobs set lease_expires_at = now() + make_interval(secs => $2)
+        where state = 'running' and lease_token = any($1)
+        "#,
+    )
+    .bind(lease_tokens)
+    .bind(secs(lease))
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Returns jobs whose lease expired (their worker died or stalled) to the
+/// queue, or fails them for good when they have used all their attempts.
+/// Returns how many jobs were rescued.
+pub async fn rescue_expired(db: &PgPool) -> Result<u64, sqlx::Error> {
+    let (requeued,): (i64,) = sqlx::query_as(
+        r#"
+        with j as (
+            update compile_jobs
+            set state = 'available', lease_token = null, lease_expires_at = null,
+                run_at = now(), last_error = 'lease expired: the worker was lost'
+            where state = 'running' and lease_expires_at < now() and attempt < max_attempts
+            returning function_id, version
+        ), v as (
+            update function_versions fv set status = 'PENDING', updated_at = now()
+            from j where fv.function_id = j.function_id and fv.version = j.version
+        )
+        select count(*) from j
+        "#,
+    )
+    .fetch_one(db)
+    .await?;
+    if requeued > 0 {
+        sqlx::query("select pg_notify($1, '')").bind(notify::COMPILE_JOBS).execute(db).await?;
+    }
+    let failed = sqlx::query(
+        r#"
+        with j as (
+            delete from compile_jobs
+            where state = 'running' and lease_expires_at < now() and attempt >= max_attempts
+            returning function_id, version, attempt
+        )
+        update function_versions fv
+        set status = 'FAILED', updated_at = now(), compiled_at = now(),
+            compile_error = 'the build was lost with its worker ' || j.attempt || ' times; update the function to try again'
+        from j where fv.function_id = j.function_id and fv.version = j.version
+        "#,
+    )
+    .execute(db)
+    .await?;
+    Ok(requeued as u64 + failed.rows_affected())
+}

@@ -1,0 +1,287 @@
+//! The execution queue: one job per execution still to run. The job's id is
+//! the execution's id; the execution row in `executions` is the history
+//! record and outlives the job.
+
+use std::time::Duration;
+
+use sqlx::{PgExecutor, PgPool};
+use uuid::Uuid;
+
+use super::{retry_backoff, secs};
+use crate::{notify, ErrorKind};
+
+/// A claimed execution job.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ExecutionJob {
+    /// The execution id (also the queue row id).
+    pub id: Uuid,
+    /// The function to run.
+    pub function_id: Uuid,
+    /// The version to run (the active version when it was enqueued).
+    pub version: i32,
+    /// 1 for the first attempt.
+    pub attempt: i32,
+    /// After this many lost attempts the execution fails as WORKER_LOST.
+    pub max_attempts: i32,
+    /// The lease token this worker holds.
+    pub lease_token: Uuid,
+    /// The input JSON, as text.
+    pub input: String,
+}
+
+/// The terminal result of one execution.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// `Ok(output JSON text)` or `Err((kind, message))`.
+    pub result: Result<String, (ErrorKind, String)>,
+    /// What the function wrote to stderr (capped).
+    pub logs: String,
+    /// Whether the logs were cut at the cap.
+    pub logs_truncated: bool,
+    /// Instantiate + run time.
+    pub duration_ms: i32,
+}
+
+/// Creates the execution record (QUEUED) and its job, in the caller's
+/// transaction, and wakes the executors.
+pub async fn enqueue(
+    conn: &mut sqlx::PgConnection,
+    execution_id: Uuid,
+    function_id: Uuid,
+    version: i32,
+    input_json: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        r#"
+        with e as (
+            insert into executions (id, function_id, function_version, input)
+            values ($1, $2, $3, $4::jsonb)
+            returning id
+        )
+        insert into execution_jobs (id, function_id, version) select id, $2, $3 from e
+        "#,
+    )
+    .bind(execution_id)
+    .bind(function_id)
+    .bind(version)
+    .bind(input_json)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("select pg_notify($1, '')").bind(notify::EXECUTION_JOBS).execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Claims up to `limit` ready jobs and marks their executions RUNNING, in one
+/// statement.
+pub async fn claim(
+    db: impl PgExecutor<'_>,
+    worker_id: &str,
+    lease: Duration,
+    limit: i64,
+) -> Result<Vec<ExecutionJob>, sqlx::Error> {
+    sqlx::query_as(
+        r#"
+        with next as (
+            select id from execution_jobs
+            where state = 'available' and run_at <= now()
+            order by run_at, created_at
+            limit $1
+            for update skip locked
+        ), claimed as (
+            update execution_jobs j
+            set state = 'running', attempt = j.attempt + 1, lease_token = gen_random_uuid(),
+                lease_expires_at = now() + make_interval(secs => $2), worker_id = $3
+            from next where j.id = next.id
+            returning j.id, j.function_id, j.version, j.attempt, j.max_attempts, j.lease_token
+        ), started as (
+            update executions e
+            set status = 'RUNNING', started_at = now(), attempts = c.attempt, worker_id = $3
+            from claimed c where e.id = c.id
+            returning e.id, e.input::text as input
+        )
+        select c.id, c.function_id, c.version, c.attempt, c.max_attempts, c.lease_token, s.input
+        from claimed c join started s on s.id = c.id
+        "#,
+    )
+    .bind(limit)
+    .bind(secs(lease))
+    .bind(worker_id)
+    .fetch_all(db)
+    .await
+}
+
+/// Writes the terminal record and removes the job, if this worker still holds
+/// the lease; then wakes whoever waits for the result. Returns `false` when
+/// the lease was lost (nothing was written).
+pub async fn complete(db: impl PgExecutor<'_>, job: &ExecutionJob, finished: &Finished) -> Result<bool, sqlx::Error> {
+    let (status, output, error_type, error_message) = match &finished.result {
+        Ok(output) => ("SUCCEEDED", Some(output.as_str()), None, None),
+        Err((kind, message)) => ("FAILED", None, Some(kind.as_str()), Some(message.as_str())),
+    };
+    let row: Option<(Uuid,)> = sqlx::query_as(
+        r#"
+        with done as (
+            delete from execution_jobs where id = $1 and lease_token = $2 returning id
+        ), fin as (
+            update executions e
+            set status = $3::execution_status, output = $4::jsonb, error_type = $5, error_message = $6,
+                logs = $7, logs_truncated = $8, duration_ms = $9, finished_at = now()
+            from done where e.id = done.id
+            returning e.id
+        )
+        select id from fin, lateral (select pg_notify($10, fin.id::text)) as n
+        "#,
+    )
+    .bind(job.id)
+    .bind(job.lease_token)
+    .bind(status)
+    .bind(output)
+    .bind(error_type)
+    .bind(error_message)
+    .bind(&finished.logs)
+    .bind(finished.logs_truncated)
+    .bind(finished.duration_ms)
+    .bind(notify::EXECUTION_FINISHED)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.is_some())
+}
+
+/// Gives the job back after an infrastructure failure (retried with backoff),
+/// or fails the execution as WORKER_LOST once all attempts are used.
+pub async fn retry_or_fail(db: &PgPool, job: &ExecutionJob, error: &str) -> Result<bool, sqlx::Error> {
+    if job.attempt >= job.max_attempts {
+        let finished = Finished {
+            result: Err((ErrorKind::WorkerLost, format!("gave up after {} attempts: {error}", job.attempt))),
+            logs: String::new(),
+            logs_truncated: false,
+            duration_ms: 0,
+        };
+        return complete(db, job, &finished).await;
+    }
+    let done = sqlx::query(
+        r#"
+        with j as (
+            update execution_jobs
+            set state = 'available', lease_token = null, lease_expires_at = null,
+                run_at = now() + make_interval(secs => $3), last_error = $4
+            where id = $1 and lease_token = $2
+            returning id
+        )
+        update executions e set status = 'QUEUED' from j where e.id = j.id
+        "#,
+    )
+    .bind(job.id)
+    .bind(job.lease_token)
+    .bind(secs(retry_backoff(job.attempt)))
+    .bind(error)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Hands a job this worker will not finish (shutdown) straight back to the
+/// queue; the attempt does not count.
+pub async fn release(db: impl PgExecutor<'_>, lease_token: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        r#"
+        with j as (
+            update execution_jobs
+            set state = 'available', attempt = greatest(attempt - 1, 0), lease_token = null,
+                lease_expires_at = null, run_at = now()
+            where lease_token = $1
+            returning id, attempt
+        ), e as (
+            update executions e set status = 'QUEUED', attempts = j.attempt from j where e.id = j.id
+        )
+        select pg_notify($2, '') from j
+        "#,
+    )
+    .bind(lease_token)
+    .bind(notify::EXECUTION_JOBS)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Extends the leases of the jobs this worker is still running.
+pub async fn heartbeat(db: impl PgExecutor<'_>, lease_tokens: &[Uuid], lease: Duration) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        r#"
+        update execution_jobs set lease_expires_at = now() + make_interval(secs => $2)
+        where state = 'running' and lease_token = any($1)
+        "#,
+    )
+    .bind(lease_tokens)
+    .bind(secs(lease))
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Returns jobs whose lease expired (their worker died or stalled) to the
+/// queue, or fails them as WORKER_LOST when they have used all their
+/// attempts. Returns how many jobs were rescued.
+pub async fn rescue_expired(db: &PgPool) -> Result<u64, sqlx::Error> {
+    let (requeued,): (i64,) = sqlx::query_as(
+        r#"
+        with j as (
+            update execution_jobs
+            set state = 'available', lease_token = null, lease_expires_at = null,
+                run_at = now(), last_error = 'lease expired: the worker was lost'
+            where state = 'running' and lease_expires_at < now() and attempt < max_attempts
+            returning id
+        ), e as (
+            update executions e set status = 'QUEUED' from j where e.id = j.id
+        )
+        select count(*) from j
+        "#,
+    )
+    .fetch_one(db)
+    .await?;
+    if requeued > 0 {
+        sqlx::query("select pg_notify($1, '')").bind(notify::EXECUTION_JOBS).execute(db).await?;
+    }
+    let failed = sqlx::query(
+        r#"
+        with j as (
+            delete from execution_jobs
+            where state = 'running' and lease_expires_at < now() and attempt >= max_attempts
+            returning id, attempt
+        ), fin as (
+            update executions e
+            set status = 'FAILED', error_type = 'WORKER_LOST', finished_at = now(),
+                error_message = 'the execution was lost with its worker on all ' || j.attempt || ' attempts'
+            from j where e.id = j.id
+            returning e.id
+        )
+        select pg_notify($1, fin.id::text) from fin
+        "#,
+    )
+    .bind(notify::EXECUTION_FINISHED)
+    .execute(db)
+    .await?;
+    Ok(requeued as u64 + failed.rows_affected())
+}
+
+/// Cancels every queued (not yet running) execution of a function. Used when
+/// the function is deleted. Returns how many were cancelled.
+pub async fn cancel_queued_of_function(conn: &mut sqlx::PgConnection, function_id: Uuid) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        r#"
+        with j as (
+            delete from execution_jobs where function_id = $1 and state = 'available' returning id
+        ), fin as (
+            update executions e set status = 'CANCELLED', finished_at = now()
+            from j where e.id = j.id
+            returning e.id
+        )
+        select pg_notify($2, fin.id::text) from fin
+        "#,
+    )
+    .bind(function_id)
+    .bind(notify::EXECUTION_FINISHED)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected())
+}

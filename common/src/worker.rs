@@ -1,0 +1,214 @@
+//! The loop every worker runs: claim as many jobs as there are free slots,
+//! run each in its own task, keep their leases alive, rescue jobs lost by
+//! dead workers, and stop in two stages.
+//!
+//! Workers wake on `LISTEN` notifications (a hint only) and also poll on a
+//! jittered interval, so a lost notification costs at most one poll interval.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use uuid::Uuid;
+
+/// A unique name for one worker process: kind, host, pid and a random suffix.
+pub fn worker_id(kind: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown-host".to_string());
+    let suffix: u32 = rand::thread_rng().gen();
+    format!("{kind}-{host}-{}-{suffix:08x}", std::process::id())
+}
+
+/// How a worker loop behaves; every field has a documented default.
+#[derive(Debug, Clone)]
+pub struct LoopConfig {
+    /// Jobs run at once by this process.
+    pub concurrency: usize,
+    /// How long a claim stays valid without a heartbeat.
+    pub lease: Duration,
+    /// Fallback poll interval when no notification arrives.
+    pub poll_interval: Duration,
+    /// On shutdown, how long running jobs may take to finish before their
+    /// leases are released back to the queue.
+    pub shutdown_grace: Duration,
+}
+
+/// One kind of queue, as the generic loop sees it.
+pub trait Queue: Send + Sync + 'static {
+    /// A claimed job.
+    type Job: Send + 'static;
+
+    /// Kind name for logs and worker ids (`compile`, `execute`).
+    fn kind(&self) -> &'static str;
+    /// The `LISTEN` channel that announces new jobs.
+    fn channel(&self) -> &'static str;
+    /// Claims up to `limit` jobs.
+    fn claim(&self, limit: usize) -> impl Future<Output = Result<Vec<Self::Job>, sqlx::Error>> + Send;
+    /// The lease token of a claimed job.
+    fn lease_token(job: &Self::Job) -> Uuid;
+    /// Runs one job to the end, including writing its result (or retrying it).
+    fn process(self: Arc<Self>, job: Self::Job) -> impl Future<Output = ()> + Send;
+    /// Extends the leases of running jobs.
+    fn heartbeat(&self, tokens: &[Uuid]) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
+    /// Gives a job back to the queue without counting the attempt.
+    fn release(&self, token: Uuid) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+    /// Returns jobs with expired leases to the queue.
+    fn rescue(&self) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
+}
+
+/// Runs the worker loop until `shutdown` is cancelled, then stops in two
+/// stages: no new claims, running jobs get `shutdown_grace` to finish, and
+/// the leases of those still running are released.
+pub async fn run<Q: Queue>(queue: Arc<Q>, pool: PgPool, config: LoopConfig, shutdown: CancellationToken) {
+    let wake = Arc::new(Notify::new());
+    let listener = tokio::spawn(listen(pool.clone(), queue.channel(), wake.clone(), shutdown.clone()));
+    let in_flight: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
+    let background = tokio::spawn(maintain(queue.clone(), config.clone(), in_flight.clone(), shutdown.clone()));
+
+    let mut tasks = JoinSet::new();
+    let mut claim_failures = 0u32;
+    while !shutdown.is_cancelled() {
+        let free = config.concurrency.saturating_sub(tasks.len());
+        let mut claimed_all = false;
+        if free > 0 {
+            match queue.claim(free).await {
+                Ok(jobs) => {
+                    claim_failures = 0;
+                    claimed_all = jobs.len() == free;
+                    for job in jobs {
+                        let token = Q::lease_token(&job);
+                        lock(&in_flight).insert(token);
+                        let (queue, in_flight) = (queue.clone(), in_flight.clone());
+                        tasks.spawn(
+                            async move {
+                                queue.process(job).await;
+                                lock(&in_flight).remove(&token);
+                            }
+                            .in_current_span(),
+                        );
+                    }
+                }
+                Err(error) => {
+                    // The database is down or restarting: back off and retry,
+                    // never exit (the operator should not have to restart us).
+                    claim_failures = claim_failures.saturating_add(1);
+                    let pause = Duration::from_millis(200 * 2u64.pow(claim_failures.min(5)));
+                    tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "claim failed");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(pause) => continue,
+                    }
+                }
+            }
+        }
+        if claimed_all {
+            // The queue may hold more: claim again as soon as a slot is free.
+            if tasks.len() < config.concurrency {
+                continue;
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            _ = wake.notified(), if tasks.len() < config.concurrency => {}
+            _ = tokio::time::sleep(jittered(config.poll_interval)) => {}
+        }
+    }
+
+    tracing::info!(kind = queue.kind(), running = tasks.len(), "stopping: no new claims");
+    let drained = tokio::time::timeout(config.shutdown_grace, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        let tokens: Vec<Uuid> = lock(&in_flight).iter().copied().collect();
+        tracing::warn!(kind = queue.kind(), jobs = tokens.len(), "grace period over: releasing unfinished jobs");
+        for token in tokens {
+            if let Err(error) = queue.release(token).await {
+                tracing::warn!(%error, %token, "could not release job; its lease will expire instead");
+            }
+        }
+        tasks.abort_all();
+    }
+    background.abort();
+    listener.abort();
+}
+
+/// Heartbeats running jobs and rescues expired ones, each on its own cadence.
+async fn maintain<Q: Queue>(queue: Arc<Q>, config: LoopConfig, in_flight: Arc<Mutex<HashSet<Uuid>>>, shutdown: CancellationToken) {
+    // Heartbeat three times per lease so one slow round trip never loses it.
+    let mut heartbeat = tokio::time::interval(config.lease / 3);
+    let mut rescue = tokio::time::interval(jittered(config.lease / 2));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = heartbeat.tick() => {
+                let tokens: Vec<Uuid> = lock(&in_flight).iter().copied().collect();
+                if !tokens.is_empty() {
+                    if let Err(error) = queue.heartbeat(&tokens).await {
+                        tracing::warn!(%error, kind = queue.kind(), "heartbeat failed");
+                    }
+                }
+            }
+            _ = rescue.tick() => match queue.rescue().await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(kind = queue.kind(), jobs = n, "rescued jobs whose lease expired"),
+                Err(error) => tracing::warn!(%error, kind = queue.kind(), "rescue failed"),
+            },
+        }
+    }
+}
+
+/// Forwards notifications on `channel` to `wake`. On any connection trouble it
+/// wakes the loop anyway (a notification may have been missed) and retries.
+async fn listen(pool: PgPool, channel: &'static str, wake: Arc<Notify>, shutdown: CancellationToken) {
+    let mut failures = 0u32;
+    while !shutdown.is_cancelled() {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                tracing::debug!(%error, "LISTEN connection failed");
+                tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(failures.min(5)))).await;
+                continue;
+            }
+        };
+        if let Err(error) = listener.listen(channel).await {
+            tracing::debug!(%error, "LISTEN failed");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        failures = 0;
+        wake.notify_one();
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(_)) => wake.notify_one(),
+                // Connection lost: sqlx reconnects on the next call.
+                Ok(None) => wake.notify_one(),
+                Err(error) => {
+                    tracing::debug!(%error, "LISTEN connection broke");
+                    wake.notify_one();
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn jittered(base: Duration) -> Duration {
+    base.mul_f64(rand::thread_rng().gen_range(0.8..=1.2))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding this lock cannot leave the set inconsistent.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,257 @@
+//! Running the compiler inside bubblewrap, under rlimits and a wall-clock timeout.
+//!
+//! User code runs at compile time too (macros, `include_str!`, const eval, `#[path]`),
+//! so rustc sees a filesystem that holds only the toolchain, the prebuilt dependencies
+//! and the job folder, with no network and an empty environment. Without this,
+//! `include_str!("/etc/passwd")` and `env!("DATABASE_URL")` end up inside the module
+//! (measured: /work/shared/notes/rust-to-wasm.md, "Compile-time security").
+//!
+//! Two deliberate differences from the recipe in the note:
+//! - no `/proc`: `/proc/self/mountinfo` would show the host paths of every bind mount
+//!   to `include_str!`. rustc only needs `/proc` to find itself (`$ORIGIN` in its
+//!   RUNPATH, `current_exe` for the sysroot), so the toolchain's shared libraries are
+//!   symlinked into the loader's default directory (`/usr/lib`, a tmpfs) and rustc is
+//!   given `--sysroot` explicitly.
+//! - no variables at all, not even `PATH`/`TMPDIR`: `env!` must fail for every name.
+
+use std::ffi::OsString;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+use tracing::instrument;
+
+use super::CompileLimits;
+
+/// Where the host's Rust sysroot is mounted (read-only).
+pub(super) const TOOLCHAIN_DIR: &str = "/opt/rust";
+/// Where the prebuilt dependency folder is mounted (read-only).
+pub(super) const DEPS_DIR: &str = "/deps";
+/// Where the job folder is mounted (writable).
+pub(super) const JOB_DIR: &str = "/build";
+
+/// Largest file the compiler may write (`RLIMIT_FSIZE`); modules are ~100–150 KB.
+const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
+const MAX_OPEN_FILES: u64 = 1024;
+/// How much of the compiler's stderr we keep. A macro can make rustc print millions
+/// of diagnostics; the rest is drained and dropped so the worker's memory stays bounded.
+const MAX_STDERR_BYTES: u64 = 8 * 1024 * 1024;
+
+/// The fixed part of the sandbox: what is mounted where.
+#[derive(Debug, Clone)]
+pub(super) struct Sandbox {
+    /// Absolute paths of `prlimit` and `bwrap`, resolved once so the cleared
+    /// environment of the child does not matter.
+    prlimit: PathBuf,
+    bwrap: PathBuf,
+    /// Host path of the Rust sysroot, mounted at [`TOOLCHAIN_DIR`].
+    toolchain: PathBuf,
+    /// Host path of the prebuilt dependencies, mounted at [`DEPS_DIR`].
+    deps: PathBuf,
+    /// The host's multiarch library folder (libc, libz...: what rustc and its proc
+    /// macros link against), mounted read-only at the same path. Debian/Ubuntu layout;
+    /// `prepare`'s test compile reports a layout where this is not enough.
+    multiarch_lib_dir: Option<PathBuf>,
+    /// Whether `/usr/lib64` is mounted (it holds the loader on Debian/Ubuntu).
+    has_lib64: bool,
+    /// File names of the shared libraries in `<sysroot>/lib` (librustc_driver, libLLVM).
+    toolchain_libs: Vec<OsString>,
+}
+
+/// How a sandboxed process ended.
+#[derive(Debug)]
+pub(super) struct Finished {
+    pub status: ExitStatus,
+    /// Up to [`MAX_STDERR_BYTES`] of the process's stderr.
+    pub stderr: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(super) enum SandboxError {
+    #[error("could not start the sandbox (prlimit + bwrap): {0}")]
+    Spawn(#[source] io::Error),
+    #[error("lost track of the sandboxed process: {0}")]
+    Wait(#[source] io::Error),
+    #[error("the sandboxed process was killed after the {0:?} wall-clock limit")]
+    TimedOut(std::time::Duration),
+}
+
+impl Sandbox {
+    /// Describes the sandbox for a toolchain at `toolchain` (a sysroot) and prebuilt
+    /// dependencies at `deps`, run with the given `prlimit` and `bwrap` binaries.
+    /// Reads the host's library layout once.
+    pub(super) fn new(
+        prlimit: PathBuf,
+        bwrap: PathBuf,
+        toolchain: &Path,
+        deps: &Path,
+    ) -> io::Result<Self> {
+        let multiarch = PathBuf::from(format!("/usr/lib/{}-linux-gnu", std::env::consts::ARCH));
+        let multiarch_lib_dir = multiarch.is_dir().then_some(multiarch);
+        // Only a real directory: where /usr/lib64 is a symlink to /usr/lib, binding it
+        // would expose all of /usr/lib.
+        let has_lib64 = std::fs::symlink_metadata("/usr/lib64").is_ok_and(|m| m.is_dir());
+
+        let mut toolchain_libs = Vec::new();
+        for entry in std::fs::read_dir(toolchain.join("lib"))? {
+            let entry = entry?;
+            let name = entry.file_name();
+            // `is_file` follows symlinks, which some toolchain layouts use here.
+            if entry.path().is_file() && name.to_string_lossy().contains(".so") {
+                toolchain_libs.push(name);
+            }
+        }
+        Ok(Self {
+            prlimit,
+            bwrap,
+            toolchain: toolchain.to_path_buf(),
+            deps: deps.to_path_buf(),
+            multiarch_lib_dir,
+            has_lib64,
+            toolchain_libs,
+        })
+    }
+
+    /// Runs `program` (a path inside the sandbox) with `args` in `workdir` (inside the
+    /// sandbox), with `job_dir` mounted writable at [`JOB_DIR`]. When the wall-clock
+    /// limit expires the process tree is killed: bwrap is our direct child (prlimit
+    /// execs it), `--die-with-parent` takes its init down with it, and the pid
+    /// namespace ends with its init.
+    #[instrument(skip_all, fields(program = %program))]
+    pub(super) async fn run(
+        &self,
+        job_dir: &Path,
+        workdir: &str,
+        program: &str,
+        args: &[String],
+        limits: &CompileLimits,
+    ) -> Result<Finished, SandboxError> {
+        let mut command = self.command(job_dir, workdir, limits);
+        command
+            .arg(program)
+            .args(args)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().map_err(SandboxError::Spawn)?;
+        let stderr = child.stderr.take();
+
+        let finished = tokio::time::timeout(limits.timeout, async {
+            let (status, stderr) =
+                tokio::join!(child.wait(), read_capped(stderr, MAX_STDERR_BYTES));
+            Ok::<_, io::Error>(Finished {
+                status: status?,
+                stderr: stderr?,
+            })
+        })
+        .await;
+        match finished {
+            Ok(result) => result.map_err(SandboxError::Wait),
+            Err(_elapsed) => {
+                // Kill and reap now rather than leaving it to kill_on_drop, so the
+                // tree is gone before the caller reports the timeout.
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                Err(SandboxError::TimedOut(limits.timeout))
+            }
+        }
+    }
+
+    fn command(&self, job_dir: &Path, workdir: &str, limits: &CompileLimits) -> Command {
+        // RLIMIT_CPU is only a backstop for the wall clock; rustc codegens on several
+        // threads, so its CPU time can exceed the elapsed time.
+        let cpu_seconds = limits.timeout.as_secs().max(1).saturating_mul(2);
+        let mut command = Command::new(&self.prlimit);
+        command
+            .arg(format!("--as={}", limits.memory_bytes))
+            .arg(format!("--cpu={cpu_seconds}"))
+            .arg(format!("--fsize={MAX_FILE_BYTES}"))
+            .arg(format!("--nofile={MAX_OPEN_FILES}"))
+            .arg("--")
+            .arg(&self.bwrap)
+            // As real root, bwrap keeps every capability unless the sandbox gets its
+            // own user namespace with an unprivileged uid and drops them.
+            .args([
+                "--unshare-all",
+                "--unshare-user",
+                "--uid",
+                "65534",
+                "--gid",
+                "65534",
+            ])
+            .args([
+                "--cap-drop",
+                "ALL",
+                "--die-with-parent",
+                "--new-session",
+                "--clearenv",
+            ])
+            // /usr/lib is a tmpfs holding only the host's multiarch library folder and
+            // links to the toolchain's libraries (see the module docs for why).
+            .args(["--tmpfs", "/usr/lib"]);
+        if let Some(dir) = &self.multiarch_lib_dir {
+            command.arg("--ro-bind").arg(dir).arg(dir);
+        }
+        if self.has_lib64 {
+            command.args([
+                "--ro-bind",
+                "/usr/lib64",
+                "/usr/lib64",
+                "--symlink",
+                "usr/lib64",
+                "/lib64",
+            ]);
+        } else {
+            command.args(["--symlink", "usr/lib", "/lib64"]);
+        }
+        command.args(["--symlink", "usr/lib", "/lib"]);
+        for lib in &self.toolchain_libs {
+            let mut target = OsString::from(format!("{TOOLCHAIN_DIR}/lib/"));
+            target.push(lib);
+            let mut link = OsString::from("/usr/lib/");
+            link.push(lib);
+            command.arg("--symlink").arg(target).arg(link);
+        }
+        command
+            .args(["--dev", "/dev", "--tmpfs", "/tmp"])
+            .arg("--ro-bind")
+            .arg(&self.toolchain)
+            .arg(TOOLCHAIN_DIR)
+            .arg("--ro-bind")
+            .arg(&self.deps)
+            .arg(DEPS_DIR)
+            .arg("--bind")
+            .arg(job_dir)
+            .arg(JOB_DIR)
+            .args(["--chdir", workdir]);
+        command
+    }
+}
+
+/// Reads up to `cap` bytes, then drains the rest so the writer never blocks on a full pipe.
+async fn read_capped(stream: Option<impl AsyncRead + Unpin>, cap: u64) -> io::Result<Vec<u8>> {
+    let Some(mut stream) = stream else {
+        return Ok(Vec::new());
+    };
+    let mut kept = Vec::new();
+    (&mut stream).take(cap).read_to_end(&mut kept).await?;
+    tokio::io::copy(&mut stream, &mut tokio::io::sink()).await?;
+    Ok(kept)
+}
+
+/// Looks `name` up in the worker's `PATH`, like a shell would.
+pub(super) fn find_program(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| {
+            candidate
+                .metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}

@@ -1,0 +1,168 @@
+//! The sandbox that runs a function module: a WASI preview1 command whose
+//! stdin is the input JSON and whose stdout is the output JSON.
+//!
+//! Shaped like spin's executor: one wasmtime [`Engine`](wasmtime::Engine) per
+//! process ([`Runtime`]), an `InstancePre` per module ([`LoadedModule`]) and a
+//! fresh `Store` per run, carrying the memory limiter and the epoch deadline.
+//!
+//! Both [`Runtime::load`] and [`Runtime::run`] block (compiling, running wasm):
+//! call them from `spawn_blocking`, never on an async worker thread. `run`
+//! must also not be called on a thread that is inside a tokio runtime's
+//! `block_on`, because WASI host calls enter the ambient tokio runtime.
+//!
+//! Isolation per run: no preopened directories (no filesystem), no network,
+//! only [`RunLimits::env`] as the environment, `argv = ["handler"]`; real
+//! clocks and randomness.
+
+mod engine;
+mod exit;
+mod limits;
+mod logs;
+mod outcome;
+mod poll;
+mod run;
+
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+pub use plat_common::ErrorKind;
+use plat_common::ExecutionConfig;
+
+use self::engine::EpochTicker;
+use self::run::{Prepared, RunState};
+
+/// One per process: the wasmtime engine, the WASI linker and the thread that
+/// drives timeouts. Share it (`Arc<Runtime>`) between all runs; dropping it
+/// stops the ticker.
+pub struct Runtime {
+    engine: wasmtime::Engine,
+    linker: wasmtime::Linker<RunState>,
+    _ticker: EpochTicker,
+}
+
+/// A compiled module with its imports resolved, ready to run any number of
+/// times, concurrently. Cheap to share through an `Arc`. Only valid with the
+/// [`Runtime`] that loaded it.
+pub struct LoadedModule {
+    prepared: Prepared,
+}
+
+/// The limits and environment of one run.
+#[derive(Debug, Clone)]
+pub struct RunLimits {
+    /// Wall-clock budget for instantiation and the run (10 ms granularity;
+    /// the function gets at least this long, at most one tick more).
+    pub timeout: Duration,
+    /// Cap on the guest's linear memory.
+    pub memory_bytes: usize,
+    /// The only environment variables the guest sees.
+    pub env: Vec<(String, String)>,
+    /// Cap on stdout. Output reaching it is reported as `INVALID_OUTPUT`.
+    pub max_output_bytes: usize,
+    /// Cap on captured stderr; the guest's writes beyond it still succeed.
+    pub max_log_bytes: usize,
+}
+
+/// Default stdout cap: 1 MiB.
+pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1 << 20;
+/// Default stderr cap: 64 KiB.
+pub const DEFAULT_MAX_LOG_BYTES: usize = 64 << 10;
+
+impl Default for RunLimits {
+    /// The platform defaults (the same as [`ExecutionConfig::default`]).
+    fn default() -> Self {
+        Self::from(&ExecutionConfig::default())
+    }
+}
+
+impl From<&ExecutionConfig> for RunLimits {
+    fn from(config: &ExecutionConfig) -> Self {
+        Self {
+            timeout: Duration::from_millis(u64::from(config.timeout_ms)),
+            memory_bytes: usize::try_from(u64::from(config.memory_limit_mb) << 20)
+                .unwrap_or(usize::MAX),
+            env: config
+                .environment_variables
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+            max_log_bytes: DEFAULT_MAX_LOG_BYTES,
+        }
+    }
+}
+
+/// Why a run did not produce output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunFailure {
+    pub kind: ErrorKind,
+    /// For the user: the handler's or panic's message, or what limit was hit.
+    /// Never contains host paths or host backtraces.
+    pub message: String,
+}
+
+/// Everything a run produced.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// The output JSON text (validated, not re-serialised), or why there is none.
+    pub result: Result<String, RunFailure>,
+    /// The guest's stderr, lossy UTF-8, cut at `max_log_bytes` on a character
+    /// boundary, followed by a `[logs truncated at N bytes]` line when cut.
+    pub logs: String,
+    pub logs_truncated: bool,
+    /// Instantiation plus the run.
+    pub duration: Duration,
+}
+
+impl Runtime {
+    /// Builds the engine (epoch interruption, 1 MiB wasm stack, Cranelift
+    /// `Speed`) and starts the 10 ms epoch ticker.
+    pub fn new() -> anyhow::Result<Self> {
+        let engine = engine::build_engine()?;
+        let linker = run::build_linker(&engine)?;
+        let ticker = EpochTicker::start(engine.clone())?;
+        Ok(Self {
+            engine,
+            linker,
+            _ticker: ticker,
+        })
+    }
+
+    /// Compiles `wasm` (binary format) and resolves its imports. CPU-heavy
+    /// (tens to hundreds of ms): call from `spawn_blocking`, and cache the
+    /// result per module.
+    pub fn load(&self, wasm: &[u8]) -> anyhow::Result<LoadedModule> {
+        Ok(LoadedModule {
+            prepared: run::prepare(&self.engine, &self.linker, wasm)?,
+        })
+    }
+
+    /// Runs `module` once with `input` on stdin. Blocks until the module
+    /// exits, traps, hits a limit or times out; never panics on guest
+    /// behaviour.
+    pub fn run(&self, module: &LoadedModule, input: &[u8], limits: &RunLimits) -> RunOutcome {
+        run::run(&self.engine, module, input, limits)
+    }
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for LoadedModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedModule").finish_non_exhaustive()
+    }
+}
+
+// The worker shares these across `spawn_blocking` tasks; keep that a
+// compile-time guarantee rather than a surprise in someone else's crate.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Runtime>();
+    assert_send_sync::<LoadedModule>();
+};

@@ -1,0 +1,173 @@
+//! Loading a module once and running it many times: the `InstancePre` is built
+//! at load, each run gets a fresh `Store` (WASI context, limiter, deadline).
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use wasmtime::{Engine, ExternType, InstancePre, Linker, Module, ModuleExport, Store};
+use wasmtime_wasi::p1::{self, WasiP1Ctx};
+use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+use wasmtime_wasi::WasiCtxBuilder;
+
+use super::engine::deadline_ticks;
+use super::exit;
+use super::limits::Limiter;
+use super::logs::LogPipe;
+use super::outcome::{self, Ended};
+use super::poll::{self, GuestClock, Timing};
+use super::{ErrorKind, LoadedModule, RunFailure, RunLimits, RunOutcome};
+
+/// The guest's `argv`: no paths, nothing about the host.
+const ARGV0: &str = "handler";
+
+const ONE_YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The data of one run's `Store`.
+pub(crate) struct RunState {
+    wasi: WasiP1Ctx,
+    limiter: Limiter,
+    timing: Timing,
+}
+
+/// What a `LoadedModule` holds: everything per-module that can be prepared
+/// once, so a run only instantiates and calls.
+pub(crate) struct Prepared {
+    pre: InstancePre<RunState>,
+    start: ModuleExport,
+}
+
+/// The linker every module is instantiated with: WASIp1, with our
+/// deadline-aware `poll_oneoff` and contract-faithful `proc_exit`. Built once
+/// per `Runtime`.
+pub(crate) fn build_linker(engine: &Engine) -> anyhow::Result<Linker<RunState>> {
+    let mut linker = Linker::new(engine);
+    p1::add_to_linker_sync(&mut linker, |state: &mut RunState| &mut state.wasi)?;
+    poll::add_to_linker(&mut linker, |state: &RunState| state.timing)?;
+    exit::add_to_linker(&mut linker)?;
+    Ok(linker)
+}
+
+pub(crate) fn prepare(
+    engine: &Engine,
+    linker: &Linker<RunState>,
+    wasm: &[u8],
+) -> anyhow::Result<Prepared> {
+    // Binary only: modules come from our compiler, and accepting the text
+    // format would put a second parser on this path for nothing.
+    let module = Module::from_binary(engine, wasm)
+        .map_err(anyhow::Error::from)
+        .context("invalid wasm module")?;
+    check_command_exports(&module)?;
+    let start = module
+        .get_export_index("_start")
+        .context("module does not export `_start`")?;
+    // Resolves every import now, so a module needing something we do not
+    // provide (sockets of another WASI version, threads, …) fails at load, not
+    // at its first run.
+    let pre = linker
+        .instantiate_pre(&module)
+        .map_err(anyhow::Error::from)
+        .context("module imports something Plat does not provide")?;
+    Ok(Prepared { pre, start })
+}
+
+/// A WASI command: `_start: () -> ()` and a memory named `memory` (WASI
+/// reads and writes guest buffers through it).
+fn check_command_exports(module: &Module) -> anyhow::Result<()> {
+    match module.get_export("_start") {
+        Some(ExternType::Func(ty)) if ty.params().len() == 0 && ty.results().len() == 0 => {}
+        Some(_) => anyhow::bail!("module export `_start` is not a function `() -> ()`"),
+        None => anyhow::bail!("module does not export `_start` (not a WASI command)"),
+    }
+    match module.get_export("memory") {
+        Some(ExternType::Memory(_)) => Ok(()),
+        _ => anyhow::bail!("module does not export a memory named `memory`"),
+    }
+}
+
+pub(crate) fn run(
+    engine: &Engine,
+    module: &LoadedModule,
+    input: &[u8],
+    limits: &RunLimits,
+) -> RunOutcome {
+    let started = Instant::now();
+    // A module compiled by another engine would run without this runtime's
+    // epoch ticker, i.e. without a timeout; refuse instead.
+    if !Engine::same(module.prepared.pre.module().engine(), engine) {
+        return RunOutcome {
+            result: Err(RunFailure {
+                kind: ErrorKind::ModuleError,
+                message: "module was loaded by a different runtime".to_owned(),
+            }),
+            logs: String::new(),
+            logs_truncated: false,
+            duration: started.elapsed(),
+        };
+    }
+    let stdout = MemoryOutputPipe::new(limits.max_output_bytes);
+    let logs = LogPipe::new(limits.max_log_bytes);
+    let timing = Timing {
+        // Capped so the addition cannot overflow `Instant`; a year is "no
+        // deadline" in practice.
+        deadline: started
+            .checked_add(limits.timeout.min(ONE_YEAR))
+            .unwrap_or(started),
+        clock: GuestClock::starting_at(started),
+    };
+
+    let wasi = WasiCtxBuilder::new()
+        .stdin(MemoryInputPipe::new(Bytes::copy_from_slice(input)))
+        .stdout(stdout.clone())
+        .stderr(logs.clone())
+        .arg(ARGV0)
+        // Only these variables: the builder starts from an empty environment
+        // and we never call `inherit_env`. Likewise no preopens (no files) and
+        // no socket permissions (the default denies every address).
+        .envs(&limits.env)
+        .monotonic_clock(timing.clock)
+        .build_p1();
+    let mut store = Store::new(
+        engine,
+        RunState {
+            wasi,
+            limiter: Limiter::new(limits.memory_bytes),
+            timing,
+        },
+    );
+    store.limiter(|state| &mut state.limiter);
+    store.set_epoch_deadline(deadline_ticks(limits.timeout));
+    store.epoch_deadline_trap();
+
+    let result = instantiate_and_start(&mut store, &module.prepared);
+    let duration = started.elapsed();
+    let refusals = store.data().limiter.refusals();
+    drop(store);
+
+    let result = outcome::classify(Ended {
+        result,
+        stdout: Vec::from(stdout.contents()),
+        refusals,
+        timeout: limits.timeout,
+        memory_bytes: limits.memory_bytes,
+        max_output_bytes: limits.max_output_bytes,
+    });
+    let (logs, logs_truncated) = outcome::render_logs(logs.take(), limits.max_log_bytes);
+    RunOutcome {
+        result,
+        logs,
+        logs_truncated,
+        duration,
+    }
+}
+
+fn instantiate_and_start(store: &mut Store<RunState>, prepared: &Prepared) -> wasmtime::Result<()> {
+    let instance = prepared.pre.instantiate(&mut *store)?;
+    let start = instance
+        .get_module_export(&mut *store, &prepared.start)
+        .and_then(|export| export.into_func())
+        .ok_or_else(|| wasmtime::format_err!("module lost its `_start` export"))?
+        .typed::<(), ()>(&*store)?;
+    start.call(&mut *store, ())
+}
