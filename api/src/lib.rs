@@ -1,1 +1,92 @@
+//! Plat's HTTP API: registers functions, queues their builds and runs, and
+//! serves their history. It only talks to PostgreSQL; the workers do the rest.
 
+pub mod config;
+mod error;
+mod executions;
+mod extract;
+mod functions;
+mod health;
+mod pagination;
+mod waiters;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::extract::FromRef;
+use axum::http::{HeaderName, Request};
+use axum::Router;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+pub use config::ApiConfig;
+pub use error::Error;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What every handler can reach.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub db: PgPool,
+    pub config: Arc<ApiConfig>,
+    waiters: Arc<waiters::Waiters>,
+}
+
+impl AppState {
+    pub fn new(db: PgPool, config: ApiConfig) -> Self {
+        Self { db, config: Arc::new(config), waiters: Arc::default() }
+    }
+}
+
+/// The whole HTTP surface. Requests get an `x-request-id` (kept if the client
+/// sent one), echoed in the response and carried by every log line.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .merge(functions::router(&state))
+        .merge(executions::router(&state))
+        .merge(health::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            let request_id = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
+        }))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+async fn not_found(uri: axum::http::Uri) -> Error {
+    Error::NotFound(format!("no route for {}", uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Error {
+    Error::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
+}
+
+/// Binds `config.listen` and serves until `shutdown`.
+pub async fn serve(pool: PgPool, config: ApiConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let listener =
+        TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
+    serve_on(listener, pool, config, shutdown).await
+}
+
+/// Serves on an already bound listener (tests bind port 0) until `shutdown`,
+/// then lets in-flight requests finish.
+pub async fn serve_on(
+    listener: TcpListener,
+    pool: PgPool,
+    config: ApiConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let state = AppState::new(pool.clone(), config);
+    let listen = tokio::spawn(waiters::listen(pool, state.waiters.clone(), shutdown.clone()));
+    tracing::info!(address = %listener.local_addr()?, "API listening");
+    let served = axum::serve(listener, app(state)).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+    shutdown.cancel();
+    listen.abort();
+    served.context("serving HTTP")
+}

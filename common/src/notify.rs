@@ -8,3 +8,6 @@ pub const COMPILE_JOBS: &str = "plat_compile_jobs";
 pub const EXECUTION_JOBS: &str = "plat_execution_jobs";
 /// An execution reached a terminal state; the payload is its id.
 pub const EXECUTION_FINISHED: &str = "plat_execution_finished";
+/// A function version finished building (READY or FAILED); the payload is
+/// the function id.
+pub const FUNCTION_VERSION_BUILT: &str = "plat_function_version_built";

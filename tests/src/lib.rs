@@ -1,1 +1,288 @@
+//! The harness for Plat's end-to-end tests: a real API on a loopback port,
+//! real compiler and executor workers (in-process tasks, the same code the
+//! binaries run), and a fresh PostgreSQL database per test (`#[sqlx::test]`).
 
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use plat_worker_compiler::compile::RustToolchain;
+use plat_worker_compiler::CompilerConfig;
+use plat_worker_executor::ExecutorConfig;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::sync::OnceCell;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The migrator `#[sqlx::test(migrator = ...)]` applies to each test database.
+pub use plat_common::db::MIGRATOR;
+
+/// How long any single wait in a test may take before the test fails. A
+/// generous bound, not a timing assertion: it only turns a hang into a failure.
+const PATIENCE: Duration = Duration::from_secs(180);
+
+/// A handler that greets `input.name`, the README's example.
+pub const HELLO: &str = r#"
+use serde_json::{json, Value};
+pub fn handler(input: Value) -> Result<Value, String> {
+    eprintln!("greeting {}", input["name"]);
+    Ok(json!({ "greeting": format!("Hello, {}!", input["name"].as_str().unwrap_or("world")) }))
+}
+"#;
+
+/// Which workers a test runs next to the API.
+#[derive(Debug, Clone, Copy)]
+pub struct Workers {
+    pub compilers: usize,
+    pub executors: usize,
+}
+
+impl Default for Workers {
+    fn default() -> Self {
+        Self { compilers: 1, executors: 1 }
+    }
+}
+
+pub struct TestApp {
+    pub base_url: String,
+    pub client: reqwest::Client,
+    pub pool: PgPool,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub content_type: String,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// Asserts this is an RFC 9457 problem with `status` and returns its detail.
+    pub fn problem(&self, status: StatusCode) -> &str {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        assert_eq!(self.content_type, "application/problem+json", "body: {}", self.body);
+        assert_eq!(self.body["status"], status.as_u16());
+        assert!(self.body["type"].as_str().is_some_and(|t| !t.is_empty()), "body: {}", self.body);
+        let detail = self.body["detail"].as_str().expect("problem has a detail");
+        assert!(!detail.is_empty());
+        detail
+    }
+}
+
+/// One toolchain per test binary, as one per worker process in production.
+async fn toolchain() -> Arc<RustToolchain> {
+    static TOOLCHAIN: OnceCell<Arc<RustToolchain>> = OnceCell::const_new();
+    TOOLCHAIN
+        .get_or_init(|| async {
+            let toolchain = RustToolchain::prepare(&cache_dir()).await.expect("the Rust toolchain is ready");
+            Arc::new(toolchain)
+        })
+        .await
+        .clone()
+}
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .join("plat-test-cache")
+}
+
+/// Settings with short leases and polls, so rescue and fallback paths run
+/// within a test's lifetime.
+pub fn compiler_config() -> CompilerConfig {
+    CompilerConfig {
+        concurrency: 2,
+        cache_dir: cache_dir(),
+        compile_timeout_secs: 120,
+        compile_memory_mb: 2048,
+        lease_secs: 3,
+        poll_interval_ms: 1000,
+        shutdown_grace_secs: 5,
+    }
+}
+
+pub fn executor_config() -> ExecutorConfig {
+    ExecutorConfig {
+        concurrency: Some(2),
+        module_cache_size: 16,
+        lease_secs: 3,
+        poll_interval_ms: 1000,
+        shutdown_grace_secs: 5,
+    }
+}
+
+impl TestApp {
+    /// The API with one compiler and one executor.
+    pub async fn spawn(pool: PgPool) -> Self {
+        Self::spawn_with(pool, Workers::default()).await
+    }
+
+    pub async fn spawn_with(pool: PgPool, workers: Workers) -> Self {
+        let _ = tracing_subscriber_init();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        let mut app = Self { base_url, client: reqwest::Client::new(), pool: pool.clone(), shutdown, tasks: Vec::new() };
+        let config = plat_api::ApiConfig { max_source_bytes: 64 * 1024, max_input_bytes: 64 * 1024, ..Default::default() };
+        let (shutdown, api_pool) = (app.shutdown.clone(), app.component_pool(10).await);
+        app.tasks.push(tokio::spawn(async move {
+            plat_api::serve_on(listener, api_pool, config, shutdown).await.expect("API serves");
+        }));
+        for _ in 0..workers.compilers {
+            app.start_compiler().await;
+        }
+        for _ in 0..workers.executors {
+            app.start_executor(executor_config()).await;
+        }
+        app
+    }
+
+    /// A pool of its own for one component, on the test's database, as each
+    /// process has in production (a `LISTEN` holds one connection for good).
+    async fn component_pool(&self, max_connections: u32) -> PgPool {
+        let options = self.pool.connect_options().as_ref().clone();
+        PgPoolOptions::new().max_connections(max_connections).connect_with(options).await.expect("component pool")
+    }
+
+    pub async fn start_compiler(&mut self) {
+        let (pool, shutdown, toolchain) = (self.component_pool(4).await, self.shutdown.clone(), toolchain().await);
+        self.tasks.push(tokio::spawn(plat_worker_compiler::run_with_toolchain(
+            pool,
+            compiler_config(),
+            toolchain,
+            shutdown,
+        )));
+    }
+
+    /// Starts an executor worker; the returned token stops just this one.
+    pub async fn start_executor(&mut self, config: ExecutorConfig) -> CancellationToken {
+        let stop = self.shutdown.child_token();
+        let (pool, token) = (self.component_pool(4).await, stop.clone());
+        self.tasks.push(tokio::spawn(async move {
+            plat_worker_executor::run(pool, config, token).await.expect("executor runs");
+        }));
+        stop
+    }
+
+    pub async fn request(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        let mut request = self.client.request(method, format!("{}{path}", self.base_url));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        read(request.send().await.expect("request sent")).await
+    }
+
+    /// Sends `body` verbatim with the given content type.
+    pub async fn request_raw(&self, method: Method, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
+        let request = self
+            .client
+            .request(method, format!("{}{path}", self.base_url))
+            .header("content-type", content_type)
+            .body(body);
+        read(request.send().await.expect("request sent")).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.request(Method::GET, path, None).await
+    }
+
+    /// Registers a Rust function and returns its id.
+    pub async fn create_function(&self, name: &str, source: &str, config: Value) -> String {
+        let reply = self
+            .request(
+                Method::POST,
+                "/functions",
+                Some(json!({ "name": name, "language": "rust", "source": source, "executionConfig": config })),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+        reply.body["id"].as_str().expect("an id").to_owned()
+    }
+
+    /// Registers a function and waits until it is READY.
+    pub async fn ready_function(&self, name: &str, source: &str, config: Value) -> String {
+        let id = self.create_function(name, source, config).await;
+        let function = self.wait_for_build(&id, 1).await;
+        assert_eq!(function["status"], "READY", "{function}");
+        id
+    }
+
+    /// Waits until version `version` of the function is built (READY or
+    /// FAILED) and returns the function.
+    pub async fn wait_for_build(&self, id: &str, version: i64) -> Value {
+        self.wait_until(plat_common::notify::FUNCTION_VERSION_BUILT, || async {
+            let function = self.get(&format!("/functions/{id}")).await.body;
+            let built = function["version"] == version && matches!(function["status"].as_str(), Some("READY" | "FAILED"));
+            built.then_some(function)
+        })
+        .await
+    }
+
+    /// Executes with `?wait=SECS` and returns the reply.
+    pub async fn execute(&self, id: &str, input: Value, wait: u32) -> Reply {
+        self.request(Method::POST, &format!("/functions/{id}/execute?wait={wait}"), Some(input)).await
+    }
+
+    /// Waits until the execution is finished and returns it.
+    pub async fn wait_for_execution(&self, id: &str) -> Value {
+        self.wait_until(plat_common::notify::EXECUTION_FINISHED, || async {
+            let execution = self.get(&format!("/executions/{id}")).await.body;
+            matches!(execution["status"].as_str(), Some("SUCCEEDED" | "FAILED" | "CANCELLED")).then_some(execution)
+        })
+        .await
+    }
+
+    /// Re-checks `check` whenever `channel` is notified (and every second as
+    /// a backstop), until it yields a value; fails the test after [`PATIENCE`].
+    pub async fn wait_until<T, F, Fut>(&self, channel: &str, check: F) -> T
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let mut listener = PgListener::connect_with(&self.pool).await.expect("LISTEN connection");
+        listener.listen(channel).await.expect("LISTEN");
+        let waited = tokio::time::timeout(PATIENCE, async {
+            loop {
+                if let Some(value) = check().await {
+                    return value;
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(1), listener.recv()).await;
+            }
+        })
+        .await;
+        waited.unwrap_or_else(|_| panic!("gave up waiting on {channel} after {PATIENCE:?}"))
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+async fn read(response: reqwest::Response) -> Reply {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let content_type =
+        headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let bytes = response.bytes().await.expect("response body");
+    let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("a JSON body") };
+    Reply { status, content_type, headers, body }
+}
+
+/// Logs from the components, shown for failing tests (`RUST_LOG` to filter).
+fn tracing_subscriber_init() {
+    plat_common::telemetry::init_for_tests();
+}

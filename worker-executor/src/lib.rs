@@ -1,2 +1,30 @@
+//! Plat's executor worker: claims execution jobs from Postgres and runs each
+//! function's module in wasmtime under its limits.
 
+mod config;
+mod modules;
 pub mod runtime;
+mod worker;
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+pub use config::ExecutorConfig;
+
+/// Claims and runs executions until `shutdown`, then stops in two stages.
+pub async fn run(pool: PgPool, config: ExecutorConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let runtime = Arc::new(runtime::Runtime::new()?);
+    let loop_config = config.loop_config();
+    let queue = worker::ExecuteQueue {
+        pool: pool.clone(),
+        modules: modules::ModuleCache::new(runtime.clone(), config.module_cache_size),
+        runtime,
+        worker_id: plat_common::worker::worker_id("execute"),
+        lease: loop_config.lease,
+    };
+    tracing::info!(worker_id = %queue.worker_id, concurrency = loop_config.concurrency, "executor worker started");
+    plat_common::worker::run(Arc::new(queue), pool, loop_config, shutdown).await;
+    Ok(())
+}

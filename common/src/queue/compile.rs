@@ -132,13 +132,16 @@ pub async fn complete(
             from done where fv.function_id = done.function_id and fv.version = done.version
             returning fv.function_id, fv.version, fv.status
         )
-        update functions f
-        set active_version = case when v.status = 'READY'
-                                  then greatest(coalesce(f.active_version, 0), v.version)
-                                  else f.active_version end,
-            updated_at = now()
-        from v where f.id = v.function_id
-        returning f.id
+        , f as (
+            update functions f
+            set active_version = case when v.status = 'READY'
+                                      then greatest(coalesce(f.active_version, 0), v.version)
+                                      else f.active_version end,
+                updated_at = now()
+            from v where f.id = v.function_id
+            returning f.id
+        )
+        select f.id from f, lateral (select pg_notify($8, f.id::text)) as n
         "#,
     )
     .bind(job.id)
@@ -148,6 +151,7 @@ pub async fn complete(
     .bind(sha256)
     .bind(duration_ms)
     .bind(compile_error)
+    .bind(notify::FUNCTION_VERSION_BUILT)
     .fetch_optional(db)
     .await?;
     Ok(row.is_some())
@@ -256,12 +260,17 @@ pub async fn rescue_expired(db: &PgPool) -> Result<u64, sqlx::Error> {
             where state = 'running' and lease_expires_at < now() and attempt >= max_attempts
             returning function_id, version, attempt
         )
-        update function_versions fv
-        set status = 'FAILED', updated_at = now(), compiled_at = now(),
-            compile_error = 'the build was lost with its worker ' || j.attempt || ' times; update the function to try again'
-        from j where fv.function_id = j.function_id and fv.version = j.version
+        , v as (
+            update function_versions fv
+            set status = 'FAILED', updated_at = now(), compiled_at = now(),
+                compile_error = 'the build was lost with its worker ' || j.attempt || ' times; update the function to try again'
+            from j where fv.function_id = j.function_id and fv.version = j.version
+            returning fv.function_id
+        )
+        select pg_notify($1, v.function_id::text) from v
         "#,
     )
+    .bind(notify::FUNCTION_VERSION_BUILT)
     .execute(db)
     .await?;
     Ok(requeued as u64 + failed.rows_affected())

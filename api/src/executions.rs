@@ -1,0 +1,232 @@
+//! Running functions and reading their history: `POST /functions/{id}/execute`,
+//! `GET /functions/{id}/executions`, `GET /executions/{id}`.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::{DateTime, Utc};
+use plat_common::queue::execute;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::extract::{Json, Path, Query};
+use crate::functions::{self, FunctionKey};
+use crate::pagination::{Page, Position};
+use crate::AppState;
+
+const DEFAULT_WAIT_SECS: u32 = 30;
+const STATUSES: &[&str] = &["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"];
+
+pub fn router(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .route(
+            "/functions/{function}/execute",
+            post(execute).layer(DefaultBodyLimit::max(state.config.max_input_bytes)),
+        )
+        .route("/functions/{function}/executions", get(list))
+        .route("/executions/{id}", get(read))
+}
+
+/// One execution, as the API shows it.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionView {
+    id: Uuid,
+    function_id: Uuid,
+    function_version: i32,
+    status: String,
+    #[sqlx(json)]
+    input: Box<RawValue>,
+    #[sqlx(json(nullable))]
+    output: Option<Box<RawValue>>,
+    #[sqlx(flatten)]
+    error: ErrorColumns,
+    logs: String,
+    logs_truncated: bool,
+    duration_ms: Option<i32>,
+    attempts: i32,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+/// `error_type` and `error_message`, shown as `error: {type, message} | null`.
+#[derive(Debug, sqlx::FromRow)]
+struct ErrorColumns {
+    error_type: Option<String>,
+    error_message: Option<String>,
+}
+
+impl Serialize for ErrorColumns {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct ExecutionError<'a> {
+            #[serde(rename = "type")]
+            kind: &'a str,
+            message: &'a str,
+        }
+        self.error_type
+            .as_deref()
+            .map(|kind| ExecutionError { kind, message: self.error_message.as_deref().unwrap_or_default() })
+            .serialize(serializer)
+    }
+}
+
+impl ExecutionView {
+    fn is_finished(&self) -> bool {
+        matches!(self.status.as_str(), "SUCCEEDED" | "FAILED" | "CANCELLED")
+    }
+}
+
+const SELECT_EXECUTION: &str = r#"
+    select id, function_id, function_version, status::text as status, input, output, error_type,
+           error_message, logs, logs_truncated, duration_ms, attempts, created_at, started_at, finished_at
+    from executions
+"#;
+
+async fn fetch(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<ExecutionView>> {
+    Ok(sqlx::query_as(&format!("{SELECT_EXECUTION} where id = $1")).bind(id).fetch_optional(db).await?)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExecuteParams {
+    wait: Option<u32>,
+}
+
+/// Queues a run of the function's active version with the body as input and,
+/// unless `wait=0`, waits up to `wait` seconds for its result: 200 when it
+/// finished (whatever its status), 202 while it is still queued or running.
+async fn execute(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    Query(params): Query<ExecuteParams>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse> {
+    let wait = params.wait.unwrap_or(DEFAULT_WAIT_SECS);
+    if wait > state.config.max_wait_secs {
+        return Err(Error::BadRequest(format!(
+            "`wait` must be at most {} seconds, got {wait}",
+            state.config.max_wait_secs
+        )));
+    }
+    let body = body.map_err(|rejection| match Error::from(rejection) {
+        Error::PayloadTooLarge(_) => Error::PayloadTooLarge(format!(
+            "the input is larger than the limit of {} bytes",
+            state.config.max_input_bytes
+        )),
+        other => other,
+    })?;
+    let input = parse_input(&body)?;
+
+    let function = functions::find(&state.db, &FunctionKey::parse(key), false).await?;
+    let Some(version) = function.active_version else {
+        return Err(Error::Conflict(format!(
+            "function {} has no READY version yet (its newest version is {}); wait until GET /functions/{} shows status READY",
+            function.id, function.status, function.id
+        )));
+    };
+
+    let id = Uuid::now_v7();
+    // Registered before the job exists, so even an instant finish is seen.
+    let waiter = (wait > 0).then(|| state.waiters.register(id));
+    let mut tx = state.db.begin().await?;
+    execute::enqueue(&mut tx, id, function.id, version, input.get()).await?;
+    tx.commit().await?;
+
+    let mut execution = None;
+    if let Some(waiter) = waiter {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(wait));
+        loop {
+            let timed_out = tokio::select! {
+                _ = waiter.woken() => false,
+                _ = tokio::time::sleep_until(deadline) => true,
+            };
+            let current = fetch(&state.db, id).await?;
+            let done = current.as_ref().is_none_or(ExecutionView::is_finished);
+            execution = current;
+            if done || timed_out {
+                break;
+            }
+        }
+    }
+    let execution = match execution {
+        Some(execution) => execution,
+        None => fetch(&state.db, id).await?.ok_or_else(|| anyhow::anyhow!("execution {id} vanished"))?,
+    };
+    let status = if execution.is_finished() { StatusCode::OK } else { StatusCode::ACCEPTED };
+    let location = HeaderValue::from_str(&format!("/executions/{id}")).map_err(anyhow::Error::from)?;
+    Ok((status, [(header::LOCATION, location)], Json(execution)))
+}
+
+/// The body is the input: any JSON value; an empty body means `null`.
+fn parse_input(body: &[u8]) -> Result<Box<RawValue>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(RawValue::from_string("null".to_owned()).map_err(anyhow::Error::from)?);
+    }
+    let text = std::str::from_utf8(body).map_err(|_| Error::BadRequest("the input is not UTF-8 text".to_owned()))?;
+    serde_json::from_str::<Box<RawValue>>(text)
+        .map_err(|e| Error::BadRequest(format!("the input (the request body) is not valid JSON: {e}")))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    status: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ExecutionList {
+    items: Vec<ExecutionView>,
+    next_cursor: Option<String>,
+}
+
+/// A function's executions, newest first, optionally of one status.
+async fn list(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<ExecutionList>> {
+    let page = Page::parse(params.limit, params.cursor.as_deref())?;
+    if let Some(status) = params.status.as_deref().filter(|s| !STATUSES.contains(s)) {
+        return Err(Error::BadRequest(format!("`status` {status:?} is not one of {}", STATUSES.join(", "))));
+    }
+    let function = functions::find(&state.db, &FunctionKey::parse(key), false).await?;
+    let rows: Vec<ExecutionView> = sqlx::query_as(&format!(
+        r#"
+        {SELECT_EXECUTION}
+        where function_id = $1
+          and ($2::execution_status is null or status = $2::execution_status)
+          and ($3::timestamptz is null or (created_at, id) < ($3, $4))
+        order by created_at desc, id desc
+        limit $5
+        "#
+    ))
+    .bind(function.id)
+    .bind(params.status.as_deref())
+    .bind(page.after_created_at())
+    .bind(page.after_id())
+    .bind(page.fetch_limit())
+    .fetch_all(&state.db)
+    .await?;
+    let (items, next_cursor) = page.finish(rows, |e| Position { created_at: e.created_at, id: e.id });
+    Ok(Json(ExecutionList { items, next_cursor }))
+}
+
+async fn read(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<ExecutionView>> {
+    let not_found = || Error::NotFound(format!("no execution with id {id}"));
+    let parsed = Uuid::try_parse(&id).map_err(|_| not_found())?;
+    fetch(&state.db, parsed).await?.map(Json).ok_or_else(not_found)
+}

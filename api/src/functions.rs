@@ -1,0 +1,299 @@
+//! `/functions`: register, list, read, change and delete functions. Every
+//! change that needs a build writes the new version and its compile job in
+//! one transaction, so a version exists exactly when its job does.
+
+mod input;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use plat_common::queue::compile;
+use plat_common::ExecutionConfig;
+use serde::Serialize;
+use sqlx::types::Json as SqlJson;
+use sqlx::{PgExecutor, PgPool};
+use uuid::Uuid;
+
+use self::input::{CreateFunction, UpdateFunction};
+use crate::error::{Error, Result};
+use crate::extract::{Json, Path, Query};
+use crate::pagination::{Page, PageParams, Position};
+use crate::AppState;
+
+pub fn router(state: &AppState) -> Router<AppState> {
+    // JSON escaping can make a source up to six times longer on the wire
+    // (`\u0000`); the exact limit is checked on the decoded source.
+    let body_limit = state.config.max_source_bytes.saturating_mul(6).saturating_add(64 * 1024);
+    Router::new()
+        .route("/functions", get(list).post(create))
+        .route("/functions/{function}", get(read).put(update).delete(remove))
+        .layer(DefaultBodyLimit::max(body_limit))
+}
+
+/// A function as the API shows it: identity and metadata, plus the newest
+/// version's status, compile error and execution config.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionView {
+    id: Uuid,
+    name: String,
+    language: String,
+    description: Option<String>,
+    tags: Vec<String>,
+    status: String,
+    compile_error: Option<String>,
+    #[sqlx(rename = "latest_version")]
+    version: i32,
+    active_version: Option<i32>,
+    #[sqlx(json)]
+    execution_config: ExecutionConfig,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// The columns of [`FunctionView`]; callers add `where` and `order by`.
+const SELECT_FUNCTION: &str = r#"
+    select f.id, f.name, f.language, f.description, f.tags, f.latest_version, f.active_version,
+           f.created_at, f.updated_at, v.status::text as status, v.compile_error, v.execution_config
+    from functions f
+    join function_versions v on v.function_id = f.id and v.version = f.latest_version
+"#;
+
+/// How a URL names a function: by id, or by its unique name. Names may not
+/// parse as UUIDs, so the two never collide.
+#[derive(Debug, Clone)]
+pub enum FunctionKey {
+    Id(Uuid),
+    Name(String),
+}
+
+impl FunctionKey {
+    pub fn parse(raw: String) -> Self {
+        match Uuid::try_parse(&raw) {
+            Ok(id) => FunctionKey::Id(id),
+            Err(_) => FunctionKey::Name(raw),
+        }
+    }
+
+    fn id(&self) -> Option<Uuid> {
+        match self {
+            FunctionKey::Id(id) => Some(*id),
+            FunctionKey::Name(_) => None,
+        }
+    }
+
+    fn name(&self) -> Option<&str> {
+        match self {
+            FunctionKey::Id(_) => None,
+            FunctionKey::Name(name) => Some(name),
+        }
+    }
+
+    pub fn not_found(&self) -> Error {
+        match self {
+            FunctionKey::Id(id) => Error::NotFound(format!("no function with id {id}")),
+            FunctionKey::Name(name) => Error::NotFound(format!("no function named {name:?}")),
+        }
+    }
+}
+
+/// The id and active version of a function, for routes that act on it.
+pub struct FunctionRef {
+    pub id: Uuid,
+    pub active_version: Option<i32>,
+    pub status: String,
+}
+
+/// Finds a function by id or name; `for_update` locks its row until the
+/// caller's transaction ends.
+pub async fn find(db: impl PgExecutor<'_>, key: &FunctionKey, for_update: bool) -> Result<FunctionRef> {
+    let lock = if for_update { "for update of f" } else { "" };
+    let row: Option<(Uuid, Option<i32>, String)> = sqlx::query_as(&format!(
+        r#"
+        select f.id, f.active_version, v.status::text
+        from functions f
+        join function_versions v on v.function_id = f.id and v.version = f.latest_version
+        where f.id = $1 or f.name = $2
+        {lock}
+        "#
+    ))
+    .bind(key.id())
+    .bind(key.name())
+    .fetch_optional(db)
+    .await?;
+    let (id, active_version, status) = row.ok_or_else(|| key.not_found())?;
+    Ok(FunctionRef { id, active_version, status })
+}
+
+async fn view(db: impl PgExecutor<'_>, id: Uuid) -> Result<FunctionView> {
+    sqlx::query_as(&format!("{SELECT_FUNCTION} where f.id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await?
+        .ok_or_else(|| FunctionKey::Id(id).not_found())
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FunctionList {
+    items: Vec<FunctionView>,
+    next_cursor: Option<String>,
+}
+
+async fn list(State(db): State<PgPool>, Query(params): Query<PageParams>) -> Result<Json<FunctionList>> {
+    let page = Page::parse(params.limit, params.cursor.as_deref())?;
+    let rows: Vec<FunctionView> = sqlx::query_as(&format!(
+        r#"
+        {SELECT_FUNCTION}
+        where $1::timestamptz is null or (f.created_at, f.id) < ($1, $2)
+        order by f.created_at desc, f.id desc
+        limit $3
+        "#
+    ))
+    .bind(page.after_created_at())
+    .bind(page.after_id())
+    .bind(page.fetch_limit())
+    .fetch_all(&db)
+    .await?;
+    let (items, next_cursor) = page.finish(rows, |f| Position { created_at: f.created_at, id: f.id });
+    Ok(Json(FunctionList { items, next_cursor }))
+}
+
+async fn read(State(db): State<PgPool>, Path(key): Path<String>) -> Result<Json<FunctionView>> {
+    let function = find(&db, &FunctionKey::parse(key), false).await?;
+    Ok(Json(view(&db, function.id).await?))
+}
+
+async fn create(State(state): State<AppState>, Json(body): Json<CreateFunction>) -> Result<impl IntoResponse> {
+    let config = &state.config;
+    input::check_name(&body.name)?;
+    input::check_language(&body.language)?;
+    input::check_source(&body.source, config)?;
+    input::check_description(body.description.as_deref())?;
+    let tags = body.tags.unwrap_or_default();
+    input::check_tags(&tags)?;
+    let execution_config = input::execution_config(ExecutionConfig::default(), body.execution_config, config)?;
+
+    let id = Uuid::now_v7();
+    let mut tx = state.db.begin().await?;
+    sqlx::query(
+        r#"insert into functions (id, name, language, description, tags) values ($1, $2, $3, $4, $5)"#,
+    )
+    .bind(id)
+    .bind(&body.name)
+    .bind(&body.language)
+    .bind(&body.description)
+    .bind(&tags)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| match e.as_database_error().and_then(|d| d.constraint()) {
+        Some("functions_name_key") => Error::Conflict(format!("a function named {:?} already exists", body.name)),
+        _ => Error::from(e),
+    })?;
+    insert_version(&mut tx, id, 1, &body.source, &execution_config).await?;
+    let function = view(&mut *tx, id).await?;
+    tx.commit().await?;
+    tracing::info!(function_id = %id, name = %body.name, "function registered; compile queued");
+    Ok((StatusCode::ACCEPTED, Json(function)))
+}
+
+/// Writes a PENDING version and queues its build, in the caller's transaction.
+async fn insert_version(
+    tx: &mut sqlx::PgConnection,
+    function_id: Uuid,
+    version: i32,
+    source: &str,
+    execution_config: &ExecutionConfig,
+) -> Result<()> {
+    sqlx::query(
+        r#"insert into function_versions (function_id, version, source, execution_config) values ($1, $2, $3, $4)"#,
+    )
+    .bind(function_id)
+    .bind(version)
+    .bind(source)
+    .bind(SqlJson(execution_config))
+    .execute(&mut *tx)
+    .await?;
+    compile::enqueue(tx, function_id, version).await?;
+    Ok(())
+}
+
+/// A new `source` or `executionConfig` makes a new version (built from the
+/// newest version's values for whatever was not sent) and answers 202;
+/// `description` and `tags` alone change the function in place and answer 200.
+async fn update(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    Json(body): Json<UpdateFunction>,
+) -> Result<impl IntoResponse> {
+    let config = &state.config;
+    if body.source.is_none() && body.execution_config.is_none() && body.description.is_none() && body.tags.is_none() {
+        return Err(Error::BadRequest(
+            "nothing to update: send at least one of `source`, `executionConfig`, `description`, `tags`".to_owned(),
+        ));
+    }
+    if let Some(source) = &body.source {
+        input::check_source(source, config)?;
+    }
+    input::check_description(body.description.as_deref())?;
+    if let Some(tags) = &body.tags {
+        input::check_tags(tags)?;
+    }
+
+    let mut tx = state.db.begin().await?;
+    let function = find(&mut *tx, &FunctionKey::parse(key), true).await?;
+    let new_version = body.source.is_some() || body.execution_config.is_some();
+    if new_version {
+        let (latest, source, SqlJson(current)): (i32, String, SqlJson<ExecutionConfig>) = sqlx::query_as(
+            r#"
+            select v.version, v.source, v.execution_config
+            from functions f join function_versions v on v.function_id = f.id and v.version = f.latest_version
+            where f.id = $1
+            "#,
+        )
+        .bind(function.id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let execution_config = input::execution_config(current, body.execution_config, config)?;
+        let source = body.source.unwrap_or(source);
+        insert_version(&mut tx, function.id, latest + 1, &source, &execution_config).await?;
+        sqlx::query("update functions set latest_version = $2 where id = $1")
+            .bind(function.id)
+            .bind(latest + 1)
+            .execute(&mut *tx)
+            .await?;
+        tracing::info!(function_id = %function.id, version = latest + 1, "new version; compile queued");
+    }
+    sqlx::query(
+        r#"
+        update functions
+        set description = coalesce($2, description), tags = coalesce($3, tags), updated_at = now()
+        where id = $1
+        "#,
+    )
+    .bind(function.id)
+    .bind(&body.description)
+    .bind(&body.tags)
+    .execute(&mut *tx)
+    .await?;
+    let view = view(&mut *tx, function.id).await?;
+    tx.commit().await?;
+    let status = if new_version { StatusCode::ACCEPTED } else { StatusCode::OK };
+    Ok((status, Json(view)))
+}
+
+/// Deletes the function, its versions and pending builds, and cancels its
+/// queued executions. Its execution history stays readable by execution id;
+/// executions already running finish and are recorded.
+async fn remove(State(db): State<PgPool>, Path(key): Path<String>) -> Result<StatusCode> {
+    let mut tx = db.begin().await?;
+    let function = find(&mut *tx, &FunctionKey::parse(key), true).await?;
+    let cancelled = plat_common::queue::execute::cancel_queued_of_function(&mut tx, function.id).await?;
+    sqlx::query("delete from functions where id = $1").bind(function.id).execute(&mut *tx).await?;
+    tx.commit().await?;
+    tracing::info!(function_id = %function.id, cancelled, "function deleted");
+    Ok(StatusCode::NO_CONTENT)
+}

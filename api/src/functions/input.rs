@@ -1,0 +1,208 @@
+//! What clients send to create or change a function, and the checks that turn
+//! it into something we store. Every refusal names the field and the rule.
+
+use std::collections::BTreeMap;
+
+use plat_common::ExecutionConfig;
+use serde::Deserialize;
+
+use crate::config::ApiConfig;
+use crate::error::Error;
+
+/// Languages the platform builds.
+pub const LANGUAGES: &[&str] = &["rust"];
+const MAX_NAME_CHARS: usize = 64;
+const MAX_DESCRIPTION_CHARS: usize = 2000;
+const MAX_TAGS: usize = 20;
+const MAX_TAG_CHARS: usize = 64;
+const MAX_ENV_VARS: usize = 100;
+const MAX_ENV_BYTES: usize = 32 * 1024;
+
+/// `POST /functions`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateFunction {
+    pub name: String,
+    pub language: String,
+    pub source: String,
+    pub description: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub execution_config: Option<ExecutionConfigInput>,
+}
+
+/// `PUT /functions/{id}`: every field optional; a new `source` or
+/// `executionConfig` makes a new version.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateFunction {
+    pub source: Option<String>,
+    pub description: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub execution_config: Option<ExecutionConfigInput>,
+}
+
+/// A partial execution config: omitted fields keep their current (or
+/// default) value.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExecutionConfigInput {
+    pub timeout_ms: Option<u64>,
+    pub memory_limit_mb: Option<u64>,
+    pub environment_variables: Option<BTreeMap<String, String>>,
+}
+
+pub fn check_name(name: &str) -> Result<(), Error> {
+    let valid = !name.is_empty()
+        && name.chars().count() <= MAX_NAME_CHARS
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    // A name that reads as a UUID would be ambiguous where functions are
+    // addressed by id or by name.
+    if valid && uuid::Uuid::try_parse(name).is_err() {
+        Ok(())
+    } else {
+        Err(Error::BadRequest(format!(
+            "`name` must be 1 to {MAX_NAME_CHARS} characters of letters, digits, `-`, `_` or `.`, starting with a letter or digit, and not a UUID; got {name:?}"
+        )))
+    }
+}
+
+pub fn check_language(language: &str) -> Result<(), Error> {
+    if LANGUAGES.contains(&language) {
+        Ok(())
+    } else {
+        Err(Error::BadRequest(format!(
+            "`language` {language:?} is not supported; supported: {}",
+            LANGUAGES.join(", ")
+        )))
+    }
+}
+
+pub fn check_source(source: &str, config: &ApiConfig) -> Result<(), Error> {
+    if source.len() > config.max_source_bytes {
+        return Err(Error::PayloadTooLarge(format!(
+            "`source` is {} bytes; the limit is {} bytes",
+            source.len(),
+            config.max_source_bytes
+        )));
+    }
+    if source.trim().is_empty() {
+        return Err(Error::BadRequest("`source` is empty".to_owned()));
+    }
+    Ok(())
+}
+
+pub fn check_description(description: Option<&str>) -> Result<(), Error> {
+    match description {
+        Some(d) if d.chars().count() > MAX_DESCRIPTION_CHARS => Err(Error::BadRequest(format!(
+            "`description` is longer than {MAX_DESCRIPTION_CHARS} characters"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+pub fn check_tags(tags: &[String]) -> Result<(), Error> {
+    if tags.len() > MAX_TAGS {
+        return Err(Error::BadRequest(format!("at most {MAX_TAGS} `tags` are allowed")));
+    }
+    if let Some(bad) = tags.iter().find(|t| t.is_empty() || t.chars().count() > MAX_TAG_CHARS) {
+        return Err(Error::BadRequest(format!("each tag must be 1 to {MAX_TAG_CHARS} characters; got {bad:?}")));
+    }
+    Ok(())
+}
+
+/// Applies `input` on top of `base` and checks the result against the
+/// operator's caps.
+pub fn execution_config(
+    base: ExecutionConfig,
+    input: Option<ExecutionConfigInput>,
+    config: &ApiConfig,
+) -> Result<ExecutionConfig, Error> {
+    let input = input.unwrap_or_default();
+    let mut result = base;
+    if let Some(timeout_ms) = input.timeout_ms {
+        if timeout_ms == 0 || timeout_ms > u64::from(config.max_timeout_ms) {
+            return Err(Error::BadRequest(format!(
+                "`executionConfig.timeoutMs` must be between 1 and {}, got {timeout_ms}",
+                config.max_timeout_ms
+            )));
+        }
+        result.timeout_ms = timeout_ms as u32;
+    }
+    if let Some(memory) = input.memory_limit_mb {
+        if memory == 0 || memory > u64::from(config.max_memory_mb) {
+            return Err(Error::BadRequest(format!(
+                "`executionConfig.memoryLimitMb` must be between 1 and {}, got {memory}",
+                config.max_memory_mb
+            )));
+        }
+        result.memory_limit_mb = memory as u32;
+    }
+    if let Some(vars) = input.environment_variables {
+        check_environment(&vars)?;
+        result.environment_variables = vars;
+    }
+    Ok(result)
+}
+
+fn check_environment(vars: &BTreeMap<String, String>) -> Result<(), Error> {
+    if vars.len() > MAX_ENV_VARS {
+        return Err(Error::BadRequest(format!("at most {MAX_ENV_VARS} `environmentVariables` are allowed")));
+    }
+    let total: usize = vars.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if total > MAX_ENV_BYTES {
+        return Err(Error::BadRequest(format!("`environmentVariables` add up to more than {MAX_ENV_BYTES} bytes")));
+    }
+    for (name, value) in vars {
+        let valid_name = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_name {
+            return Err(Error::BadRequest(format!(
+                "environment variable name {name:?} must be letters, digits and `_`, not starting with a digit"
+            )));
+        }
+        if value.contains('\0') {
+            return Err(Error::BadRequest(format!("environment variable {name} contains a NUL character")));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_documented_rule() {
+        for good in ["hello", "a", "my-fn_2.v1", "9lives"] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "-x", "with space", "ünï", &"x".repeat(65), "0190a0e4-7c3e-7000-8000-000000000000"] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_partial_config_keeps_the_other_fields_and_respects_caps() {
+        let config = ApiConfig::default();
+        let input = ExecutionConfigInput { timeout_ms: Some(500), ..Default::default() };
+
+        let merged = execution_config(ExecutionConfig::default(), Some(input), &config).unwrap();
+
+        assert_eq!(merged.timeout_ms, 500);
+        assert_eq!(merged.memory_limit_mb, 128);
+        let too_much = ExecutionConfigInput { memory_limit_mb: Some(4096), ..Default::default() };
+        assert!(execution_config(ExecutionConfig::default(), Some(too_much), &config).is_err());
+    }
+
+    #[test]
+    fn environment_variable_names_must_be_portable() {
+        let config = ApiConfig::default();
+        let input = ExecutionConfigInput {
+            environment_variables: Some(BTreeMap::from([("1BAD".to_owned(), "x".to_owned())])),
+            ..Default::default()
+        };
+
+        assert!(execution_config(ExecutionConfig::default(), Some(input), &config).is_err());
+    }
+}

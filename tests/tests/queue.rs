@@ -1,0 +1,103 @@
+//! Queue guarantees with real workers: concurrent claimers never share a job,
+//! and a job whose worker died is run again, once.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use plat_common::queue::execute::{self, Finished};
+use plat_tests::{executor_config, TestApp, Workers, HELLO, MIGRATOR};
+use serde_json::json;
+use sqlx::PgPool;
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn concurrent_claimers_never_claim_the_same_job(pool: PgPool) {
+    let app = TestApp::spawn_with(pool.clone(), Workers { compilers: 1, executors: 0 }).await;
+    let id = app.ready_function("claimed", HELLO, json!({})).await;
+    for i in 0..200 {
+        app.execute(&id, json!({ "i": i }), 0).await;
+    }
+
+    // Four claimers race in batches of 7 until the queue is empty.
+    let claimers = (0..4).map(|n| {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let jobs = execute::claim(&pool, &format!("claimer-{n}"), Duration::from_secs(60), 7).await.unwrap();
+                if jobs.is_empty() {
+                    return mine;
+                }
+                mine.extend(jobs.into_iter().map(|job| job.id));
+            }
+        })
+    });
+    let mut all = Vec::new();
+    for claimer in claimers {
+        all.extend(claimer.await.unwrap());
+    }
+
+    let unique: HashSet<_> = all.iter().collect();
+    assert_eq!(all.len(), 200, "every job claimed");
+    assert_eq!(unique.len(), 200, "no job claimed twice");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn two_executors_on_one_queue_run_each_execution_exactly_once(pool: PgPool) {
+    let app = TestApp::spawn_with(pool, Workers { compilers: 1, executors: 2 }).await;
+    let id = app.ready_function("shared", HELLO, json!({})).await;
+
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let queued = app.execute(&id, json!({ "name": format!("n{i}") }), 0).await;
+        ids.push((i, queued.body["id"].as_str().unwrap().to_owned()));
+    }
+
+    for (i, execution_id) in &ids {
+        let execution = app.wait_for_execution(execution_id).await;
+        assert_eq!(execution["status"], "SUCCEEDED", "{execution}");
+        assert_eq!(execution["attempts"], 1, "{execution}");
+        assert_eq!(execution["output"]["greeting"], format!("Hello, n{i}!"));
+        // The log line appears once: the handler ran once for this execution.
+        assert_eq!(execution["logs"], format!("greeting \"n{i}\"\n"));
+    }
+    let (left,): (i64,) = sqlx::query_as("select count(*) from execution_jobs").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(left, 0, "finished jobs leave the hot queue");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_job_whose_worker_died_is_run_again_and_the_dead_worker_cannot_overwrite_it(pool: PgPool) {
+    let mut app = TestApp::spawn_with(pool.clone(), Workers { compilers: 1, executors: 0 }).await;
+    let id = app.ready_function("orphan", HELLO, json!({})).await;
+    let queued = app.execute(&id, json!({ "name": "Lost" }), 0).await;
+    let execution_id = queued.body["id"].as_str().unwrap().to_owned();
+
+    // A worker claims the job and dies: its lease runs out with no heartbeat.
+    let claimed = execute::claim(&pool, "doomed-worker", Duration::from_secs(60), 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let zombie = claimed.into_iter().next().unwrap();
+    let running = app.get(&format!("/executions/{execution_id}")).await;
+    assert_eq!(running.body["status"], "RUNNING");
+    sqlx::query("update execution_jobs set lease_expires_at = now() - interval '1 second'")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    // A live executor's rescuer returns the job to the queue and runs it.
+    app.start_executor(executor_config()).await;
+    let finished = app.wait_for_execution(&execution_id).await;
+
+    assert_eq!(finished["status"], "SUCCEEDED");
+    assert_eq!(finished["attempts"], 2);
+    assert_eq!(finished["output"]["greeting"], "Hello, Lost!");
+
+    // The dead worker wakes up late: its write is refused, the record stands.
+    let late = Finished {
+        result: Ok("\"zombie\"".to_owned()),
+        logs: String::new(),
+        logs_truncated: false,
+        duration_ms: 1,
+    };
+    assert!(!execute::complete(&pool, &zombie, &late).await.unwrap());
+    let after = app.get(&format!("/executions/{execution_id}")).await;
+    assert_eq!(after.body["output"]["greeting"], "Hello, Lost!");
+}

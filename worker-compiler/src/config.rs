@@ -1,0 +1,54 @@
+//! The compiler worker's settings: flags, each with an environment variable.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use plat_common::worker::LoopConfig;
+
+use crate::compile::CompileLimits;
+
+/// How one compiler worker process behaves. Every field has a default that
+/// suits one worker on a small machine.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CompilerConfig {
+    /// Compiles run at once by this process (rustc itself uses several threads).
+    #[arg(long = "compile-concurrency", env = "PLAT_COMPILE_CONCURRENCY", default_value_t = 2)]
+    pub concurrency: usize,
+    /// Where the prebuilt dependency allowlist and per-job folders live.
+    #[arg(long, env = "PLAT_CACHE_DIR", default_value = ".plat/cache")]
+    pub cache_dir: PathBuf,
+    /// Wall-clock limit of one compile, in seconds.
+    #[arg(long, env = "PLAT_COMPILE_TIMEOUT_SECS", default_value_t = 120)]
+    pub compile_timeout_secs: u64,
+    /// Address-space limit of the compiler process, in MiB (rustc needs ~600).
+    #[arg(long, env = "PLAT_COMPILE_MEMORY_MB", default_value_t = 2048)]
+    pub compile_memory_mb: u64,
+    /// Seconds a claimed compile job stays ours without a heartbeat.
+    #[arg(long = "compile-lease-secs", env = "PLAT_COMPILE_LEASE_SECS", default_value_t = 30)]
+    pub lease_secs: u64,
+    /// Fallback poll interval when no notification arrives, in milliseconds.
+    #[arg(long = "compile-poll-ms", env = "PLAT_COMPILE_POLL_MS", default_value_t = 5000)]
+    pub poll_interval_ms: u64,
+    /// On shutdown, seconds running compiles get to finish before they are
+    /// handed back to the queue.
+    #[arg(long = "compile-shutdown-grace-secs", env = "PLAT_COMPILE_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl CompilerConfig {
+    pub(crate) fn loop_config(&self) -> LoopConfig {
+        LoopConfig {
+            concurrency: self.concurrency.max(1),
+            lease: Duration::from_secs(self.lease_secs.max(1)),
+            poll_interval: Duration::from_millis(self.poll_interval_ms.max(10)),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+        }
+    }
+
+    pub(crate) fn limits(&self) -> CompileLimits {
+        CompileLimits {
+            timeout: Duration::from_secs(self.compile_timeout_secs.max(1)),
+            memory_bytes: self.compile_memory_mb.saturating_mul(1024 * 1024),
+        }
+    }
+}

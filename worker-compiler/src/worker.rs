@@ -1,0 +1,95 @@
+//! The compile queue as the generic worker loop sees it: claim a job, build
+//! its source, write READY or FAILED under the lease.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use plat_common::queue::compile::{self, CompileJob, CompileResult};
+use plat_common::worker::Queue;
+use plat_common::notify;
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use tracing::{info, instrument, warn};
+use uuid::Uuid;
+
+use crate::compile::{CompileFailure, CompileLimits, RustToolchain};
+
+/// Languages this worker builds. The API refuses others before they reach the
+/// queue; a job in another language (a newer API) fails with a clear message.
+const RUST: &str = "rust";
+
+pub(crate) struct CompileQueue {
+    pub(crate) pool: PgPool,
+    pub(crate) toolchain: Arc<RustToolchain>,
+    pub(crate) limits: CompileLimits,
+    pub(crate) worker_id: String,
+    pub(crate) lease: Duration,
+}
+
+impl Queue for CompileQueue {
+    type Job = CompileJob;
+
+    fn kind(&self) -> &'static str {
+        "compile"
+    }
+
+    fn channel(&self) -> &'static str {
+        notify::COMPILE_JOBS
+    }
+
+    async fn claim(&self, limit: usize) -> Result<Vec<CompileJob>, sqlx::Error> {
+        compile::claim(&self.pool, &self.worker_id, self.lease, limit as i64).await
+    }
+
+    fn lease_token(job: &CompileJob) -> Uuid {
+        job.lease_token
+    }
+
+    #[instrument(skip_all, fields(job_id = job.id, function_id = %job.function_id, version = job.version, attempt = job.attempt))]
+    async fn process(self: Arc<Self>, job: CompileJob) {
+        let started = Instant::now();
+        let built = if job.language == RUST {
+            self.toolchain.compile(&job.source, &self.limits).await
+        } else {
+            Err(CompileFailure::User(format!(
+                "this compiler worker does not build `{}` functions",
+                job.language
+            )))
+        };
+        let duration_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
+        let written = match &built {
+            Ok(module) => {
+                let sha256 = hex::encode(Sha256::digest(module));
+                let result = CompileResult::Ready { module, sha256: &sha256, duration_ms };
+                compile::complete(&self.pool, &job, result).await
+            }
+            Err(CompileFailure::User(message)) => {
+                compile::complete(&self.pool, &job, CompileResult::Failed { compile_error: message }).await
+            }
+            Err(CompileFailure::Infra(error)) => compile::retry_or_fail(&self.pool, &job, error).await,
+        };
+        match written {
+            Ok(true) => match &built {
+                Ok(module) => info!(duration_ms, wasm_bytes = module.len(), "function version READY"),
+                Err(CompileFailure::User(_)) => info!(duration_ms, "function version FAILED to compile"),
+                Err(CompileFailure::Infra(error)) => warn!(%error, "compile will be retried"),
+            },
+            Ok(false) => warn!("lease lost before the result was written; another attempt owns the job"),
+            // The lease will expire and the rescuer hands the job to another
+            // attempt: nothing is lost, only delayed.
+            Err(error) => warn!(%error, "could not record the compile result"),
+        }
+    }
+
+    async fn heartbeat(&self, tokens: &[Uuid]) -> Result<u64, sqlx::Error> {
+        compile::heartbeat(&self.pool, tokens, self.lease).await
+    }
+
+    async fn release(&self, token: Uuid) -> Result<(), sqlx::Error> {
+        compile::release(&self.pool, token).await
+    }
+
+    async fn rescue(&self) -> Result<u64, sqlx::Error> {
+        compile::rescue_expired(&self.pool).await
+    }
+}

@@ -1,0 +1,124 @@
+//! The execution queue as the generic worker loop sees it: claim a job, run
+//! its module in wasmtime, write the terminal record under the lease.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use plat_common::queue::execute::{self, ExecutionJob, Finished};
+use plat_common::worker::Queue;
+use plat_common::{notify, ErrorKind};
+use sqlx::PgPool;
+use tracing::{info, instrument, warn};
+use uuid::Uuid;
+
+use crate::modules::{LoadError, ModuleCache};
+use crate::runtime::Runtime;
+
+pub(crate) struct ExecuteQueue {
+    pub(crate) pool: PgPool,
+    pub(crate) runtime: Arc<Runtime>,
+    pub(crate) modules: ModuleCache,
+    pub(crate) worker_id: String,
+    pub(crate) lease: Duration,
+}
+
+/// What became of one attempt.
+enum Attempt {
+    /// A terminal result, the function's own (success, handler error, limit hit).
+    Finished(Finished),
+    /// Our infrastructure failed: the job goes back to the queue.
+    Retry(String),
+}
+
+impl ExecuteQueue {
+    async fn attempt(&self, job: &ExecutionJob) -> Attempt {
+        let cached = match self.modules.get(&self.pool, job.function_id, job.version).await {
+            Ok(cached) => cached,
+            Err(error @ (LoadError::Missing { .. } | LoadError::Invalid(_))) => {
+                return Attempt::Finished(failed(ErrorKind::ModuleError, error.to_string()))
+            }
+            Err(error @ (LoadError::Database(_) | LoadError::Join(_))) => return Attempt::Retry(error.to_string()),
+        };
+        let runtime = self.runtime.clone();
+        let input = job.input.clone().into_bytes();
+        let span = tracing::Span::current();
+        // Running wasm blocks its thread until the module exits or its
+        // deadline passes; keep it off the async workers.
+        let outcome = tokio::task::spawn_blocking(move || {
+            span.in_scope(|| runtime.run(&cached.module, &input, &cached.limits))
+        })
+        .await;
+        match outcome {
+            Ok(outcome) => Attempt::Finished(Finished {
+                result: outcome.result.map_err(|failure| (failure.kind, failure.message)),
+                logs: outcome.logs,
+                logs_truncated: outcome.logs_truncated,
+                duration_ms: i32::try_from(outcome.duration.as_millis()).unwrap_or(i32::MAX),
+            }),
+            Err(error) => Attempt::Retry(format!("the run's thread failed: {error}")),
+        }
+    }
+}
+
+fn failed(kind: ErrorKind, message: String) -> Finished {
+    Finished { result: Err((kind, message)), logs: String::new(), logs_truncated: false, duration_ms: 0 }
+}
+
+impl Queue for ExecuteQueue {
+    type Job = ExecutionJob;
+
+    fn kind(&self) -> &'static str {
+        "execute"
+    }
+
+    fn channel(&self) -> &'static str {
+        notify::EXECUTION_JOBS
+    }
+
+    async fn claim(&self, limit: usize) -> Result<Vec<ExecutionJob>, sqlx::Error> {
+        execute::claim(&self.pool, &self.worker_id, self.lease, limit as i64).await
+    }
+
+    fn lease_token(job: &ExecutionJob) -> Uuid {
+        job.lease_token
+    }
+
+    #[instrument(skip_all, fields(job_id = %job.id, function_id = %job.function_id, version = job.version, attempt = job.attempt))]
+    async fn process(self: Arc<Self>, job: ExecutionJob) {
+        let written = match self.attempt(&job).await {
+            Attempt::Finished(finished) => {
+                let status = match &finished.result {
+                    Ok(_) => "SUCCEEDED",
+                    Err((kind, _)) => kind.as_str(),
+                };
+                let written = execute::complete(&self.pool, &job, &finished).await;
+                if matches!(written, Ok(true)) {
+                    info!(status, duration_ms = finished.duration_ms, "execution finished");
+                }
+                written
+            }
+            Attempt::Retry(error) => {
+                warn!(%error, "execution attempt failed; retrying");
+                execute::retry_or_fail(&self.pool, &job, &error).await
+            }
+        };
+        match written {
+            Ok(true) => {}
+            Ok(false) => warn!("lease lost before the result was written; another attempt owns the job"),
+            // The lease expires and the rescuer re-queues the job.
+            Err(error) => warn!(%error, "could not record the execution result"),
+        }
+    }
+
+    async fn heartbeat(&self, tokens: &[Uuid]) -> Result<u64, sqlx::Error> {
+        execute::heartbeat(&self.pool, tokens, self.lease).await
+    }
+
+    async fn release(&self, token: Uuid) -> Result<(), sqlx::Error> {
+        execute::release(&self.pool, token).await
+    }
+
+    async fn rescue(&self) -> Result<u64, sqlx::Error> {
+        execute::rescue_expired(&self.pool).await
+    }
+}
