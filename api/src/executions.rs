@@ -6,12 +6,12 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
-use plat_common::queue::execute;
+use plat_common::queue::execute::{self, CancelOutcome, Enqueued, NewExecution};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sqlx::PgExecutor;
@@ -21,9 +21,17 @@ use crate::error::{Error, Result};
 use crate::extract::{Json, Path, Query};
 use crate::functions::{self, FunctionKey};
 use crate::pagination::{Page, Position};
+use crate::waiters::Waiter;
 use crate::AppState;
 
 const DEFAULT_WAIT_SECS: u32 = 30;
+/// Longest wait a cancel call spends for the run to actually stop.
+const CANCEL_WAIT_SECS: u32 = 10;
+const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
+static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+/// Set on a response that returns the execution an earlier request with the
+/// same `Idempotency-Key` created.
+static IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 const STATUSES: &[&str] = &["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"];
 
 pub fn router(state: &AppState) -> Router<AppState> {
@@ -34,6 +42,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         )
         .route("/functions/{function}/executions", get(list))
         .route("/executions/{id}", get(read))
+        .route("/executions/{id}/cancel", post(cancel))
 }
 
 /// One execution, as the API shows it.
@@ -106,10 +115,13 @@ struct ExecuteParams {
 /// Queues a run of the function's active version with the body as input and,
 /// unless `wait=0`, waits up to `wait` seconds for its result: 200 when it
 /// finished (whatever its status), 202 while it is still queued or running.
+/// With an `Idempotency-Key` already used for this function, nothing new is
+/// queued: the earlier execution is answered (and waited for) instead.
 async fn execute(
     State(state): State<AppState>,
     Path(key): Path<String>,
     Query(params): Query<ExecuteParams>,
+    headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse> {
     let wait = params.wait.unwrap_or(DEFAULT_WAIT_SECS);
@@ -119,6 +131,7 @@ async fn execute(
             state.config.max_wait_secs
         )));
     }
+    let idempotency_key = idempotency_key(&headers)?;
     let body = body.map_err(|rejection| match Error::from(rejection) {
         Error::PayloadTooLarge(_) => Error::PayloadTooLarge(format!(
             "the input is larger than the limit of {} bytes",
@@ -136,36 +149,92 @@ async fn execute(
         )));
     };
 
-    let id = Uuid::now_v7();
-    // Registered before the job exists, so even an instant finish is seen.
-    let waiter = (wait > 0).then(|| state.waiters.register(id));
-    let mut tx = state.db.begin().await?;
-    execute::enqueue(&mut tx, id, function.id, version, input.get()).await?;
-    tx.commit().await?;
-
-    let mut execution = None;
-    if let Some(waiter) = waiter {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(wait));
-        loop {
-            let timed_out = tokio::select! {
-                _ = waiter.woken() => false,
-                _ = tokio::time::sleep_until(deadline) => true,
-            };
-            let current = fetch(&state.db, id).await?;
-            let done = current.as_ref().is_none_or(ExecutionView::is_finished);
-            execution = current;
-            if done || timed_out {
-                break;
-            }
-        }
-    }
-    let execution = match execution {
-        Some(execution) => execution,
-        None => fetch(&state.db, id).await?.ok_or_else(|| anyhow::anyhow!("execution {id} vanished"))?,
+    let new = NewExecution {
+        id: Uuid::now_v7(),
+        function_id: function.id,
+        version,
+        input_json: input.get(),
+        idempotency_key: idempotency_key.as_deref(),
     };
+    // Registered before the job exists, so even an instant finish is seen.
+    let waiter = state.waiters.register(new.id);
+    let mut tx = state.db.begin().await?;
+    let enqueued = execute::enqueue(&mut tx, new).await?;
+    tx.commit().await?;
+    let (id, waiter, replayed) = match enqueued {
+        Enqueued::New => (new.id, waiter, false),
+        Enqueued::Existing { id, same_input: true } => (id, state.waiters.register(id), true),
+        Enqueued::Existing { id, same_input: false } => {
+            return Err(Error::Conflict(format!(
+                "the Idempotency-Key was already used for execution {id} with a different input; use a new key for a new request"
+            )))
+        }
+    };
+
+    let execution = wait_for(&state, id, &waiter, wait).await?;
     let status = if execution.is_finished() { StatusCode::OK } else { StatusCode::ACCEPTED };
     let location = HeaderValue::from_str(&format!("/executions/{id}")).map_err(anyhow::Error::from)?;
-    Ok((status, [(header::LOCATION, location)], Json(execution)))
+    let mut response = (status, [(header::LOCATION, location)], Json(execution)).into_response();
+    if replayed {
+        response.headers_mut().insert(IDEMPOTENT_REPLAYED.clone(), HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// Reads the execution, and while it is unfinished waits for a wake-up (or
+/// the end of `wait` seconds) and reads it again.
+async fn wait_for(state: &AppState, id: Uuid, waiter: &Waiter<'_>, wait: u32) -> Result<ExecutionView> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(wait));
+    loop {
+        let execution = fetch(&state.db, id).await?.ok_or_else(|| anyhow::anyhow!("execution {id} vanished"))?;
+        if execution.is_finished() || tokio::time::Instant::now() >= deadline {
+            return Ok(execution);
+        }
+        tokio::select! {
+            _ = waiter.woken() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+/// The `Idempotency-Key` header, if sent: 1 to 255 bytes of visible ASCII.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>> {
+    let Some(value) = headers.get(&IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = value.to_str().ok().filter(|k| {
+        !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY_BYTES && k.bytes().all(|b| b.is_ascii_graphic())
+    });
+    match key {
+        Some(key) => Ok(Some(key.to_owned())),
+        None => Err(Error::BadRequest(format!(
+            "the Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} visible ASCII characters"
+        ))),
+    }
+}
+
+/// Cancels an execution. A queued one is CANCELLED at once (200). A running
+/// one is stopped by its executor; the call waits up to 10 s for that and
+/// answers 200 once it is CANCELLED, or 202 if it is still stopping. An
+/// execution that already finished cannot be cancelled (409).
+async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse> {
+    let not_found = || Error::NotFound(format!("no execution with id {id}"));
+    let id = Uuid::try_parse(&id).map_err(|_| not_found())?;
+    let waiter = state.waiters.register(id);
+    match execute::cancel(&state.db, id).await? {
+        CancelOutcome::Cancelled => {}
+        CancelOutcome::Requested => tracing::info!(execution_id = %id, "cancel requested for a running execution"),
+        CancelOutcome::NotCancellable => {
+            let execution = fetch(&state.db, id).await?.ok_or_else(not_found)?;
+            return Err(Error::Conflict(format!(
+                "execution {id} already finished with status {}; only queued or running executions can be cancelled",
+                execution.status
+            )));
+        }
+    }
+    let execution = wait_for(&state, id, &waiter, CANCEL_WAIT_SECS).await?;
+    let status = if execution.is_finished() { StatusCode::OK } else { StatusCode::ACCEPTED };
+    Ok((status, Json(execution)))
 }
 
 /// The body is the input: any JSON value; an empty body means `null`.

@@ -9,18 +9,18 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
-
-use plat_common::notify;
-use sqlx::postgres::PgListener;
+use plat_common::notify::{self, Heard};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+/// Callers waiting per execution. Several may wait on one execution (the
+/// same `Idempotency-Key` sent twice, a cancel next to an execute), each with
+/// its own `Notify`, so each gets its own wake-up.
 #[derive(Debug, Default)]
 pub struct Waiters {
-    by_execution: Mutex<HashMap<Uuid, Arc<Notify>>>,
+    by_execution: Mutex<HashMap<Uuid, Vec<Arc<Notify>>>>,
 }
 
 /// A registration; dropping it unregisters.
@@ -35,23 +35,24 @@ impl Waiters {
     /// (before committing its job): `Notify` keeps a wake-up that arrives
     /// before the caller starts waiting.
     pub fn register(&self, id: Uuid) -> Waiter<'_> {
-        let notify = self.lock().entry(id).or_default().clone();
+        let notify = Arc::new(Notify::new());
+        self.lock().entry(id).or_default().push(notify.clone());
         Waiter { waiters: self, id, notify }
     }
 
     fn wake(&self, id: Uuid) {
-        if let Some(notify) = self.lock().get(&id) {
+        for notify in self.lock().get(&id).into_iter().flatten() {
             notify.notify_one();
         }
     }
 
     fn wake_all(&self) {
-        for notify in self.lock().values() {
+        for notify in self.lock().values().flatten() {
             notify.notify_one();
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<Uuid, Arc<Notify>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Uuid, Vec<Arc<Notify>>>> {
         // Plain inserts and removals: a panic cannot leave the map inconsistent.
         self.by_execution.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -66,53 +67,25 @@ impl Waiter<'_> {
 
 impl Drop for Waiter<'_> {
     fn drop(&mut self) {
-        self.waiters.lock().remove(&self.id);
-    }
-}
-
-/// Listens until `shutdown`, reconnecting with backoff when the connection drops.
-pub async fn listen(pool: PgPool, waiters: Arc<Waiters>, shutdown: CancellationToken) {
-    let mut failures = 0u32;
-    while !shutdown.is_cancelled() {
-        let connected = async {
-            let mut listener = PgListener::connect_with(&pool).await?;
-            listener.listen(notify::EXECUTION_FINISHED).await?;
-            Ok::<_, sqlx::Error>(listener)
-        };
-        let mut listener = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            connected = connected => match connected {
-                Ok(listener) => listener,
-                Err(error) => {
-                    failures = failures.saturating_add(1);
-                    tracing::warn!(%error, "LISTEN for finished executions failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(failures.min(5)))).await;
-                    continue;
-                }
-            },
-        };
-        failures = 0;
-        waiters.wake_all();
-        loop {
-            let received = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                received = listener.try_recv() => received,
-            };
-            match received {
-                Ok(Some(notification)) => {
-                    if let Ok(id) = notification.payload().parse() {
-                        waiters.wake(id);
-                    }
-                }
-                // The connection was lost; the next `try_recv` reconnects, and
-                // anything sent meanwhile is gone: let every waiter re-check.
-                Ok(None) => waiters.wake_all(),
-                Err(error) => {
-                    tracing::warn!(%error, "LISTEN connection broke; reconnecting");
-                    waiters.wake_all();
-                    break;
-                }
+        let mut by_execution = self.waiters.lock();
+        if let Some(list) = by_execution.get_mut(&self.id) {
+            list.retain(|notify| !Arc::ptr_eq(notify, &self.notify));
+            if list.is_empty() {
+                by_execution.remove(&self.id);
             }
         }
     }
+}
+
+/// Listens until `shutdown`; after any gap in listening, every waiter re-checks.
+pub async fn listen(pool: PgPool, waiters: Arc<Waiters>, shutdown: CancellationToken) {
+    notify::listen(pool, notify::EXECUTION_FINISHED, shutdown, |heard| match heard {
+        Heard::Notification(payload) => {
+            if let Ok(id) = payload.parse() {
+                waiters.wake(id);
+            }
+        }
+        Heard::MaybeMissed => waiters.wake_all(),
+    })
+    .await;
 }

@@ -26,6 +26,8 @@ pub enum ErrorKind {
     WorkerLost,
     /// The module could not be loaded by the executor.
     ModuleError,
+    /// Someone cancelled the execution (`POST /executions/{id}/cancel`).
+    Cancelled,
 }
 
 impl ErrorKind {
@@ -42,6 +44,7 @@ impl ErrorKind {
             ErrorKind::InvalidOutput => "INVALID_OUTPUT",
             ErrorKind::WorkerLost => "WORKER_LOST",
             ErrorKind::ModuleError => "MODULE_ERROR",
+            ErrorKind::Cancelled => "CANCELLED",
         }
     }
 }
@@ -58,7 +61,7 @@ mod tests {
 
     #[test]
     fn as_str_matches_the_serde_name() {
-        for kind in [ErrorKind::HandlerError, ErrorKind::OutOfMemory, ErrorKind::WorkerLost] {
+        for kind in [ErrorKind::HandlerError, ErrorKind::OutOfMemory, ErrorKind::WorkerLost, ErrorKind::Cancelled] {
             let json = serde_json::to_string(&kind).unwrap();
             assert_eq!(json, format!("\"{}\"", kind.as_str()));
         }

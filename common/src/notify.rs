@@ -1,6 +1,13 @@
-//! `LISTEN`/`NOTIFY` channel names. A notification is only ever a hint that
-//! something changed; the listener re-reads the tables (payloads are
-//! advisory), so a lost notification costs latency, never correctness.
+//! `LISTEN`/`NOTIFY` channel names, and the one listening loop every
+//! component uses. A notification is only ever a hint that something
+//! changed; the listener re-reads the tables (payloads are advisory), so a
+//! lost notification costs latency, never correctness.
+
+use std::time::Duration;
+
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 
 /// A compile job became claimable.
 pub const COMPILE_JOBS: &str = "plat_compile_jobs";
@@ -11,3 +18,62 @@ pub const EXECUTION_FINISHED: &str = "plat_execution_finished";
 /// A function version finished building (READY or FAILED); the payload is
 /// the function id.
 pub const FUNCTION_VERSION_BUILT: &str = "plat_function_version_built";
+/// A running execution was asked to stop; the payload is its id.
+pub const EXECUTION_CANCEL: &str = "plat_execution_cancel";
+
+/// What the listening loop reports.
+#[derive(Debug, Clone, Copy)]
+pub enum Heard<'a> {
+    /// A notification, with its payload.
+    Notification(&'a str),
+    /// The connection was (re)established after a gap in which notifications
+    /// may have been lost: whoever relies on them should re-check the tables.
+    MaybeMissed,
+}
+
+/// Listens on `channel` until `shutdown`, calling `on_heard` for each
+/// notification and after every (re)connection. Reconnects with backoff
+/// when the database goes away, never giving up.
+pub async fn listen(pool: PgPool, channel: &'static str, shutdown: CancellationToken, mut on_heard: impl FnMut(Heard<'_>)) {
+    let mut failures = 0u32;
+    while !shutdown.is_cancelled() {
+        let connected = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(channel).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let mut listener = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            connected = connected => match connected {
+                Ok(listener) => listener,
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(%error, channel, "LISTEN failed; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(failures.min(5)))) => continue,
+                    }
+                }
+            },
+        };
+        failures = 0;
+        on_heard(Heard::MaybeMissed);
+        loop {
+            let received = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                received = listener.try_recv() => received,
+            };
+            match received {
+                Ok(Some(notification)) => on_heard(Heard::Notification(notification.payload())),
+                // The connection dropped; the next `try_recv` reconnects, and
+                // whatever was sent meanwhile is gone.
+                Ok(None) => on_heard(Heard::MaybeMissed),
+                Err(error) => {
+                    tracing::warn!(%error, channel, "LISTEN connection broke; reconnecting");
+                    on_heard(Heard::MaybeMissed);
+                    break;
+                }
+            }
+        }
+    }
+}

@@ -11,13 +11,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
-use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
+
+use crate::notify;
 
 /// A unique name for one worker process: kind, host, pid and a random suffix.
 pub fn worker_id(kind: &str) -> String {
@@ -70,7 +71,10 @@ pub trait Queue: Send + Sync + 'static {
 /// the leases of those still running are released.
 pub async fn run<Q: Queue>(queue: Arc<Q>, pool: PgPool, config: LoopConfig, shutdown: CancellationToken) {
     let wake = Arc::new(Notify::new());
-    let listener = tokio::spawn(listen(pool.clone(), queue.channel(), wake.clone(), shutdown.clone()));
+    let waker = wake.clone();
+    let listener = tokio::spawn(notify::listen(pool.clone(), queue.channel(), shutdown.clone(), move |_| {
+        waker.notify_one()
+    }));
     let in_flight: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
     let background = tokio::spawn(maintain(queue.clone(), config.clone(), in_flight.clone(), shutdown.clone()));
 
@@ -164,42 +168,6 @@ async fn maintain<Q: Queue>(queue: Arc<Q>, config: LoopConfig, in_flight: Arc<Mu
                 Ok(n) => tracing::warn!(kind = queue.kind(), jobs = n, "rescued jobs whose lease expired"),
                 Err(error) => tracing::warn!(%error, kind = queue.kind(), "rescue failed"),
             },
-        }
-    }
-}
-
-/// Forwards notifications on `channel` to `wake`. On any connection trouble it
-/// wakes the loop anyway (a notification may have been missed) and retries.
-async fn listen(pool: PgPool, channel: &'static str, wake: Arc<Notify>, shutdown: CancellationToken) {
-    let mut failures = 0u32;
-    while !shutdown.is_cancelled() {
-        let mut listener = match PgListener::connect_with(&pool).await {
-            Ok(listener) => listener,
-            Err(error) => {
-                failures = failures.saturating_add(1);
-                tracing::debug!(%error, "LISTEN connection failed");
-                tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(failures.min(5)))).await;
-                continue;
-            }
-        };
-        if let Err(error) = listener.listen(channel).await {
-            tracing::debug!(%error, "LISTEN failed");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
-        }
-        failures = 0;
-        wake.notify_one();
-        loop {
-            match listener.try_recv().await {
-                Ok(Some(_)) => wake.notify_one(),
-                // Connection lost: sqlx reconnects on the next call.
-                Ok(None) => wake.notify_one(),
-                Err(error) => {
-                    tracing::debug!(%error, "LISTEN connection broke");
-                    wake.notify_one();
-                    break;
-                }
-            }
         }
     }
 }

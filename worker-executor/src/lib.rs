@@ -8,6 +8,7 @@ mod worker;
 
 use std::sync::Arc;
 
+use plat_common::notify::{self, Heard};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -17,14 +18,26 @@ pub use config::ExecutorConfig;
 pub async fn run(pool: PgPool, config: ExecutorConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let runtime = Arc::new(runtime::Runtime::new()?);
     let loop_config = config.loop_config();
-    let queue = worker::ExecuteQueue {
+    let queue = Arc::new(worker::ExecuteQueue {
         pool: pool.clone(),
         modules: modules::ModuleCache::new(runtime.clone(), config.module_cache_size),
         runtime,
         worker_id: plat_common::worker::worker_id("execute"),
         lease: loop_config.lease,
-    };
+        running: Default::default(),
+    });
     tracing::info!(worker_id = %queue.worker_id, concurrency = loop_config.concurrency, "executor worker started");
-    plat_common::worker::run(Arc::new(queue), pool, loop_config, shutdown).await;
+    let cancels = tokio::spawn(notify::listen(pool.clone(), notify::EXECUTION_CANCEL, shutdown.clone(), {
+        let queue = queue.clone();
+        move |heard| {
+            if let Heard::Notification(payload) = heard {
+                if let Ok(execution_id) = payload.parse() {
+                    queue.cancel_execution(execution_id);
+                }
+            }
+        }
+    }));
+    plat_common::worker::run(queue, pool, loop_config, shutdown).await;
+    cancels.abort();
     Ok(())
 }

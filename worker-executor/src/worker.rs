@@ -1,7 +1,8 @@
 //! The execution queue as the generic worker loop sees it: claim a job, run
 //! its module in wasmtime, write the terminal record under the lease.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use plat_common::queue::execute::{self, ExecutionJob, Finished};
@@ -12,7 +13,7 @@ use tracing::{info, instrument, warn};
 use uuid::Uuid;
 
 use crate::modules::{LoadError, ModuleCache};
-use crate::runtime::Runtime;
+use crate::runtime::{CancelFlag, Runtime};
 
 pub(crate) struct ExecuteQueue {
     pub(crate) pool: PgPool,
@@ -20,6 +21,9 @@ pub(crate) struct ExecuteQueue {
     pub(crate) modules: ModuleCache,
     pub(crate) worker_id: String,
     pub(crate) lease: Duration,
+    /// The runs in flight, by execution id: their lease token and the flag
+    /// that stops them.
+    pub(crate) running: Mutex<HashMap<Uuid, (Uuid, CancelFlag)>>,
 }
 
 /// What became of one attempt.
@@ -31,7 +35,28 @@ enum Attempt {
 }
 
 impl ExecuteQueue {
+    /// Stops the run of `execution_id` if this worker has it.
+    pub(crate) fn cancel_execution(&self, execution_id: Uuid) {
+        if let Some((_, flag)) = self.running().get(&execution_id) {
+            info!(%execution_id, "cancelling the running execution");
+            flag.cancel();
+        }
+    }
+
+    fn running(&self) -> MutexGuard<'_, HashMap<Uuid, (Uuid, CancelFlag)>> {
+        // Plain inserts and removals: a panic cannot leave the map inconsistent.
+        self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     async fn attempt(&self, job: &ExecutionJob) -> Attempt {
+        let cancel = CancelFlag::new();
+        self.running().insert(job.id, (job.lease_token, cancel.clone()));
+        let attempt = self.attempt_with(job, cancel).await;
+        self.running().remove(&job.id);
+        attempt
+    }
+
+    async fn attempt_with(&self, job: &ExecutionJob, cancel: CancelFlag) -> Attempt {
         let cached = match self.modules.get(&self.pool, job.function_id, job.version).await {
             Ok(cached) => cached,
             Err(error @ (LoadError::Missing { .. } | LoadError::Invalid(_))) => {
@@ -45,7 +70,7 @@ impl ExecuteQueue {
         // Running wasm blocks its thread until the module exits or its
         // deadline passes; keep it off the async workers.
         let outcome = tokio::task::spawn_blocking(move || {
-            span.in_scope(|| runtime.run(&cached.module, &input, &cached.limits))
+            span.in_scope(|| runtime.run_cancellable(&cached.module, &input, &cached.limits, &cancel))
         })
         .await;
         match outcome {
@@ -111,7 +136,14 @@ impl Queue for ExecuteQueue {
     }
 
     async fn heartbeat(&self, tokens: &[Uuid]) -> Result<u64, sqlx::Error> {
-        execute::heartbeat(&self.pool, tokens, self.lease).await
+        let cancelled = execute::heartbeat(&self.pool, tokens, self.lease).await?;
+        // The backstop for a cancel notification this worker missed.
+        for (_, (token, flag)) in self.running().iter() {
+            if cancelled.contains(token) {
+                flag.cancel();
+            }
+        }
+        Ok(tokens.len() as u64)
     }
 
     async fn release(&self, token: Uuid) -> Result<(), sqlx::Error> {

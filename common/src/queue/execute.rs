@@ -42,33 +42,77 @@ pub struct Finished {
     pub duration_ms: i32,
 }
 
+/// What [`enqueue`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// A new execution and its job were created.
+    New,
+    /// The idempotency key was used before: nothing was created. Carries the
+    /// earlier execution, and whether its input equals this request's.
+    Existing {
+        /// The execution the key already names.
+        id: Uuid,
+        /// Whether the earlier request had the same input.
+        same_input: bool,
+    },
+}
+
+/// What to enqueue: one run of a function version.
+#[derive(Debug, Clone, Copy)]
+pub struct NewExecution<'a> {
+    /// The id the execution (and its job) gets.
+    pub id: Uuid,
+    /// The function to run.
+    pub function_id: Uuid,
+    /// The version to run.
+    pub version: i32,
+    /// The input, as JSON text.
+    pub input_json: &'a str,
+    /// The client's `Idempotency-Key`, unique per function.
+    pub idempotency_key: Option<&'a str>,
+}
+
 /// Creates the execution record (QUEUED) and its job, in the caller's
-/// transaction, and wakes the executors.
-pub async fn enqueue(
-    conn: &mut sqlx::PgConnection,
-    execution_id: Uuid,
-    function_id: Uuid,
-    version: i32,
-    input_json: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+/// transaction, and wakes the executors. With an idempotency key already
+/// used for this function, creates nothing and names the earlier execution.
+pub async fn enqueue(conn: &mut sqlx::PgConnection, new: NewExecution<'_>) -> Result<Enqueued, sqlx::Error> {
+    let created: Option<(Uuid,)> = sqlx::query_as(
         r#"
         with e as (
-            insert into executions (id, function_id, function_version, input)
-            values ($1, $2, $3, $4::jsonb)
+            insert into executions (id, function_id, function_version, input, idempotency_key)
+            values ($1, $2, $3, $4::jsonb, $5)
+            on conflict (function_id, idempotency_key) where idempotency_key is not null do nothing
             returning id
         )
         insert into execution_jobs (id, function_id, version) select id, $2, $3 from e
+        returning id
         "#,
     )
-    .bind(execution_id)
-    .bind(function_id)
-    .bind(version)
-    .bind(input_json)
-    .execute(&mut *conn)
+    .bind(new.id)
+    .bind(new.function_id)
+    .bind(new.version)
+    .bind(new.input_json)
+    .bind(new.idempotency_key)
+    .fetch_optional(&mut *conn)
     .await?;
-    sqlx::query("select pg_notify($1, '')").bind(notify::EXECUTION_JOBS).execute(&mut *conn).await?;
-    Ok(())
+    if created.is_some() {
+        sqlx::query("select pg_notify($1, '')").bind(notify::EXECUTION_JOBS).execute(&mut *conn).await?;
+        return Ok(Enqueued::New);
+    }
+    // The insert waited for a concurrent request with the same key to commit,
+    // so its execution is visible to this next statement.
+    let (id, same_input): (Uuid, bool) = sqlx::query_as(
+        r#"
+        select id, input = $3::jsonb from executions
+        where function_id = $1 and idempotency_key = $2
+        "#,
+    )
+    .bind(new.function_id)
+    .bind(new.idempotency_key)
+    .bind(new.input_json)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Enqueued::Existing { id, same_input })
 }
 
 /// Claims up to `limit` ready jobs and marks their executions RUNNING, in one
@@ -116,6 +160,7 @@ pub async fn claim(
 pub async fn complete(db: impl PgExecutor<'_>, job: &ExecutionJob, finished: &Finished) -> Result<bool, sqlx::Error> {
     let (status, output, error_type, error_message) = match &finished.result {
         Ok(output) => ("SUCCEEDED", Some(output.as_str()), None, None),
+        Err((ErrorKind::Cancelled, message)) => ("CANCELLED", None, Some("CANCELLED"), Some(message.as_str())),
         Err((kind, message)) => ("FAILED", None, Some(kind.as_str()), Some(message.as_str())),
     };
     let row: Option<(Uuid,)> = sqlx::query_as(
@@ -150,6 +195,9 @@ pub async fn complete(db: impl PgExecutor<'_>, job: &ExecutionJob, finished: &Fi
 /// Gives the job back after an infrastructure failure (retried with backoff),
 /// or fails the execution as WORKER_LOST once all attempts are used.
 pub async fn retry_or_fail(db: &PgPool, job: &ExecutionJob, error: &str) -> Result<bool, sqlx::Error> {
+    if end_if_cancel_requested(db, job.lease_token).await? {
+        return Ok(true);
+    }
     if job.attempt >= job.max_attempts {
         let finished = Finished {
             result: Err((ErrorKind::WorkerLost, format!("gave up after {} attempts: {error}", job.attempt))),
@@ -165,7 +213,7 @@ pub async fn retry_or_fail(db: &PgPool, job: &ExecutionJob, error: &str) -> Resu
             update execution_jobs
             set state = 'available', lease_token = null, lease_expires_at = null,
                 run_at = now() + make_interval(secs => $3), last_error = $4
-            where id = $1 and lease_token = $2
+            where id = $1 and lease_token = $2 and not cancel_requested
             returning id
         )
         update executions e set status = 'QUEUED' from j where e.id = j.id
@@ -182,14 +230,17 @@ pub async fn retry_or_fail(db: &PgPool, job: &ExecutionJob, error: &str) -> Resu
 
 /// Hands a job this worker will not finish (shutdown) straight back to the
 /// queue; the attempt does not count.
-pub async fn release(db: impl PgExecutor<'_>, lease_token: Uuid) -> Result<(), sqlx::Error> {
+pub async fn release(db: &PgPool, lease_token: Uuid) -> Result<(), sqlx::Error> {
+    if end_if_cancel_requested(db, lease_token).await? {
+        return Ok(());
+    }
     sqlx::query(
         r#"
         with j as (
             update execution_jobs
             set state = 'available', attempt = greatest(attempt - 1, 0), lease_token = null,
                 lease_expires_at = null, run_at = now()
-            where lease_token = $1
+            where lease_token = $1 and not cancel_requested
             returning id, attempt
         ), e as (
             update executions e set status = 'QUEUED', attempts = j.attempt from j where e.id = j.id
@@ -204,19 +255,102 @@ pub async fn release(db: impl PgExecutor<'_>, lease_token: Uuid) -> Result<(), s
     Ok(())
 }
 
-/// Extends the leases of the jobs this worker is still running.
-pub async fn heartbeat(db: impl PgExecutor<'_>, lease_tokens: &[Uuid], lease: Duration) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+/// Extends the leases of the jobs this worker is still running, and returns
+/// the lease tokens of those asked to stop: the backstop for a cancel
+/// notification this worker missed.
+pub async fn heartbeat(
+    db: impl PgExecutor<'_>,
+    lease_tokens: &[Uuid],
+    lease: Duration,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let jobs: Vec<(Uuid, bool)> = sqlx::query_as(
         r#"
         update execution_jobs set lease_expires_at = now() + make_interval(secs => $2)
         where state = 'running' and lease_token = any($1)
+        returning lease_token, cancel_requested
         "#,
     )
     .bind(lease_tokens)
     .bind(secs(lease))
+    .fetch_all(db)
+    .await?;
+    Ok(jobs.into_iter().filter(|(_, cancel)| *cancel).map(|(token, _)| token).collect())
+}
+
+/// Ends a job that was asked to stop as CANCELLED instead of giving it back
+/// to the queue. Returns whether it did.
+async fn end_if_cancel_requested(db: &PgPool, lease_token: Uuid) -> Result<bool, sqlx::Error> {
+    let ended = sqlx::query(
+        r#"
+        with j as (
+            delete from execution_jobs where lease_token = $1 and cancel_requested returning id
+        ), fin as (
+            update executions e
+            set status = 'CANCELLED', error_type = 'CANCELLED', error_message = 'cancelled while running',
+                finished_at = now()
+            from j where e.id = j.id
+            returning e.id
+        )
+        select pg_notify($2, fin.id::text) from fin
+        "#,
+    )
+    .bind(lease_token)
+    .bind(notify::EXECUTION_FINISHED)
     .execute(db)
     .await?;
-    Ok(done.rows_affected())
+    Ok(ended.rows_affected() > 0)
+}
+
+/// What [`cancel`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// It was still queued: it is now CANCELLED and will never run.
+    Cancelled,
+    /// It is running: its executor was asked to stop it.
+    Requested,
+    /// It had already finished (or is unknown): nothing changed.
+    NotCancellable,
+}
+
+/// Cancels an execution: a queued one at once, a running one by flagging its
+/// job and telling the executors (the one holding it stops the run).
+pub async fn cancel(db: &PgPool, execution_id: Uuid) -> Result<CancelOutcome, sqlx::Error> {
+    let queued = sqlx::query(
+        r#"
+        with j as (
+            delete from execution_jobs where id = $1 and state = 'available' returning id
+        ), fin as (
+            update executions e
+            set status = 'CANCELLED', error_type = 'CANCELLED', error_message = 'cancelled before it ran',
+                finished_at = now()
+            from j where e.id = j.id
+            returning e.id
+        )
+        select pg_notify($2, fin.id::text) from fin
+        "#,
+    )
+    .bind(execution_id)
+    .bind(notify::EXECUTION_FINISHED)
+    .execute(db)
+    .await?;
+    if queued.rows_affected() > 0 {
+        return Ok(CancelOutcome::Cancelled);
+    }
+    let running = sqlx::query(
+        r#"
+        with j as (
+            update execution_jobs set cancel_requested = true
+            where id = $1 and state = 'running'
+            returning id
+        )
+        select pg_notify($2, j.id::text) from j
+        "#,
+    )
+    .bind(execution_id)
+    .bind(notify::EXECUTION_CANCEL)
+    .execute(db)
+    .await?;
+    Ok(if running.rows_affected() > 0 { CancelOutcome::Requested } else { CancelOutcome::NotCancellable })
 }
 
 /// Returns jobs whose lease expired (their worker died or stalled) to the
@@ -230,6 +364,7 @@ pub async fn rescue_expired(db: &PgPool) -> Result<u64, sqlx::Error> {
             set state = 'available', lease_token = null, lease_expires_at = null,
                 run_at = now(), last_error = 'lease expired: the worker was lost'
             where state = 'running' and lease_expires_at < now() and attempt < max_attempts
+              and not cancel_requested
             returning id
         ), e as (
             update executions e set status = 'QUEUED' from j where e.id = j.id
@@ -246,12 +381,16 @@ pub async fn rescue_expired(db: &PgPool) -> Result<u64, sqlx::Error> {
         r#"
         with j as (
             delete from execution_jobs
-            where state = 'running' and lease_expires_at < now() and attempt >= max_attempts
-            returning id, attempt
+            where state = 'running' and lease_expires_at < now()
+              and (attempt >= max_attempts or cancel_requested)
+            returning id, attempt, cancel_requested
         ), fin as (
             update executions e
-            set status = 'FAILED', error_type = 'WORKER_LOST', finished_at = now(),
-                error_message = 'the execution was lost with its worker on all ' || j.attempt || ' attempts'
+            set status = case when j.cancel_requested then 'CANCELLED' else 'FAILED' end::execution_status,
+                error_type = case when j.cancel_requested then 'CANCELLED' else 'WORKER_LOST' end,
+                finished_at = now(),
+                error_message = case when j.cancel_requested then 'cancelled while running'
+                                     else 'the execution was lost with its worker on all ' || j.attempt || ' attempts' end
             from j where e.id = j.id
             returning e.id
         )
@@ -272,7 +411,9 @@ pub async fn cancel_queued_of_function(conn: &mut sqlx::PgConnection, function_i
         with j as (
             delete from execution_jobs where function_id = $1 and state = 'available' returning id
         ), fin as (
-            update executions e set status = 'CANCELLED', finished_at = now()
+            update executions e
+            set status = 'CANCELLED', finished_at = now(), error_type = 'CANCELLED',
+                error_message = 'the function was deleted before this execution ran'
             from j where e.id = j.id
             returning e.id
         )

@@ -79,33 +79,3 @@ impl Drop for EpochTicker {
         }
     }
 }
-
-/// Ticks to give a run so that it is never stopped *before* `timeout`.
-///
-/// The ticker runs independently of the run, so the first tick arrives
-/// anywhere within one tick period of `set_epoch_deadline`; `ceil + 1` ticks
-/// therefore allow between `timeout` and `timeout + EPOCH_TICK`.
-///
-/// Capped well below `u64::MAX` because wasmtime adds the current epoch to it
-/// without saturating (an overflow would wrap to an immediate timeout).
-pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
-    const MAX_TICKS: u64 = u64::MAX / 2;
-    let ticks = timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos());
-    u64::try_from(ticks)
-        .unwrap_or(MAX_TICKS)
-        .saturating_add(1)
-        .min(MAX_TICKS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn deadline_ticks_never_undershoot_the_timeout() {
-        assert_eq!(deadline_ticks(Duration::from_millis(300)), 31);
-        assert_eq!(deadline_ticks(Duration::from_millis(301)), 32);
-        assert_eq!(deadline_ticks(Duration::ZERO), 1);
-        assert_eq!(deadline_ticks(Duration::MAX), u64::MAX / 2);
-    }
-}

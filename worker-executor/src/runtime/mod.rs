@@ -25,6 +25,8 @@ mod run;
 #[cfg(test)]
 mod tests;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use plat_common::ErrorKind;
@@ -94,6 +96,26 @@ impl From<&ExecutionConfig> for RunLimits {
     }
 }
 
+/// Stops one run from another thread: running wasm is interrupted at the
+/// next epoch tick (10 ms), a sleeping guest wakes within a tick. The run
+/// then ends with [`ErrorKind::Cancelled`].
+#[derive(Debug, Clone, Default)]
+pub struct CancelFlag(Arc<AtomicBool>);
+
+impl CancelFlag {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
 /// Why a run did not produce output.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunFailure {
@@ -143,7 +165,18 @@ impl Runtime {
     /// exits, traps, hits a limit or times out; never panics on guest
     /// behaviour.
     pub fn run(&self, module: &LoadedModule, input: &[u8], limits: &RunLimits) -> RunOutcome {
-        run::run(&self.engine, module, input, limits)
+        self.run_cancellable(module, input, limits, &CancelFlag::new())
+    }
+
+    /// [`run`](Self::run), stopped early when `cancel` is raised.
+    pub fn run_cancellable(
+        &self,
+        module: &LoadedModule,
+        input: &[u8],
+        limits: &RunLimits,
+        cancel: &CancelFlag,
+    ) -> RunOutcome {
+        run::run(&self.engine, module, input, limits, cancel)
     }
 }
 

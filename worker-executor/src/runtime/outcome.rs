@@ -13,7 +13,7 @@ use wasmtime_wasi::I32Exit;
 
 use super::limits::{Refusals, MAX_TABLE_ELEMENTS};
 use super::logs::CapturedLogs;
-use super::poll::DeadlineExceeded;
+use super::poll::{Cancelled, DeadlineExceeded};
 use super::{ErrorKind, RunFailure};
 
 const EXIT_OK: i32 = 0;
@@ -78,6 +78,9 @@ pub(crate) fn classify(ended: Ended) -> Result<String, RunFailure> {
 }
 
 fn classify_error(error: &wasmtime::Error, ended: &Ended) -> RunFailure {
+    if error.is::<Cancelled>() {
+        return failure(ErrorKind::Cancelled, "cancelled while running".to_owned());
+    }
     let trap = error.downcast_ref::<Trap>().copied();
     if trap == Some(Trap::Interrupt) || error.is::<DeadlineExceeded>() {
         return failure(

@@ -21,6 +21,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::{Caller, Extern, Linker};
 use wasmtime_wasi::HostMonotonicClock;
 
+use super::engine::EPOCH_TICK;
+use super::CancelFlag;
+
 const ERRNO_SUCCESS: i32 = 0;
 const ERRNO_BADF: u16 = 8;
 const ERRNO_FAULT: i32 = 21;
@@ -48,6 +51,18 @@ impl std::fmt::Display for DeadlineExceeded {
 }
 
 impl std::error::Error for DeadlineExceeded {}
+
+/// The run ended because it was cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Cancelled;
+
+impl std::fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the run was cancelled")
+    }
+}
+
+impl std::error::Error for Cancelled {}
 
 /// The guest's monotonic clock: nanoseconds since the run started.
 ///
@@ -80,10 +95,11 @@ impl HostMonotonicClock for GuestClock {
 }
 
 /// What `poll_oneoff` needs from the store's data.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Timing {
     pub(crate) deadline: Instant,
     pub(crate) clock: GuestClock,
+    pub(crate) cancel: CancelFlag,
 }
 
 /// Replaces wasmtime-wasi's `poll_oneoff`; call after `p1::add_to_linker_sync`.
@@ -140,7 +156,7 @@ fn poll_oneoff<T>(
     let Some(memory) = caller.get_export("memory").and_then(Extern::into_memory) else {
         wasmtime::bail!("poll_oneoff: the module exports no memory");
     };
-    let Timing { deadline, clock } = timing(caller.data());
+    let Timing { deadline, clock, cancel } = timing(caller.data());
     let now = Now {
         instant: Instant::now(),
         wall_nanos: SystemTime::now()
@@ -169,10 +185,10 @@ fn poll_oneoff<T>(
     } else {
         let budget = deadline.saturating_duration_since(Instant::now());
         if first_due > budget {
-            std::thread::sleep(budget);
+            sleep(budget, &cancel)?;
             return Err(wasmtime::Error::new(DeadlineExceeded));
         }
-        std::thread::sleep(first_due);
+        sleep(first_due, &cancel)?;
         first_due
     };
 
@@ -215,6 +231,21 @@ fn poll_oneoff<T>(
     // `written <= nsubs`, which came from a u32.
     slot.copy_from_slice(&u32::try_from(written).unwrap_or(u32::MAX).to_le_bytes());
     Ok(ERRNO_SUCCESS)
+}
+
+/// Sleeps for `duration`, waking every epoch tick to honour a cancellation.
+fn sleep(duration: Duration, cancel: &CancelFlag) -> wasmtime::Result<()> {
+    let until = Instant::now() + duration;
+    loop {
+        if cancel.is_cancelled() {
+            return Err(wasmtime::Error::new(Cancelled));
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        std::thread::sleep(left.min(EPOCH_TICK));
+    }
 }
 
 fn read_subscription(

@@ -5,18 +5,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use wasmtime::{Engine, ExternType, InstancePre, Linker, Module, ModuleExport, Store};
+use wasmtime::{Engine, ExternType, InstancePre, Linker, Module, ModuleExport, Store, UpdateDeadline};
 use wasmtime_wasi::p1::{self, WasiP1Ctx};
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::WasiCtxBuilder;
 
-use super::engine::deadline_ticks;
 use super::exit;
 use super::limits::Limiter;
 use super::logs::LogPipe;
 use super::outcome::{self, Ended};
-use super::poll::{self, GuestClock, Timing};
-use super::{ErrorKind, LoadedModule, RunFailure, RunLimits, RunOutcome};
+use super::poll::{self, Cancelled, GuestClock, Timing};
+use super::{CancelFlag, ErrorKind, LoadedModule, RunFailure, RunLimits, RunOutcome};
 
 /// The guest's `argv`: no paths, nothing about the host.
 const ARGV0: &str = "handler";
@@ -43,7 +42,7 @@ pub(crate) struct Prepared {
 pub(crate) fn build_linker(engine: &Engine) -> anyhow::Result<Linker<RunState>> {
     let mut linker = Linker::new(engine);
     p1::add_to_linker_sync(&mut linker, |state: &mut RunState| &mut state.wasi)?;
-    poll::add_to_linker(&mut linker, |state: &RunState| state.timing)?;
+    poll::add_to_linker(&mut linker, |state: &RunState| state.timing.clone())?;
     exit::add_to_linker(&mut linker)?;
     Ok(linker)
 }
@@ -91,6 +90,7 @@ pub(crate) fn run(
     module: &LoadedModule,
     input: &[u8],
     limits: &RunLimits,
+    cancel: &CancelFlag,
 ) -> RunOutcome {
     let started = Instant::now();
     // A module compiled by another engine would run without this runtime's
@@ -108,13 +108,13 @@ pub(crate) fn run(
     }
     let stdout = MemoryOutputPipe::new(limits.max_output_bytes);
     let logs = LogPipe::new(limits.max_log_bytes);
+    // Capped so the addition cannot overflow `Instant`; a year is "no
+    // deadline" in practice.
+    let deadline = started.checked_add(limits.timeout.min(ONE_YEAR)).unwrap_or(started);
     let timing = Timing {
-        // Capped so the addition cannot overflow `Instant`; a year is "no
-        // deadline" in practice.
-        deadline: started
-            .checked_add(limits.timeout.min(ONE_YEAR))
-            .unwrap_or(started),
+        deadline,
         clock: GuestClock::starting_at(started),
+        cancel: cancel.clone(),
     };
 
     let wasi = WasiCtxBuilder::new()
@@ -137,8 +137,20 @@ pub(crate) fn run(
         },
     );
     store.limiter(|state| &mut state.limiter);
-    store.set_epoch_deadline(deadline_ticks(limits.timeout));
-    store.epoch_deadline_trap();
+    // Checked at every epoch tick: the wall-clock deadline (never before it,
+    // at most one tick after) and the cancel flag. One callback serves both,
+    // since a store has one epoch deadline.
+    let flag = cancel.clone();
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if flag.is_cancelled() {
+            Err(wasmtime::Error::new(Cancelled))
+        } else if Instant::now() >= deadline {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Continue(1))
+        }
+    });
 
     let result = instantiate_and_start(&mut store, &module.prepared);
     let duration = started.elapsed();

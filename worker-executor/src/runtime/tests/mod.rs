@@ -482,3 +482,42 @@ async fn runs_from_spawn_blocking_inside_a_tokio_runtime() {
 
     assert_eq!(outcome.result, Ok("[1,2,3]".to_owned()));
 }
+
+/// Runs `guest` with a one-minute timeout on another thread and cancels it
+/// from this one once it has started.
+fn run_and_cancel(guest: &'static Guest, input: &'static str) -> RunOutcome {
+    let cancel = CancelFlag::new();
+    let flag = cancel.clone();
+    let module = guest.module();
+    let running = std::thread::spawn(move || {
+        let limits = RunLimits { timeout: Duration::from_secs(60), ..RunLimits::default() };
+        runtime().run_cancellable(module, input.as_bytes(), &limits, &flag)
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    cancel.cancel();
+    running.join().expect("the run's thread")
+}
+
+#[test]
+fn cancelling_a_spinning_run_stops_it_as_cancelled_not_at_its_timeout() {
+    let outcome = run_and_cancel(&SPIN, "null");
+
+    assert_eq!(
+        failure(&outcome),
+        &RunFailure { kind: ErrorKind::Cancelled, message: "cancelled while running".into() }
+    );
+}
+
+#[test]
+fn cancelling_a_sleeping_run_wakes_it() {
+    let outcome = run_and_cancel(&SLEEPER, "60000");
+
+    assert_eq!(failure(&outcome).kind, ErrorKind::Cancelled);
+}
+
+#[test]
+fn a_run_that_is_never_cancelled_is_unaffected_by_the_flag() {
+    let outcome = runtime().run_cancellable(ECHO.module(), b"[1]", &limits(), &CancelFlag::new());
+
+    assert_eq!(outcome.result, Ok("[1]".to_owned()));
+}
