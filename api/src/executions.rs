@@ -159,7 +159,7 @@ async fn execute(
     // Registered before the job exists, so even an instant finish is seen.
     let waiter = state.waiters.register(new.id);
     let mut tx = state.db.begin().await?;
-    let enqueued = execute::enqueue(&mut tx, new).await?;
+    let enqueued = execute::enqueue(&mut tx, new).await.map_err(unstorable_input)?;
     tx.commit().await?;
     let (id, waiter, replayed) = match enqueued {
         Enqueued::New => (new.id, waiter, false),
@@ -235,6 +235,17 @@ async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result
     let execution = wait_for(&state, id, &waiter, CANCEL_WAIT_SECS).await?;
     let status = if execution.is_finished() { StatusCode::OK } else { StatusCode::ACCEPTED };
     Ok((status, Json(execution)))
+}
+
+/// Valid JSON that PostgreSQL's jsonb refuses (a `\u0000` escape, a number
+/// beyond its range: SQLSTATE class 22) is the client's to fix.
+fn unstorable_input(error: sqlx::Error) -> Error {
+    match error.as_database_error() {
+        Some(db) if db.code().is_some_and(|code| code.starts_with("22")) => {
+            Error::BadRequest(format!("the input is valid JSON but cannot be stored: {}", db.message()))
+        }
+        _ => Error::from(error),
+    }
 }
 
 /// The body is the input: any JSON value; an empty body means `null`.

@@ -75,14 +75,37 @@ impl ExecuteQueue {
         .await;
         match outcome {
             Ok(outcome) => Attempt::Finished(Finished {
-                result: outcome.result.map_err(|failure| (failure.kind, failure.message)),
-                logs: outcome.logs,
+                result: outcome.result.map_err(|failure| (failure.kind, storable_text(failure.message))),
+                logs: storable_text(outcome.logs),
                 logs_truncated: outcome.logs_truncated,
                 duration_ms: i32::try_from(outcome.duration.as_millis()).unwrap_or(i32::MAX),
             }),
             Err(error) => Attempt::Retry(format!("the run's thread failed: {error}")),
         }
     }
+}
+
+/// PostgreSQL text cannot hold NUL; a function that prints one still gets
+/// its logs and message recorded, with U+FFFD in its place.
+fn storable_text(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text
+    }
+}
+
+/// Whether PostgreSQL refused a value itself (SQLSTATE class 22, "data
+/// exception": a `\u0000` escape or an out-of-range number in jsonb), as
+/// opposed to the database being unreachable.
+fn is_unstorable(error: &sqlx::Error) -> bool {
+    error.as_database_error().and_then(|e| e.code()).is_some_and(|code| code.starts_with("22"))
+}
+
+/// The server's message for a data exception, e.g. "unsupported Unicode
+/// escape sequence": about the value, never about the host.
+fn database_message(error: &sqlx::Error) -> String {
+    error.as_database_error().map_or_else(|| error.to_string(), |e| e.message().to_owned())
 }
 
 fn failed(kind: ErrorKind, message: String) -> Finished {
@@ -116,7 +139,16 @@ impl Queue for ExecuteQueue {
                     Ok(_) => "SUCCEEDED",
                     Err((kind, _)) => kind.as_str(),
                 };
-                let written = execute::complete(&self.pool, &job, &finished).await;
+                let mut written = execute::complete(&self.pool, &job, &finished).await;
+                if let (Err(error), Ok(_)) = (&written, &finished.result) {
+                    if is_unstorable(error) {
+                        // Valid JSON that jsonb cannot hold: the function's
+                        // result, not a reason to retry.
+                        let message = format!("the output is valid JSON but cannot be stored: {}", database_message(error));
+                        let unstorable = Finished { result: Err((ErrorKind::InvalidOutput, message)), ..finished.clone() };
+                        written = execute::complete(&self.pool, &job, &unstorable).await;
+                    }
+                }
                 if matches!(written, Ok(true)) {
                     info!(status, duration_ms = finished.duration_ms, "execution finished");
                 }

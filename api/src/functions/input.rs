@@ -89,7 +89,16 @@ pub fn check_source(source: &str, config: &ApiConfig) -> Result<(), Error> {
     if source.trim().is_empty() {
         return Err(Error::BadRequest("`source` is empty".to_owned()));
     }
-    Ok(())
+    no_nul("source", source)
+}
+
+/// PostgreSQL text cannot hold NUL characters; say so rather than fail later.
+fn no_nul(field: &str, text: &str) -> Result<(), Error> {
+    if text.contains('\0') {
+        Err(Error::BadRequest(format!("`{field}` contains a NUL character")))
+    } else {
+        Ok(())
+    }
 }
 
 pub fn check_description(description: Option<&str>) -> Result<(), Error> {
@@ -97,7 +106,8 @@ pub fn check_description(description: Option<&str>) -> Result<(), Error> {
         Some(d) if d.chars().count() > MAX_DESCRIPTION_CHARS => Err(Error::BadRequest(format!(
             "`description` is longer than {MAX_DESCRIPTION_CHARS} characters"
         ))),
-        _ => Ok(()),
+        Some(d) => no_nul("description", d),
+        None => Ok(()),
     }
 }
 
@@ -105,8 +115,10 @@ pub fn check_tags(tags: &[String]) -> Result<(), Error> {
     if tags.len() > MAX_TAGS {
         return Err(Error::BadRequest(format!("at most {MAX_TAGS} `tags` are allowed")));
     }
-    if let Some(bad) = tags.iter().find(|t| t.is_empty() || t.chars().count() > MAX_TAG_CHARS) {
-        return Err(Error::BadRequest(format!("each tag must be 1 to {MAX_TAG_CHARS} characters; got {bad:?}")));
+    if let Some(bad) = tags.iter().find(|t| t.is_empty() || t.chars().count() > MAX_TAG_CHARS || t.contains('\0')) {
+        return Err(Error::BadRequest(format!(
+            "each tag must be 1 to {MAX_TAG_CHARS} characters, without NUL; got {bad:?}"
+        )));
     }
     Ok(())
 }
@@ -161,7 +173,7 @@ fn check_environment(vars: &BTreeMap<String, String>) -> Result<(), Error> {
                 "environment variable name {name:?} must be letters, digits and `_`, not starting with a digit"
             )));
         }
-        if value.contains('\0') {
+        if value.contains('\0') || name.contains('\0') {
             return Err(Error::BadRequest(format!("environment variable {name} contains a NUL character")));
         }
     }
