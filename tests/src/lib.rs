@@ -263,6 +263,34 @@ impl TestApp {
     }
 }
 
+/// A component binary of this workspace (`worker-executor`, `api`, ...), as
+/// built by `cargo test --workspace` next to the test binaries.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let test_exe = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let binary = test_exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>").join(name);
+    assert!(
+        binary.is_file(),
+        "{} is missing: run the suite with `cargo test --workspace` (or `cargo build --bins` first)",
+        binary.display()
+    );
+    binary
+}
+
+impl TestApp {
+    /// A connection string for this test's database, for child processes.
+    pub fn database_url(&self) -> String {
+        let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for database tests");
+        let (base, query) = match base.split_once('?') {
+            Some((base, query)) => (base.to_owned(), format!("?{query}")),
+            None => (base, String::new()),
+        };
+        let server = base.rsplit_once('/').map_or(base.as_str(), |(server, _)| server);
+        let database = self.pool.connect_options().get_database().expect("the test database's name").to_owned();
+        format!("{server}/{database}{query}")
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();

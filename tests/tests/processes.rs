@@ -1,0 +1,168 @@
+//! Real worker processes, really killed: `worker-executor` binaries against
+//! the test's database, stopped with SIGKILL mid-run and with SIGTERM.
+
+use std::process::{Child, Command, Stdio};
+
+use plat_tests::{workspace_binary, TestApp, Workers, MIGRATOR};
+use serde_json::json;
+use sqlx::PgPool;
+
+/// Spins for about 20 ms, so kills land while runs are in flight, and logs
+/// one line per run: a second line would mean a second run was recorded.
+const BUSY_DOUBLER: &str = r#"
+pub fn handler(n: u64) -> Result<u64, String> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_millis(20) {
+        std::hint::black_box(0);
+    }
+    eprintln!("doubling {n}");
+    Ok(n * 2)
+}
+"#;
+
+fn start_executor(database_url: &str) -> Child {
+    Command::new(workspace_binary("worker-executor"))
+        .env("DATABASE_URL", database_url)
+        .env("PLAT_EXECUTE_CONCURRENCY", "2")
+        .env("PLAT_EXECUTE_LEASE_SECS", "2")
+        .env("PLAT_EXECUTE_POLL_MS", "500")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start worker-executor")
+}
+
+async fn finished_count(pool: &PgPool) -> i64 {
+    let (count,): (i64,) = sqlx::query_as("select count(*) from executions where finished_at is not null")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    count
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn executors_killed_mid_run_lose_nothing_and_record_each_execution_once(pool: PgPool) {
+    let app = TestApp::spawn_with(pool.clone(), Workers { compilers: 1, executors: 0 }).await;
+    let id = app.ready_function("doubler", BUSY_DOUBLER, json!({})).await;
+    let total = 300;
+    let mut ids = Vec::new();
+    for n in 0..total {
+        let queued = app.execute(&id, json!(n), 0).await;
+        ids.push((n, queued.body["id"].as_str().unwrap().to_owned()));
+    }
+    let url = app.database_url();
+    let mut executors = [start_executor(&url), start_executor(&url)];
+
+    // Six times: once some progress was made, SIGKILL one executor and start
+    // a fresh one in its place.
+    for round in 0..6 {
+        let target = (round + 1) * 30;
+        app.wait_until(plat_common::notify::EXECUTION_FINISHED, || async {
+            (finished_count(&pool).await >= target).then_some(())
+        })
+        .await;
+        let victim = &mut executors[round as usize % 2];
+        victim.kill().expect("SIGKILL the executor");
+        victim.wait().expect("reap it");
+        *victim = start_executor(&url);
+    }
+    app.wait_until(plat_common::notify::EXECUTION_FINISHED, || async {
+        (finished_count(&pool).await >= total).then_some(())
+    })
+    .await;
+    for executor in &mut executors {
+        executor.kill().ok();
+        executor.wait().ok();
+    }
+
+    let mut retried = 0;
+    for (n, execution_id) in &ids {
+        let execution = app.get(&format!("/executions/{execution_id}")).await.body;
+        assert_eq!(execution["status"], "SUCCEEDED", "{execution}");
+        assert_eq!(execution["output"], json!(n * 2), "{execution}");
+        assert_eq!(execution["logs"], format!("doubling {n}\n"), "{execution}");
+        if execution["attempts"].as_i64().unwrap() > 1 {
+            retried += 1;
+        }
+    }
+    assert!(retried > 0, "the kills interrupted runs that were then run again");
+    let (left,): (i64,) = sqlx::query_as("select count(*) from execution_jobs").fetch_one(&pool).await.unwrap();
+    assert_eq!(left, 0);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn sigterm_lets_the_running_execution_finish_before_the_executor_exits(pool: PgPool) {
+    let app = TestApp::spawn_with(pool.clone(), Workers { compilers: 1, executors: 0 }).await;
+    let source = r#"
+pub fn handler(ms: u64) -> Result<String, String> {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    Ok(format!("slept {ms} ms"))
+}
+"#;
+    let id = app.ready_function("sleeper", source, json!({})).await;
+    let mut executor = start_executor(&app.database_url());
+    let queued = app.execute(&id, json!(1500), 0).await;
+    let execution_id = queued.body["id"].as_str().unwrap().to_owned();
+    app.wait_until("plat_never_notified", || async {
+        let execution = app.get(&format!("/executions/{execution_id}")).await.body;
+        (execution["status"] == "RUNNING").then_some(())
+    })
+    .await;
+
+    let term = Command::new("kill").args(["-TERM", &executor.id().to_string()]).status().expect("run kill");
+    assert!(term.success());
+    let exit = tokio::task::spawn_blocking(move || executor.wait()).await.unwrap().expect("the executor exits");
+
+    assert!(exit.success(), "a graceful stop exits 0, got {exit}");
+    let execution = app.get(&format!("/executions/{execution_id}")).await.body;
+    assert_eq!(execution["status"], "SUCCEEDED", "{execution}");
+    assert_eq!(execution["output"], "slept 1500 ms");
+    assert_eq!(execution["attempts"], 1);
+}
+
+/// Drains 200 executions with `processes` executor processes and checks each
+/// was run exactly once: one attempt, one log line, the right output.
+async fn drain_with_processes(pool: PgPool, processes: usize) {
+    let app = TestApp::spawn_with(pool.clone(), Workers { compilers: 1, executors: 0 }).await;
+    let id = app.ready_function("shared-queue", BUSY_DOUBLER, json!({})).await;
+    let total = 200;
+    let mut ids = Vec::new();
+    for n in 0..total {
+        let queued = app.execute(&id, json!(n), 0).await;
+        ids.push((n, queued.body["id"].as_str().unwrap().to_owned()));
+    }
+
+    let url = app.database_url();
+    let mut executors: Vec<Child> = (0..processes).map(|_| start_executor(&url)).collect();
+    app.wait_until(plat_common::notify::EXECUTION_FINISHED, || async {
+        (finished_count(&pool).await >= total).then_some(())
+    })
+    .await;
+    for executor in &mut executors {
+        executor.kill().ok();
+        executor.wait().ok();
+    }
+
+    let mut workers = std::collections::HashSet::new();
+    for (n, execution_id) in &ids {
+        let execution = app.get(&format!("/executions/{execution_id}")).await.body;
+        assert_eq!(execution["status"], "SUCCEEDED", "{execution}");
+        assert_eq!(execution["attempts"], 1, "{execution}");
+        assert_eq!(execution["logs"], format!("doubling {n}\n"), "{execution}");
+        assert_eq!(execution["output"], json!(n * 2));
+    }
+    let rows: Vec<(String,)> = sqlx::query_as("select distinct worker_id from executions").fetch_all(&pool).await.unwrap();
+    workers.extend(rows.into_iter().map(|(worker,)| worker));
+    assert!(workers.len() > 1, "the queue was shared: {workers:?}");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn two_executor_processes_on_one_queue_run_each_execution_once(pool: PgPool) {
+    drain_with_processes(pool, 2).await;
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn four_executor_processes_on_one_queue_run_each_execution_once(pool: PgPool) {
+    drain_with_processes(pool, 4).await;
+}
