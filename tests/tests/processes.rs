@@ -33,6 +33,22 @@ fn start_executor(database_url: &str) -> Child {
         .expect("start worker-executor")
 }
 
+/// SIGKILLs the processes and reaps them.
+fn kill_all(executors: &mut [Child]) {
+    for executor in executors {
+        executor.kill().ok();
+        executor.wait().ok();
+    }
+}
+
+/// Waits until at least `count` executions are finished.
+async fn wait_for_finished(app: &TestApp, count: i64) {
+    app.wait_until(plat_common::notify::EXECUTION_FINISHED, || async {
+        (finished_count(&app.pool).await >= count).then_some(())
+    })
+    .await;
+}
+
 async fn finished_count(pool: &PgPool) -> i64 {
     let (count,): (i64,) = sqlx::query_as("select count(*) from executions where finished_at is not null")
         .fetch_one(pool)
@@ -57,24 +73,14 @@ async fn executors_killed_mid_run_lose_nothing_and_record_each_execution_once(po
     // Six times: once some progress was made, SIGKILL one executor and start
     // a fresh one in its place.
     for round in 0..6 {
-        let target = (round + 1) * 30;
-        app.wait_until(plat_common::notify::EXECUTION_FINISHED, || async {
-            (finished_count(&pool).await >= target).then_some(())
-        })
-        .await;
+        wait_for_finished(&app, (round + 1) * 30).await;
         let victim = &mut executors[round as usize % 2];
         victim.kill().expect("SIGKILL the executor");
         victim.wait().expect("reap it");
         *victim = start_executor(&url);
     }
-    app.wait_until(plat_common::notify::EXECUTION_FINISHED, || async {
-        (finished_count(&pool).await >= total).then_some(())
-    })
-    .await;
-    for executor in &mut executors {
-        executor.kill().ok();
-        executor.wait().ok();
-    }
+    wait_for_finished(&app, total).await;
+    kill_all(&mut executors);
 
     let mut retried = 0;
     for (n, execution_id) in &ids {
@@ -135,14 +141,8 @@ async fn drain_with_processes(pool: PgPool, processes: usize) {
 
     let url = app.database_url();
     let mut executors: Vec<Child> = (0..processes).map(|_| start_executor(&url)).collect();
-    app.wait_until(plat_common::notify::EXECUTION_FINISHED, || async {
-        (finished_count(&pool).await >= total).then_some(())
-    })
-    .await;
-    for executor in &mut executors {
-        executor.kill().ok();
-        executor.wait().ok();
-    }
+    wait_for_finished(&app, total).await;
+    kill_all(&mut executors);
 
     let mut workers = std::collections::HashSet::new();
     for (n, execution_id) in &ids {

@@ -280,21 +280,27 @@ pub async fn heartbeat(
 /// Ends a job that was asked to stop as CANCELLED instead of giving it back
 /// to the queue. Returns whether it did.
 async fn end_if_cancel_requested(db: &PgPool, lease_token: Uuid) -> Result<bool, sqlx::Error> {
-    let ended = sqlx::query(
+    end_cancelled(db, "lease_token = $1 and cancel_requested", lease_token, "cancelled while running").await
+}
+
+/// Deletes the job matching `condition` (`$1` is `key`) and records its
+/// execution CANCELLED with `message`, waking whoever waits for it.
+async fn end_cancelled(db: &PgPool, condition: &str, key: Uuid, message: &str) -> Result<bool, sqlx::Error> {
+    let ended = sqlx::query(&format!(
         r#"
         with j as (
-            delete from execution_jobs where lease_token = $1 and cancel_requested returning id
+            delete from execution_jobs where {condition} returning id
         ), fin as (
             update executions e
-            set status = 'CANCELLED', error_type = 'CANCELLED', error_message = 'cancelled while running',
-                finished_at = now()
+            set status = 'CANCELLED', error_type = 'CANCELLED', error_message = $2, finished_at = now()
             from j where e.id = j.id
             returning e.id
         )
-        select pg_notify($2, fin.id::text) from fin
-        "#,
-    )
-    .bind(lease_token)
+        select pg_notify($3, fin.id::text) from fin
+        "#
+    ))
+    .bind(key)
+    .bind(message)
     .bind(notify::EXECUTION_FINISHED)
     .execute(db)
     .await?;
@@ -315,25 +321,7 @@ pub enum CancelOutcome {
 /// Cancels an execution: a queued one at once, a running one by flagging its
 /// job and telling the executors (the one holding it stops the run).
 pub async fn cancel(db: &PgPool, execution_id: Uuid) -> Result<CancelOutcome, sqlx::Error> {
-    let queued = sqlx::query(
-        r#"
-        with j as (
-            delete from execution_jobs where id = $1 and state = 'available' returning id
-        ), fin as (
-            update executions e
-            set status = 'CANCELLED', error_type = 'CANCELLED', error_message = 'cancelled before it ran',
-                finished_at = now()
-            from j where e.id = j.id
-            returning e.id
-        )
-        select pg_notify($2, fin.id::text) from fin
-        "#,
-    )
-    .bind(execution_id)
-    .bind(notify::EXECUTION_FINISHED)
-    .execute(db)
-    .await?;
-    if queued.rows_affected() > 0 {
+    if end_cancelled(db, "id = $1 and state = 'available'", execution_id, "cancelled before it ran").await? {
         return Ok(CancelOutcome::Cancelled);
     }
     let running = sqlx::query(
