@@ -25,6 +25,8 @@ use crate::waiters::Waiter;
 use crate::AppState;
 
 const DEFAULT_WAIT_SECS: u32 = 30;
+/// serde_json's own limit, so anything accepted can be read back as a `Value`.
+const MAX_INPUT_DEPTH: usize = 128;
 /// Longest wait a cancel call spends for the run to actually stop.
 const CANCEL_WAIT_SECS: u32 = 10;
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
@@ -254,8 +256,42 @@ fn parse_input(body: &[u8]) -> Result<Box<RawValue>> {
         return Ok(RawValue::from_string("null".to_owned()).map_err(anyhow::Error::from)?);
     }
     let text = std::str::from_utf8(body).map_err(|_| Error::BadRequest("the input is not UTF-8 text".to_owned()))?;
+    // A `RawValue` is not checked for depth, and PostgreSQL's jsonb parser
+    // overflows its stack on deep nesting (a 500), so the depth is checked first.
+    if nesting_depth(text.as_bytes()) > MAX_INPUT_DEPTH {
+        return Err(Error::BadRequest(format!(
+            "the input is nested too deeply: at most {MAX_INPUT_DEPTH} levels of arrays and objects"
+        )));
+    }
     serde_json::from_str::<Box<RawValue>>(text)
         .map_err(|e| Error::BadRequest(format!("the input (the request body) is not valid JSON: {e}")))
+}
+
+/// The deepest nesting of arrays and objects in a JSON text, counting only
+/// brackets outside strings. Validity is checked separately.
+fn nesting_depth(json: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &byte in json {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 #[derive(Debug, Deserialize)]
@@ -309,4 +345,16 @@ async fn read(State(state): State<AppState>, Path(id): Path<String>) -> Result<J
     let not_found = || Error::NotFound(format!("no execution with id {id}"));
     let parsed = Uuid::try_parse(&id).map_err(|_| not_found())?;
     fetch(&state.db, parsed).await?.map(Json).ok_or_else(not_found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nesting_depth_counts_brackets_outside_strings_only() {
+        assert_eq!(nesting_depth(br#"1"#), 0);
+        assert_eq!(nesting_depth(br#"{"a": [1, {"b": []}]}"#), 4);
+        assert_eq!(nesting_depth(br#"["[[[[", "\"[[["]"#), 1);
+    }
 }

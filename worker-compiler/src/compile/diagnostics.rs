@@ -99,6 +99,7 @@ pub(super) fn judge(stderr: &str) -> Verdict {
         user_errors.push(format!("{SIGNATURE_HELP}\n{}", signature_errors.join("\n")));
     }
     if !user_errors.is_empty() {
+        let user_errors: Vec<String> = user_errors.iter().map(|e| printable(e)).collect();
         Verdict::UserErrors(join_capped(&user_errors, MAX_REPORT_BYTES))
     } else if crashed {
         Verdict::InternalCompilerError
@@ -143,6 +144,15 @@ fn redacted(diagnostic: &Diagnostic, redact: Redact) -> String {
     }
     text.push_str("\n  = note: details hidden: a function can only use its handler.rs and the allowed crates (serde, serde_json)");
     text
+}
+
+/// `text` with NUL characters shown as `␀`, as rustc shows them in its rendered
+/// snippets. rustc's plain `message` keeps them raw, and user code controls some
+/// messages (`compile_error!("\0")`, `#[diagnostic::on_unimplemented(message = ..)]`);
+/// PostgreSQL's `text` cannot hold NUL, so a raw one made the result unstorable and
+/// the build was retried until it failed as "lost with its worker".
+pub(super) fn printable(text: &str) -> String {
+    text.replace('\0', "\u{2400}")
 }
 
 fn join_capped(parts: &[String], cap: usize) -> String {
@@ -340,5 +350,11 @@ mod tests {
         let stderr = r#"{"$message_type":"diagnostic","message":"unused variable: `x`","level":"warning","spans":[],"children":[],"rendered":"warning: unused"}
 {"$message_type":"diagnostic","message":"aborting due to 1 previous error","level":"error","spans":[],"children":[],"rendered":"error: aborting due to 1 previous error"}"#;
         assert_eq!(judge(stderr), Verdict::NoErrors);
+    }
+
+    #[test]
+    fn nul_characters_are_shown_as_a_symbol_so_the_report_can_be_stored() {
+        assert_eq!(printable("before\0after"), "before\u{2400}after");
+        assert_eq!(printable("plain"), "plain");
     }
 }

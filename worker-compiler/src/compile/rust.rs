@@ -284,7 +284,7 @@ fn plain_lines(stderr: &str, max: usize) -> String {
     while !plain.is_char_boundary(start) {
         start += 1;
     }
-    plain[start..].to_owned()
+    diagnostics::printable(&plain[start..])
 }
 
 fn infra(context: &str, error: impl std::fmt::Display) -> CompileFailure {
