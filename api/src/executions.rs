@@ -78,7 +78,10 @@ struct ErrorColumns {
 }
 
 impl Serialize for ErrorColumns {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
         #[derive(Serialize)]
         struct ExecutionError<'a> {
             #[serde(rename = "type")]
@@ -87,7 +90,10 @@ impl Serialize for ErrorColumns {
         }
         self.error_type
             .as_deref()
-            .map(|kind| ExecutionError { kind, message: self.error_message.as_deref().unwrap_or_default() })
+            .map(|kind| ExecutionError {
+                kind,
+                message: self.error_message.as_deref().unwrap_or_default(),
+            })
             .serialize(serializer)
     }
 }
@@ -105,7 +111,10 @@ const SELECT_EXECUTION: &str = r#"
 "#;
 
 async fn fetch(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<ExecutionView>> {
-    Ok(sqlx::query_as(&format!("{SELECT_EXECUTION} where id = $1")).bind(id).fetch_optional(db).await?)
+    Ok(sqlx::query_as(&format!("{SELECT_EXECUTION} where id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await?)
 }
 
 #[derive(Debug, Deserialize)]
@@ -161,7 +170,9 @@ async fn execute(
     // Registered before the job exists, so even an instant finish is seen.
     let waiter = state.waiters.register(new.id);
     let mut tx = state.db.begin().await?;
-    let enqueued = execute::enqueue(&mut tx, new).await.map_err(unstorable_input)?;
+    let enqueued = execute::enqueue(&mut tx, new)
+        .await
+        .map_err(unstorable_input)?;
     tx.commit().await?;
     let (id, waiter, replayed) = match enqueued {
         Enqueued::New => (new.id, waiter, false),
@@ -174,21 +185,36 @@ async fn execute(
     };
 
     let execution = wait_for(&state, id, &waiter, wait).await?;
-    let status = if execution.is_finished() { StatusCode::OK } else { StatusCode::ACCEPTED };
-    let location = HeaderValue::from_str(&format!("/executions/{id}")).map_err(anyhow::Error::from)?;
+    let status = if execution.is_finished() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let location =
+        HeaderValue::from_str(&format!("/executions/{id}")).map_err(anyhow::Error::from)?;
     let mut response = (status, [(header::LOCATION, location)], Json(execution)).into_response();
     if replayed {
-        response.headers_mut().insert(IDEMPOTENT_REPLAYED.clone(), HeaderValue::from_static("true"));
+        response.headers_mut().insert(
+            IDEMPOTENT_REPLAYED.clone(),
+            HeaderValue::from_static("true"),
+        );
     }
     Ok(response)
 }
 
 /// Reads the execution, and while it is unfinished waits for a wake-up (or
 /// the end of `wait` seconds) and reads it again.
-async fn wait_for(state: &AppState, id: Uuid, waiter: &Waiter<'_>, wait: u32) -> Result<ExecutionView> {
+async fn wait_for(
+    state: &AppState,
+    id: Uuid,
+    waiter: &Waiter<'_>,
+    wait: u32,
+) -> Result<ExecutionView> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(wait));
     loop {
-        let execution = fetch(&state.db, id).await?.ok_or_else(|| anyhow::anyhow!("execution {id} vanished"))?;
+        let execution = fetch(&state.db, id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("execution {id} vanished"))?;
         if execution.is_finished() || tokio::time::Instant::now() >= deadline {
             return Ok(execution);
         }
@@ -205,7 +231,9 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>> {
         return Ok(None);
     };
     let key = value.to_str().ok().filter(|k| {
-        !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY_BYTES && k.bytes().all(|b| b.is_ascii_graphic())
+        !k.is_empty()
+            && k.len() <= MAX_IDEMPOTENCY_KEY_BYTES
+            && k.bytes().all(|b| b.is_ascii_graphic())
     });
     match key {
         Some(key) => Ok(Some(key.to_owned())),
@@ -219,13 +247,18 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>> {
 /// one is stopped by its executor; the call waits up to 10 s for that and
 /// answers 200 once it is CANCELLED, or 202 if it is still stopping. An
 /// execution that already finished cannot be cancelled (409).
-async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse> {
+async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse> {
     let not_found = || Error::NotFound(format!("no execution with id {id}"));
     let id = Uuid::try_parse(&id).map_err(|_| not_found())?;
     let waiter = state.waiters.register(id);
     match execute::cancel(&state.db, id).await? {
         CancelOutcome::Cancelled => {}
-        CancelOutcome::Requested => tracing::info!(execution_id = %id, "cancel requested for a running execution"),
+        CancelOutcome::Requested => {
+            tracing::info!(execution_id = %id, "cancel requested for a running execution")
+        }
         CancelOutcome::NotCancellable => {
             let execution = fetch(&state.db, id).await?.ok_or_else(not_found)?;
             return Err(Error::Conflict(format!(
@@ -235,7 +268,11 @@ async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result
         }
     }
     let execution = wait_for(&state, id, &waiter, CANCEL_WAIT_SECS).await?;
-    let status = if execution.is_finished() { StatusCode::OK } else { StatusCode::ACCEPTED };
+    let status = if execution.is_finished() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
     Ok((status, Json(execution)))
 }
 
@@ -244,7 +281,10 @@ async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result
 fn unstorable_input(error: sqlx::Error) -> Error {
     match error.as_database_error() {
         Some(db) if db.code().is_some_and(|code| code.starts_with("22")) => {
-            Error::BadRequest(format!("the input is valid JSON but cannot be stored: {}", db.message()))
+            Error::BadRequest(format!(
+                "the input is valid JSON but cannot be stored: {}",
+                db.message()
+            ))
         }
         _ => Error::from(error),
     }
@@ -255,7 +295,8 @@ fn parse_input(body: &[u8]) -> Result<Box<RawValue>> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(RawValue::from_string("null".to_owned()).map_err(anyhow::Error::from)?);
     }
-    let text = std::str::from_utf8(body).map_err(|_| Error::BadRequest("the input is not UTF-8 text".to_owned()))?;
+    let text = std::str::from_utf8(body)
+        .map_err(|_| Error::BadRequest("the input is not UTF-8 text".to_owned()))?;
     // A `RawValue` is not checked for depth, and PostgreSQL's jsonb parser
     // overflows its stack on deep nesting (a 500), so the depth is checked first.
     if nesting_depth(text.as_bytes()) > MAX_INPUT_DEPTH {
@@ -263,8 +304,11 @@ fn parse_input(body: &[u8]) -> Result<Box<RawValue>> {
             "the input is nested too deeply: at most {MAX_INPUT_DEPTH} levels of arrays and objects"
         )));
     }
-    serde_json::from_str::<Box<RawValue>>(text)
-        .map_err(|e| Error::BadRequest(format!("the input (the request body) is not valid JSON: {e}")))
+    serde_json::from_str::<Box<RawValue>>(text).map_err(|e| {
+        Error::BadRequest(format!(
+            "the input (the request body) is not valid JSON: {e}"
+        ))
+    })
 }
 
 /// The deepest nesting of arrays and objects in a JSON text, counting only
@@ -317,7 +361,10 @@ async fn list(
 ) -> Result<Json<ExecutionList>> {
     let page = Page::parse(params.limit, params.cursor.as_deref())?;
     if let Some(status) = params.status.as_deref().filter(|s| !STATUSES.contains(s)) {
-        return Err(Error::BadRequest(format!("`status` {status:?} is not one of {}", STATUSES.join(", "))));
+        return Err(Error::BadRequest(format!(
+            "`status` {status:?} is not one of {}",
+            STATUSES.join(", ")
+        )));
     }
     let function = functions::find(&state.db, &FunctionKey::parse(key), false).await?;
     let rows: Vec<ExecutionView> = sqlx::query_as(&format!(
@@ -337,14 +384,23 @@ async fn list(
     .bind(page.fetch_limit())
     .fetch_all(&state.db)
     .await?;
-    let (items, next_cursor) = page.finish(rows, |e| Position { created_at: e.created_at, id: e.id });
+    let (items, next_cursor) = page.finish(rows, |e| Position {
+        created_at: e.created_at,
+        id: e.id,
+    });
     Ok(Json(ExecutionList { items, next_cursor }))
 }
 
-async fn read(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<ExecutionView>> {
+async fn read(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ExecutionView>> {
     let not_found = || Error::NotFound(format!("no execution with id {id}"));
     let parsed = Uuid::try_parse(&id).map_err(|_| not_found())?;
-    fetch(&state.db, parsed).await?.map(Json).ok_or_else(not_found)
+    fetch(&state.db, parsed)
+        .await?
+        .map(Json)
+        .ok_or_else(not_found)
 }
 
 #[cfg(test)]

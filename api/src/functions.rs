@@ -26,10 +26,17 @@ use crate::AppState;
 pub fn router(state: &AppState) -> Router<AppState> {
     // JSON escaping can make a source up to six times longer on the wire
     // (`\u0000`); the exact limit is checked on the decoded source.
-    let body_limit = state.config.max_source_bytes.saturating_mul(6).saturating_add(64 * 1024);
+    let body_limit = state
+        .config
+        .max_source_bytes
+        .saturating_mul(6)
+        .saturating_add(64 * 1024);
     Router::new()
         .route("/functions", get(list).post(create))
-        .route("/functions/{function}", get(read).put(update).delete(remove))
+        .route(
+            "/functions/{function}",
+            get(read).put(update).delete(remove),
+        )
         .layer(DefaultBodyLimit::max(body_limit))
 }
 
@@ -109,7 +116,11 @@ pub struct FunctionRef {
 
 /// Finds a function by id or name; `for_update` locks its row until the
 /// caller's transaction ends.
-pub async fn find(db: impl PgExecutor<'_>, key: &FunctionKey, for_update: bool) -> Result<FunctionRef> {
+pub async fn find(
+    db: impl PgExecutor<'_>,
+    key: &FunctionKey,
+    for_update: bool,
+) -> Result<FunctionRef> {
     let lock = if for_update { "for update of f" } else { "" };
     let row: Option<(Uuid, Option<i32>, String)> = sqlx::query_as(&format!(
         r#"
@@ -125,7 +136,11 @@ pub async fn find(db: impl PgExecutor<'_>, key: &FunctionKey, for_update: bool) 
     .fetch_optional(db)
     .await?;
     let (id, active_version, status) = row.ok_or_else(|| key.not_found())?;
-    Ok(FunctionRef { id, active_version, status })
+    Ok(FunctionRef {
+        id,
+        active_version,
+        status,
+    })
 }
 
 async fn view(db: impl PgExecutor<'_>, id: Uuid) -> Result<FunctionView> {
@@ -143,7 +158,10 @@ struct FunctionList {
     next_cursor: Option<String>,
 }
 
-async fn list(State(db): State<PgPool>, Query(params): Query<PageParams>) -> Result<Json<FunctionList>> {
+async fn list(
+    State(db): State<PgPool>,
+    Query(params): Query<PageParams>,
+) -> Result<Json<FunctionList>> {
     let page = Page::parse(params.limit, params.cursor.as_deref())?;
     let rows: Vec<FunctionView> = sqlx::query_as(&format!(
         r#"
@@ -158,7 +176,10 @@ async fn list(State(db): State<PgPool>, Query(params): Query<PageParams>) -> Res
     .bind(page.fetch_limit())
     .fetch_all(&db)
     .await?;
-    let (items, next_cursor) = page.finish(rows, |f| Position { created_at: f.created_at, id: f.id });
+    let (items, next_cursor) = page.finish(rows, |f| Position {
+        created_at: f.created_at,
+        id: f.id,
+    });
     Ok(Json(FunctionList { items, next_cursor }))
 }
 
@@ -167,7 +188,10 @@ async fn read(State(db): State<PgPool>, Path(key): Path<String>) -> Result<Json<
     Ok(Json(view(&db, function.id).await?))
 }
 
-async fn create(State(state): State<AppState>, Json(body): Json<CreateFunction>) -> Result<impl IntoResponse> {
+async fn create(
+    State(state): State<AppState>,
+    Json(body): Json<CreateFunction>,
+) -> Result<impl IntoResponse> {
     let config = &state.config;
     input::check_name(&body.name)?;
     input::check_language(&body.language)?;
@@ -175,7 +199,8 @@ async fn create(State(state): State<AppState>, Json(body): Json<CreateFunction>)
     input::check_description(body.description.as_deref())?;
     let tags = body.tags.unwrap_or_default();
     input::check_tags(&tags)?;
-    let execution_config = input::execution_config(ExecutionConfig::default(), body.execution_config, config)?;
+    let execution_config =
+        input::execution_config(ExecutionConfig::default(), body.execution_config, config)?;
 
     let id = Uuid::now_v7();
     let mut tx = state.db.begin().await?;
@@ -230,7 +255,11 @@ async fn update(
     Json(body): Json<UpdateFunction>,
 ) -> Result<impl IntoResponse> {
     let config = &state.config;
-    if body.source.is_none() && body.execution_config.is_none() && body.description.is_none() && body.tags.is_none() {
+    if body.source.is_none()
+        && body.execution_config.is_none()
+        && body.description.is_none()
+        && body.tags.is_none()
+    {
         return Err(Error::BadRequest(
             "nothing to update: send at least one of `source`, `executionConfig`, `description`, `tags`".to_owned(),
         ));
@@ -281,7 +310,11 @@ async fn update(
     .await?;
     let view = view(&mut *tx, function.id).await?;
     tx.commit().await?;
-    let status = if new_version { StatusCode::ACCEPTED } else { StatusCode::OK };
+    let status = if new_version {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(view)))
 }
 
@@ -291,8 +324,12 @@ async fn update(
 async fn remove(State(db): State<PgPool>, Path(key): Path<String>) -> Result<StatusCode> {
     let mut tx = db.begin().await?;
     let function = find(&mut *tx, &FunctionKey::parse(key), true).await?;
-    let cancelled = plat_common::queue::execute::cancel_queued_of_function(&mut tx, function.id).await?;
-    sqlx::query("delete from functions where id = $1").bind(function.id).execute(&mut *tx).await?;
+    let cancelled =
+        plat_common::queue::execute::cancel_queued_of_function(&mut tx, function.id).await?;
+    sqlx::query("delete from functions where id = $1")
+        .bind(function.id)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     tracing::info!(function_id = %function.id, cancelled, "function deleted");
     Ok(StatusCode::NO_CONTENT)

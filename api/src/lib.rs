@@ -37,7 +37,11 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(db: PgPool, config: ApiConfig) -> Self {
-        Self { db, config: Arc::new(config), waiters: Arc::default() }
+        Self {
+            db,
+            config: Arc::new(config),
+            waiters: Arc::default(),
+        }
     }
 }
 
@@ -68,9 +72,14 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 }
 
 /// Binds `config.listen` and serves until `shutdown`.
-pub async fn serve(pool: PgPool, config: ApiConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let listener =
-        TcpListener::bind(config.listen).await.with_context(|| format!("listening on {}", config.listen))?;
+pub async fn serve(
+    pool: PgPool,
+    config: ApiConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
     serve_on(listener, pool, config, shutdown).await
 }
 
@@ -83,9 +92,15 @@ pub async fn serve_on(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let state = AppState::new(pool.clone(), config);
-    let listen = tokio::spawn(waiters::listen(pool, state.waiters.clone(), shutdown.clone()));
+    let listen = tokio::spawn(waiters::listen(
+        pool,
+        state.waiters.clone(),
+        shutdown.clone(),
+    ));
     tracing::info!(address = %listener.local_addr()?, "API listening");
-    let served = axum::serve(listener, app(state)).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await;
+    let served = axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
     shutdown.cancel();
     listen.abort();
     served.context("serving HTTP")

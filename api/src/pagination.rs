@@ -42,9 +42,14 @@ impl Page {
     pub fn parse(limit: Option<u32>, cursor: Option<&str>) -> Result<Self, Error> {
         let limit = limit.unwrap_or(DEFAULT_LIMIT);
         if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(Error::BadRequest(format!("`limit` must be between 1 and {MAX_LIMIT}, got {limit}")));
+            return Err(Error::BadRequest(format!(
+                "`limit` must be between 1 and {MAX_LIMIT}, got {limit}"
+            )));
         }
-        let after = cursor.filter(|c| !c.is_empty()).map(Position::decode).transpose()?;
+        let after = cursor
+            .filter(|c| !c.is_empty())
+            .map(Position::decode)
+            .transpose()?;
         Ok(Self { limit, after })
     }
 
@@ -55,10 +60,18 @@ impl Page {
 
     /// Cuts the fetched rows to the page and returns the cursor of the next
     /// page, if there is one.
-    pub fn finish<T>(&self, mut rows: Vec<T>, position: impl Fn(&T) -> Position) -> (Vec<T>, Option<String>) {
+    pub fn finish<T>(
+        &self,
+        mut rows: Vec<T>,
+        position: impl Fn(&T) -> Position,
+    ) -> (Vec<T>, Option<String>) {
         let more = rows.len() > self.limit as usize;
         rows.truncate(self.limit as usize);
-        let next = if more { rows.last().map(|row| position(row).encode()) } else { None };
+        let next = if more {
+            rows.last().map(|row| position(row).encode())
+        } else {
+            None
+        };
         (rows, next)
     }
 
@@ -73,7 +86,11 @@ impl Page {
 
 impl Position {
     fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!("{}.{}", self.created_at.timestamp_micros(), self.id))
+        URL_SAFE_NO_PAD.encode(format!(
+            "{}.{}",
+            self.created_at.timestamp_micros(),
+            self.id
+        ))
     }
 
     fn decode(cursor: &str) -> Result<Self, Error> {
@@ -95,7 +112,10 @@ mod tests {
 
     #[test]
     fn a_cursor_decodes_to_the_position_it_was_made_from() {
-        let position = Position { created_at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(), id: Uuid::now_v7() };
+        let position = Position {
+            created_at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
+            id: Uuid::now_v7(),
+        };
 
         assert_eq!(Position::decode(&position.encode()).unwrap(), position);
     }

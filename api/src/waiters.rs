@@ -7,10 +7,10 @@
 //! woken, because notifications sent while it was down are lost; so a lost
 //! notification can never leave a caller waiting for a result that exists.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
 use plat_common::notify::{self, Heard};
 use sqlx::PgPool;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -37,7 +37,11 @@ impl Waiters {
     pub fn register(&self, id: Uuid) -> Waiter<'_> {
         let notify = Arc::new(Notify::new());
         self.lock().entry(id).or_default().push(notify.clone());
-        Waiter { waiters: self, id, notify }
+        Waiter {
+            waiters: self,
+            id,
+            notify,
+        }
     }
 
     fn wake(&self, id: Uuid) {
@@ -54,7 +58,9 @@ impl Waiters {
 
     fn lock(&self) -> MutexGuard<'_, HashMap<Uuid, Vec<Arc<Notify>>>> {
         // Plain inserts and removals: a panic cannot leave the map inconsistent.
-        self.by_execution.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.by_execution
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -79,13 +85,18 @@ impl Drop for Waiter<'_> {
 
 /// Listens until `shutdown`; after any gap in listening, every waiter re-checks.
 pub async fn listen(pool: PgPool, waiters: Arc<Waiters>, shutdown: CancellationToken) {
-    notify::listen(pool, notify::EXECUTION_FINISHED, shutdown, |heard| match heard {
-        Heard::Notification(payload) => {
-            if let Ok(id) = payload.parse() {
-                waiters.wake(id);
+    notify::listen(
+        pool,
+        notify::EXECUTION_FINISHED,
+        shutdown,
+        |heard| match heard {
+            Heard::Notification(payload) => {
+                if let Ok(id) = payload.parse() {
+                    waiters.wake(id);
+                }
             }
-        }
-        Heard::MaybeMissed => waiters.wake_all(),
-    })
+            Heard::MaybeMissed => waiters.wake_all(),
+        },
+    )
     .await;
 }

@@ -84,8 +84,16 @@ impl Database {
         if let Some(url) = &self.database_url {
             return Ok((url.clone(), None));
         }
-        let options = Options { data_dir: absolute(&self.data_dir.join("postgres"))?, port: self.pg_port, settings: Vec::new() };
-        println!("starting PostgreSQL in {} on 127.0.0.1:{}", options.data_dir.display(), options.port);
+        let options = Options {
+            data_dir: absolute(&self.data_dir.join("postgres"))?,
+            port: self.pg_port,
+            settings: Vec::new(),
+        };
+        println!(
+            "starting PostgreSQL in {} on 127.0.0.1:{}",
+            options.data_dir.display(),
+            options.port
+        );
         let cluster = tokio::task::spawn_blocking(move || LocalPostgres::start(options)).await??;
         let admin = plat_common::db::connect(&cluster.url("postgres"), 1).await?;
         let exists: Option<(i32,)> = sqlx::query_as("select 1 from pg_database where datname = $1")
@@ -93,7 +101,9 @@ impl Database {
             .fetch_optional(&admin)
             .await?;
         if exists.is_none() {
-            sqlx::query(&format!("create database {DATABASE}")).execute(&admin).await?;
+            sqlx::query(&format!("create database {DATABASE}"))
+                .execute(&admin)
+                .await?;
         }
         admin.close().await;
         Ok((cluster.url(DATABASE), Some(cluster)))
@@ -119,15 +129,26 @@ async fn serve(url: &str, up: Up) -> anyhow::Result<()> {
     let pool = plat_common::db::connect(url, up.api.db_max_connections + 8)
         .await
         .with_context(|| format!("connecting to {url}"))?;
-    plat_common::db::migrate(&pool).await.context("applying migrations")?;
+    plat_common::db::migrate(&pool)
+        .await
+        .context("applying migrations")?;
     let listen = up.api.listen;
     let shutdown = plat_common::shutdown::on_signal();
 
     let mut components = tokio::task::JoinSet::new();
-    components.spawn(named("api", plat_api::serve(pool.clone(), up.api, shutdown.clone())));
+    components.spawn(named(
+        "api",
+        plat_api::serve(pool.clone(), up.api, shutdown.clone()),
+    ));
     println!("preparing the Rust toolchain (the first start builds serde once, up to a minute)");
-    components.spawn(named("compiler", plat_worker_compiler::run(pool.clone(), up.compiler, shutdown.clone())));
-    components.spawn(named("executor", plat_worker_executor::run(pool, up.executor, shutdown.clone())));
+    components.spawn(named(
+        "compiler",
+        plat_worker_compiler::run(pool.clone(), up.compiler, shutdown.clone()),
+    ));
+    components.spawn(named(
+        "executor",
+        plat_worker_executor::run(pool, up.executor, shutdown.clone()),
+    ));
     print_welcome(listen, url);
 
     // The first component to stop (an error, or the shutdown signal) stops
@@ -136,7 +157,11 @@ async fn serve(url: &str, up: Up) -> anyhow::Result<()> {
     while let Some(ended) = components.join_next().await {
         let (name, outcome) = ended.context("a component panicked")?;
         if let Err(error) = outcome {
-            tracing::error!(component = name, error = format!("{error:#}"), "component failed; stopping");
+            tracing::error!(
+                component = name,
+                error = format!("{error:#}"),
+                "component failed; stopping"
+            );
             if result.is_ok() {
                 result = Err(error.context(format!("the {name} failed")));
             }

@@ -68,8 +68,16 @@ impl LocalPostgres {
     /// already running (reusing it), and waits until it accepts connections.
     pub fn start(options: Options) -> Result<Self, PostgresError> {
         let bin = find_binaries().ok_or(PostgresError::BinariesMissing)?;
-        let owner = if is_root() { Some(unprivileged_user()?) } else { None };
-        let cluster = Self { options, bin, owner };
+        let owner = if is_root() {
+            Some(unprivileged_user()?)
+        } else {
+            None
+        };
+        let cluster = Self {
+            options,
+            bin,
+            owner,
+        };
         cluster.prepare_folder()?;
         if !cluster.options.data_dir.join("PG_VERSION").exists() {
             cluster.run(
@@ -94,7 +102,10 @@ impl LocalPostgres {
 
     /// `postgres://postgres@127.0.0.1:PORT/DATABASE`.
     pub fn url(&self, database: &str) -> String {
-        format!("postgres://{SUPERUSER}@127.0.0.1:{}/{database}", self.options.port)
+        format!(
+            "postgres://{SUPERUSER}@127.0.0.1:{}/{database}",
+            self.options.port
+        )
     }
 
     /// Stops the server (fast shutdown: open sessions are ended), keeping its data.
@@ -102,8 +113,18 @@ impl LocalPostgres {
         if !self.is_running() {
             return Ok(());
         }
-        self.run("pg_ctl", ["stop".as_ref(), "-w".as_ref(), "-m".as_ref(), "fast".as_ref(), "-D".as_ref(), self.options.data_dir.as_os_str()])
-            .map(drop)
+        self.run(
+            "pg_ctl",
+            [
+                "stop".as_ref(),
+                "-w".as_ref(),
+                "-m".as_ref(),
+                "fast".as_ref(),
+                "-D".as_ref(),
+                self.options.data_dir.as_os_str(),
+            ],
+        )
+        .map(drop)
     }
 
     /// Starts the server again after [`stop`](Self::stop).
@@ -145,7 +166,11 @@ impl LocalPostgres {
 
     fn is_running(&self) -> bool {
         self.command("pg_ctl")
-            .args(["status".as_ref(), "-D".as_ref(), self.options.data_dir.as_os_str()])
+            .args([
+                "status".as_ref(),
+                "-D".as_ref(),
+                self.options.data_dir.as_os_str(),
+            ])
             .output()
             .is_ok_and(|output| output.status.success())
     }
@@ -160,11 +185,17 @@ impl LocalPostgres {
             std::os::unix::fs::chown(dir, Some(owner.uid), Some(owner.gid))
                 .map_err(io(format!("giving {} to {}", dir.display(), owner.name)))?;
             // Every folder above must be traversable by the owner.
-            let absolute = std::fs::canonicalize(dir).map_err(io(format!("resolving {}", dir.display())))?;
+            let absolute =
+                std::fs::canonicalize(dir).map_err(io(format!("resolving {}", dir.display())))?;
             for ancestor in absolute.ancestors().skip(1) {
-                let mode = std::fs::metadata(ancestor).map(|m| m.permissions().mode()).unwrap_or(0);
+                let mode = std::fs::metadata(ancestor)
+                    .map(|m| m.permissions().mode())
+                    .unwrap_or(0);
                 if mode & 0o001 == 0 {
-                    return Err(PostgresError::NotTraversable { user: owner.name.clone(), path: ancestor.to_path_buf() });
+                    return Err(PostgresError::NotTraversable {
+                        user: owner.name.clone(),
+                        path: ancestor.to_path_buf(),
+                    });
                 }
             }
         }
@@ -175,17 +206,28 @@ impl LocalPostgres {
     fn command(&self, program: &str) -> Command {
         let mut command = Command::new(self.bin.join(program));
         if let Some(owner) = &self.owner {
-            command.uid(owner.uid).gid(owner.gid).env("HOME", &owner.home).env("USER", &owner.name);
+            command
+                .uid(owner.uid)
+                .gid(owner.gid)
+                .env("HOME", &owner.home)
+                .env("USER", &owner.name);
         }
         command.current_dir(&self.options.data_dir);
         command
     }
 
-    fn run<'a>(&self, program: &str, args: impl IntoIterator<Item = &'a OsStr>) -> Result<String, PostgresError> {
+    fn run<'a>(
+        &self,
+        program: &str,
+        args: impl IntoIterator<Item = &'a OsStr>,
+    ) -> Result<String, PostgresError> {
         let mut command = self.command(program);
         command.args(args);
         let description = format!("{program} {:?}", command.get_args().collect::<Vec<_>>());
-        let output = command.output().map_err(|source| PostgresError::Io { context: format!("running {description}"), source })?;
+        let output = command.output().map_err(|source| PostgresError::Io {
+            context: format!("running {description}"),
+            source,
+        })?;
         if !output.status.success() {
             let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
             text.push_str(&String::from_utf8_lossy(&output.stdout));
@@ -195,7 +237,10 @@ impl LocalPostgres {
                 text.push_str(&format!("\n(last lines of {}:)\n", log.display()));
                 text.push_str(&tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
             }
-            return Err(PostgresError::CommandFailed { command: description, output: text.trim().to_owned() });
+            return Err(PostgresError::CommandFailed {
+                command: description,
+                output: text.trim().to_owned(),
+            });
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
@@ -218,7 +263,12 @@ fn find_binaries() -> Option<PathBuf> {
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|entry| Some((entry.file_name().to_str()?.parse().ok()?, entry.path().join("bin"))))
+        .filter_map(|entry| {
+            Some((
+                entry.file_name().to_str()?.parse().ok()?,
+                entry.path().join("bin"),
+            ))
+        })
         .filter(|(_, dir)| has_tools(dir))
         .collect();
     versions.sort();
@@ -240,7 +290,12 @@ fn unprivileged_user() -> Result<Owner, PostgresError> {
             let fields: Vec<&str> = line.split(':').collect();
             if fields.len() >= 6 && fields[0] == wanted {
                 if let (Ok(uid), Ok(gid)) = (fields[2].parse(), fields[3].parse()) {
-                    return Ok(Owner { name: wanted.to_owned(), uid, gid, home: PathBuf::from(fields[5]) });
+                    return Ok(Owner {
+                        name: wanted.to_owned(),
+                        uid,
+                        gid,
+                        home: PathBuf::from(fields[5]),
+                    });
                 }
             }
         }
@@ -255,28 +310,60 @@ mod tests {
     #[test]
     fn the_url_names_the_superuser_port_and_database() {
         let cluster = LocalPostgres {
-            options: Options { data_dir: PathBuf::from("/x"), port: 54329, settings: Vec::new() },
+            options: Options {
+                data_dir: PathBuf::from("/x"),
+                port: 54329,
+                settings: Vec::new(),
+            },
             bin: PathBuf::from("/bin"),
             owner: None,
         };
 
-        assert_eq!(cluster.url("plat"), "postgres://postgres@127.0.0.1:54329/plat");
+        assert_eq!(
+            cluster.url("plat"),
+            "postgres://postgres@127.0.0.1:54329/plat"
+        );
     }
 
     #[test]
     fn a_cluster_keeps_its_data_across_a_stop_and_a_start() {
         // Under target/, which the unprivileged user can traverse on this
         // project's machines (/tmp works too).
-        let parent = tempfile::Builder::new().prefix("plat-pg-test-").tempdir_in(std::env::temp_dir()).unwrap();
+        let parent = tempfile::Builder::new()
+            .prefix("plat-pg-test-")
+            .tempdir_in(std::env::temp_dir())
+            .unwrap();
         std::fs::set_permissions(parent.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let options = Options { data_dir: parent.path().join("pg"), port, settings: vec![("fsync".into(), "off".into())] };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let options = Options {
+            data_dir: parent.path().join("pg"),
+            port,
+            settings: vec![("fsync".into(), "off".into())],
+        };
         let psql = |cluster: &LocalPostgres, sql: &str| {
-            cluster.run("psql", [cluster.url("postgres").as_ref(), "-tAc".as_ref(), sql.as_ref()]).unwrap().trim().to_owned()
+            cluster
+                .run(
+                    "psql",
+                    [
+                        cluster.url("postgres").as_ref(),
+                        "-tAc".as_ref(),
+                        sql.as_ref(),
+                    ],
+                )
+                .unwrap()
+                .trim()
+                .to_owned()
         };
 
         let cluster = LocalPostgres::start(options.clone()).unwrap();
-        psql(&cluster, "create table kept (n int); insert into kept values (42)");
+        psql(
+            &cluster,
+            "create table kept (n int); insert into kept values (42)",
+        );
         cluster.stop().unwrap();
         let again = LocalPostgres::start(options).unwrap();
         let kept = psql(&again, "select n from kept");

@@ -61,7 +61,12 @@ mod tests {
 
     #[test]
     fn as_str_matches_the_serde_name() {
-        for kind in [ErrorKind::HandlerError, ErrorKind::OutOfMemory, ErrorKind::WorkerLost, ErrorKind::Cancelled] {
+        for kind in [
+            ErrorKind::HandlerError,
+            ErrorKind::OutOfMemory,
+            ErrorKind::WorkerLost,
+            ErrorKind::Cancelled,
+        ] {
             let json = serde_json::to_string(&kind).unwrap();
             assert_eq!(json, format!("\"{}\"", kind.as_str()));
         }

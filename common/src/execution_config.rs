@@ -20,6 +20,10 @@ pub struct ExecutionConfig {
 
 impl Default for ExecutionConfig {
     fn default() -> Self {
-        Self { timeout_ms: 10_000, memory_limit_mb: 128, environment_variables: BTreeMap::new() }
+        Self {
+            timeout_ms: 10_000,
+            memory_limit_mb: 128,
+            environment_variables: BTreeMap::new(),
+        }
     }
 }

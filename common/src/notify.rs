@@ -34,7 +34,12 @@ pub enum Heard<'a> {
 /// Listens on `channel` until `shutdown`, calling `on_heard` for each
 /// notification and after every (re)connection. Reconnects with backoff
 /// when the database goes away, never giving up.
-pub async fn listen(pool: PgPool, channel: &'static str, shutdown: CancellationToken, mut on_heard: impl FnMut(Heard<'_>)) {
+pub async fn listen(
+    pool: PgPool,
+    channel: &'static str,
+    shutdown: CancellationToken,
+    mut on_heard: impl FnMut(Heard<'_>),
+) {
     let mut failures = 0u32;
     while !shutdown.is_cancelled() {
         let connected = async {

@@ -53,7 +53,10 @@ pub trait Queue: Send + Sync + 'static {
     /// The `LISTEN` channel that announces new jobs.
     fn channel(&self) -> &'static str;
     /// Claims up to `limit` jobs.
-    fn claim(&self, limit: usize) -> impl Future<Output = Result<Vec<Self::Job>, sqlx::Error>> + Send;
+    fn claim(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Self::Job>, sqlx::Error>> + Send;
     /// The lease token of a claimed job.
     fn lease_token(job: &Self::Job) -> Uuid;
     /// Runs one job to the end, including writing its result (or retrying it).
@@ -69,14 +72,27 @@ pub trait Queue: Send + Sync + 'static {
 /// Runs the worker loop until `shutdown` is cancelled, then stops in two
 /// stages: no new claims, running jobs get `shutdown_grace` to finish, and
 /// the leases of those still running are released.
-pub async fn run<Q: Queue>(queue: Arc<Q>, pool: PgPool, config: LoopConfig, shutdown: CancellationToken) {
+pub async fn run<Q: Queue>(
+    queue: Arc<Q>,
+    pool: PgPool,
+    config: LoopConfig,
+    shutdown: CancellationToken,
+) {
     let wake = Arc::new(Notify::new());
     let waker = wake.clone();
-    let listener = tokio::spawn(notify::listen(pool.clone(), queue.channel(), shutdown.clone(), move |_| {
-        waker.notify_one()
-    }));
+    let listener = tokio::spawn(notify::listen(
+        pool.clone(),
+        queue.channel(),
+        shutdown.clone(),
+        move |_| waker.notify_one(),
+    ));
     let in_flight: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
-    let background = tokio::spawn(maintain(queue.clone(), config.clone(), in_flight.clone(), shutdown.clone()));
+    let background = tokio::spawn(maintain(
+        queue.clone(),
+        config.clone(),
+        in_flight.clone(),
+        shutdown.clone(),
+    ));
 
     let mut tasks = JoinSet::new();
     let mut claim_failures = 0u32;
@@ -128,14 +144,22 @@ pub async fn run<Q: Queue>(queue: Arc<Q>, pool: PgPool, config: LoopConfig, shut
         }
     }
 
-    tracing::info!(kind = queue.kind(), running = tasks.len(), "stopping: no new claims");
+    tracing::info!(
+        kind = queue.kind(),
+        running = tasks.len(),
+        "stopping: no new claims"
+    );
     let drained = tokio::time::timeout(config.shutdown_grace, async {
         while tasks.join_next().await.is_some() {}
     })
     .await;
     if drained.is_err() {
         let tokens: Vec<Uuid> = lock(&in_flight).iter().copied().collect();
-        tracing::warn!(kind = queue.kind(), jobs = tokens.len(), "grace period over: releasing unfinished jobs");
+        tracing::warn!(
+            kind = queue.kind(),
+            jobs = tokens.len(),
+            "grace period over: releasing unfinished jobs"
+        );
         for token in tokens {
             if let Err(error) = queue.release(token).await {
                 tracing::warn!(%error, %token, "could not release job; its lease will expire instead");
@@ -148,7 +172,12 @@ pub async fn run<Q: Queue>(queue: Arc<Q>, pool: PgPool, config: LoopConfig, shut
 }
 
 /// Heartbeats running jobs and rescues expired ones, each on its own cadence.
-async fn maintain<Q: Queue>(queue: Arc<Q>, config: LoopConfig, in_flight: Arc<Mutex<HashSet<Uuid>>>, shutdown: CancellationToken) {
+async fn maintain<Q: Queue>(
+    queue: Arc<Q>,
+    config: LoopConfig,
+    in_flight: Arc<Mutex<HashSet<Uuid>>>,
+    shutdown: CancellationToken,
+) {
     // Heartbeat three times per lease so one slow round trip never loses it.
     let mut heartbeat = tokio::time::interval(config.lease / 3);
     let mut rescue = tokio::time::interval(jittered(config.lease / 2));
@@ -178,5 +207,7 @@ fn jittered(base: Duration) -> Duration {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding this lock cannot leave the set inconsistent.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -43,7 +43,10 @@ pub struct Workers {
 
 impl Default for Workers {
     fn default() -> Self {
-        Self { compilers: 1, executors: 1 }
+        Self {
+            compilers: 1,
+            executors: 1,
+        }
     }
 }
 
@@ -68,9 +71,17 @@ impl Reply {
     /// Asserts this is an RFC 9457 problem with `status` and returns its detail.
     pub fn problem(&self, status: StatusCode) -> &str {
         assert_eq!(self.status, status, "body: {}", self.body);
-        assert_eq!(self.content_type, "application/problem+json", "body: {}", self.body);
+        assert_eq!(
+            self.content_type, "application/problem+json",
+            "body: {}",
+            self.body
+        );
         assert_eq!(self.body["status"], status.as_u16());
-        assert!(self.body["type"].as_str().is_some_and(|t| !t.is_empty()), "body: {}", self.body);
+        assert!(
+            self.body["type"].as_str().is_some_and(|t| !t.is_empty()),
+            "body: {}",
+            self.body
+        );
         let detail = self.body["detail"].as_str().expect("problem has a detail");
         assert!(!detail.is_empty());
         detail
@@ -82,7 +93,9 @@ async fn toolchain() -> Arc<RustToolchain> {
     static TOOLCHAIN: OnceCell<Arc<RustToolchain>> = OnceCell::const_new();
     TOOLCHAIN
         .get_or_init(|| async {
-            let toolchain = RustToolchain::prepare(&cache_dir()).await.expect("the Rust toolchain is ready");
+            let toolchain = RustToolchain::prepare(&cache_dir())
+                .await
+                .expect("the Rust toolchain is ready");
             Arc::new(toolchain)
         })
         .await
@@ -128,14 +141,28 @@ impl TestApp {
 
     pub async fn spawn_with(pool: PgPool, workers: Workers) -> Self {
         let _ = tracing_subscriber_init();
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
         let base_url = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = CancellationToken::new();
-        let mut app = Self { base_url, client: reqwest::Client::new(), pool: pool.clone(), shutdown, tasks: Vec::new() };
-        let config = plat_api::ApiConfig { max_source_bytes: 64 * 1024, max_input_bytes: 64 * 1024, ..Default::default() };
+        let mut app = Self {
+            base_url,
+            client: reqwest::Client::new(),
+            pool: pool.clone(),
+            shutdown,
+            tasks: Vec::new(),
+        };
+        let config = plat_api::ApiConfig {
+            max_source_bytes: 64 * 1024,
+            max_input_bytes: 64 * 1024,
+            ..Default::default()
+        };
         let (shutdown, api_pool) = (app.shutdown.clone(), app.component_pool(10).await);
         app.tasks.push(tokio::spawn(async move {
-            plat_api::serve_on(listener, api_pool, config, shutdown).await.expect("API serves");
+            plat_api::serve_on(listener, api_pool, config, shutdown)
+                .await
+                .expect("API serves");
         }));
         for _ in 0..workers.compilers {
             app.start_compiler().await;
@@ -150,17 +177,26 @@ impl TestApp {
     /// process has in production (a `LISTEN` holds one connection for good).
     async fn component_pool(&self, max_connections: u32) -> PgPool {
         let options = self.pool.connect_options().as_ref().clone();
-        PgPoolOptions::new().max_connections(max_connections).connect_with(options).await.expect("component pool")
+        PgPoolOptions::new()
+            .max_connections(max_connections)
+            .connect_with(options)
+            .await
+            .expect("component pool")
     }
 
     pub async fn start_compiler(&mut self) {
-        let (pool, shutdown, toolchain) = (self.component_pool(4).await, self.shutdown.clone(), toolchain().await);
-        self.tasks.push(tokio::spawn(plat_worker_compiler::run_with_toolchain(
-            pool,
-            compiler_config(),
-            toolchain,
-            shutdown,
-        )));
+        let (pool, shutdown, toolchain) = (
+            self.component_pool(4).await,
+            self.shutdown.clone(),
+            toolchain().await,
+        );
+        self.tasks
+            .push(tokio::spawn(plat_worker_compiler::run_with_toolchain(
+                pool,
+                compiler_config(),
+                toolchain,
+                shutdown,
+            )));
     }
 
     /// Starts an executor worker; the returned token stops just this one.
@@ -168,13 +204,17 @@ impl TestApp {
         let stop = self.shutdown.child_token();
         let (pool, token) = (self.component_pool(4).await, stop.clone());
         self.tasks.push(tokio::spawn(async move {
-            plat_worker_executor::run(pool, config, token).await.expect("executor runs");
+            plat_worker_executor::run(pool, config, token)
+                .await
+                .expect("executor runs");
         }));
         stop
     }
 
     pub async fn request(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
-        let mut request = self.client.request(method, format!("{}{path}", self.base_url));
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base_url));
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -182,7 +222,13 @@ impl TestApp {
     }
 
     /// Sends `body` verbatim with the given content type.
-    pub async fn request_raw(&self, method: Method, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
+    pub async fn request_raw(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Reply {
         let request = self
             .client
             .request(method, format!("{}{path}", self.base_url))
@@ -221,7 +267,8 @@ impl TestApp {
     pub async fn wait_for_build(&self, id: &str, version: i64) -> Value {
         self.wait_until(plat_common::notify::FUNCTION_VERSION_BUILT, || async {
             let function = self.get(&format!("/functions/{id}")).await.body;
-            let built = function["version"] == version && matches!(function["status"].as_str(), Some("READY" | "FAILED"));
+            let built = function["version"] == version
+                && matches!(function["status"].as_str(), Some("READY" | "FAILED"));
             built.then_some(function)
         })
         .await
@@ -229,14 +276,23 @@ impl TestApp {
 
     /// Executes with `?wait=SECS` and returns the reply.
     pub async fn execute(&self, id: &str, input: Value, wait: u32) -> Reply {
-        self.request(Method::POST, &format!("/functions/{id}/execute?wait={wait}"), Some(input)).await
+        self.request(
+            Method::POST,
+            &format!("/functions/{id}/execute?wait={wait}"),
+            Some(input),
+        )
+        .await
     }
 
     /// Waits until the execution is finished and returns it.
     pub async fn wait_for_execution(&self, id: &str) -> Value {
         self.wait_until(plat_common::notify::EXECUTION_FINISHED, || async {
             let execution = self.get(&format!("/executions/{id}")).await.body;
-            matches!(execution["status"].as_str(), Some("SUCCEEDED" | "FAILED" | "CANCELLED")).then_some(execution)
+            matches!(
+                execution["status"].as_str(),
+                Some("SUCCEEDED" | "FAILED" | "CANCELLED")
+            )
+            .then_some(execution)
         })
         .await
     }
@@ -248,7 +304,9 @@ impl TestApp {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Option<T>>,
     {
-        let mut listener = PgListener::connect_with(&self.pool).await.expect("LISTEN connection");
+        let mut listener = PgListener::connect_with(&self.pool)
+            .await
+            .expect("LISTEN connection");
         listener.listen(channel).await.expect("LISTEN");
         let waited = tokio::time::timeout(PATIENCE, async {
             loop {
@@ -268,7 +326,11 @@ impl TestApp {
 pub fn workspace_binary(name: &str) -> PathBuf {
     let test_exe = std::env::current_exe().expect("the test binary's path");
     // target/<profile>/deps/<test> → target/<profile>/<name>
-    let binary = test_exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>").join(name);
+    let binary = test_exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>")
+        .join(name);
     assert!(
         binary.is_file(),
         "{} is missing: run the suite with `cargo test --workspace` (or `cargo build --bins` first)",
@@ -285,8 +347,15 @@ impl TestApp {
             Some((base, query)) => (base.to_owned(), format!("?{query}")),
             None => (base, String::new()),
         };
-        let server = base.rsplit_once('/').map_or(base.as_str(), |(server, _)| server);
-        let database = self.pool.connect_options().get_database().expect("the test database's name").to_owned();
+        let server = base
+            .rsplit_once('/')
+            .map_or(base.as_str(), |(server, _)| server);
+        let database = self
+            .pool
+            .connect_options()
+            .get_database()
+            .expect("the test database's name")
+            .to_owned();
         format!("{server}/{database}{query}")
     }
 }
@@ -303,11 +372,23 @@ impl Drop for TestApp {
 async fn read(response: reqwest::Response) -> Reply {
     let status = response.status();
     let headers = response.headers().clone();
-    let content_type =
-        headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     let bytes = response.bytes().await.expect("response body");
-    let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("a JSON body") };
-    Reply { status, content_type, headers, body }
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).expect("a JSON body")
+    };
+    Reply {
+        status,
+        content_type,
+        headers,
+        body,
+    }
 }
 
 /// Logs from the components, shown for failing tests (`RUST_LOG` to filter).

@@ -111,7 +111,11 @@ pub fn handler(input: Value) -> Result<Value, String> {
 
 /// Where `needle` starts in [`HOSTILE`], as rustc reports it (1-based line:column).
 fn location_in_hostile(needle: &str) -> String {
-    let (line, text) = HOSTILE.lines().enumerate().find(|(_, text)| text.contains(needle)).expect("needle in HOSTILE");
+    let (line, text) = HOSTILE
+        .lines()
+        .enumerate()
+        .find(|(_, text)| text.contains(needle))
+        .expect("needle in HOSTILE");
     format!("{}:{}", line + 1, text.find(needle).unwrap() + 1)
 }
 
@@ -124,7 +128,11 @@ async fn run_case(app: &TestApp, id: &str, case: &str) -> Value {
 
 fn assert_failed_with(execution: &Value, error_type: &str, message: &str) {
     assert_eq!(execution["status"], "FAILED", "{execution}");
-    assert_eq!(execution["error"], json!({ "type": error_type, "message": message }), "{execution}");
+    assert_eq!(
+        execution["error"],
+        json!({ "type": error_type, "message": message }),
+        "{execution}"
+    );
     assert_eq!(execution["output"], Value::Null, "{execution}");
 }
 
@@ -133,7 +141,9 @@ fn assert_failed_with(execution: &Value, error_type: &str, message: &str) {
 // ---------------------------------------------------------------------------
 
 #[sqlx::test(migrator = "MIGRATOR")]
-async fn crashing_functions_fail_with_the_matching_error_and_the_worker_keeps_serving(pool: PgPool) {
+async fn crashing_functions_fail_with_the_matching_error_and_the_worker_keeps_serving(
+    pool: PgPool,
+) {
     let app = TestApp::spawn(pool).await;
     let hostile = app.ready_function("hostile", HOSTILE, json!({})).await;
     let hello = app.ready_function("hello", HELLO, json!({})).await;
@@ -147,23 +157,56 @@ async fn crashing_functions_fail_with_the_matching_error_and_the_worker_keeps_se
     let hello_after = app.execute(&hello, json!({ "name": "Ada" }), 30).await;
 
     assert_failed_with(&stack_overflow, "TRAP", "stack overflow");
-    assert_failed_with(&panic, "PANIC", &format!("panicked at handler.rs:{}: boom", location_in_hostile("panic!(\"boom\")")));
+    assert_failed_with(
+        &panic,
+        "PANIC",
+        &format!(
+            "panicked at handler.rs:{}: boom",
+            location_in_hostile("panic!(\"boom\")")
+        ),
+    );
     assert_failed_with(&exit, "EXIT", "function exited with code 3");
-    assert_failed_with(&unreachable, "TRAP", "wasm `unreachable` instruction executed");
+    assert_failed_with(
+        &unreachable,
+        "TRAP",
+        "wasm `unreachable` instruction executed",
+    );
     // Rust checks integer division itself: dividing by zero is a panic in the
     // handler's code, never wasm's `i32.div_s` trap.
     assert_failed_with(
         &divide_by_zero,
         "PANIC",
-        &format!("panicked at handler.rs:{}: attempt to divide by zero", location_in_hostile("black_box(1i32) / black_box(0i32)")),
+        &format!(
+            "panicked at handler.rs:{}: attempt to divide by zero",
+            location_in_hostile("black_box(1i32) / black_box(0i32)")
+        ),
     );
-    for execution in [&stack_overflow, &panic, &exit, &unreachable, &divide_by_zero] {
-        assert_eq!(execution["attempts"], 1, "a function's own failure is not retried: {execution}");
+    for execution in [
+        &stack_overflow,
+        &panic,
+        &exit,
+        &unreachable,
+        &divide_by_zero,
+    ] {
+        assert_eq!(
+            execution["attempts"], 1,
+            "a function's own failure is not retried: {execution}"
+        );
     }
-    assert_eq!(same_module_after["status"], "SUCCEEDED", "{same_module_after}");
+    assert_eq!(
+        same_module_after["status"], "SUCCEEDED",
+        "{same_module_after}"
+    );
     assert_eq!(same_module_after["output"], "still here");
-    assert_eq!(hello_after.body["status"], "SUCCEEDED", "{}", hello_after.body);
-    assert_eq!(hello_after.body["output"], json!({ "greeting": "Hello, Ada!" }));
+    assert_eq!(
+        hello_after.body["status"], "SUCCEEDED",
+        "{}",
+        hello_after.body
+    );
+    assert_eq!(
+        hello_after.body["output"],
+        json!({ "greeting": "Hello, Ada!" })
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -175,7 +218,11 @@ async fn oversized_output_stray_stdout_and_flooded_logs_are_contained(pool: PgPo
     let stdout_noise = run_case(&app, &hostile, "stdout_noise").await;
     let log_flood = run_case(&app, &hostile, "log_flood").await;
 
-    assert_failed_with(&huge_output, "INVALID_OUTPUT", "output exceeds 1048576 bytes");
+    assert_failed_with(
+        &huge_output,
+        "INVALID_OUTPUT",
+        "output exceeds 1048576 bytes",
+    );
     // The module writes its output after the stray line: stdout is two things.
     assert_failed_with(
         &stdout_noise,
@@ -187,21 +234,34 @@ async fn oversized_output_stray_stdout_and_flooded_logs_are_contained(pool: PgPo
     assert_eq!(log_flood["logsTruncated"], true);
     let logs = log_flood["logs"].as_str().unwrap();
     let marker = "\n[logs truncated at 65536 bytes]";
-    assert!(logs.starts_with(&format!("0000 {}\n0001 ", "y".repeat(95))), "{}", &logs[..200]);
+    assert!(
+        logs.starts_with(&format!("0000 {}\n0001 ", "y".repeat(95))),
+        "{}",
+        &logs[..200]
+    );
     assert!(logs.ends_with(marker), "{}", &logs[logs.len() - 200..]);
-    assert!(logs.len() <= 65536 + marker.len(), "{} bytes of logs", logs.len());
+    assert!(
+        logs.len() <= 65536 + marker.len(),
+        "{} bytes of logs",
+        logs.len()
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_function_sleeping_for_an_hour_is_stopped_at_its_timeout(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
-    let sleeper = app.ready_function("sleeper", HOSTILE, json!({ "timeoutMs": 500 })).await;
+    let sleeper = app
+        .ready_function("sleeper", HOSTILE, json!({ "timeoutMs": 500 }))
+        .await;
 
     let sleep = run_case(&app, &sleeper, "sleep").await;
 
     assert_failed_with(&sleep, "TIMEOUT", "execution exceeded the 500 ms timeout");
     let duration = sleep["durationMs"].as_i64().unwrap();
-    assert!((500..3000).contains(&duration), "slept {duration} ms, not until the deadline");
+    assert!(
+        (500..3000).contains(&duration),
+        "slept {duration} ms, not until the deadline"
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -217,7 +277,10 @@ async fn a_function_cannot_reach_files_the_network_or_the_hosts_environment(pool
 
     let refused = |execution: &Value, probe: &str| {
         let outcome = &execution["output"][probe];
-        assert!(outcome["error"].as_str().is_some_and(|e| !e.is_empty()), "{probe} was allowed: {outcome}");
+        assert!(
+            outcome["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{probe} was allowed: {outcome}"
+        );
         assert_eq!(outcome.get("ok"), None, "{probe} was allowed: {outcome}");
     };
     assert_eq!(filesystem["status"], "SUCCEEDED", "{filesystem}");
@@ -229,7 +292,11 @@ async fn a_function_cannot_reach_files_the_network_or_the_hosts_environment(pool
     for probe in ["tcp", "udp", "dns"] {
         refused(&network, probe);
     }
-    assert_eq!(environment["output"], json!({ "vars": { "GREETING": "hi" }, "args": ["handler"] }), "{environment}");
+    assert_eq!(
+        environment["output"],
+        json!({ "vars": { "GREETING": "hi" }, "args": ["handler"] }),
+        "{environment}"
+    );
     // option_env! reads rustc's environment, which the sandbox empties.
     assert_eq!(
         compile_time_environment["output"],
@@ -241,7 +308,9 @@ async fn a_function_cannot_reach_files_the_network_or_the_hosts_environment(pool
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_well_behaved_function_keeps_running_while_a_hostile_one_spins(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
-    let spinner = app.ready_function("spinner", HOSTILE, json!({ "timeoutMs": 3000 })).await;
+    let spinner = app
+        .ready_function("spinner", HOSTILE, json!({ "timeoutMs": 3000 }))
+        .await;
     let hello = app.ready_function("hello", HELLO, json!({})).await;
     let spinning = app.execute(&spinner, json!({ "case": "spin" }), 0).await;
     let spinning_id = spinning.body["id"].as_str().unwrap().to_owned();
@@ -266,8 +335,15 @@ async fn a_well_behaved_function_keeps_running_while_a_hostile_one_spins(pool: P
     .fetch_one(&app.pool)
     .await
     .unwrap();
-    assert!(hello_first, "hello waited for the spinner instead of running beside it");
-    assert_eq!(greeted_again.body["status"], "SUCCEEDED", "{}", greeted_again.body);
+    assert!(
+        hello_first,
+        "hello waited for the spinner instead of running beside it"
+    );
+    assert_eq!(
+        greeted_again.body["status"], "SUCCEEDED",
+        "{}",
+        greeted_again.body
+    );
 }
 
 // PostgreSQL's `text` cannot hold NUL, and `jsonb` refuses `\u0000` and
@@ -298,8 +374,16 @@ async fn output_logs_and_errors_the_database_cannot_hold_are_still_recorded(pool
         "INVALID_OUTPUT",
         "the output is valid JSON but cannot be stored: value overflows numeric format",
     );
-    for execution in [&nul_in_logs, &nul_in_output, &nul_in_error, &number_out_of_range] {
-        assert_eq!(execution["attempts"], 1, "recorded on the first attempt: {execution}");
+    for execution in [
+        &nul_in_logs,
+        &nul_in_output,
+        &nul_in_error,
+        &number_out_of_range,
+    ] {
+        assert_eq!(
+            execution["attempts"], 1,
+            "recorded on the first attempt: {execution}"
+        );
     }
 }
 
@@ -315,7 +399,10 @@ async fn failed_build(app: &TestApp, name: &str, source: &str) -> String {
     assert_eq!(function["status"], "FAILED", "{function}");
     assert_eq!(function["activeVersion"], Value::Null, "{function}");
     assert_no_host_content(&function);
-    let error = function["compileError"].as_str().expect("a compileError").to_owned();
+    let error = function["compileError"]
+        .as_str()
+        .expect("a compileError")
+        .to_owned();
     assert!(!error.is_empty());
     error
 }
@@ -339,13 +426,22 @@ fn assert_no_host_content(function: &Value) {
     ] {
         assert!(!text.contains(leak), "leaks {leak:?}: {text}");
     }
-    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| format!("{}/../target", env!("CARGO_MANIFEST_DIR")));
-    let target = std::fs::canonicalize(&target).map(|p| p.display().to_string()).unwrap_or(target);
-    assert!(!text.contains(&target), "leaks the target folder {target}: {text}");
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .unwrap_or_else(|_| format!("{}/../target", env!("CARGO_MANIFEST_DIR")));
+    let target = std::fs::canonicalize(&target)
+        .map(|p| p.display().to_string())
+        .unwrap_or(target);
+    assert!(
+        !text.contains(&target),
+        "leaks the target folder {target}: {text}"
+    );
     if let Ok(hostname) = std::fs::read_to_string("/etc/hostname") {
         let hostname = hostname.trim();
         let mut words = text.split(|c: char| !(c.is_alphanumeric() || c == '-' || c == '.'));
-        assert!(hostname.is_empty() || !words.any(|w| w == hostname), "leaks the hostname {hostname}: {text}");
+        assert!(
+            hostname.is_empty() || !words.any(|w| w == hostname),
+            "leaks the hostname {hostname}: {text}"
+        );
     }
 }
 
@@ -354,7 +450,8 @@ const REDACTED: &str = "error: this code refers to a file outside handler.rs";
 const DETAILS_HIDDEN: &str =
     "  = note: details hidden: a function can only use its handler.rs and the allowed crates (serde, serde_json)";
 
-const HANDLER: &str = "pub fn handler(_: serde_json::Value) -> Result<String, String> { Ok(String::new()) }\n";
+const HANDLER: &str =
+    "pub fn handler(_: serde_json::Value) -> Result<String, String> { Ok(String::new()) }\n";
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn include_str_of_the_hosts_passwd_fails_without_quoting_it(pool: PgPool) {
@@ -363,7 +460,10 @@ async fn include_str_of_the_hosts_passwd_fails_without_quoting_it(pool: PgPool) 
 
     let error = failed_build(&app, "include-str", source).await;
 
-    assert_eq!(error, format!("{REDACTED}\n --> handler.rs:2:8\n{DETAILS_HIDDEN}"));
+    assert_eq!(
+        error,
+        format!("{REDACTED}\n --> handler.rs:2:8\n{DETAILS_HIDDEN}")
+    );
     assert!(!error.contains("root:"), "{error}");
 }
 
@@ -374,7 +474,10 @@ async fn include_bytes_of_the_hosts_hostname_fails_without_quoting_it(pool: PgPo
 
     let error = failed_build(&app, "include-bytes", source).await;
 
-    assert_eq!(error, format!("{REDACTED}\n --> handler.rs:2:8\n{DETAILS_HIDDEN}"));
+    assert_eq!(
+        error,
+        format!("{REDACTED}\n --> handler.rs:2:8\n{DETAILS_HIDDEN}")
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -387,8 +490,15 @@ async fn include_bytes_of_an_endless_device_fails_quickly_at_the_memory_limit(po
 
     // rustc's read fails once the compile's address-space limit refuses more
     // memory; its message names the file, so only the location is shown.
-    assert_eq!(error, format!("{REDACTED}\n --> handler.rs:2:8\n{DETAILS_HIDDEN}"));
-    assert!(started.elapsed() < std::time::Duration::from_secs(60), "took {:?}", started.elapsed());
+    assert_eq!(
+        error,
+        format!("{REDACTED}\n --> handler.rs:2:8\n{DETAILS_HIDDEN}")
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -400,8 +510,14 @@ async fn include_str_finds_no_proc_and_no_way_out_of_the_job_folder(pool: PgPool
     let mountinfo = failed_build(&app, "mountinfo", &mountinfo).await;
     let escape = failed_build(&app, "escape", &escape).await;
 
-    assert_eq!(mountinfo, format!("{REDACTED}\n --> handler.rs:1:17\n{DETAILS_HIDDEN}"));
-    assert_eq!(escape, format!("{REDACTED}\n --> handler.rs:1:17\n{DETAILS_HIDDEN}"));
+    assert_eq!(
+        mountinfo,
+        format!("{REDACTED}\n --> handler.rs:1:17\n{DETAILS_HIDDEN}")
+    );
+    assert_eq!(
+        escape,
+        format!("{REDACTED}\n --> handler.rs:1:17\n{DETAILS_HIDDEN}")
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -411,7 +527,10 @@ async fn env_of_the_hosts_database_url_is_undefined_at_compile_time(pool: PgPool
 
     let error = failed_build(&app, "env", source).await;
 
-    assert!(error.contains("environment variable `DATABASE_URL` not defined at compile time"), "{error}");
+    assert!(
+        error.contains("environment variable `DATABASE_URL` not defined at compile time"),
+        "{error}"
+    );
     assert!(error.contains("handler.rs:2:8"), "{error}");
     assert!(!error.contains("postgres"), "{error}");
 }
@@ -423,7 +542,10 @@ async fn a_path_attribute_naming_a_host_file_fails_without_quoting_it(pool: PgPo
 
     let error = failed_build(&app, "path-attr", &source).await;
 
-    assert_eq!(error, format!("{REDACTED}\n --> handler.rs:2:1\n{DETAILS_HIDDEN}"));
+    assert_eq!(
+        error,
+        format!("{REDACTED}\n --> handler.rs:2:1\n{DETAILS_HIDDEN}")
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -434,7 +556,10 @@ async fn crates_outside_the_allowlist_cannot_be_linked(pool: PgPool) {
     let error = failed_build(&app, "extern-crates", &source).await;
 
     // libc is in the sysroot (std depends on it), where stable rustc refuses it.
-    assert!(error.contains("use of unstable library feature `rustc_private`"), "{error}");
+    assert!(
+        error.contains("use of unstable library feature `rustc_private`"),
+        "{error}"
+    );
     assert!(error.contains("--> handler.rs:1:1"), "{error}");
     assert!(error.contains("can't find crate for `tokio`"), "{error}");
     assert!(error.contains("--> handler.rs:2:1"), "{error}");
@@ -463,8 +588,10 @@ async fn unsafe_code_is_refused_even_when_the_source_allows_it(pool: PgPool) {
     let exported = format!("#[no_mangle]\npub extern \"C\" fn _start() {{}}\n{HANDLER}");
     let ids = [
         app.create_function("unsafe-plain", plain, json!({})).await,
-        app.create_function("unsafe-allowed", &allowed, json!({})).await,
-        app.create_function("unsafe-exported", &exported, json!({})).await,
+        app.create_function("unsafe-allowed", &allowed, json!({}))
+            .await,
+        app.create_function("unsafe-exported", &exported, json!({}))
+            .await,
     ];
 
     let mut errors = Vec::new();
@@ -475,9 +602,21 @@ async fn unsafe_code_is_refused_even_when_the_source_allows_it(pool: PgPool) {
         errors.push(function["compileError"].as_str().unwrap().to_owned());
     }
 
-    assert!(errors[0].contains("usage of an `unsafe` block"), "{}", errors[0]);
-    assert!(errors[1].contains("allow(unsafe_code) incompatible with previous forbid"), "{}", errors[1]);
-    assert!(errors[2].contains("declaration of a `no_mangle` function"), "{}", errors[2]);
+    assert!(
+        errors[0].contains("usage of an `unsafe` block"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[1].contains("allow(unsafe_code) incompatible with previous forbid"),
+        "{}",
+        errors[1]
+    );
+    assert!(
+        errors[2].contains("declaration of a `no_mangle` function"),
+        "{}",
+        errors[2]
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -488,8 +627,15 @@ async fn a_macro_recursion_bomb_fails_fast_at_the_recursion_limit(pool: PgPool) 
 
     let error = failed_build(&app, "macro-bomb", &source).await;
 
-    assert!(error.contains("recursion limit reached while expanding `r!`"), "{error}");
-    assert!(started.elapsed() < std::time::Duration::from_secs(60), "took {:?}", started.elapsed());
+    assert!(
+        error.contains("recursion limit reached while expanding `r!`"),
+        "{error}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -500,8 +646,15 @@ async fn an_endless_constant_fails_at_the_const_eval_limit(pool: PgPool) {
 
     let error = failed_build(&app, "const-spin", &source).await;
 
-    assert!(error.contains("constant evaluation is taking a long time"), "{error}");
-    assert!(started.elapsed() < std::time::Duration::from_secs(60), "took {:?}", started.elapsed());
+    assert!(
+        error.contains("constant evaluation is taking a long time"),
+        "{error}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -514,10 +667,17 @@ async fn a_flood_of_compile_errors_is_capped_and_counted(pool: PgPool) {
 
     let error = failed_build(&app, "error-flood", &source).await;
 
-    assert!(error.starts_with("error[E0308]: mismatched types\n --> handler.rs:1:"), "{}", &error[..200]);
+    assert!(
+        error.starts_with("error[E0308]: mismatched types\n --> handler.rs:1:"),
+        "{}",
+        &error[..200]
+    );
     assert!(error.len() <= 16 * 1024 + 100, "{} bytes", error.len());
     let tail = &error[error.len() - 60..];
-    assert!(tail.contains("... and ") && tail.ends_with(" more errors not shown"), "{tail}");
+    assert!(
+        tail.contains("... and ") && tail.ends_with(" more errors not shown"),
+        "{tail}"
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -533,8 +693,13 @@ async fn a_source_nested_too_deep_for_rustc_fails_as_a_compiler_crash(pool: PgPo
     let error = failed_build(&app, "parens", &source).await;
 
     // rustc's parser overflows its stack; the worker reports it and lives on.
-    assert!(error.starts_with("the Rust compiler crashed on this code"), "{error}");
-    let next = app.ready_function("after-the-crash", HELLO, json!({})).await;
+    assert!(
+        error.starts_with("the Rust compiler crashed on this code"),
+        "{error}"
+    );
+    let next = app
+        .ready_function("after-the-crash", HELLO, json!({}))
+        .await;
     assert!(!next.is_empty());
 }
 
@@ -550,7 +715,10 @@ async fn a_nul_in_a_redacted_compile_error_is_stored_and_shown_as_a_symbol(pool:
 
     let error = failed_build(&app, "nul-error", &source).await;
 
-    assert_eq!(error, "error: before\u{2400}after\n --> handler.rs:4:73\n".to_owned() + DETAILS_HIDDEN);
+    assert_eq!(
+        error,
+        "error: before\u{2400}after\n --> handler.rs:4:73\n".to_owned() + DETAILS_HIDDEN
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -574,31 +742,69 @@ async fn execute_raw(app: &TestApp, id: &str, body: Vec<u8>) -> (StatusCode, Str
         .send()
         .await
         .expect("request sent");
-    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    (response.status(), content_type, response.text().await.expect("a body"))
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (
+        response.status(),
+        content_type,
+        response.text().await.expect("a body"),
+    )
 }
 
 async fn queued_executions(app: &TestApp) -> i64 {
-    let (queued,): (i64,) = sqlx::query_as("select count(*) from executions").fetch_one(&app.pool).await.unwrap();
+    let (queued,): (i64,) = sqlx::query_as("select count(*) from executions")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     queued
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn an_execution_input_that_is_not_utf8_is_a_bad_request(pool: PgPool) {
-    let app = TestApp::spawn_with(pool, Workers { compilers: 1, executors: 0 }).await;
+    let app = TestApp::spawn_with(
+        pool,
+        Workers {
+            compilers: 1,
+            executors: 0,
+        },
+    )
+    .await;
     let id = app.ready_function("inputs", HELLO, json!({})).await;
 
     let reply = app
-        .request_raw(Method::POST, &format!("/functions/{id}/execute?wait=0"), "application/json", b"\"\xff\xfe\"".to_vec())
+        .request_raw(
+            Method::POST,
+            &format!("/functions/{id}/execute?wait=0"),
+            "application/json",
+            b"\"\xff\xfe\"".to_vec(),
+        )
         .await;
 
-    assert_eq!(reply.problem(StatusCode::BAD_REQUEST), "the input is not UTF-8 text");
-    assert_eq!(queued_executions(&app).await, 0, "refused requests queue nothing");
+    assert_eq!(
+        reply.problem(StatusCode::BAD_REQUEST),
+        "the input is not UTF-8 text"
+    );
+    assert_eq!(
+        queued_executions(&app).await,
+        0,
+        "refused requests queue nothing"
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_deeply_nested_execution_input_is_a_bad_request(pool: PgPool) {
-    let app = TestApp::spawn_with(pool, Workers { compilers: 1, executors: 0 }).await;
+    let app = TestApp::spawn_with(
+        pool,
+        Workers {
+            compilers: 1,
+            executors: 0,
+        },
+    )
+    .await;
     let id = app.ready_function("inputs", HELLO, json!({})).await;
 
     // 32,000 levels fit in the harness's 64 KiB input limit.
@@ -608,23 +814,60 @@ async fn a_deeply_nested_execution_input_is_a_bad_request(pool: PgPool) {
     }
 
     for (depth, (status, content_type, body)) in &replies {
-        let shown: String = body.chars().filter(|c| !matches!(c, '[' | ']')).take(300).collect();
-        assert_eq!(*status, StatusCode::BAD_REQUEST, "depth {depth}: {shown}; all: {:?}", replies.iter().map(|r| (r.0, r.1 .0)).collect::<Vec<_>>());
+        let shown: String = body
+            .chars()
+            .filter(|c| !matches!(c, '[' | ']'))
+            .take(300)
+            .collect();
+        assert_eq!(
+            *status,
+            StatusCode::BAD_REQUEST,
+            "depth {depth}: {shown}; all: {:?}",
+            replies.iter().map(|r| (r.0, r.1 .0)).collect::<Vec<_>>()
+        );
         assert_eq!(content_type, "application/problem+json");
-        let detail = serde_json::from_str::<Value>(body).unwrap()["detail"].as_str().unwrap().to_owned();
+        let detail = serde_json::from_str::<Value>(body).unwrap()["detail"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         assert!(detail.contains("nested too deeply"), "{detail}");
     }
-    assert_eq!(queued_executions(&app).await, 0, "refused requests queue nothing");
+    assert_eq!(
+        queued_executions(&app).await,
+        0,
+        "refused requests queue nothing"
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn inputs_the_database_cannot_store_are_refused_not_a_server_error(pool: PgPool) {
-    let app = TestApp::spawn_with(pool, Workers { compilers: 1, executors: 0 }).await;
+    let app = TestApp::spawn_with(
+        pool,
+        Workers {
+            compilers: 1,
+            executors: 0,
+        },
+    )
+    .await;
     let id = app.ready_function("inputs", HELLO, json!({})).await;
     let path = format!("/functions/{id}/execute?wait=0");
 
-    let nul = app.request_raw(Method::POST, &path, "application/json", br#"{"name": "a\u0000b"}"#.to_vec()).await;
-    let out_of_range = app.request_raw(Method::POST, &path, "application/json", b"1e999999".to_vec()).await;
+    let nul = app
+        .request_raw(
+            Method::POST,
+            &path,
+            "application/json",
+            br#"{"name": "a\u0000b"}"#.to_vec(),
+        )
+        .await;
+    let out_of_range = app
+        .request_raw(
+            Method::POST,
+            &path,
+            "application/json",
+            b"1e999999".to_vec(),
+        )
+        .await;
 
     assert_eq!(
         nul.problem(StatusCode::BAD_REQUEST),
@@ -634,44 +877,100 @@ async fn inputs_the_database_cannot_store_are_refused_not_a_server_error(pool: P
         out_of_range.problem(StatusCode::BAD_REQUEST),
         "the input is valid JSON but cannot be stored: value overflows numeric format"
     );
-    assert_eq!(queued_executions(&app).await, 0, "refused requests queue nothing");
+    assert_eq!(
+        queued_executions(&app).await,
+        0,
+        "refused requests queue nothing"
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_function_body_nested_ten_thousand_deep_is_refused(pool: PgPool) {
-    let app = TestApp::spawn_with(pool, Workers { compilers: 0, executors: 0 }).await;
+    let app = TestApp::spawn_with(
+        pool,
+        Workers {
+            compilers: 0,
+            executors: 0,
+        },
+    )
+    .await;
     let nested = String::from_utf8(nested_arrays(10_000)).unwrap();
-    let in_unknown_field = format!(r#"{{"name": "deep", "language": "rust", "source": "x", "extra": {nested}}}"#);
-    let in_known_field = format!(r#"{{"name": "deep", "language": "rust", "source": "x", "tags": {nested}}}"#);
+    let in_unknown_field =
+        format!(r#"{{"name": "deep", "language": "rust", "source": "x", "extra": {nested}}}"#);
+    let in_known_field =
+        format!(r#"{{"name": "deep", "language": "rust", "source": "x", "tags": {nested}}}"#);
 
-    let unknown = app.request_raw(Method::POST, "/functions", "application/json", in_unknown_field.into_bytes()).await;
-    let known = app.request_raw(Method::POST, "/functions", "application/json", in_known_field.into_bytes()).await;
+    let unknown = app
+        .request_raw(
+            Method::POST,
+            "/functions",
+            "application/json",
+            in_unknown_field.into_bytes(),
+        )
+        .await;
+    let known = app
+        .request_raw(
+            Method::POST,
+            "/functions",
+            "application/json",
+            in_known_field.into_bytes(),
+        )
+        .await;
 
-    assert!(unknown.problem(StatusCode::BAD_REQUEST).contains("unknown field `extra`"), "{}", unknown.body);
-    assert!(known.problem(StatusCode::BAD_REQUEST).contains("tags"), "{}", known.body);
+    assert!(
+        unknown
+            .problem(StatusCode::BAD_REQUEST)
+            .contains("unknown field `extra`"),
+        "{}",
+        unknown.body
+    );
+    assert!(
+        known.problem(StatusCode::BAD_REQUEST).contains("tags"),
+        "{}",
+        known.body
+    );
     assert_eq!(app.get("/functions").await.body["items"], json!([]));
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn nul_characters_in_a_functions_fields_are_refused(pool: PgPool) {
-    let app = TestApp::spawn_with(pool, Workers { compilers: 0, executors: 0 }).await;
+    let app = TestApp::spawn_with(
+        pool,
+        Workers {
+            compilers: 0,
+            executors: 0,
+        },
+    )
+    .await;
     let post = |extra: Value| {
         let mut body = json!({ "name": "nul", "language": "rust", "source": HANDLER });
-        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         app.request(Method::POST, "/functions", Some(body))
     };
 
     let source = post(json!({ "source": format!("{HANDLER}// \u{0}") })).await;
     let description = post(json!({ "description": "a\u{0}b" })).await;
     let tag = post(json!({ "tags": ["a\u{0}b"] })).await;
-    let variable = post(json!({ "executionConfig": { "environmentVariables": { "A": "a\u{0}b" } } })).await;
+    let variable =
+        post(json!({ "executionConfig": { "environmentVariables": { "A": "a\u{0}b" } } })).await;
 
-    assert_eq!(source.problem(StatusCode::BAD_REQUEST), "`source` contains a NUL character");
-    assert_eq!(description.problem(StatusCode::BAD_REQUEST), "`description` contains a NUL character");
-    assert!(tag.problem(StatusCode::BAD_REQUEST).contains("without NUL"), "{}", tag.body);
-    assert_eq!(variable.problem(StatusCode::BAD_REQUEST), "environment variable A contains a NUL character");
+    assert_eq!(
+        source.problem(StatusCode::BAD_REQUEST),
+        "`source` contains a NUL character"
+    );
+    assert_eq!(
+        description.problem(StatusCode::BAD_REQUEST),
+        "`description` contains a NUL character"
+    );
+    assert!(
+        tag.problem(StatusCode::BAD_REQUEST).contains("without NUL"),
+        "{}",
+        tag.body
+    );
+    assert_eq!(
+        variable.problem(StatusCode::BAD_REQUEST),
+        "environment variable A contains a NUL character"
+    );
 }
-
-
-
-

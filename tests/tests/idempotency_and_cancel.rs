@@ -13,9 +13,18 @@ pub fn handler(_: serde_json::Value) -> Result<u64, String> {
 }
 "#;
 
-async fn execute_with_key(app: &TestApp, id: &str, key: &str, input: Value, wait: u32) -> reqwest::Response {
+async fn execute_with_key(
+    app: &TestApp,
+    id: &str,
+    key: &str,
+    input: Value,
+    wait: u32,
+) -> reqwest::Response {
     app.client
-        .post(format!("{}/functions/{id}/execute?wait={wait}", app.base_url))
+        .post(format!(
+            "{}/functions/{id}/execute?wait={wait}",
+            app.base_url
+        ))
         .header("idempotency-key", key)
         .json(&input)
         .send()
@@ -24,12 +33,17 @@ async fn execute_with_key(app: &TestApp, id: &str, key: &str, input: Value, wait
 }
 
 async fn executions_of(app: &TestApp) -> i64 {
-    let (count,): (i64,) = sqlx::query_as("select count(*) from executions").fetch_one(&app.pool).await.unwrap();
+    let (count,): (i64,) = sqlx::query_as("select count(*) from executions")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     count
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
-async fn a_repeated_idempotency_key_returns_the_first_execution_without_running_again(pool: PgPool) {
+async fn a_repeated_idempotency_key_returns_the_first_execution_without_running_again(
+    pool: PgPool,
+) {
     let app = TestApp::spawn(pool).await;
     let id = app.ready_function("once", HELLO, json!({})).await;
 
@@ -79,7 +93,14 @@ async fn concurrent_requests_with_one_key_create_one_execution(pool: PgPool) {
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn an_idempotency_key_reused_with_another_input_is_a_conflict(pool: PgPool) {
-    let app = TestApp::spawn_with(pool, Workers { compilers: 1, executors: 0 }).await;
+    let app = TestApp::spawn_with(
+        pool,
+        Workers {
+            compilers: 1,
+            executors: 0,
+        },
+    )
+    .await;
     let id = app.ready_function("keyed", HELLO, json!({})).await;
     execute_with_key(&app, &id, "k1", json!({ "name": "A" }), 0).await;
 
@@ -94,30 +115,61 @@ async fn an_idempotency_key_reused_with_another_input_is_a_conflict(pool: PgPool
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn cancelling_a_queued_execution_means_it_never_runs(pool: PgPool) {
-    let app = TestApp::spawn_with(pool, Workers { compilers: 1, executors: 0 }).await;
+    let app = TestApp::spawn_with(
+        pool,
+        Workers {
+            compilers: 1,
+            executors: 0,
+        },
+    )
+    .await;
     let id = app.ready_function("queued", HELLO, json!({})).await;
     let queued = app.execute(&id, json!({ "name": "Q" }), 0).await;
     let execution_id = queued.body["id"].as_str().unwrap();
 
-    let cancelled = app.request(Method::POST, &format!("/executions/{execution_id}/cancel"), None).await;
+    let cancelled = app
+        .request(
+            Method::POST,
+            &format!("/executions/{execution_id}/cancel"),
+            None,
+        )
+        .await;
 
     assert_eq!(cancelled.status, StatusCode::OK);
     assert_eq!(cancelled.body["status"], "CANCELLED");
-    assert_eq!(cancelled.body["error"], json!({ "type": "CANCELLED", "message": "cancelled before it ran" }));
+    assert_eq!(
+        cancelled.body["error"],
+        json!({ "type": "CANCELLED", "message": "cancelled before it ran" })
+    );
     assert_eq!(cancelled.body["startedAt"], Value::Null);
-    let (jobs,): (i64,) = sqlx::query_as("select count(*) from execution_jobs").fetch_one(&app.pool).await.unwrap();
-    assert_eq!(jobs, 0);
-    let again = app.request(Method::POST, &format!("/executions/{execution_id}/cancel"), None).await;
-    assert!(again.problem(StatusCode::CONFLICT).contains("CANCELLED"));
-    app.request(Method::POST, "/executions/0190a0e4-7c3e-7000-8000-000000000000/cancel", None)
+    let (jobs,): (i64,) = sqlx::query_as("select count(*) from execution_jobs")
+        .fetch_one(&app.pool)
         .await
-        .problem(StatusCode::NOT_FOUND);
+        .unwrap();
+    assert_eq!(jobs, 0);
+    let again = app
+        .request(
+            Method::POST,
+            &format!("/executions/{execution_id}/cancel"),
+            None,
+        )
+        .await;
+    assert!(again.problem(StatusCode::CONFLICT).contains("CANCELLED"));
+    app.request(
+        Method::POST,
+        "/executions/0190a0e4-7c3e-7000-8000-000000000000/cancel",
+        None,
+    )
+    .await
+    .problem(StatusCode::NOT_FOUND);
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn cancelling_a_running_execution_stops_it_and_the_worker_keeps_serving(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
-    let spinner = app.ready_function("spinner", SPINNER, json!({ "timeoutMs": 120000 })).await;
+    let spinner = app
+        .ready_function("spinner", SPINNER, json!({ "timeoutMs": 120000 }))
+        .await;
     let hello = app.ready_function("after", HELLO, json!({})).await;
     let started = app.execute(&spinner, json!(null), 0).await;
     let execution_id = started.body["id"].as_str().unwrap().to_owned();
@@ -127,7 +179,13 @@ async fn cancelling_a_running_execution_stops_it_and_the_worker_keeps_serving(po
     })
     .await;
 
-    let cancelled = app.request(Method::POST, &format!("/executions/{execution_id}/cancel"), None).await;
+    let cancelled = app
+        .request(
+            Method::POST,
+            &format!("/executions/{execution_id}/cancel"),
+            None,
+        )
+        .await;
 
     let finished = match cancelled.status {
         StatusCode::OK => cancelled.body,
@@ -135,7 +193,10 @@ async fn cancelling_a_running_execution_stops_it_and_the_worker_keeps_serving(po
         other => panic!("unexpected {other}: {}", cancelled.body),
     };
     assert_eq!(finished["status"], "CANCELLED");
-    assert_eq!(finished["error"], json!({ "type": "CANCELLED", "message": "cancelled while running" }));
+    assert_eq!(
+        finished["error"],
+        json!({ "type": "CANCELLED", "message": "cancelled while running" })
+    );
     assert_eq!(finished["attempts"], 1);
     let next = app.execute(&hello, json!({ "name": "Next" }), 30).await;
     assert_eq!(next.body["status"], "SUCCEEDED");

@@ -12,16 +12,23 @@ async fn a_function_goes_from_source_to_ready_to_a_recorded_execution(pool: PgPo
 
     // Registering answers at once, before any build.
     let created = app
-        .request(Method::POST, "/functions", Some(json!({
-            "name": "hello", "language": "rust", "source": HELLO,
-            "description": "greets", "tags": ["demo"],
-        })))
+        .request(
+            Method::POST,
+            "/functions",
+            Some(json!({
+                "name": "hello", "language": "rust", "source": HELLO,
+                "description": "greets", "tags": ["demo"],
+            })),
+        )
         .await;
     assert_eq!(created.status, StatusCode::ACCEPTED, "{}", created.body);
     assert_eq!(created.body["status"], "PENDING");
     assert_eq!(created.body["version"], 1);
     assert_eq!(created.body["activeVersion"], serde_json::Value::Null);
-    assert_eq!(created.body["executionConfig"], json!({ "timeoutMs": 10000, "memoryLimitMb": 128, "environmentVariables": {} }));
+    assert_eq!(
+        created.body["executionConfig"],
+        json!({ "timeoutMs": 10000, "memoryLimitMb": 128, "environmentVariables": {} })
+    );
     let id = created.body["id"].as_str().unwrap().to_owned();
 
     let function = app.wait_for_build(&id, 1).await;
@@ -42,7 +49,10 @@ async fn a_function_goes_from_source_to_ready_to_a_recorded_execution(pool: PgPo
     assert!(execution["durationMs"].as_i64().is_some());
     assert!(execution["startedAt"].is_string() && execution["finishedAt"].is_string());
     let execution_id = execution["id"].as_str().unwrap();
-    assert_eq!(run.headers["location"], format!("/executions/{execution_id}").as_str());
+    assert_eq!(
+        run.headers["location"],
+        format!("/executions/{execution_id}").as_str()
+    );
 
     let history = app.get(&format!("/functions/{id}/executions")).await;
     assert_eq!(history.status, StatusCode::OK);
@@ -87,13 +97,18 @@ pub fn handler(order: Order) -> Result<Total, Refused> {
 "#;
     let id = app.ready_function("typed", source, json!({})).await;
 
-    let ok = app.execute(&id, json!({ "items": [3, 4, 5], "discount": 2 }), 30).await;
+    let ok = app
+        .execute(&id, json!({ "items": [3, 4, 5], "discount": 2 }), 30)
+        .await;
     let refused = app.execute(&id, json!({ "items": [] }), 30).await;
     let wrong_shape = app.execute(&id, json!({ "items": "three" }), 30).await;
 
     assert_eq!(ok.body["output"], json!({ "total": 10, "itemCount": 3 }));
     assert_eq!(refused.body["status"], "FAILED");
-    assert_eq!(refused.body["error"], json!({ "type": "HANDLER_ERROR", "message": "refused: empty order" }));
+    assert_eq!(
+        refused.body["error"],
+        json!({ "type": "HANDLER_ERROR", "message": "refused: empty order" })
+    );
     assert_eq!(wrong_shape.body["status"], "FAILED");
     assert_eq!(wrong_shape.body["error"]["type"], "INVALID_INPUT");
 }
@@ -114,7 +129,10 @@ pub fn handler(input: serde_json::Value) -> Result<serde_json::Value, String> {
     // A function failure is still a completed call: 200 with status FAILED.
     assert_eq!(run.status, StatusCode::OK);
     assert_eq!(run.body["status"], "FAILED");
-    assert_eq!(run.body["error"], json!({ "type": "HANDLER_ERROR", "message": "cannot handle 42" }));
+    assert_eq!(
+        run.body["error"],
+        json!({ "type": "HANDLER_ERROR", "message": "cannot handle 42" })
+    );
     assert_eq!(run.body["logs"], "about to fail\n");
     assert_eq!(run.body["output"], serde_json::Value::Null);
 }
@@ -132,15 +150,27 @@ async fn a_compile_error_points_at_the_line_in_the_users_source(pool: PgPool) {
     let error = function["compileError"].as_str().unwrap();
     assert!(error.contains("mismatched types"), "{error}");
     assert!(error.contains("handler.rs:4:18"), "{error}");
-    assert!(!error.contains("/build") && !error.contains("main.rs"), "{error}");
+    assert!(
+        !error.contains("/build") && !error.contains("main.rs"),
+        "{error}"
+    );
     let run = app.execute(&id, json!({}), 0).await;
-    assert!(run.problem(StatusCode::CONFLICT).contains("no READY version"));
+    assert!(run
+        .problem(StatusCode::CONFLICT)
+        .contains("no READY version"));
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn executing_before_the_build_finishes_is_a_conflict(pool: PgPool) {
     // No compiler: the function stays PENDING.
-    let app = TestApp::spawn_with(pool, Workers { compilers: 0, executors: 1 }).await;
+    let app = TestApp::spawn_with(
+        pool,
+        Workers {
+            compilers: 0,
+            executors: 1,
+        },
+    )
+    .await;
     let id = app.create_function("not-yet", HELLO, json!({})).await;
 
     let run = app.execute(&id, json!({}), 0).await;
@@ -158,13 +188,18 @@ pub fn handler(_: serde_json::Value) -> Result<u64, String> {
     loop { i = std::hint::black_box(i.wrapping_add(1)); }
 }
 "#;
-    let id = app.ready_function("spin", source, json!({ "timeoutMs": 300 })).await;
+    let id = app
+        .ready_function("spin", source, json!({ "timeoutMs": 300 }))
+        .await;
 
     let run = app.execute(&id, json!(null), 30).await;
 
     assert_eq!(run.body["status"], "FAILED");
     assert_eq!(run.body["error"]["type"], "TIMEOUT");
-    assert!(run.body["error"]["message"].as_str().unwrap().contains("300 ms"));
+    assert!(run.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("300 ms"));
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -176,12 +211,17 @@ pub fn handler(_: serde_json::Value) -> Result<usize, String> {
     loop { chunks.push(std::hint::black_box(vec![1u8; 1 << 20])); }
 }
 "#;
-    let id = app.ready_function("bomb", source, json!({ "memoryLimitMb": 32 })).await;
+    let id = app
+        .ready_function("bomb", source, json!({ "memoryLimitMb": 32 }))
+        .await;
 
     let run = app.execute(&id, json!(null), 30).await;
 
     assert_eq!(run.body["status"], "FAILED");
-    assert_eq!(run.body["error"], json!({ "type": "OUT_OF_MEMORY", "message": "memory limit of 32 MiB exceeded" }));
+    assert_eq!(
+        run.body["error"],
+        json!({ "type": "OUT_OF_MEMORY", "message": "memory limit of 32 MiB exceeded" })
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -194,11 +234,20 @@ pub fn handler(_: serde_json::Value) -> Result<serde_json::Value, String> {
     Ok(serde_json::json!({ "vars": vars, "canReadFiles": file }))
 }
 "#;
-    let id = app.ready_function("env", source, json!({ "environmentVariables": { "GREETING": "hi" } })).await;
+    let id = app
+        .ready_function(
+            "env",
+            source,
+            json!({ "environmentVariables": { "GREETING": "hi" } }),
+        )
+        .await;
 
     let run = app.execute(&id, json!(null), 30).await;
 
-    assert_eq!(run.body["output"], json!({ "vars": { "GREETING": "hi" }, "canReadFiles": false }));
+    assert_eq!(
+        run.body["output"],
+        json!({ "vars": { "GREETING": "hi" }, "canReadFiles": false })
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -209,8 +258,14 @@ async fn wait_zero_answers_at_once_and_the_execution_completes_later(pool: PgPoo
     let queued = app.execute(&id, json!({ "name": "Cy" }), 0).await;
 
     assert_eq!(queued.status, StatusCode::ACCEPTED);
-    assert!(matches!(queued.body["status"].as_str(), Some("QUEUED" | "RUNNING")), "{}", queued.body);
-    let finished = app.wait_for_execution(queued.body["id"].as_str().unwrap()).await;
+    assert!(
+        matches!(queued.body["status"].as_str(), Some("QUEUED" | "RUNNING")),
+        "{}",
+        queued.body
+    );
+    let finished = app
+        .wait_for_execution(queued.body["id"].as_str().unwrap())
+        .await;
     assert_eq!(finished["status"], "SUCCEEDED");
     assert_eq!(finished["output"]["greeting"], "Hello, Cy!");
 }
@@ -221,7 +276,13 @@ async fn a_new_version_takes_over_only_once_it_is_ready(pool: PgPool) {
     let id = app.ready_function("versioned", HELLO, json!({})).await;
 
     // Version 2 does not compile: version 1 keeps serving.
-    let broken = app.request(Method::PUT, &format!("/functions/{id}"), Some(json!({ "source": "pub fn handler(" }))).await;
+    let broken = app
+        .request(
+            Method::PUT,
+            &format!("/functions/{id}"),
+            Some(json!({ "source": "pub fn handler(" })),
+        )
+        .await;
     assert_eq!(broken.status, StatusCode::ACCEPTED, "{}", broken.body);
     assert_eq!(broken.body["version"], 2);
     let function = app.wait_for_build(&id, 2).await;
@@ -234,7 +295,11 @@ async fn a_new_version_takes_over_only_once_it_is_ready(pool: PgPool) {
     // Version 3 compiles and takes over; its config came along.
     let v3 = r#"pub fn handler(input: serde_json::Value) -> Result<String, String> { Ok(format!("v3 {}", input["name"])) }"#;
     let updated = app
-        .request(Method::PUT, &format!("/functions/{id}"), Some(json!({ "source": v3, "executionConfig": { "timeoutMs": 2000 } })))
+        .request(
+            Method::PUT,
+            &format!("/functions/{id}"),
+            Some(json!({ "source": v3, "executionConfig": { "timeoutMs": 2000 } })),
+        )
         .await;
     assert_eq!(updated.body["version"], 3);
     let function = app.wait_for_build(&id, 3).await;
@@ -247,7 +312,13 @@ async fn a_new_version_takes_over_only_once_it_is_ready(pool: PgPool) {
     assert_eq!(v3_run.body["output"], json!("v3 \"Di\""));
 
     // Metadata alone changes in place, without a new version.
-    let renamed = app.request(Method::PUT, &format!("/functions/{id}"), Some(json!({ "description": "now v3" }))).await;
+    let renamed = app
+        .request(
+            Method::PUT,
+            &format!("/functions/{id}"),
+            Some(json!({ "description": "now v3" })),
+        )
+        .await;
     assert_eq!(renamed.status, StatusCode::OK);
     assert_eq!(renamed.body["version"], 3);
     assert_eq!(renamed.body["description"], "now v3");
@@ -256,21 +327,37 @@ async fn a_new_version_takes_over_only_once_it_is_ready(pool: PgPool) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn deleting_a_function_cancels_its_queue_and_keeps_its_history(pool: PgPool) {
     // No executor, so the executions stay queued.
-    let app = TestApp::spawn_with(pool, Workers { compilers: 1, executors: 0 }).await;
+    let app = TestApp::spawn_with(
+        pool,
+        Workers {
+            compilers: 1,
+            executors: 0,
+        },
+    )
+    .await;
     let id = app.ready_function("doomed", HELLO, json!({})).await;
     let queued = app.execute(&id, json!({ "name": "Ed" }), 0).await;
     let execution_id = queued.body["id"].as_str().unwrap();
 
-    let deleted = app.request(Method::DELETE, &format!("/functions/{id}"), None).await;
+    let deleted = app
+        .request(Method::DELETE, &format!("/functions/{id}"), None)
+        .await;
 
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
-    app.get(&format!("/functions/{id}")).await.problem(StatusCode::NOT_FOUND);
-    app.get(&format!("/functions/{id}/executions")).await.problem(StatusCode::NOT_FOUND);
+    app.get(&format!("/functions/{id}"))
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    app.get(&format!("/functions/{id}/executions"))
+        .await
+        .problem(StatusCode::NOT_FOUND);
     let execution = app.get(&format!("/executions/{execution_id}")).await;
     assert_eq!(execution.status, StatusCode::OK);
     assert_eq!(execution.body["status"], "CANCELLED");
     assert_eq!(execution.body["input"], json!({ "name": "Ed" }));
-    let (jobs,): (i64,) = sqlx::query_as("select count(*) from execution_jobs").fetch_one(&app.pool).await.unwrap();
+    let (jobs,): (i64,) = sqlx::query_as("select count(*) from execution_jobs")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(jobs, 0);
     // The name is free again.
     app.create_function("doomed", HELLO, json!({})).await;
@@ -278,7 +365,14 @@ async fn deleting_a_function_cancels_its_queue_and_keeps_its_history(pool: PgPoo
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn health_and_readiness_answer(pool: PgPool) {
-    let app = TestApp::spawn_with(pool, Workers { compilers: 0, executors: 0 }).await;
+    let app = TestApp::spawn_with(
+        pool,
+        Workers {
+            compilers: 0,
+            executors: 0,
+        },
+    )
+    .await;
 
     assert_eq!(app.get("/healthz").await.body, json!({ "status": "ok" }));
     assert_eq!(app.get("/readyz").await.body, json!({ "status": "ready" }));

@@ -31,14 +31,24 @@ impl Drop for Cluster {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_restart_loses_no_accepted_execution_and_the_api_recovers() {
-    let folder = tempfile::Builder::new().prefix("plat-outage-").tempdir().unwrap();
+    let folder = tempfile::Builder::new()
+        .prefix("plat-outage-")
+        .tempdir()
+        .unwrap();
     // The cluster's owner (an unprivileged user when we are root) must reach it.
     std::fs::set_permissions(folder.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let options = Options {
         data_dir: folder.path().join("pg"),
         port,
-        settings: vec![("fsync".into(), "off".into()), ("max_connections".into(), "100".into())],
+        settings: vec![
+            ("fsync".into(), "off".into()),
+            ("max_connections".into(), "100".into()),
+        ],
     };
     let cluster = Cluster(LocalPostgres::start(options).expect("a cluster of the test's own"));
     let pool = PgPoolOptions::new()
@@ -48,8 +58,17 @@ async fn a_database_restart_loses_no_accepted_execution_and_the_api_recovers() {
         .await
         .unwrap();
     plat_common::db::migrate(&pool).await.unwrap();
-    let app = TestApp::spawn_with(pool.clone(), Workers { compilers: 1, executors: 1 }).await;
-    let id = app.ready_function("survivor", BUSY_DOUBLER, json!({})).await;
+    let app = TestApp::spawn_with(
+        pool.clone(),
+        Workers {
+            compilers: 1,
+            executors: 1,
+        },
+    )
+    .await;
+    let id = app
+        .ready_function("survivor", BUSY_DOUBLER, json!({}))
+        .await;
     let mut accepted = Vec::new();
     for n in 0..60 {
         let reply = app.execute(&id, json!(n), 0).await;
@@ -60,11 +79,19 @@ async fn a_database_restart_loses_no_accepted_execution_and_the_api_recovers() {
     // The database goes away while executions run and wait.
     cluster.0.stop().expect("stop the cluster");
     let while_down = app.get("/functions").await;
-    let execute_while_down = app.request(Method::POST, &format!("/functions/{id}/execute?wait=0"), Some(json!(1))).await;
+    let execute_while_down = app
+        .request(
+            Method::POST,
+            &format!("/functions/{id}/execute?wait=0"),
+            Some(json!(1)),
+        )
+        .await;
     let ready_while_down = app.get("/readyz").await;
     cluster.0.restart().expect("start the cluster again");
 
-    assert!(while_down.problem(StatusCode::SERVICE_UNAVAILABLE).contains("unavailable"));
+    assert!(while_down
+        .problem(StatusCode::SERVICE_UNAVAILABLE)
+        .contains("unavailable"));
     assert_eq!(while_down.headers["retry-after"], "5");
     execute_while_down.problem(StatusCode::SERVICE_UNAVAILABLE);
     ready_while_down.problem(StatusCode::SERVICE_UNAVAILABLE);

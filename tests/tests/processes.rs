@@ -50,16 +50,24 @@ async fn wait_for_finished(app: &TestApp, count: i64) {
 }
 
 async fn finished_count(pool: &PgPool) -> i64 {
-    let (count,): (i64,) = sqlx::query_as("select count(*) from executions where finished_at is not null")
-        .fetch_one(pool)
-        .await
-        .unwrap();
+    let (count,): (i64,) =
+        sqlx::query_as("select count(*) from executions where finished_at is not null")
+            .fetch_one(pool)
+            .await
+            .unwrap();
     count
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn executors_killed_mid_run_lose_nothing_and_record_each_execution_once(pool: PgPool) {
-    let app = TestApp::spawn_with(pool.clone(), Workers { compilers: 1, executors: 0 }).await;
+    let app = TestApp::spawn_with(
+        pool.clone(),
+        Workers {
+            compilers: 1,
+            executors: 0,
+        },
+    )
+    .await;
     let id = app.ready_function("doubler", BUSY_DOUBLER, json!({})).await;
     let total = 300;
     let mut ids = Vec::new();
@@ -92,14 +100,27 @@ async fn executors_killed_mid_run_lose_nothing_and_record_each_execution_once(po
             retried += 1;
         }
     }
-    assert!(retried > 0, "the kills interrupted runs that were then run again");
-    let (left,): (i64,) = sqlx::query_as("select count(*) from execution_jobs").fetch_one(&pool).await.unwrap();
+    assert!(
+        retried > 0,
+        "the kills interrupted runs that were then run again"
+    );
+    let (left,): (i64,) = sqlx::query_as("select count(*) from execution_jobs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(left, 0);
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn sigterm_lets_the_running_execution_finish_before_the_executor_exits(pool: PgPool) {
-    let app = TestApp::spawn_with(pool.clone(), Workers { compilers: 1, executors: 0 }).await;
+    let app = TestApp::spawn_with(
+        pool.clone(),
+        Workers {
+            compilers: 1,
+            executors: 0,
+        },
+    )
+    .await;
     let source = r#"
 pub fn handler(ms: u64) -> Result<String, String> {
     std::thread::sleep(std::time::Duration::from_millis(ms));
@@ -116,9 +137,15 @@ pub fn handler(ms: u64) -> Result<String, String> {
     })
     .await;
 
-    let term = Command::new("kill").args(["-TERM", &executor.id().to_string()]).status().expect("run kill");
+    let term = Command::new("kill")
+        .args(["-TERM", &executor.id().to_string()])
+        .status()
+        .expect("run kill");
     assert!(term.success());
-    let exit = tokio::task::spawn_blocking(move || executor.wait()).await.unwrap().expect("the executor exits");
+    let exit = tokio::task::spawn_blocking(move || executor.wait())
+        .await
+        .unwrap()
+        .expect("the executor exits");
 
     assert!(exit.success(), "a graceful stop exits 0, got {exit}");
     let execution = app.get(&format!("/executions/{execution_id}")).await.body;
@@ -130,8 +157,17 @@ pub fn handler(ms: u64) -> Result<String, String> {
 /// Drains 200 executions with `processes` executor processes and checks each
 /// was run exactly once: one attempt, one log line, the right output.
 async fn drain_with_processes(pool: PgPool, processes: usize) {
-    let app = TestApp::spawn_with(pool.clone(), Workers { compilers: 1, executors: 0 }).await;
-    let id = app.ready_function("shared-queue", BUSY_DOUBLER, json!({})).await;
+    let app = TestApp::spawn_with(
+        pool.clone(),
+        Workers {
+            compilers: 1,
+            executors: 0,
+        },
+    )
+    .await;
+    let id = app
+        .ready_function("shared-queue", BUSY_DOUBLER, json!({}))
+        .await;
     let total = 200;
     let mut ids = Vec::new();
     for n in 0..total {
@@ -152,7 +188,10 @@ async fn drain_with_processes(pool: PgPool, processes: usize) {
         assert_eq!(execution["logs"], format!("doubling {n}\n"), "{execution}");
         assert_eq!(execution["output"], json!(n * 2));
     }
-    let rows: Vec<(String,)> = sqlx::query_as("select distinct worker_id from executions").fetch_all(&pool).await.unwrap();
+    let rows: Vec<(String,)> = sqlx::query_as("select distinct worker_id from executions")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
     workers.extend(rows.into_iter().map(|(worker,)| worker));
     assert!(workers.len() > 1, "the queue was shared: {workers:?}");
 }

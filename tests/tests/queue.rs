@@ -11,7 +11,14 @@ use sqlx::PgPool;
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn concurrent_claimers_never_claim_the_same_job(pool: PgPool) {
-    let app = TestApp::spawn_with(pool.clone(), Workers { compilers: 1, executors: 0 }).await;
+    let app = TestApp::spawn_with(
+        pool.clone(),
+        Workers {
+            compilers: 1,
+            executors: 0,
+        },
+    )
+    .await;
     let id = app.ready_function("claimed", HELLO, json!({})).await;
     for i in 0..200 {
         app.execute(&id, json!({ "i": i }), 0).await;
@@ -23,7 +30,10 @@ async fn concurrent_claimers_never_claim_the_same_job(pool: PgPool) {
         tokio::spawn(async move {
             let mut mine = Vec::new();
             loop {
-                let jobs = execute::claim(&pool, &format!("claimer-{n}"), Duration::from_secs(60), 7).await.unwrap();
+                let jobs =
+                    execute::claim(&pool, &format!("claimer-{n}"), Duration::from_secs(60), 7)
+                        .await
+                        .unwrap();
                 if jobs.is_empty() {
                     return mine;
                 }
@@ -43,12 +53,21 @@ async fn concurrent_claimers_never_claim_the_same_job(pool: PgPool) {
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn two_executors_on_one_queue_run_each_execution_exactly_once(pool: PgPool) {
-    let app = TestApp::spawn_with(pool, Workers { compilers: 1, executors: 2 }).await;
+    let app = TestApp::spawn_with(
+        pool,
+        Workers {
+            compilers: 1,
+            executors: 2,
+        },
+    )
+    .await;
     let id = app.ready_function("shared", HELLO, json!({})).await;
 
     let mut ids = Vec::new();
     for i in 0..40 {
-        let queued = app.execute(&id, json!({ "name": format!("n{i}") }), 0).await;
+        let queued = app
+            .execute(&id, json!({ "name": format!("n{i}") }), 0)
+            .await;
         ids.push((i, queued.body["id"].as_str().unwrap().to_owned()));
     }
 
@@ -60,19 +79,33 @@ async fn two_executors_on_one_queue_run_each_execution_exactly_once(pool: PgPool
         // The log line appears once: the handler ran once for this execution.
         assert_eq!(execution["logs"], format!("greeting \"n{i}\"\n"));
     }
-    let (left,): (i64,) = sqlx::query_as("select count(*) from execution_jobs").fetch_one(&app.pool).await.unwrap();
+    let (left,): (i64,) = sqlx::query_as("select count(*) from execution_jobs")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(left, 0, "finished jobs leave the hot queue");
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
-async fn a_job_whose_worker_died_is_run_again_and_the_dead_worker_cannot_overwrite_it(pool: PgPool) {
-    let mut app = TestApp::spawn_with(pool.clone(), Workers { compilers: 1, executors: 0 }).await;
+async fn a_job_whose_worker_died_is_run_again_and_the_dead_worker_cannot_overwrite_it(
+    pool: PgPool,
+) {
+    let mut app = TestApp::spawn_with(
+        pool.clone(),
+        Workers {
+            compilers: 1,
+            executors: 0,
+        },
+    )
+    .await;
     let id = app.ready_function("orphan", HELLO, json!({})).await;
     let queued = app.execute(&id, json!({ "name": "Lost" }), 0).await;
     let execution_id = queued.body["id"].as_str().unwrap().to_owned();
 
     // A worker claims the job and dies: its lease runs out with no heartbeat.
-    let claimed = execute::claim(&pool, "doomed-worker", Duration::from_secs(60), 10).await.unwrap();
+    let claimed = execute::claim(&pool, "doomed-worker", Duration::from_secs(60), 10)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1);
     let zombie = claimed.into_iter().next().unwrap();
     let running = app.get(&format!("/executions/{execution_id}")).await;

@@ -12,7 +12,12 @@ use crate::compile::CompileLimits;
 #[derive(Debug, Clone, clap::Args)]
 pub struct CompilerConfig {
     /// Compiles run at once by this process (rustc itself uses several threads).
-    #[arg(id = "compile_concurrency", long = "compile-concurrency", env = "PLAT_COMPILE_CONCURRENCY", default_value_t = 2)]
+    #[arg(
+        id = "compile_concurrency",
+        long = "compile-concurrency",
+        env = "PLAT_COMPILE_CONCURRENCY",
+        default_value_t = 2
+    )]
     pub concurrency: usize,
     /// Where the prebuilt dependency allowlist and per-job folders live.
     #[arg(long, env = "PLAT_CACHE_DIR", default_value = ".plat/cache")]
@@ -24,14 +29,29 @@ pub struct CompilerConfig {
     #[arg(long, env = "PLAT_COMPILE_MEMORY_MB", default_value_t = 2048)]
     pub compile_memory_mb: u64,
     /// Seconds a claimed compile job stays ours without a heartbeat.
-    #[arg(id = "compile_lease_secs", long = "compile-lease-secs", env = "PLAT_COMPILE_LEASE_SECS", default_value_t = 30)]
+    #[arg(
+        id = "compile_lease_secs",
+        long = "compile-lease-secs",
+        env = "PLAT_COMPILE_LEASE_SECS",
+        default_value_t = 30
+    )]
     pub lease_secs: u64,
     /// Fallback poll interval when no notification arrives, in milliseconds.
-    #[arg(id = "compile_poll_interval_ms", long = "compile-poll-ms", env = "PLAT_COMPILE_POLL_MS", default_value_t = 5000)]
+    #[arg(
+        id = "compile_poll_interval_ms",
+        long = "compile-poll-ms",
+        env = "PLAT_COMPILE_POLL_MS",
+        default_value_t = 5000
+    )]
     pub poll_interval_ms: u64,
     /// On shutdown, seconds running compiles get to finish before they are
     /// handed back to the queue.
-    #[arg(id = "compile_shutdown_grace_secs", long = "compile-shutdown-grace-secs", env = "PLAT_COMPILE_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    #[arg(
+        id = "compile_shutdown_grace_secs",
+        long = "compile-shutdown-grace-secs",
+        env = "PLAT_COMPILE_SHUTDOWN_GRACE_SECS",
+        default_value_t = 30
+    )]
     pub shutdown_grace_secs: u64,
 }
 

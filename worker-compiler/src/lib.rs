@@ -15,7 +15,11 @@ pub use config::CompilerConfig;
 
 /// Prepares the toolchain (once per process; the first start on a machine
 /// builds serde and serde_json), then claims and builds jobs until `shutdown`.
-pub async fn run(pool: PgPool, config: CompilerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    pool: PgPool,
+    config: CompilerConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let toolchain = tokio::select! {
         _ = shutdown.cancelled() => return Ok(()),
         prepared = compile::RustToolchain::prepare(&config.cache_dir) => {

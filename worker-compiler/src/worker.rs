@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use plat_common::notify;
 use plat_common::queue::compile::{self, CompileJob, CompileResult};
 use plat_common::worker::Queue;
-use plat_common::notify;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use tracing::{info, instrument, warn};
@@ -60,21 +60,42 @@ impl Queue for CompileQueue {
         let written = match &built {
             Ok(module) => {
                 let sha256 = hex::encode(Sha256::digest(module));
-                let result = CompileResult::Ready { module, sha256: &sha256, duration_ms };
+                let result = CompileResult::Ready {
+                    module,
+                    sha256: &sha256,
+                    duration_ms,
+                };
                 compile::complete(&self.pool, &job, result).await
             }
             Err(CompileFailure::User(message)) => {
-                compile::complete(&self.pool, &job, CompileResult::Failed { compile_error: message }).await
+                compile::complete(
+                    &self.pool,
+                    &job,
+                    CompileResult::Failed {
+                        compile_error: message,
+                    },
+                )
+                .await
             }
-            Err(CompileFailure::Infra(error)) => compile::retry_or_fail(&self.pool, &job, error).await,
+            Err(CompileFailure::Infra(error)) => {
+                compile::retry_or_fail(&self.pool, &job, error).await
+            }
         };
         match written {
             Ok(true) => match &built {
-                Ok(module) => info!(duration_ms, wasm_bytes = module.len(), "function version READY"),
-                Err(CompileFailure::User(_)) => info!(duration_ms, "function version FAILED to compile"),
+                Ok(module) => info!(
+                    duration_ms,
+                    wasm_bytes = module.len(),
+                    "function version READY"
+                ),
+                Err(CompileFailure::User(_)) => {
+                    info!(duration_ms, "function version FAILED to compile")
+                }
                 Err(CompileFailure::Infra(error)) => warn!(%error, "compile will be retried"),
             },
-            Ok(false) => warn!("lease lost before the result was written; another attempt owns the job"),
+            Ok(false) => {
+                warn!("lease lost before the result was written; another attempt owns the job")
+            }
             // The lease will expire and the rescuer hands the job to another
             // attempt: nothing is lost, only delayed.
             Err(error) => warn!(%error, "could not record the compile result"),

@@ -8,20 +8,39 @@ use plat_common::worker::LoopConfig;
 #[derive(Debug, Clone, clap::Args)]
 pub struct ExecutorConfig {
     /// Executions run at once by this process; default: one per CPU.
-    #[arg(id = "execute_concurrency", long = "execute-concurrency", env = "PLAT_EXECUTE_CONCURRENCY")]
+    #[arg(
+        id = "execute_concurrency",
+        long = "execute-concurrency",
+        env = "PLAT_EXECUTE_CONCURRENCY"
+    )]
     pub concurrency: Option<usize>,
     /// Loaded modules kept in memory (an LRU keyed by function version).
     #[arg(long, env = "PLAT_MODULE_CACHE_SIZE", default_value_t = 256)]
     pub module_cache_size: usize,
     /// Seconds a claimed execution stays ours without a heartbeat.
-    #[arg(id = "execute_lease_secs", long = "execute-lease-secs", env = "PLAT_EXECUTE_LEASE_SECS", default_value_t = 30)]
+    #[arg(
+        id = "execute_lease_secs",
+        long = "execute-lease-secs",
+        env = "PLAT_EXECUTE_LEASE_SECS",
+        default_value_t = 30
+    )]
     pub lease_secs: u64,
     /// Fallback poll interval when no notification arrives, in milliseconds.
-    #[arg(id = "execute_poll_interval_ms", long = "execute-poll-ms", env = "PLAT_EXECUTE_POLL_MS", default_value_t = 5000)]
+    #[arg(
+        id = "execute_poll_interval_ms",
+        long = "execute-poll-ms",
+        env = "PLAT_EXECUTE_POLL_MS",
+        default_value_t = 5000
+    )]
     pub poll_interval_ms: u64,
     /// On shutdown, seconds running executions get to finish before they
     /// are handed back to the queue.
-    #[arg(id = "execute_shutdown_grace_secs", long = "execute-shutdown-grace-secs", env = "PLAT_EXECUTE_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    #[arg(
+        id = "execute_shutdown_grace_secs",
+        long = "execute-shutdown-grace-secs",
+        env = "PLAT_EXECUTE_SHUTDOWN_GRACE_SECS",
+        default_value_t = 30
+    )]
     pub shutdown_grace_secs: u64,
 }
 

@@ -15,7 +15,11 @@ use tokio_util::sync::CancellationToken;
 pub use config::ExecutorConfig;
 
 /// Claims and runs executions until `shutdown`, then stops in two stages.
-pub async fn run(pool: PgPool, config: ExecutorConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    pool: PgPool,
+    config: ExecutorConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let runtime = Arc::new(runtime::Runtime::new()?);
     let loop_config = config.loop_config();
     let queue = Arc::new(worker::ExecuteQueue {
@@ -27,16 +31,21 @@ pub async fn run(pool: PgPool, config: ExecutorConfig, shutdown: CancellationTok
         running: Default::default(),
     });
     tracing::info!(worker_id = %queue.worker_id, concurrency = loop_config.concurrency, "executor worker started");
-    let cancels = tokio::spawn(notify::listen(pool.clone(), notify::EXECUTION_CANCEL, shutdown.clone(), {
-        let queue = queue.clone();
-        move |heard| {
-            if let Heard::Notification(payload) = heard {
-                if let Ok(execution_id) = payload.parse() {
-                    queue.cancel_execution(execution_id);
+    let cancels = tokio::spawn(notify::listen(
+        pool.clone(),
+        notify::EXECUTION_CANCEL,
+        shutdown.clone(),
+        {
+            let queue = queue.clone();
+            move |heard| {
+                if let Heard::Notification(payload) = heard {
+                    if let Ok(execution_id) = payload.parse() {
+                        queue.cancel_execution(execution_id);
+                    }
                 }
             }
-        }
-    }));
+        },
+    ));
     plat_common::worker::run(queue, pool, loop_config, shutdown).await;
     cancels.abort();
     Ok(())

@@ -50,20 +50,40 @@ pub(crate) struct ModuleCache {
 impl ModuleCache {
     pub(crate) fn new(runtime: Arc<Runtime>, capacity: usize) -> Self {
         let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
-        Self { runtime, slots: Mutex::new(LruCache::new(capacity)) }
+        Self {
+            runtime,
+            slots: Mutex::new(LruCache::new(capacity)),
+        }
     }
 
     /// The ready version, loading it from the database on a miss.
-    pub(crate) async fn get(&self, pool: &PgPool, function_id: Uuid, version: i32) -> Result<Arc<Cached>, LoadError> {
+    pub(crate) async fn get(
+        &self,
+        pool: &PgPool,
+        function_id: Uuid,
+        version: i32,
+    ) -> Result<Arc<Cached>, LoadError> {
         let slot = {
-            let mut slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            slots.get_or_insert((function_id, version), Slot::default).clone()
+            let mut slots = self
+                .slots
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            slots
+                .get_or_insert((function_id, version), Slot::default)
+                .clone()
         };
         // A failed load leaves the cell empty, so the next run tries again.
-        slot.get_or_try_init(|| self.load(pool, function_id, version)).await.cloned()
+        slot.get_or_try_init(|| self.load(pool, function_id, version))
+            .await
+            .cloned()
     }
 
-    async fn load(&self, pool: &PgPool, function_id: Uuid, version: i32) -> Result<Arc<Cached>, LoadError> {
+    async fn load(
+        &self,
+        pool: &PgPool,
+        function_id: Uuid,
+        version: i32,
+    ) -> Result<Arc<Cached>, LoadError> {
         let row: Option<(Vec<u8>, sqlx::types::Json<ExecutionConfig>)> = sqlx::query_as(
             r#"
             select module, execution_config from function_versions
@@ -83,6 +103,9 @@ impl ModuleCache {
             .await?
             .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
         tracing::debug!(%function_id, version, "module loaded");
-        Ok(Arc::new(Cached { module, limits: RunLimits::from(&config) }))
+        Ok(Arc::new(Cached {
+            module,
+            limits: RunLimits::from(&config),
+        }))
     }
 }

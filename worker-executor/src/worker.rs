@@ -45,24 +45,33 @@ impl ExecuteQueue {
 
     fn running(&self) -> MutexGuard<'_, HashMap<Uuid, (Uuid, CancelFlag)>> {
         // Plain inserts and removals: a panic cannot leave the map inconsistent.
-        self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.running
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     async fn attempt(&self, job: &ExecutionJob) -> Attempt {
         let cancel = CancelFlag::new();
-        self.running().insert(job.id, (job.lease_token, cancel.clone()));
+        self.running()
+            .insert(job.id, (job.lease_token, cancel.clone()));
         let attempt = self.attempt_with(job, cancel).await;
         self.running().remove(&job.id);
         attempt
     }
 
     async fn attempt_with(&self, job: &ExecutionJob, cancel: CancelFlag) -> Attempt {
-        let cached = match self.modules.get(&self.pool, job.function_id, job.version).await {
+        let cached = match self
+            .modules
+            .get(&self.pool, job.function_id, job.version)
+            .await
+        {
             Ok(cached) => cached,
             Err(error @ (LoadError::Missing { .. } | LoadError::Invalid(_))) => {
                 return Attempt::Finished(failed(ErrorKind::ModuleError, error.to_string()))
             }
-            Err(error @ (LoadError::Database(_) | LoadError::Join(_))) => return Attempt::Retry(error.to_string()),
+            Err(error @ (LoadError::Database(_) | LoadError::Join(_))) => {
+                return Attempt::Retry(error.to_string())
+            }
         };
         let runtime = self.runtime.clone();
         let input = job.input.clone().into_bytes();
@@ -70,12 +79,16 @@ impl ExecuteQueue {
         // Running wasm blocks its thread until the module exits or its
         // deadline passes; keep it off the async workers.
         let outcome = tokio::task::spawn_blocking(move || {
-            span.in_scope(|| runtime.run_cancellable(&cached.module, &input, &cached.limits, &cancel))
+            span.in_scope(|| {
+                runtime.run_cancellable(&cached.module, &input, &cached.limits, &cancel)
+            })
         })
         .await;
         match outcome {
             Ok(outcome) => Attempt::Finished(Finished {
-                result: outcome.result.map_err(|failure| (failure.kind, storable_text(failure.message))),
+                result: outcome
+                    .result
+                    .map_err(|failure| (failure.kind, storable_text(failure.message))),
                 logs: storable_text(outcome.logs),
                 logs_truncated: outcome.logs_truncated,
                 duration_ms: i32::try_from(outcome.duration.as_millis()).unwrap_or(i32::MAX),
@@ -99,17 +112,27 @@ fn storable_text(text: String) -> String {
 /// exception": a `\u0000` escape or an out-of-range number in jsonb), as
 /// opposed to the database being unreachable.
 fn is_unstorable(error: &sqlx::Error) -> bool {
-    error.as_database_error().and_then(|e| e.code()).is_some_and(|code| code.starts_with("22"))
+    error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code.starts_with("22"))
 }
 
 /// The server's message for a data exception, e.g. "unsupported Unicode
 /// escape sequence": about the value, never about the host.
 fn database_message(error: &sqlx::Error) -> String {
-    error.as_database_error().map_or_else(|| error.to_string(), |e| e.message().to_owned())
+    error
+        .as_database_error()
+        .map_or_else(|| error.to_string(), |e| e.message().to_owned())
 }
 
 fn failed(kind: ErrorKind, message: String) -> Finished {
-    Finished { result: Err((kind, message)), logs: String::new(), logs_truncated: false, duration_ms: 0 }
+    Finished {
+        result: Err((kind, message)),
+        logs: String::new(),
+        logs_truncated: false,
+        duration_ms: 0,
+    }
 }
 
 impl Queue for ExecuteQueue {
@@ -144,13 +167,23 @@ impl Queue for ExecuteQueue {
                     if is_unstorable(error) {
                         // Valid JSON that jsonb cannot hold: the function's
                         // result, not a reason to retry.
-                        let message = format!("the output is valid JSON but cannot be stored: {}", database_message(error));
-                        let unstorable = Finished { result: Err((ErrorKind::InvalidOutput, message)), ..finished.clone() };
+                        let message = format!(
+                            "the output is valid JSON but cannot be stored: {}",
+                            database_message(error)
+                        );
+                        let unstorable = Finished {
+                            result: Err((ErrorKind::InvalidOutput, message)),
+                            ..finished.clone()
+                        };
                         written = execute::complete(&self.pool, &job, &unstorable).await;
                     }
                 }
                 if matches!(written, Ok(true)) {
-                    info!(status, duration_ms = finished.duration_ms, "execution finished");
+                    info!(
+                        status,
+                        duration_ms = finished.duration_ms,
+                        "execution finished"
+                    );
                 }
                 written
             }
@@ -161,7 +194,9 @@ impl Queue for ExecuteQueue {
         };
         match written {
             Ok(true) => {}
-            Ok(false) => warn!("lease lost before the result was written; another attempt owns the job"),
+            Ok(false) => {
+                warn!("lease lost before the result was written; another attempt owns the job")
+            }
             // The lease expires and the rescuer re-queues the job.
             Err(error) => warn!(%error, "could not record the execution result"),
         }

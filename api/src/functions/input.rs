@@ -55,7 +55,9 @@ pub fn check_name(name: &str) -> Result<(), Error> {
     let valid = !name.is_empty()
         && name.chars().count() <= MAX_NAME_CHARS
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     // A name that reads as a UUID would be ambiguous where functions are
     // addressed by id or by name.
     if valid && uuid::Uuid::try_parse(name).is_err() {
@@ -95,7 +97,9 @@ pub fn check_source(source: &str, config: &ApiConfig) -> Result<(), Error> {
 /// PostgreSQL text cannot hold NUL characters; say so rather than fail later.
 fn no_nul(field: &str, text: &str) -> Result<(), Error> {
     if text.contains('\0') {
-        Err(Error::BadRequest(format!("`{field}` contains a NUL character")))
+        Err(Error::BadRequest(format!(
+            "`{field}` contains a NUL character"
+        )))
     } else {
         Ok(())
     }
@@ -113,9 +117,14 @@ pub fn check_description(description: Option<&str>) -> Result<(), Error> {
 
 pub fn check_tags(tags: &[String]) -> Result<(), Error> {
     if tags.len() > MAX_TAGS {
-        return Err(Error::BadRequest(format!("at most {MAX_TAGS} `tags` are allowed")));
+        return Err(Error::BadRequest(format!(
+            "at most {MAX_TAGS} `tags` are allowed"
+        )));
     }
-    if let Some(bad) = tags.iter().find(|t| t.is_empty() || t.chars().count() > MAX_TAG_CHARS || t.contains('\0')) {
+    if let Some(bad) = tags
+        .iter()
+        .find(|t| t.is_empty() || t.chars().count() > MAX_TAG_CHARS || t.contains('\0'))
+    {
         return Err(Error::BadRequest(format!(
             "each tag must be 1 to {MAX_TAG_CHARS} characters, without NUL; got {bad:?}"
         )));
@@ -159,11 +168,15 @@ pub fn execution_config(
 
 fn check_environment(vars: &BTreeMap<String, String>) -> Result<(), Error> {
     if vars.len() > MAX_ENV_VARS {
-        return Err(Error::BadRequest(format!("at most {MAX_ENV_VARS} `environmentVariables` are allowed")));
+        return Err(Error::BadRequest(format!(
+            "at most {MAX_ENV_VARS} `environmentVariables` are allowed"
+        )));
     }
     let total: usize = vars.iter().map(|(k, v)| k.len() + v.len()).sum();
     if total > MAX_ENV_BYTES {
-        return Err(Error::BadRequest(format!("`environmentVariables` add up to more than {MAX_ENV_BYTES} bytes")));
+        return Err(Error::BadRequest(format!(
+            "`environmentVariables` add up to more than {MAX_ENV_BYTES} bytes"
+        )));
     }
     for (name, value) in vars {
         let valid_name = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
@@ -174,7 +187,9 @@ fn check_environment(vars: &BTreeMap<String, String>) -> Result<(), Error> {
             )));
         }
         if value.contains('\0') || name.contains('\0') {
-            return Err(Error::BadRequest(format!("environment variable {name} contains a NUL character")));
+            return Err(Error::BadRequest(format!(
+                "environment variable {name} contains a NUL character"
+            )));
         }
     }
     Ok(())
@@ -189,7 +204,14 @@ mod tests {
         for good in ["hello", "a", "my-fn_2.v1", "9lives"] {
             assert!(check_name(good).is_ok(), "{good}");
         }
-        for bad in ["", "-x", "with space", "ünï", &"x".repeat(65), "0190a0e4-7c3e-7000-8000-000000000000"] {
+        for bad in [
+            "",
+            "-x",
+            "with space",
+            "ünï",
+            &"x".repeat(65),
+            "0190a0e4-7c3e-7000-8000-000000000000",
+        ] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
     }
@@ -197,13 +219,19 @@ mod tests {
     #[test]
     fn a_partial_config_keeps_the_other_fields_and_respects_caps() {
         let config = ApiConfig::default();
-        let input = ExecutionConfigInput { timeout_ms: Some(500), ..Default::default() };
+        let input = ExecutionConfigInput {
+            timeout_ms: Some(500),
+            ..Default::default()
+        };
 
         let merged = execution_config(ExecutionConfig::default(), Some(input), &config).unwrap();
 
         assert_eq!(merged.timeout_ms, 500);
         assert_eq!(merged.memory_limit_mb, 128);
-        let too_much = ExecutionConfigInput { memory_limit_mb: Some(4096), ..Default::default() };
+        let too_much = ExecutionConfigInput {
+            memory_limit_mb: Some(4096),
+            ..Default::default()
+        };
         assert!(execution_config(ExecutionConfig::default(), Some(too_much), &config).is_err());
     }
 

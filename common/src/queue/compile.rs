@@ -59,7 +59,10 @@ pub async fn enqueue(
         .bind(version)
         .execute(&mut *conn)
         .await?;
-    sqlx::query("select pg_notify($1, '')").bind(notify::COMPILE_JOBS).execute(&mut *conn).await?;
+    sqlx::query("select pg_notify($1, '')")
+        .bind(notify::COMPILE_JOBS)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -112,10 +115,14 @@ pub async fn complete(
     result: CompileResult<'_>,
 ) -> Result<bool, sqlx::Error> {
     let (status, module, sha256, duration_ms, compile_error) = match result {
-        CompileResult::Ready { module, sha256, duration_ms } => {
-            ("READY", Some(module), Some(sha256), Some(duration_ms), None)
+        CompileResult::Ready {
+            module,
+            sha256,
+            duration_ms,
+        } => ("READY", Some(module), Some(sha256), Some(duration_ms), None),
+        CompileResult::Failed { compile_error } => {
+            ("FAILED", None, None, None, Some(compile_error))
         }
-        CompileResult::Failed { compile_error } => ("FAILED", None, None, None, Some(compile_error)),
     };
     // The version becomes active only if it is newer than the active one, so
     // builds finishing out of order never roll a function back.
@@ -159,13 +166,24 @@ pub async fn complete(
 
 /// Gives the job back after an infrastructure failure: retried later with
 /// backoff, or failed for good once it has used all its attempts.
-pub async fn retry_or_fail(db: &PgPool, job: &CompileJob, error: &str) -> Result<bool, sqlx::Error> {
+pub async fn retry_or_fail(
+    db: &PgPool,
+    job: &CompileJob,
+    error: &str,
+) -> Result<bool, sqlx::Error> {
     if job.attempt >= job.max_attempts {
         let message = format!(
             "the build could not be completed after {} attempts (last error: {error}); update the function to try again",
             job.attempt
         );
-        return complete(db, job, CompileResult::Failed { compile_error: &message }).await;
+        return complete(
+            db,
+            job,
+            CompileResult::Failed {
+                compile_error: &message,
+            },
+        )
+        .await;
     }
     let done = sqlx::query(
         r#"
@@ -215,7 +233,11 @@ pub async fn release(db: impl PgExecutor<'_>, lease_token: Uuid) -> Result<(), s
 }
 
 /// Extends the leases of the jobs this worker is still building.
-pub async fn heartbeat(db: impl PgExecutor<'_>, lease_tokens: &[Uuid], lease: Duration) -> Result<u64, sqlx::Error> {
+pub async fn heartbeat(
+    db: impl PgExecutor<'_>,
+    lease_tokens: &[Uuid],
+    lease: Duration,
+) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
         r#"
         update compile_jobs set lease_expires_at = now() + make_interval(secs => $2)
@@ -251,7 +273,10 @@ pub async fn rescue_expired(db: &PgPool) -> Result<u64, sqlx::Error> {
     .fetch_one(db)
     .await?;
     if requeued > 0 {
-        sqlx::query("select pg_notify($1, '')").bind(notify::COMPILE_JOBS).execute(db).await?;
+        sqlx::query("select pg_notify($1, '')")
+            .bind(notify::COMPILE_JOBS)
+            .execute(db)
+            .await?;
     }
     let failed = sqlx::query(
         r#"

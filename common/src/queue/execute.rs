@@ -75,7 +75,10 @@ pub struct NewExecution<'a> {
 /// Creates the execution record (QUEUED) and its job, in the caller's
 /// transaction, and wakes the executors. With an idempotency key already
 /// used for this function, creates nothing and names the earlier execution.
-pub async fn enqueue(conn: &mut sqlx::PgConnection, new: NewExecution<'_>) -> Result<Enqueued, sqlx::Error> {
+pub async fn enqueue(
+    conn: &mut sqlx::PgConnection,
+    new: NewExecution<'_>,
+) -> Result<Enqueued, sqlx::Error> {
     let created: Option<(Uuid,)> = sqlx::query_as(
         r#"
         with e as (
@@ -96,7 +99,10 @@ pub async fn enqueue(conn: &mut sqlx::PgConnection, new: NewExecution<'_>) -> Re
     .fetch_optional(&mut *conn)
     .await?;
     if created.is_some() {
-        sqlx::query("select pg_notify($1, '')").bind(notify::EXECUTION_JOBS).execute(&mut *conn).await?;
+        sqlx::query("select pg_notify($1, '')")
+            .bind(notify::EXECUTION_JOBS)
+            .execute(&mut *conn)
+            .await?;
         return Ok(Enqueued::New);
     }
     // The insert waited for a concurrent request with the same key to commit,
@@ -157,10 +163,16 @@ pub async fn claim(
 /// Writes the terminal record and removes the job, if this worker still holds
 /// the lease; then wakes whoever waits for the result. Returns `false` when
 /// the lease was lost (nothing was written).
-pub async fn complete(db: impl PgExecutor<'_>, job: &ExecutionJob, finished: &Finished) -> Result<bool, sqlx::Error> {
+pub async fn complete(
+    db: impl PgExecutor<'_>,
+    job: &ExecutionJob,
+    finished: &Finished,
+) -> Result<bool, sqlx::Error> {
     let (status, output, error_type, error_message) = match &finished.result {
         Ok(output) => ("SUCCEEDED", Some(output.as_str()), None, None),
-        Err((ErrorKind::Cancelled, message)) => ("CANCELLED", None, Some("CANCELLED"), Some(message.as_str())),
+        Err((ErrorKind::Cancelled, message)) => {
+            ("CANCELLED", None, Some("CANCELLED"), Some(message.as_str()))
+        }
         Err((kind, message)) => ("FAILED", None, Some(kind.as_str()), Some(message.as_str())),
     };
     let row: Option<(Uuid,)> = sqlx::query_as(
@@ -194,13 +206,20 @@ pub async fn complete(db: impl PgExecutor<'_>, job: &ExecutionJob, finished: &Fi
 
 /// Gives the job back after an infrastructure failure (retried with backoff),
 /// or fails the execution as WORKER_LOST once all attempts are used.
-pub async fn retry_or_fail(db: &PgPool, job: &ExecutionJob, error: &str) -> Result<bool, sqlx::Error> {
+pub async fn retry_or_fail(
+    db: &PgPool,
+    job: &ExecutionJob,
+    error: &str,
+) -> Result<bool, sqlx::Error> {
     if end_if_cancel_requested(db, job.lease_token).await? {
         return Ok(true);
     }
     if job.attempt >= job.max_attempts {
         let finished = Finished {
-            result: Err((ErrorKind::WorkerLost, format!("gave up after {} attempts: {error}", job.attempt))),
+            result: Err((
+                ErrorKind::WorkerLost,
+                format!("gave up after {} attempts: {error}", job.attempt),
+            )),
             logs: String::new(),
             logs_truncated: false,
             duration_ms: 0,
@@ -274,18 +293,33 @@ pub async fn heartbeat(
     .bind(secs(lease))
     .fetch_all(db)
     .await?;
-    Ok(jobs.into_iter().filter(|(_, cancel)| *cancel).map(|(token, _)| token).collect())
+    Ok(jobs
+        .into_iter()
+        .filter(|(_, cancel)| *cancel)
+        .map(|(token, _)| token)
+        .collect())
 }
 
 /// Ends a job that was asked to stop as CANCELLED instead of giving it back
 /// to the queue. Returns whether it did.
 async fn end_if_cancel_requested(db: &PgPool, lease_token: Uuid) -> Result<bool, sqlx::Error> {
-    end_cancelled(db, "lease_token = $1 and cancel_requested", lease_token, "cancelled while running").await
+    end_cancelled(
+        db,
+        "lease_token = $1 and cancel_requested",
+        lease_token,
+        "cancelled while running",
+    )
+    .await
 }
 
 /// Deletes the job matching `condition` (`$1` is `key`) and records its
 /// execution CANCELLED with `message`, waking whoever waits for it.
-async fn end_cancelled(db: &PgPool, condition: &str, key: Uuid, message: &str) -> Result<bool, sqlx::Error> {
+async fn end_cancelled(
+    db: &PgPool,
+    condition: &str,
+    key: Uuid,
+    message: &str,
+) -> Result<bool, sqlx::Error> {
     let ended = sqlx::query(&format!(
         r#"
         with j as (
@@ -321,7 +355,14 @@ pub enum CancelOutcome {
 /// Cancels an execution: a queued one at once, a running one by flagging its
 /// job and telling the executors (the one holding it stops the run).
 pub async fn cancel(db: &PgPool, execution_id: Uuid) -> Result<CancelOutcome, sqlx::Error> {
-    if end_cancelled(db, "id = $1 and state = 'available'", execution_id, "cancelled before it ran").await? {
+    if end_cancelled(
+        db,
+        "id = $1 and state = 'available'",
+        execution_id,
+        "cancelled before it ran",
+    )
+    .await?
+    {
         return Ok(CancelOutcome::Cancelled);
     }
     let running = sqlx::query(
@@ -338,7 +379,11 @@ pub async fn cancel(db: &PgPool, execution_id: Uuid) -> Result<CancelOutcome, sq
     .bind(notify::EXECUTION_CANCEL)
     .execute(db)
     .await?;
-    Ok(if running.rows_affected() > 0 { CancelOutcome::Requested } else { CancelOutcome::NotCancellable })
+    Ok(if running.rows_affected() > 0 {
+        CancelOutcome::Requested
+    } else {
+        CancelOutcome::NotCancellable
+    })
 }
 
 /// Returns jobs whose lease expired (their worker died or stalled) to the
@@ -363,7 +408,10 @@ pub async fn rescue_expired(db: &PgPool) -> Result<u64, sqlx::Error> {
     .fetch_one(db)
     .await?;
     if requeued > 0 {
-        sqlx::query("select pg_notify($1, '')").bind(notify::EXECUTION_JOBS).execute(db).await?;
+        sqlx::query("select pg_notify($1, '')")
+            .bind(notify::EXECUTION_JOBS)
+            .execute(db)
+            .await?;
     }
     let failed = sqlx::query(
         r#"
@@ -393,7 +441,10 @@ pub async fn rescue_expired(db: &PgPool) -> Result<u64, sqlx::Error> {
 
 /// Cancels every queued (not yet running) execution of a function. Used when
 /// the function is deleted. Returns how many were cancelled.
-pub async fn cancel_queued_of_function(conn: &mut sqlx::PgConnection, function_id: Uuid) -> Result<u64, sqlx::Error> {
+pub async fn cancel_queued_of_function(
+    conn: &mut sqlx::PgConnection,
+    function_id: Uuid,
+) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
         r#"
         with j as (

@@ -21,7 +21,9 @@ use rand::Rng;
 /// jitter between half and all of the step, capped at five minutes.
 pub fn retry_backoff(attempt: i32) -> Duration {
     let exp = attempt.clamp(1, 16) as u32 - 1;
-    let step = Duration::from_secs(1).saturating_mul(1 << exp).min(Duration::from_secs(300));
+    let step = Duration::from_secs(1)
+        .saturating_mul(1 << exp)
+        .min(Duration::from_secs(300));
     step.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
 }
 

@@ -156,7 +156,11 @@ fn poll_oneoff<T>(
     let Some(memory) = caller.get_export("memory").and_then(Extern::into_memory) else {
         wasmtime::bail!("poll_oneoff: the module exports no memory");
     };
-    let Timing { deadline, clock, cancel } = timing(caller.data());
+    let Timing {
+        deadline,
+        clock,
+        cancel,
+    } = timing(caller.data());
     let now = Now {
         instant: Instant::now(),
         wall_nanos: SystemTime::now()

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use wasmtime::{Engine, ExternType, InstancePre, Linker, Module, ModuleExport, Store, UpdateDeadline};
+use wasmtime::{
+    Engine, ExternType, InstancePre, Linker, Module, ModuleExport, Store, UpdateDeadline,
+};
 use wasmtime_wasi::p1::{self, WasiP1Ctx};
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::WasiCtxBuilder;
@@ -110,7 +112,9 @@ pub(crate) fn run(
     let logs = LogPipe::new(limits.max_log_bytes);
     // Capped so the addition cannot overflow `Instant`; a year is "no
     // deadline" in practice.
-    let deadline = started.checked_add(limits.timeout.min(ONE_YEAR)).unwrap_or(started);
+    let deadline = started
+        .checked_add(limits.timeout.min(ONE_YEAR))
+        .unwrap_or(started);
     let timing = Timing {
         deadline,
         clock: GuestClock::starting_at(started),

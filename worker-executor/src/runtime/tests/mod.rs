@@ -490,7 +490,10 @@ fn run_and_cancel(guest: &'static Guest, input: &'static str) -> RunOutcome {
     let flag = cancel.clone();
     let module = guest.module();
     let running = std::thread::spawn(move || {
-        let limits = RunLimits { timeout: Duration::from_secs(60), ..RunLimits::default() };
+        let limits = RunLimits {
+            timeout: Duration::from_secs(60),
+            ..RunLimits::default()
+        };
         runtime().run_cancellable(module, input.as_bytes(), &limits, &flag)
     });
     std::thread::sleep(Duration::from_millis(100));
@@ -504,7 +507,10 @@ fn cancelling_a_spinning_run_stops_it_as_cancelled_not_at_its_timeout() {
 
     assert_eq!(
         failure(&outcome),
-        &RunFailure { kind: ErrorKind::Cancelled, message: "cancelled while running".into() }
+        &RunFailure {
+            kind: ErrorKind::Cancelled,
+            message: "cancelled while running".into()
+        }
     );
 }
 
