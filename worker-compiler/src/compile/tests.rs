@@ -293,8 +293,6 @@ pub fn handler(_: ()) -> Result<u64, String> { Ok(SPIN) }
         timeout: Duration::from_secs(3),
         ..CompileLimits::default()
     };
-    let started = Instant::now();
-
     let result = toolchain().await.compile(source, &limits).await;
 
     match result {
@@ -303,11 +301,6 @@ pub fn handler(_: ()) -> Result<u64, String> { Ok(SPIN) }
         }
         other => panic!("expected a timeout, got {other:?}"),
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "took {:?}",
-        started.elapsed()
-    );
 }
 
 #[tokio::test]
