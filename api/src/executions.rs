@@ -277,16 +277,13 @@ async fn cancel(
 }
 
 /// Valid JSON that PostgreSQL's jsonb refuses (a `\u0000` escape, a number
-/// beyond its range: SQLSTATE class 22) is the client's to fix.
+/// beyond its range) is the client's to fix.
 fn unstorable_input(error: sqlx::Error) -> Error {
-    match error.as_database_error() {
-        Some(db) if db.code().is_some_and(|code| code.starts_with("22")) => {
-            Error::BadRequest(format!(
-                "the input is valid JSON but cannot be stored: {}",
-                db.message()
-            ))
-        }
-        _ => Error::from(error),
+    match plat_common::db::data_exception(&error) {
+        Some(reason) => Error::BadRequest(format!(
+            "the input is valid JSON but cannot be stored: {reason}"
+        )),
+        None => Error::from(error),
     }
 }
 

@@ -24,3 +24,15 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
 }
+
+/// Whether PostgreSQL refused a value itself (SQLSTATE class 22, "data
+/// exception": a `\u0000` escape or an out-of-range number in jsonb, a NUL
+/// in text), as opposed to the query or the connection failing. Such an error
+/// is about the data, so retrying cannot help; the server's message for it
+/// names the value's problem, never anything about the host.
+pub fn data_exception(error: &sqlx::Error) -> Option<&str> {
+    let db = error.as_database_error()?;
+    db.code()
+        .is_some_and(|code| code.starts_with("22"))
+        .then(|| db.message())
+}

@@ -108,24 +108,6 @@ fn storable_text(text: String) -> String {
     }
 }
 
-/// Whether PostgreSQL refused a value itself (SQLSTATE class 22, "data
-/// exception": a `\u0000` escape or an out-of-range number in jsonb), as
-/// opposed to the database being unreachable.
-fn is_unstorable(error: &sqlx::Error) -> bool {
-    error
-        .as_database_error()
-        .and_then(|e| e.code())
-        .is_some_and(|code| code.starts_with("22"))
-}
-
-/// The server's message for a data exception, e.g. "unsupported Unicode
-/// escape sequence": about the value, never about the host.
-fn database_message(error: &sqlx::Error) -> String {
-    error
-        .as_database_error()
-        .map_or_else(|| error.to_string(), |e| e.message().to_owned())
-}
-
 fn failed(kind: ErrorKind, message: String) -> Finished {
     Finished {
         result: Err((kind, message)),
@@ -163,20 +145,20 @@ impl Queue for ExecuteQueue {
                     Err((kind, _)) => kind.as_str(),
                 };
                 let mut written = execute::complete(&self.pool, &job, &finished).await;
-                if let (Err(error), Ok(_)) = (&written, &finished.result) {
-                    if is_unstorable(error) {
-                        // Valid JSON that jsonb cannot hold: the function's
-                        // result, not a reason to retry.
-                        let message = format!(
-                            "the output is valid JSON but cannot be stored: {}",
-                            database_message(error)
-                        );
-                        let unstorable = Finished {
-                            result: Err((ErrorKind::InvalidOutput, message)),
-                            ..finished.clone()
-                        };
-                        written = execute::complete(&self.pool, &job, &unstorable).await;
-                    }
+                let refused = written
+                    .as_ref()
+                    .err()
+                    .and_then(plat_common::db::data_exception);
+                if let (Some(reason), Ok(_)) = (refused, &finished.result) {
+                    // Valid JSON that jsonb cannot hold: the function's
+                    // result, not a reason to retry.
+                    let message =
+                        format!("the output is valid JSON but cannot be stored: {reason}");
+                    let unstorable = Finished {
+                        result: Err((ErrorKind::InvalidOutput, message)),
+                        ..finished.clone()
+                    };
+                    written = execute::complete(&self.pool, &job, &unstorable).await;
                 }
                 if matches!(written, Ok(true)) {
                     info!(
