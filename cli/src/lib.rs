@@ -114,7 +114,7 @@ async fn run_up(mut up: Up) -> anyhow::Result<()> {
     let (url, cluster) = up.database.resolve().await?;
     // The compiler's cache lives with the rest of the local state unless
     // configured elsewhere.
-    if up.compiler.cache_dir == Path::new(".plat/cache") {
+    if up.compiler.cache_dir == Path::new(plat_worker_compiler::DEFAULT_CACHE_DIR) {
         up.compiler.cache_dir = up.database.data_dir.join("cache");
     }
     let result = serve(&url, up).await;

@@ -7,6 +7,9 @@ use plat_common::worker::LoopConfig;
 
 use crate::compile::CompileLimits;
 
+/// Where the compiler keeps its cache unless told otherwise.
+pub const DEFAULT_CACHE_DIR: &str = ".plat/cache";
+
 /// How one compiler worker process behaves. Every field has a default that
 /// suits one worker on a small machine.
 #[derive(Debug, Clone, clap::Args)]
@@ -20,7 +23,7 @@ pub struct CompilerConfig {
     )]
     pub concurrency: usize,
     /// Where the prebuilt dependency allowlist and per-job folders live.
-    #[arg(long, env = "PLAT_CACHE_DIR", default_value = ".plat/cache")]
+    #[arg(long, env = "PLAT_CACHE_DIR", default_value = DEFAULT_CACHE_DIR)]
     pub cache_dir: PathBuf,
     /// Wall-clock limit of one compile, in seconds.
     #[arg(long, env = "PLAT_COMPILE_TIMEOUT_SECS", default_value_t = 120)]

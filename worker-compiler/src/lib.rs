@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-pub use config::CompilerConfig;
+pub use config::{CompilerConfig, DEFAULT_CACHE_DIR};
 
 /// Prepares the toolchain (once per process; the first start on a machine
 /// builds serde and serde_json), then claims and builds jobs until `shutdown`.
