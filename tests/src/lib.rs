@@ -41,6 +41,24 @@ pub struct Workers {
     pub executors: usize,
 }
 
+impl Workers {
+    /// The API alone: functions stay PENDING, executions stay QUEUED.
+    pub const NONE: Workers = Workers {
+        compilers: 0,
+        executors: 0,
+    };
+    /// Builds happen, executions stay QUEUED.
+    pub const COMPILER_ONLY: Workers = Workers {
+        compilers: 1,
+        executors: 0,
+    };
+    /// Executions would run, but nothing gets built.
+    pub const EXECUTOR_ONLY: Workers = Workers {
+        compilers: 0,
+        executors: 1,
+    };
+}
+
 impl Default for Workers {
     fn default() -> Self {
         Self {
@@ -340,6 +358,15 @@ pub fn workspace_binary(name: &str) -> PathBuf {
 }
 
 impl TestApp {
+    /// `select count(*) from <table>` (optionally `where ...`), on this test's database.
+    pub async fn count(&self, table_and_filter: &str) -> i64 {
+        let (count,): (i64,) = sqlx::query_as(&format!("select count(*) from {table_and_filter}"))
+            .fetch_one(&self.pool)
+            .await
+            .expect("count rows");
+        count
+    }
+
     /// A connection string for this test's database, for child processes.
     pub fn database_url(&self) -> String {
         let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for database tests");

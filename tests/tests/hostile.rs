@@ -734,24 +734,9 @@ async fn execute_raw(app: &TestApp, id: &str, body: Vec<u8>) -> (StatusCode, Str
     )
 }
 
-async fn queued_executions(app: &TestApp) -> i64 {
-    let (queued,): (i64,) = sqlx::query_as("select count(*) from executions")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    queued
-}
-
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn an_execution_input_that_is_not_utf8_is_a_bad_request(pool: PgPool) {
-    let app = TestApp::spawn_with(
-        pool,
-        Workers {
-            compilers: 1,
-            executors: 0,
-        },
-    )
-    .await;
+    let app = TestApp::spawn_with(pool, Workers::COMPILER_ONLY).await;
     let id = app.ready_function("inputs", HELLO, json!({})).await;
 
     let reply = app
@@ -768,7 +753,7 @@ async fn an_execution_input_that_is_not_utf8_is_a_bad_request(pool: PgPool) {
         "the input is not UTF-8 text"
     );
     assert_eq!(
-        queued_executions(&app).await,
+        app.count("executions").await,
         0,
         "refused requests queue nothing"
     );
@@ -776,14 +761,7 @@ async fn an_execution_input_that_is_not_utf8_is_a_bad_request(pool: PgPool) {
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_deeply_nested_execution_input_is_a_bad_request(pool: PgPool) {
-    let app = TestApp::spawn_with(
-        pool,
-        Workers {
-            compilers: 1,
-            executors: 0,
-        },
-    )
-    .await;
+    let app = TestApp::spawn_with(pool, Workers::COMPILER_ONLY).await;
     let id = app.ready_function("inputs", HELLO, json!({})).await;
 
     // 32,000 levels fit in the harness's 64 KiB input limit.
@@ -812,7 +790,7 @@ async fn a_deeply_nested_execution_input_is_a_bad_request(pool: PgPool) {
         assert!(detail.contains("nested too deeply"), "{detail}");
     }
     assert_eq!(
-        queued_executions(&app).await,
+        app.count("executions").await,
         0,
         "refused requests queue nothing"
     );
@@ -820,14 +798,7 @@ async fn a_deeply_nested_execution_input_is_a_bad_request(pool: PgPool) {
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn inputs_the_database_cannot_store_are_refused_not_a_server_error(pool: PgPool) {
-    let app = TestApp::spawn_with(
-        pool,
-        Workers {
-            compilers: 1,
-            executors: 0,
-        },
-    )
-    .await;
+    let app = TestApp::spawn_with(pool, Workers::COMPILER_ONLY).await;
     let id = app.ready_function("inputs", HELLO, json!({})).await;
     let path = format!("/functions/{id}/execute?wait=0");
 
@@ -857,7 +828,7 @@ async fn inputs_the_database_cannot_store_are_refused_not_a_server_error(pool: P
         "the input is valid JSON but cannot be stored: value overflows numeric format"
     );
     assert_eq!(
-        queued_executions(&app).await,
+        app.count("executions").await,
         0,
         "refused requests queue nothing"
     );
@@ -865,14 +836,7 @@ async fn inputs_the_database_cannot_store_are_refused_not_a_server_error(pool: P
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_function_body_nested_ten_thousand_deep_is_refused(pool: PgPool) {
-    let app = TestApp::spawn_with(
-        pool,
-        Workers {
-            compilers: 0,
-            executors: 0,
-        },
-    )
-    .await;
+    let app = TestApp::spawn_with(pool, Workers::NONE).await;
     let nested = String::from_utf8(nested_arrays(10_000)).unwrap();
     let in_unknown_field =
         format!(r#"{{"name": "deep", "language": "rust", "source": "x", "extra": {nested}}}"#);
@@ -913,14 +877,7 @@ async fn a_function_body_nested_ten_thousand_deep_is_refused(pool: PgPool) {
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn nul_characters_in_a_functions_fields_are_refused(pool: PgPool) {
-    let app = TestApp::spawn_with(
-        pool,
-        Workers {
-            compilers: 0,
-            executors: 0,
-        },
-    )
-    .await;
+    let app = TestApp::spawn_with(pool, Workers::NONE).await;
     let post = |extra: Value| {
         let mut body = json!({ "name": "nul", "language": "rust", "source": HANDLER });
         body.as_object_mut()

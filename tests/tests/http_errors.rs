@@ -9,14 +9,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 
 async fn api_only(pool: PgPool) -> TestApp {
-    TestApp::spawn_with(
-        pool,
-        Workers {
-            compilers: 0,
-            executors: 0,
-        },
-    )
-    .await
+    TestApp::spawn_with(pool, Workers::NONE).await
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -211,14 +204,7 @@ async fn unknown_functions_executions_and_routes_are_not_found(pool: PgPool) {
 /// function's row exists; no worker is needed to refuse the input).
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn execution_input_errors_are_refused_before_queueing(pool: PgPool) {
-    let app = TestApp::spawn_with(
-        pool,
-        Workers {
-            compilers: 1,
-            executors: 0,
-        },
-    )
-    .await;
+    let app = TestApp::spawn_with(pool, Workers::COMPILER_ONLY).await;
     let id = app.ready_function("inputs", HELLO, json!({})).await;
     let path = format!("/functions/{id}/execute?wait=0");
 
@@ -259,23 +245,13 @@ async fn execution_input_errors_are_refused_before_queueing(pool: PgPool) {
     );
     assert!(bad_wait.problem(StatusCode::BAD_REQUEST).contains("wait"));
     assert!(long_wait.problem(StatusCode::BAD_REQUEST).contains("wait"));
-    let (queued,): (i64,) = sqlx::query_as("select count(*) from executions")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let queued = app.count("executions").await;
     assert_eq!(queued, 0, "refused requests queue nothing");
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn an_empty_body_runs_the_function_with_null_input(pool: PgPool) {
-    let app = TestApp::spawn_with(
-        pool,
-        Workers {
-            compilers: 1,
-            executors: 0,
-        },
-    )
-    .await;
+    let app = TestApp::spawn_with(pool, Workers::COMPILER_ONLY).await;
     let id = app.ready_function("empty-input", HELLO, json!({})).await;
 
     let reply = app

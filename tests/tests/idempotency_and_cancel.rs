@@ -32,14 +32,6 @@ async fn execute_with_key(
         .expect("request sent")
 }
 
-async fn executions_of(app: &TestApp) -> i64 {
-    let (count,): (i64,) = sqlx::query_as("select count(*) from executions")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    count
-}
-
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_repeated_idempotency_key_returns_the_first_execution_without_running_again(
     pool: PgPool,
@@ -59,7 +51,7 @@ async fn a_repeated_idempotency_key_returns_the_first_execution_without_running_
     assert_eq!(second["output"], first["output"]);
     assert_eq!(first_replayed, None);
     assert_eq!(second_replayed.unwrap(), "true");
-    assert_eq!(executions_of(&app).await, 1);
+    assert_eq!(app.count("executions").await, 1);
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -88,19 +80,12 @@ async fn concurrent_requests_with_one_key_create_one_execution(pool: PgPool) {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 1, "all replies name the same execution");
-    assert_eq!(executions_of(&app).await, 1);
+    assert_eq!(app.count("executions").await, 1);
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn an_idempotency_key_reused_with_another_input_is_a_conflict(pool: PgPool) {
-    let app = TestApp::spawn_with(
-        pool,
-        Workers {
-            compilers: 1,
-            executors: 0,
-        },
-    )
-    .await;
+    let app = TestApp::spawn_with(pool, Workers::COMPILER_ONLY).await;
     let id = app.ready_function("keyed", HELLO, json!({})).await;
     execute_with_key(&app, &id, "k1", json!({ "name": "A" }), 0).await;
 
@@ -110,19 +95,12 @@ async fn an_idempotency_key_reused_with_another_input_is_a_conflict(pool: PgPool
     assert_eq!(reused.status(), StatusCode::CONFLICT);
     assert!(reused.text().await.unwrap().contains("different input"));
     assert_eq!(too_long.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(executions_of(&app).await, 1);
+    assert_eq!(app.count("executions").await, 1);
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn cancelling_a_queued_execution_means_it_never_runs(pool: PgPool) {
-    let app = TestApp::spawn_with(
-        pool,
-        Workers {
-            compilers: 1,
-            executors: 0,
-        },
-    )
-    .await;
+    let app = TestApp::spawn_with(pool, Workers::COMPILER_ONLY).await;
     let id = app.ready_function("queued", HELLO, json!({})).await;
     let queued = app.execute(&id, json!({ "name": "Q" }), 0).await;
     let execution_id = queued.body["id"].as_str().unwrap();
@@ -142,10 +120,7 @@ async fn cancelling_a_queued_execution_means_it_never_runs(pool: PgPool) {
         json!({ "type": "CANCELLED", "message": "cancelled before it ran" })
     );
     assert_eq!(cancelled.body["startedAt"], Value::Null);
-    let (jobs,): (i64,) = sqlx::query_as("select count(*) from execution_jobs")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let jobs = app.count("execution_jobs").await;
     assert_eq!(jobs, 0);
     let again = app
         .request(

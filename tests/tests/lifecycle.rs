@@ -163,14 +163,7 @@ async fn a_compile_error_points_at_the_line_in_the_users_source(pool: PgPool) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn executing_before_the_build_finishes_is_a_conflict(pool: PgPool) {
     // No compiler: the function stays PENDING.
-    let app = TestApp::spawn_with(
-        pool,
-        Workers {
-            compilers: 0,
-            executors: 1,
-        },
-    )
-    .await;
+    let app = TestApp::spawn_with(pool, Workers::EXECUTOR_ONLY).await;
     let id = app.create_function("not-yet", HELLO, json!({})).await;
 
     let run = app.execute(&id, json!({}), 0).await;
@@ -327,14 +320,7 @@ async fn a_new_version_takes_over_only_once_it_is_ready(pool: PgPool) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn deleting_a_function_cancels_its_queue_and_keeps_its_history(pool: PgPool) {
     // No executor, so the executions stay queued.
-    let app = TestApp::spawn_with(
-        pool,
-        Workers {
-            compilers: 1,
-            executors: 0,
-        },
-    )
-    .await;
+    let app = TestApp::spawn_with(pool, Workers::COMPILER_ONLY).await;
     let id = app.ready_function("doomed", HELLO, json!({})).await;
     let queued = app.execute(&id, json!({ "name": "Ed" }), 0).await;
     let execution_id = queued.body["id"].as_str().unwrap();
@@ -354,10 +340,7 @@ async fn deleting_a_function_cancels_its_queue_and_keeps_its_history(pool: PgPoo
     assert_eq!(execution.status, StatusCode::OK);
     assert_eq!(execution.body["status"], "CANCELLED");
     assert_eq!(execution.body["input"], json!({ "name": "Ed" }));
-    let (jobs,): (i64,) = sqlx::query_as("select count(*) from execution_jobs")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let jobs = app.count("execution_jobs").await;
     assert_eq!(jobs, 0);
     // The name is free again.
     app.create_function("doomed", HELLO, json!({})).await;
@@ -365,14 +348,7 @@ async fn deleting_a_function_cancels_its_queue_and_keeps_its_history(pool: PgPoo
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn health_and_readiness_answer(pool: PgPool) {
-    let app = TestApp::spawn_with(
-        pool,
-        Workers {
-            compilers: 0,
-            executors: 0,
-        },
-    )
-    .await;
+    let app = TestApp::spawn_with(pool, Workers::NONE).await;
 
     assert_eq!(app.get("/healthz").await.body, json!({ "status": "ok" }));
     assert_eq!(app.get("/readyz").await.body, json!({ "status": "ready" }));

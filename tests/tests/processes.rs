@@ -44,30 +44,14 @@ fn kill_all(executors: &mut [Child]) {
 /// Waits until at least `count` executions are finished.
 async fn wait_for_finished(app: &TestApp, count: i64) {
     app.wait_until(plat_common::notify::EXECUTION_FINISHED, || async {
-        (finished_count(&app.pool).await >= count).then_some(())
+        (app.count("executions where finished_at is not null").await >= count).then_some(())
     })
     .await;
 }
 
-async fn finished_count(pool: &PgPool) -> i64 {
-    let (count,): (i64,) =
-        sqlx::query_as("select count(*) from executions where finished_at is not null")
-            .fetch_one(pool)
-            .await
-            .unwrap();
-    count
-}
-
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn executors_killed_mid_run_lose_nothing_and_record_each_execution_once(pool: PgPool) {
-    let app = TestApp::spawn_with(
-        pool.clone(),
-        Workers {
-            compilers: 1,
-            executors: 0,
-        },
-    )
-    .await;
+    let app = TestApp::spawn_with(pool.clone(), Workers::COMPILER_ONLY).await;
     let id = app.ready_function("doubler", BUSY_DOUBLER, json!({})).await;
     let total = 300;
     let mut ids = Vec::new();
@@ -104,23 +88,13 @@ async fn executors_killed_mid_run_lose_nothing_and_record_each_execution_once(po
         retried > 0,
         "the kills interrupted runs that were then run again"
     );
-    let (left,): (i64,) = sqlx::query_as("select count(*) from execution_jobs")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let left = app.count("execution_jobs").await;
     assert_eq!(left, 0);
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn sigterm_lets_the_running_execution_finish_before_the_executor_exits(pool: PgPool) {
-    let app = TestApp::spawn_with(
-        pool.clone(),
-        Workers {
-            compilers: 1,
-            executors: 0,
-        },
-    )
-    .await;
+    let app = TestApp::spawn_with(pool.clone(), Workers::COMPILER_ONLY).await;
     let source = r#"
 pub fn handler(ms: u64) -> Result<String, String> {
     std::thread::sleep(std::time::Duration::from_millis(ms));
@@ -157,14 +131,7 @@ pub fn handler(ms: u64) -> Result<String, String> {
 /// Drains 200 executions with `processes` executor processes and checks each
 /// was run exactly once: one attempt, one log line, the right output.
 async fn drain_with_processes(pool: PgPool, processes: usize) {
-    let app = TestApp::spawn_with(
-        pool.clone(),
-        Workers {
-            compilers: 1,
-            executors: 0,
-        },
-    )
-    .await;
+    let app = TestApp::spawn_with(pool.clone(), Workers::COMPILER_ONLY).await;
     let id = app
         .ready_function("shared-queue", BUSY_DOUBLER, json!({}))
         .await;

@@ -11,14 +11,7 @@ use sqlx::PgPool;
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn concurrent_claimers_never_claim_the_same_job(pool: PgPool) {
-    let app = TestApp::spawn_with(
-        pool.clone(),
-        Workers {
-            compilers: 1,
-            executors: 0,
-        },
-    )
-    .await;
+    let app = TestApp::spawn_with(pool.clone(), Workers::COMPILER_ONLY).await;
     let id = app.ready_function("claimed", HELLO, json!({})).await;
     for i in 0..200 {
         app.execute(&id, json!({ "i": i }), 0).await;
@@ -79,10 +72,7 @@ async fn two_executors_on_one_queue_run_each_execution_exactly_once(pool: PgPool
         // The log line appears once: the handler ran once for this execution.
         assert_eq!(execution["logs"], format!("greeting \"n{i}\"\n"));
     }
-    let (left,): (i64,) = sqlx::query_as("select count(*) from execution_jobs")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let left = app.count("execution_jobs").await;
     assert_eq!(left, 0, "finished jobs leave the hot queue");
 }
 
@@ -90,14 +80,7 @@ async fn two_executors_on_one_queue_run_each_execution_exactly_once(pool: PgPool
 async fn a_job_whose_worker_died_is_run_again_and_the_dead_worker_cannot_overwrite_it(
     pool: PgPool,
 ) {
-    let mut app = TestApp::spawn_with(
-        pool.clone(),
-        Workers {
-            compilers: 1,
-            executors: 0,
-        },
-    )
-    .await;
+    let mut app = TestApp::spawn_with(pool.clone(), Workers::COMPILER_ONLY).await;
     let id = app.ready_function("orphan", HELLO, json!({})).await;
     let queued = app.execute(&id, json!({ "name": "Lost" }), 0).await;
     let execution_id = queued.body["id"].as_str().unwrap().to_owned();
