@@ -8,15 +8,24 @@ use sqlx::PgPool;
 /// The migrations in `migrations/`, embedded in every binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
-/// Opens a pool. `acquire_timeout` is short on purpose: when the database is
-/// down, callers should fail fast (the API answers 503) rather than hang.
+/// How long a caller waits for a connection before giving up.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Opens a pool with [`pool_options`].
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = url.parse()?;
-    PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(5))
+    pool_options(max_connections)
         .connect_with(options.application_name("plat"))
         .await
+}
+
+/// How every component's pool behaves. [`ACQUIRE_TIMEOUT`] is short on
+/// purpose: when the database is down, callers fail fast (the API answers
+/// 503, a worker backs off and retries its claim) rather than hang.
+pub fn pool_options(max_connections: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
 }
 
 /// Applies pending migrations. sqlx takes an advisory lock, so many processes

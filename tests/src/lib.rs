@@ -11,7 +11,7 @@ use plat_worker_compiler::CompilerConfig;
 use plat_worker_executor::ExecutorConfig;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
@@ -195,8 +195,7 @@ impl TestApp {
     /// process has in production (a `LISTEN` holds one connection for good).
     async fn component_pool(&self, max_connections: u32) -> PgPool {
         let options = self.pool.connect_options().as_ref().clone();
-        PgPoolOptions::new()
-            .max_connections(max_connections)
+        plat_common::db::pool_options(max_connections)
             .connect_with(options)
             .await
             .expect("component pool")

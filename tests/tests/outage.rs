@@ -2,7 +2,6 @@
 //! stops it while executions are queued and running, and starts it again.
 
 use std::os::unix::fs::PermissionsExt;
-use std::time::Duration;
 
 use plat::postgres::{LocalPostgres, Options};
 use plat_tests::{TestApp, Workers};
@@ -53,7 +52,7 @@ async fn a_database_restart_loses_no_accepted_execution_and_the_api_recovers() {
     let cluster = Cluster(LocalPostgres::start(options).expect("a cluster of the test's own"));
     let pool = PgPoolOptions::new()
         .max_connections(5)
-        .acquire_timeout(Duration::from_secs(5))
+        .acquire_timeout(plat_common::db::ACQUIRE_TIMEOUT)
         .connect(&cluster.0.url("postgres"))
         .await
         .unwrap();

@@ -242,7 +242,7 @@ fn interpret(finished: &Finished, limits: &CompileLimits) -> Result<(), CompileF
             // rustc's exit code for a panic, when it did not get to report an ICE.
             Some(101) => Err(CompileFailure::User(ICE_MESSAGE.to_owned())),
             Some(code @ 129..=159) => Err(CompileFailure::User(format!(
-                "the Rust compiler crashed on this code (signal {}); it may have exceeded the {} MiB memory limit",
+                "the Rust compiler crashed on this code (signal {}); it may have overflowed its stack (very deep nesting) or exceeded the {} MiB memory limit",
                 code - 128,
                 limits.memory_bytes / (1024 * 1024)
             ))),
