@@ -158,7 +158,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(pool: PgPool, workers: Workers) -> Self {
-        let _ = tracing_subscriber_init();
+        plat_common::telemetry::init_for_tests();
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");
@@ -415,9 +415,4 @@ async fn read(response: reqwest::Response) -> Reply {
         headers,
         body,
     }
-}
-
-/// Logs from the components, shown for failing tests (`RUST_LOG` to filter).
-fn tracing_subscriber_init() {
-    plat_common::telemetry::init_for_tests();
 }

@@ -687,10 +687,8 @@ async fn a_nul_in_a_redacted_compile_error_is_stored_and_shown_as_a_symbol(pool:
     let app = TestApp::spawn(pool).await;
     // The note names a path, so the diagnostic is redacted to rustc's plain
     // message, which (unlike its rendered text) keeps the NUL raw.
-    let source = format!(
-        "#[diagnostic::on_unimplemented(message = \"before\\0after\", note = \"see /etc/x\")]\npub trait Evil {{}}\nfn need<T: Evil>() {{}}\n\
-         pub fn handler(_: serde_json::Value) -> Result<String, String> {{ need::<u8>(); Ok(String::new()) }}\n"
-    );
+    let source = "#[diagnostic::on_unimplemented(message = \"before\\0after\", note = \"see /etc/x\")]\npub trait Evil {}\nfn need<T: Evil>() {}\n\
+         pub fn handler(_: serde_json::Value) -> Result<String, String> { need::<u8>(); Ok(String::new()) }\n".to_string();
 
     let error = failed_build(&app, "nul-error", &source).await;
 
