@@ -215,12 +215,17 @@ async fn wait_for(
         let execution = fetch(&state.db, id)
             .await?
             .ok_or_else(|| anyhow::anyhow!("execution {id} vanished"))?;
-        if execution.is_finished() || tokio::time::Instant::now() >= deadline {
+        // While stopping, answer with the current state rather than hold up
+        // the shutdown for the rest of `wait`.
+        let waited_enough =
+            tokio::time::Instant::now() >= deadline || state.stopping.is_cancelled();
+        if execution.is_finished() || waited_enough {
             return Ok(execution);
         }
         tokio::select! {
             _ = waiter.woken() => {}
             _ = tokio::time::sleep_until(deadline) => {}
+            _ = state.stopping.cancelled() => {}
         }
     }
 }

@@ -33,6 +33,9 @@ pub struct AppState {
     pub db: PgPool,
     pub config: Arc<ApiConfig>,
     waiters: Arc<waiters::Waiters>,
+    /// Cancelled when the server stops: calls waiting for an execution then
+    /// answer at once (202) instead of holding the shutdown for `?wait=`.
+    stopping: CancellationToken,
 }
 
 impl AppState {
@@ -41,6 +44,7 @@ impl AppState {
             db,
             config: Arc::new(config),
             waiters: Arc::default(),
+            stopping: CancellationToken::new(),
         }
     }
 }
@@ -84,14 +88,18 @@ pub async fn serve(
 }
 
 /// Serves on an already bound listener (tests bind port 0) until `shutdown`,
-/// then lets in-flight requests finish.
+/// then lets in-flight requests finish (those waiting for an execution
+/// answer with its current state at once).
 pub async fn serve_on(
     listener: TcpListener,
     pool: PgPool,
     config: ApiConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let state = AppState::new(pool.clone(), config);
+    let state = AppState {
+        stopping: shutdown.clone(),
+        ..AppState::new(pool.clone(), config)
+    };
     let listen = tokio::spawn(waiters::listen(
         pool,
         state.waiters.clone(),

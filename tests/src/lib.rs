@@ -73,6 +73,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub pool: PgPool,
     shutdown: CancellationToken,
+    /// Stops the API alone (a child of `shutdown`).
+    api_shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -168,6 +170,7 @@ impl TestApp {
             base_url,
             client: reqwest::Client::new(),
             pool: pool.clone(),
+            api_shutdown: shutdown.child_token(),
             shutdown,
             tasks: Vec::new(),
         };
@@ -176,7 +179,7 @@ impl TestApp {
             max_input_bytes: 64 * 1024,
             ..Default::default()
         };
-        let (shutdown, api_pool) = (app.shutdown.clone(), app.component_pool(10).await);
+        let (shutdown, api_pool) = (app.api_shutdown.clone(), app.component_pool(10).await);
         app.tasks.push(tokio::spawn(async move {
             plat_api::serve_on(listener, api_pool, config, shutdown)
                 .await
@@ -199,6 +202,11 @@ impl TestApp {
             .connect_with(options)
             .await
             .expect("component pool")
+    }
+
+    /// Tells the API to stop, as SIGTERM would; the workers keep running.
+    pub fn stop_api(&self) {
+        self.api_shutdown.cancel();
     }
 
     pub async fn start_compiler(&mut self) {

@@ -176,3 +176,32 @@ async fn cancelling_a_running_execution_stops_it_and_the_worker_keeps_serving(po
     let next = app.execute(&hello, json!({ "name": "Next" }), 30).await;
     assert_eq!(next.body["status"], "SUCCEEDED");
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_call_waiting_for_its_result_answers_at_once_when_the_api_stops(pool: PgPool) {
+    // No executor: the execution stays QUEUED, so the call would wait out `wait`.
+    let app = TestApp::spawn_with(pool, Workers::COMPILER_ONLY).await;
+    let id = app.ready_function("patient", HELLO, json!({})).await;
+    let call = app
+        .client
+        .post(format!("{}/functions/{id}/execute?wait=300", app.base_url))
+        .json(&json!({ "name": "Pat" }))
+        .send();
+    let waiting = tokio::spawn(call);
+    app.wait_until(plat_common::notify::EXECUTION_JOBS, || async {
+        (app.count("executions").await == 1).then_some(())
+    })
+    .await;
+
+    app.stop_api();
+    // Far below the 300 s the call asked for: only a hang fails this.
+    let reply = tokio::time::timeout(std::time::Duration::from_secs(120), waiting)
+        .await
+        .expect("the waiting call was answered when the API stopped")
+        .unwrap()
+        .expect("a reply");
+
+    assert_eq!(reply.status(), StatusCode::ACCEPTED);
+    let body: Value = reply.json().await.unwrap();
+    assert_eq!(body["status"], "QUEUED");
+}

@@ -172,3 +172,62 @@ async fn two_executor_processes_on_one_queue_run_each_execution_once(pool: PgPoo
 async fn four_executor_processes_on_one_queue_run_each_execution_once(pool: PgPool) {
     drain_with_processes(pool, 4).await;
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn after_the_grace_period_a_stopping_executor_releases_its_run_and_exits(pool: PgPool) {
+    let app = TestApp::spawn_with(pool.clone(), Workers::COMPILER_ONLY).await;
+    let source = r#"
+pub fn handler(ms: u64) -> Result<String, String> {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    Ok(format!("slept {ms} ms"))
+}
+"#;
+    let id = app
+        .ready_function("very-sleepy", source, json!({ "timeoutMs": 300000 }))
+        .await;
+    let mut executor = Command::new(workspace_binary("worker-executor"))
+        .env("DATABASE_URL", app.database_url())
+        .env("PLAT_EXECUTE_SHUTDOWN_GRACE_SECS", "0")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start worker-executor");
+    // A short run first, so the module is loaded and the long run starts
+    // the moment it is claimed (a stop during the load never starts it).
+    let warm = app.execute(&id, json!(1), 30).await;
+    assert_eq!(warm.body["status"], "SUCCEEDED", "{}", warm.body);
+    let queued = app.execute(&id, json!(250_000), 0).await;
+    let execution_id = queued.body["id"].as_str().unwrap().to_owned();
+    app.wait_until("plat_never_notified", || async {
+        let execution = app.get(&format!("/executions/{execution_id}")).await.body;
+        (execution["status"] == "RUNNING").then_some(())
+    })
+    .await;
+
+    let term = Command::new("kill")
+        .args(["-TERM", &executor.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(term.success());
+    // Far below the run's 250 s: only a hang fails this.
+    let exit = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        tokio::task::spawn_blocking(move || executor.wait()),
+    )
+    .await
+    .expect("the executor exited without waiting for the run")
+    .unwrap()
+    .expect("the executor's status");
+
+    assert!(exit.success(), "a graceful stop exits 0, got {exit}");
+    let execution = app.get(&format!("/executions/{execution_id}")).await.body;
+    assert_eq!(
+        execution["status"], "QUEUED",
+        "released, not lost: {execution}"
+    );
+    assert_eq!(
+        app.count("execution_jobs where state = 'available'").await,
+        1
+    );
+}

@@ -195,7 +195,15 @@ impl Queue for ExecuteQueue {
         Ok(tokens.len() as u64)
     }
 
+    /// Gives the job back and stops its run: the worker is shutting down and
+    /// nobody will record this attempt's result, so the run should not keep
+    /// a core busy until the function's own timeout.
     async fn release(&self, token: Uuid) -> Result<(), sqlx::Error> {
+        for (_, (lease_token, flag)) in self.running().iter() {
+            if *lease_token == token {
+                flag.cancel();
+            }
+        }
         execute::release(&self.pool, token).await
     }
 
