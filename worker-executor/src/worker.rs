@@ -195,16 +195,19 @@ impl Queue for ExecuteQueue {
         Ok(tokens.len() as u64)
     }
 
-    /// Gives the job back and stops its run: the worker is shutting down and
-    /// nobody will record this attempt's result, so the run should not keep
-    /// a core busy until the function's own timeout.
+    /// Gives the job back, then stops its run: the worker is shutting down
+    /// and this attempt's result will not be recorded, so the run should not
+    /// keep a core busy until the function's own timeout. The order matters:
+    /// once released, the lease is gone and the stopped run's CANCELLED
+    /// outcome cannot be written; stopped first, it would be.
     async fn release(&self, token: Uuid) -> Result<(), sqlx::Error> {
+        execute::release(&self.pool, token).await?;
         for (_, (lease_token, flag)) in self.running().iter() {
             if *lease_token == token {
                 flag.cancel();
             }
         }
-        execute::release(&self.pool, token).await
+        Ok(())
     }
 
     async fn rescue(&self) -> Result<u64, sqlx::Error> {
