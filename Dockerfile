@@ -1,9 +1,14 @@
+# syntax=docker/dockerfile:1
 # Plat's images, one target per component:
-#   docker build --target api -t plat-api .
+#   docker build --target api             -t plat-api .
 #   docker build --target worker-compiler -t plat-worker-compiler .
 #   docker build --target worker-executor -t plat-worker-executor .
 # docker-compose.yaml builds all three.
 
+# ---- build: every binary of the workspace, once ----------------------------
+# rust-toolchain.toml (channel "stable") is left out of the build context by
+# .dockerignore, so the build uses this image's own toolchain instead of
+# downloading whatever "stable" is today.
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 RUN rustup target add wasm32-wasip1
@@ -14,28 +19,39 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && mkdir -p /out \
  && cp target/release/api target/release/worker-compiler target/release/worker-executor target/release/plat /out/
 
+# ---- runtime base for the api and the executor: glibc, nothing else --------
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --create-home --uid 10001 plat
 USER plat
+WORKDIR /home/plat
 
+# The API. Applies pending migrations at start; `api migrate` only migrates.
 FROM runtime AS api
 COPY --from=build /out/api /usr/local/bin/api
 ENV PLAT_LISTEN=0.0.0.0:8080
 EXPOSE 8080
 ENTRYPOINT ["api"]
 
+# The executor: wasmtime is linked in, so it needs no toolchain.
 FROM runtime AS worker-executor
 COPY --from=build /out/worker-executor /usr/local/bin/worker-executor
 ENTRYPOINT ["worker-executor"]
 
-# The compiler needs a Rust toolchain with the wasm32-wasip1 target at run time,
-# bubblewrap for the compile sandbox and prlimit (util-linux) for its rlimits.
-# bubblewrap needs user namespaces: see security_opt in docker-compose.yaml.
-# At its first start the worker fetches serde/serde_json from crates.io and
-# builds them once into PLAT_CACHE_DIR (keep it on a volume).
+# ---- the compiler: needs a Rust toolchain at run time ----------------------
+# It runs rustc with the wasm32-wasip1 target, inside bubblewrap (the compile
+# sandbox), under rlimits set by prlimit (util-linux).
+# - bubblewrap needs user namespaces: run the container with
+#   `security_opt: [seccomp=unconfined, apparmor=unconfined]` (see
+#   docker-compose.yaml) or an equivalent seccomp profile that allows
+#   unshare/clone of new namespaces. Without them the worker exits at start
+#   ("the compile sandbox does not work on this machine"); it never compiles
+#   unsandboxed.
+# - At its first start the worker fetches serde/serde_json from crates.io and
+#   builds them once into PLAT_CACHE_DIR: keep that folder on a volume so later
+#   starts reuse it.
 FROM rust:1.95-bookworm AS worker-compiler
 RUN apt-get update \
  && apt-get install -y --no-install-recommends bubblewrap util-linux \
@@ -47,6 +63,9 @@ RUN apt-get update \
  && chmod -R a+rX /usr/local/rustup /usr/local/cargo
 COPY --from=build /out/worker-compiler /usr/local/bin/worker-compiler
 USER plat
+WORKDIR /home/plat
+# CARGO_HOME: where the one-time dependency build downloads crates (writable
+# by the plat user; the toolchain itself stays in the image's RUSTUP_HOME).
 ENV PLAT_CACHE_DIR=/var/cache/plat \
     CARGO_HOME=/home/plat/.cargo
 ENTRYPOINT ["worker-compiler"]
