@@ -66,15 +66,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up(up) => run_up(*up).await,
         Command::Migrate(database) => {
             let (url, cluster) = database.resolve().await?;
-            let pool = plat_common::db::connect(&url, 2).await?;
-            plat_common::db::migrate(&pool).await?;
-            println!("migrations applied to {url}");
+            let migrated = migrate(&url).await;
             if let Some(cluster) = cluster {
-                cluster.stop()?;
+                // A cluster that was already running may be serving a
+                // `plat up`: leave it as we found it.
+                if !cluster.was_running() {
+                    stop(cluster).await?;
+                }
             }
+            migrated?;
+            println!("migrations applied to {url}");
             Ok(())
         }
     }
+}
+
+async fn migrate(url: &str) -> anyhow::Result<()> {
+    let pool = plat_common::db::connect(url, 2)
+        .await
+        .with_context(|| format!("connecting to {url}"))?;
+    plat_common::db::migrate(&pool)
+        .await
+        .context("applying migrations")?;
+    pool.close().await;
+    Ok(())
 }
 
 impl Database {
@@ -90,24 +105,63 @@ impl Database {
             settings: Vec::new(),
         };
         println!(
-            "starting PostgreSQL in {} on 127.0.0.1:{}",
+            "PostgreSQL: {} on 127.0.0.1:{}",
             options.data_dir.display(),
             options.port
         );
-        let cluster = tokio::task::spawn_blocking(move || LocalPostgres::start(options)).await??;
-        let admin = plat_common::db::connect(&cluster.url("postgres"), 1).await?;
-        let exists: Option<(i32,)> = sqlx::query_as("select 1 from pg_database where datname = $1")
-            .bind(DATABASE)
-            .fetch_optional(&admin)
-            .await?;
-        if exists.is_none() {
-            sqlx::query(&format!("create database {DATABASE}"))
-                .execute(&admin)
-                .await?;
+        let cluster = tokio::task::spawn_blocking(move || LocalPostgres::start(options))
+            .await?
+            .context("starting the local PostgreSQL (or set DATABASE_URL to use another)")?;
+        if cluster.was_running() {
+            println!(
+                "PostgreSQL was already running there (a previous `plat` left it): reusing it"
+            );
         }
-        admin.close().await;
+        println!("PostgreSQL log: {}", cluster.log_file().display());
+        if let Err(error) = create_database(&cluster.url("postgres")).await {
+            if !cluster.was_running() {
+                stop(cluster).await?;
+            }
+            return Err(error);
+        }
         Ok((cluster.url(DATABASE), Some(cluster)))
     }
+}
+
+/// Creates [`DATABASE`] unless it exists (`create database` has no
+/// `if not exists`).
+async fn create_database(admin_url: &str) -> anyhow::Result<()> {
+    let admin = plat_common::db::connect(admin_url, 1)
+        .await
+        .with_context(|| format!("connecting to {admin_url}"))?;
+    let exists: bool =
+        sqlx::query_scalar("select exists (select from pg_database where datname = $1)")
+            .bind(DATABASE)
+            .fetch_one(&admin)
+            .await?;
+    if !exists {
+        let created = sqlx::query(&format!("create database {DATABASE}"))
+            .execute(&admin)
+            .await;
+        match created {
+            Ok(_) => {}
+            // Another `plat` created it between our check and now.
+            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("42P04") => {}
+            Err(error) => {
+                return Err(
+                    anyhow::Error::new(error).context(format!("creating database {DATABASE}"))
+                )
+            }
+        }
+    }
+    admin.close().await;
+    Ok(())
+}
+
+async fn stop(cluster: LocalPostgres) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(move || cluster.stop())
+        .await?
+        .context("stopping the local PostgreSQL")
 }
 
 async fn run_up(mut up: Up) -> anyhow::Result<()> {
@@ -120,33 +174,39 @@ async fn run_up(mut up: Up) -> anyhow::Result<()> {
     let result = serve(&url, up).await;
     if let Some(cluster) = cluster {
         println!("stopping PostgreSQL");
-        tokio::task::spawn_blocking(move || cluster.stop()).await??;
+        stop(cluster).await?;
     }
     result
 }
 
 async fn serve(url: &str, up: Up) -> anyhow::Result<()> {
+    // The API and both workers share one pool; the workers need a few
+    // connections each (claims, heartbeats, LISTEN).
     let pool = plat_common::db::connect(url, up.api.db_max_connections + 8)
         .await
         .with_context(|| format!("connecting to {url}"))?;
     plat_common::db::migrate(&pool)
         .await
         .context("applying migrations")?;
+    // Bound here rather than in `plat_api::serve` so a taken port fails
+    // before we claim to be running.
     let listen = up.api.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen} (choose another with --listen)"))?;
     let shutdown = plat_common::shutdown::on_signal();
 
     let mut components = tokio::task::JoinSet::new();
     components.spawn(named(
-        "api",
-        plat_api::serve(pool.clone(), up.api, shutdown.clone()),
+        "API",
+        plat_api::serve_on(listener, pool.clone(), up.api, shutdown.clone()),
     ));
-    println!("preparing the Rust toolchain (the first start builds serde once, up to a minute)");
     components.spawn(named(
-        "compiler",
+        "compiler worker",
         plat_worker_compiler::run(pool.clone(), up.compiler, shutdown.clone()),
     ));
     components.spawn(named(
-        "executor",
+        "executor worker",
         plat_worker_executor::run(pool, up.executor, shutdown.clone()),
     ));
     print_welcome(listen, url);
@@ -155,12 +215,15 @@ async fn serve(url: &str, up: Up) -> anyhow::Result<()> {
     // the others; the first error is the result.
     let mut result = Ok(());
     while let Some(ended) = components.join_next().await {
-        let (name, outcome) = ended.context("a component panicked")?;
+        let (name, outcome) = match ended {
+            Ok(ended) => ended,
+            Err(panicked) => ("a component", Err(anyhow::Error::new(panicked))),
+        };
         if let Err(error) = outcome {
             tracing::error!(
                 component = name,
                 error = format!("{error:#}"),
-                "component failed; stopping"
+                "component failed; stopping the others"
             );
             if result.is_ok() {
                 result = Err(error.context(format!("the {name} failed")));
@@ -179,17 +242,63 @@ async fn named(
 }
 
 fn print_welcome(listen: SocketAddr, database_url: &str) {
-    let base = format!("http://{listen}");
-    println!();
-    println!("Plat is running at {base}   (database: {database_url}; Ctrl-C stops)");
-    println!();
-    println!("Try it:");
-    println!(
-        r#"  curl -s -X POST {base}/functions -H 'content-type: application/json' -d '{{"name":"hello","language":"rust","source":"use serde_json::{{json, Value}};\npub fn handler(input: Value) -> Result<Value, String> {{\n    Ok(json!({{ \"greeting\": format!(\"Hello, {{}}!\", input[\"name\"].as_str().unwrap_or(\"world\")) }}))\n}}\n"}}'"#
+    println!("{}", welcome(listen, database_url));
+}
+
+/// The hello-world function of the welcome text.
+const HELLO_SOURCE: &str = r#"use serde_json::{json, Value};
+
+pub fn handler(input: Value) -> Result<Value, String> {
+    let name = input["name"].as_str().unwrap_or("world");
+    Ok(json!({ "greeting": format!("Hello, {name}!") }))
+}
+"#;
+
+/// What `plat up` prints once it listens: where it runs, which database it
+/// uses, and two commands to paste.
+fn welcome(listen: SocketAddr, database_url: &str) -> String {
+    // `--listen 0.0.0.0:8080` listens everywhere, but curl needs one address.
+    let mut reachable = listen;
+    if reachable.ip().is_unspecified() {
+        reachable.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let base = format!("http://{reachable}");
+    let body = format!(
+        r#"{{"name":"hello","language":"rust","source":"{}"}}"#,
+        json_escape(HELLO_SOURCE)
     );
-    println!("  curl -s {base}/functions/hello          # until \"status\":\"READY\"");
-    println!(r#"  curl -s -X POST {base}/functions/hello/execute -d '{{"name":"Ada"}}'"#);
-    println!();
+    format!(
+        r#"
+Plat is running at {base}
+Database: {database_url}
+(Ctrl-C stops it. The first start prepares the Rust toolchain: the compiler
+worker builds serde and serde_json once, 10-60 s, before the first build.)
+
+Create a function:
+  curl -s -X POST {base}/functions -H 'content-type: application/json' -d '{body}'
+Wait until it is READY:
+  curl -s {base}/functions/hello
+Run it (by name, or by the "id" the first call returned):
+  curl -s -X POST {base}/functions/hello/execute -d '{{"name":"Ada"}}'
+"#
+    )
+}
+
+/// Escapes `text` as the inside of a JSON string, for a shell's single
+/// quotes (so no `'` may appear: it is written `\u0027`).
+fn json_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '"' => escaped.push_str("\\\""),
+            '\\' => escaped.push_str("\\\\"),
+            '\n' => escaped.push_str("\\n"),
+            '\'' => escaped.push_str("\\u0027"),
+            c if c.is_control() => escaped.push_str(&format!("\\u{:04x}", c as u32)),
+            c => escaped.push(c),
+        }
+    }
+    escaped
 }
 
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
@@ -208,5 +317,59 @@ mod tests {
     #[test]
     fn every_flag_of_every_component_fits_in_one_command_line() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_welcome_shows_where_plat_runs_and_which_database_it_uses() {
+        let text = welcome(
+            "127.0.0.1:8080".parse().unwrap(),
+            "postgres://postgres@127.0.0.1:54329/plat",
+        );
+
+        assert!(
+            text.contains("Plat is running at http://127.0.0.1:8080\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("postgres://postgres@127.0.0.1:54329/plat"),
+            "{text}"
+        );
+        assert!(text.contains("Rust toolchain"), "{text}");
+        assert!(
+            text.contains("curl -s -X POST http://127.0.0.1:8080/functions/hello/execute"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_pasted_create_command_sends_the_hello_function_as_valid_json() {
+        let text = welcome("127.0.0.1:8080".parse().unwrap(), "postgres://x");
+        let create = text
+            .lines()
+            .find(|line| line.contains("/functions -H"))
+            .unwrap();
+
+        // What the shell passes to curl: everything inside the single quotes.
+        let body = create
+            .split("-d '")
+            .nth(1)
+            .unwrap()
+            .strip_suffix('\'')
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+
+        assert_eq!(body["name"], "hello");
+        assert_eq!(body["language"], "rust");
+        assert_eq!(body["source"], HELLO_SOURCE);
+    }
+
+    #[test]
+    fn listening_everywhere_is_shown_as_an_address_curl_can_reach() {
+        let text = welcome("0.0.0.0:9000".parse().unwrap(), "postgres://x");
+
+        assert!(
+            text.contains("Plat is running at http://127.0.0.1:9000"),
+            "{text}"
+        );
     }
 }

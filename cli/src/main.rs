@@ -1,7 +1,17 @@
+use std::process::ExitCode;
+
 use clap::Parser;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     plat_common::telemetry::init();
-    plat::run(plat::Cli::parse()).await
+    match plat::run(plat::Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        // The cause chain on one line, without a backtrace: these errors say
+        // what to do, and RUST_BACKTRACE may be set for the workers' sake.
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
