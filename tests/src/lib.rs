@@ -322,6 +322,16 @@ impl TestApp {
         .await
     }
 
+    /// Waits until the execution has `status` (e.g. RUNNING, which is not
+    /// notified: checked every second).
+    pub async fn wait_for_status(&self, execution_id: &str, status: &str) {
+        self.wait_until("plat_never_notified", || async {
+            let execution = self.get(&format!("/executions/{execution_id}")).await.body;
+            (execution["status"] == status).then_some(())
+        })
+        .await;
+    }
+
     /// Re-checks `check` whenever `channel` is notified (and every second as
     /// a backstop), until it yields a value; fails the test after [`PATIENCE`].
     pub async fn wait_until<T, F, Fut>(&self, channel: &str, check: F) -> T

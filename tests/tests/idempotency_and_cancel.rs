@@ -148,11 +148,7 @@ async fn cancelling_a_running_execution_stops_it_and_the_worker_keeps_serving(po
     let hello = app.ready_function("after", HELLO, json!({})).await;
     let started = app.execute(&spinner, json!(null), 0).await;
     let execution_id = started.body["id"].as_str().unwrap().to_owned();
-    app.wait_until("plat_never_notified", || async {
-        let execution = app.get(&format!("/executions/{execution_id}")).await.body;
-        (execution["status"] == "RUNNING").then_some(())
-    })
-    .await;
+    app.wait_for_status(&execution_id, "RUNNING").await;
 
     let cancelled = app
         .request(

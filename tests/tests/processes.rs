@@ -33,6 +33,20 @@ fn start_executor(database_url: &str) -> Child {
         .expect("start worker-executor")
 }
 
+/// Sends SIGTERM, as an orchestrator stopping the process would, and waits
+/// for it to exit.
+async fn terminate(mut executor: Child) -> std::process::ExitStatus {
+    let sent = Command::new("kill")
+        .args(["-TERM", &executor.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success());
+    tokio::task::spawn_blocking(move || executor.wait())
+        .await
+        .unwrap()
+        .expect("the executor's exit status")
+}
+
 /// SIGKILLs the processes and reaps them.
 fn kill_all(executors: &mut [Child]) {
     for executor in executors {
@@ -102,24 +116,12 @@ pub fn handler(ms: u64) -> Result<String, String> {
 }
 "#;
     let id = app.ready_function("sleeper", source, json!({})).await;
-    let mut executor = start_executor(&app.database_url());
+    let executor = start_executor(&app.database_url());
     let queued = app.execute(&id, json!(1500), 0).await;
     let execution_id = queued.body["id"].as_str().unwrap().to_owned();
-    app.wait_until("plat_never_notified", || async {
-        let execution = app.get(&format!("/executions/{execution_id}")).await.body;
-        (execution["status"] == "RUNNING").then_some(())
-    })
-    .await;
+    app.wait_for_status(&execution_id, "RUNNING").await;
 
-    let term = Command::new("kill")
-        .args(["-TERM", &executor.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(term.success());
-    let exit = tokio::task::spawn_blocking(move || executor.wait())
-        .await
-        .unwrap()
-        .expect("the executor exits");
+    let exit = terminate(executor).await;
 
     assert!(exit.success(), "a graceful stop exits 0, got {exit}");
     let execution = app.get(&format!("/executions/{execution_id}")).await.body;
@@ -185,7 +187,7 @@ pub fn handler(ms: u64) -> Result<String, String> {
     let id = app
         .ready_function("very-sleepy", source, json!({ "timeoutMs": 300000 }))
         .await;
-    let mut executor = Command::new(workspace_binary("worker-executor"))
+    let executor = Command::new(workspace_binary("worker-executor"))
         .env("DATABASE_URL", app.database_url())
         .env("PLAT_EXECUTE_SHUTDOWN_GRACE_SECS", "0")
         .env("RUST_LOG", "warn")
@@ -199,26 +201,12 @@ pub fn handler(ms: u64) -> Result<String, String> {
     assert_eq!(warm.body["status"], "SUCCEEDED", "{}", warm.body);
     let queued = app.execute(&id, json!(250_000), 0).await;
     let execution_id = queued.body["id"].as_str().unwrap().to_owned();
-    app.wait_until("plat_never_notified", || async {
-        let execution = app.get(&format!("/executions/{execution_id}")).await.body;
-        (execution["status"] == "RUNNING").then_some(())
-    })
-    .await;
+    app.wait_for_status(&execution_id, "RUNNING").await;
 
-    let term = Command::new("kill")
-        .args(["-TERM", &executor.id().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(term.success());
     // Far below the run's 250 s: only a hang fails this.
-    let exit = tokio::time::timeout(
-        std::time::Duration::from_secs(120),
-        tokio::task::spawn_blocking(move || executor.wait()),
-    )
-    .await
-    .expect("the executor exited without waiting for the run")
-    .unwrap()
-    .expect("the executor's status");
+    let exit = tokio::time::timeout(std::time::Duration::from_secs(120), terminate(executor))
+        .await
+        .expect("the executor exited without waiting for the run");
 
     assert!(exit.success(), "a graceful stop exits 0, got {exit}");
     let execution = app.get(&format!("/executions/{execution_id}")).await.body;
