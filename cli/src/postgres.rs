@@ -53,6 +53,23 @@ pub struct Options {
     pub settings: Vec<(String, String)>,
 }
 
+impl Options {
+    /// A throwaway cluster in `folder` (a test's temporary folder), on a free
+    /// port of 127.0.0.1, with durability off. The folder is made traversable
+    /// because, when we are root, the cluster belongs to an unprivileged user.
+    pub fn scratch(folder: &Path) -> std::io::Result<Self> {
+        std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o755))?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        Ok(Self {
+            data_dir: folder.join("postgres"),
+            port,
+            settings: vec![("fsync".into(), "off".into())],
+        })
+    }
+}
+
 /// A running cluster. Stop it with [`LocalPostgres::stop`]; it is not stopped
 /// on drop, so a crashed `plat up` leaves it running for the next one to reuse.
 #[derive(Debug)]
@@ -738,23 +755,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_cluster_keeps_its_data_across_a_stop_and_a_start() {
-        // Arrange: a folder the unprivileged user can reach when we are root
-        // (tempdir makes it 0700), on a port nobody uses.
         let parent = tempfile::Builder::new()
             .prefix("plat-pg-test-")
             .tempdir()
             .unwrap();
-        std::fs::set_permissions(parent.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let options = Options {
-            data_dir: parent.path().join("postgres"),
-            port,
-            settings: vec![("fsync".into(), "off".into())],
-        };
+        let options = Options::scratch(parent.path()).unwrap();
         let first = start(&options).await;
         assert!(!first.0.was_running());
         let pool = plat_common::db::connect(&first.0.url("postgres"), 1)

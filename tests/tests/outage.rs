@@ -1,13 +1,10 @@
 //! A database outage under load: the test runs its own PostgreSQL cluster,
 //! stops it while executions are queued and running, and starts it again.
 
-use std::os::unix::fs::PermissionsExt;
-
 use plat::postgres::{LocalPostgres, Options};
 use plat_tests::{TestApp, Workers};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use sqlx::postgres::PgPoolOptions;
 
 const BUSY_DOUBLER: &str = r#"
 pub fn handler(n: u64) -> Result<u64, String> {
@@ -34,25 +31,9 @@ async fn a_database_restart_loses_no_accepted_execution_and_the_api_recovers() {
         .prefix("plat-outage-")
         .tempdir()
         .unwrap();
-    // The cluster's owner (an unprivileged user when we are root) must reach it.
-    std::fs::set_permissions(folder.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let options = Options {
-        data_dir: folder.path().join("pg"),
-        port,
-        settings: vec![
-            ("fsync".into(), "off".into()),
-            ("max_connections".into(), "100".into()),
-        ],
-    };
+    let options = Options::scratch(folder.path()).unwrap();
     let cluster = Cluster(LocalPostgres::start(options).expect("a cluster of the test's own"));
-    let pool = PgPoolOptions::new()
-        .max_connections(5)
-        .acquire_timeout(plat_common::db::ACQUIRE_TIMEOUT)
+    let pool = plat_common::db::pool_options(5)
         .connect(&cluster.0.url("postgres"))
         .await
         .unwrap();

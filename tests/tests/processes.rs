@@ -20,13 +20,27 @@ pub fn handler(n: u64) -> Result<u64, String> {
 }
 "#;
 
+/// Sleeps for the input's number of milliseconds.
+const SLEEPER: &str = r#"
+pub fn handler(ms: u64) -> Result<String, String> {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    Ok(format!("slept {ms} ms"))
+}
+"#;
+
 fn start_executor(database_url: &str) -> Child {
+    start_executor_with(database_url, &[])
+}
+
+/// An executor with short leases and polls, and `env` on top.
+fn start_executor_with(database_url: &str, env: &[(&str, &str)]) -> Child {
     Command::new(workspace_binary("worker-executor"))
         .env("DATABASE_URL", database_url)
         .env("PLAT_EXECUTE_CONCURRENCY", "2")
         .env("PLAT_EXECUTE_LEASE_SECS", "2")
         .env("PLAT_EXECUTE_POLL_MS", "500")
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .spawn()
@@ -109,13 +123,7 @@ async fn executors_killed_mid_run_lose_nothing_and_record_each_execution_once(po
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn sigterm_lets_the_running_execution_finish_before_the_executor_exits(pool: PgPool) {
     let app = TestApp::spawn_with(pool.clone(), Workers::COMPILER_ONLY).await;
-    let source = r#"
-pub fn handler(ms: u64) -> Result<String, String> {
-    std::thread::sleep(std::time::Duration::from_millis(ms));
-    Ok(format!("slept {ms} ms"))
-}
-"#;
-    let id = app.ready_function("sleeper", source, json!({})).await;
+    let id = app.ready_function("sleeper", SLEEPER, json!({})).await;
     let executor = start_executor(&app.database_url());
     let queued = app.execute(&id, json!(1500), 0).await;
     let execution_id = queued.body["id"].as_str().unwrap().to_owned();
@@ -178,23 +186,13 @@ async fn four_executor_processes_on_one_queue_run_each_execution_once(pool: PgPo
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn after_the_grace_period_a_stopping_executor_releases_its_run_and_exits(pool: PgPool) {
     let app = TestApp::spawn_with(pool.clone(), Workers::COMPILER_ONLY).await;
-    let source = r#"
-pub fn handler(ms: u64) -> Result<String, String> {
-    std::thread::sleep(std::time::Duration::from_millis(ms));
-    Ok(format!("slept {ms} ms"))
-}
-"#;
     let id = app
-        .ready_function("very-sleepy", source, json!({ "timeoutMs": 300000 }))
+        .ready_function("very-sleepy", SLEEPER, json!({ "timeoutMs": 300000 }))
         .await;
-    let executor = Command::new(workspace_binary("worker-executor"))
-        .env("DATABASE_URL", app.database_url())
-        .env("PLAT_EXECUTE_SHUTDOWN_GRACE_SECS", "0")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start worker-executor");
+    let executor = start_executor_with(
+        &app.database_url(),
+        &[("PLAT_EXECUTE_SHUTDOWN_GRACE_SECS", "0")],
+    );
     // A short run first, so the module is loaded and the long run starts
     // the moment it is claimed (a stop during the load never starts it).
     let warm = app.execute(&id, json!(1), 30).await;
