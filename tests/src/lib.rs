@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use plat_worker_compiler::compile::RustToolchain;
+use plat_worker_compiler::compile::Toolchains;
 use plat_worker_compiler::CompilerConfig;
 use plat_worker_executor::ExecutorConfig;
 use reqwest::{Method, StatusCode};
@@ -108,15 +108,15 @@ impl Reply {
     }
 }
 
-/// One toolchain per test binary, as one per worker process in production.
-async fn toolchain() -> Arc<RustToolchain> {
-    static TOOLCHAIN: OnceCell<Arc<RustToolchain>> = OnceCell::const_new();
-    TOOLCHAIN
+/// One set of toolchains per test binary, as one per worker process in production.
+async fn toolchains() -> Arc<Toolchains> {
+    static TOOLCHAINS: OnceCell<Arc<Toolchains>> = OnceCell::const_new();
+    TOOLCHAINS
         .get_or_init(|| async {
-            let toolchain = RustToolchain::prepare(&cache_dir())
+            let toolchains = Toolchains::prepare(&cache_dir())
                 .await
-                .expect("the Rust toolchain is ready");
-            Arc::new(toolchain)
+                .expect("the toolchains are ready");
+            Arc::new(toolchains)
         })
         .await
         .clone()
@@ -210,16 +210,16 @@ impl TestApp {
     }
 
     pub async fn start_compiler(&mut self) {
-        let (pool, shutdown, toolchain) = (
+        let (pool, shutdown, toolchains) = (
             self.component_pool(4).await,
             self.shutdown.clone(),
-            toolchain().await,
+            toolchains().await,
         );
         self.tasks
-            .push(tokio::spawn(plat_worker_compiler::run_with_toolchain(
+            .push(tokio::spawn(plat_worker_compiler::run_with_toolchains(
                 pool,
                 compiler_config(),
-                toolchain,
+                toolchains,
                 shutdown,
             )));
     }
@@ -268,20 +268,44 @@ impl TestApp {
 
     /// Registers a Rust function and returns its id.
     pub async fn create_function(&self, name: &str, source: &str, config: Value) -> String {
+        self.create_function_in("rust", name, source, config).await
+    }
+
+    /// Registers a function in `language` and returns its id.
+    pub async fn create_function_in(
+        &self,
+        language: &str,
+        name: &str,
+        source: &str,
+        config: Value,
+    ) -> String {
         let reply = self
             .request(
                 Method::POST,
                 "/functions",
-                Some(json!({ "name": name, "language": "rust", "source": source, "executionConfig": config })),
+                Some(json!({ "name": name, "language": language, "source": source, "executionConfig": config })),
             )
             .await;
         assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
         reply.body["id"].as_str().expect("an id").to_owned()
     }
 
-    /// Registers a function and waits until it is READY.
+    /// Registers a Rust function and waits until it is READY.
     pub async fn ready_function(&self, name: &str, source: &str, config: Value) -> String {
-        let id = self.create_function(name, source, config).await;
+        self.ready_function_in("rust", name, source, config).await
+    }
+
+    /// Registers a function in `language` and waits until it is READY.
+    pub async fn ready_function_in(
+        &self,
+        language: &str,
+        name: &str,
+        source: &str,
+        config: Value,
+    ) -> String {
+        let id = self
+            .create_function_in(language, name, source, config)
+            .await;
         let function = self.wait_for_build(&id, 1).await;
         assert_eq!(function["status"], "READY", "{function}");
         id

@@ -22,6 +22,15 @@ async fn the_examples_compile_and_answer_as_documented(pool: PgPool) {
         )
         .await;
 
+    let typescript = app
+        .ready_function_in(
+            "typescript",
+            "order-total-ts",
+            include_str!("../../examples/hello-ts/handler.ts"),
+            json!({}),
+        )
+        .await;
+
     let greeting = app.execute(&hello, json!({ "name": "Ada" }), 30).await;
     let total = app
         .execute(&typed, json!({ "items": [{ "name": "tea", "cents": 350, "quantity": 2 }], "coupon": "TENOFF" }), 30)
@@ -29,6 +38,11 @@ async fn the_examples_compile_and_answer_as_documented(pool: PgPool) {
     let refused = app
         .execute(&typed, json!({ "items": [], "coupon": null }), 30)
         .await;
+
+    let ts_total = app
+        .execute(&typescript, json!({ "items": [{ "name": "tea", "cents": 350, "quantity": 2 }], "coupon": "TENOFF" }), 30)
+        .await;
+    let ts_refused = app.execute(&typescript, json!({ "items": [] }), 30).await;
 
     assert_eq!(
         greeting.body["output"],
@@ -42,5 +56,15 @@ async fn the_examples_compile_and_answer_as_documented(pool: PgPool) {
     assert_eq!(
         refused.body["error"],
         json!({ "type": "HANDLER_ERROR", "message": "the order has no items" })
+    );
+    assert_eq!(ts_total.body["output"], total.body["output"]);
+    assert_eq!(ts_total.body["logs"], "2 x tea at 350 cents\n");
+    assert_eq!(
+        ts_refused.body["error"],
+        json!({ "type": "HANDLER_ERROR", "message": "the order has no items" })
+    );
+    assert_eq!(
+        ts_refused.body["logs"],
+        "Uncaught Error: the order has no items\n    at handler (handler.ts:20:11)\n"
     );
 }

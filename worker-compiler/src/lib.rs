@@ -1,11 +1,13 @@
 //! Plat's compiler worker: claims compile jobs from Postgres and builds each
-//! function version to a wasm32-wasip1 module in a sandbox.
+//! function version to a WebAssembly module (Rust in a sandbox; TypeScript
+//! in-process, against the shared JavaScript engine).
 
 pub mod compile;
 mod config;
 mod worker;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use sqlx::PgPool;
@@ -13,38 +15,74 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{CompilerConfig, DEFAULT_CACHE_DIR};
 
-/// Prepares the toolchain (once per process; the first start on a machine
+/// Prepares the toolchains (once per process; the first start on a machine
 /// builds serde and serde_json), then claims and builds jobs until `shutdown`.
 pub async fn run(
     pool: PgPool,
     config: CompilerConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let toolchain = tokio::select! {
+    let toolchains = tokio::select! {
         _ = shutdown.cancelled() => return Ok(()),
-        prepared = compile::RustToolchain::prepare(&config.cache_dir) => {
-            prepared.context("preparing the Rust toolchain")?
+        prepared = compile::Toolchains::prepare(&config.cache_dir) => {
+            prepared.context("preparing the toolchains")?
         }
     };
-    run_with_toolchain(pool, config, Arc::new(toolchain), shutdown).await;
+    run_with_toolchains(pool, config, Arc::new(toolchains), shutdown).await;
     Ok(())
 }
 
-/// Like [`run`] with an already prepared toolchain (tests share one).
-pub async fn run_with_toolchain(
+/// Like [`run`] with already prepared toolchains (tests share them).
+pub async fn run_with_toolchains(
     pool: PgPool,
     config: CompilerConfig,
-    toolchain: Arc<compile::RustToolchain>,
+    toolchains: Arc<compile::Toolchains>,
     shutdown: CancellationToken,
 ) {
+    // Executors load the engine from the database; it must be there before
+    // the first TypeScript version built with it is READY.
+    if !store_js_engine(&pool, &toolchains.typescript, &shutdown).await {
+        return;
+    }
     let loop_config = config.loop_config();
     let queue = worker::CompileQueue {
         pool: pool.clone(),
-        toolchain,
+        toolchains,
         limits: config.limits(),
         worker_id: plat_common::worker::worker_id("compile"),
         lease: loop_config.lease,
     };
     tracing::info!(worker_id = %queue.worker_id, concurrency = loop_config.concurrency, "compiler worker started");
     plat_common::worker::run(Arc::new(queue), pool, loop_config, shutdown).await;
+}
+
+/// Stores the engine, retrying while the database is unreachable. `false`
+/// when shut down first.
+async fn store_js_engine(
+    pool: &PgPool,
+    typescript: &compile::TypeScriptToolchain,
+    shutdown: &CancellationToken,
+) -> bool {
+    let (sha256, module) = typescript.engine();
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match plat_common::js_module::store_engine(pool, sha256, module).await {
+            Ok(()) => {
+                tracing::info!(
+                    engine_sha256 = sha256,
+                    bytes = module.len(),
+                    "JavaScript engine stored"
+                );
+                return true;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not store the JavaScript engine; retrying");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
 }

@@ -12,15 +12,16 @@ use sqlx::PgPool;
 use tracing::{info, instrument, warn};
 use uuid::Uuid;
 
-use crate::compile::{CompileFailure, CompileLimits, RustToolchain};
+use crate::compile::{BuiltFunction, CompileFailure, CompileLimits, Toolchains};
 
 /// Languages this worker builds. The API refuses others before they reach the
 /// queue; a job in another language (a newer API) fails with a clear message.
 const RUST: &str = "rust";
+const TYPESCRIPT: &str = "typescript";
 
 pub(crate) struct CompileQueue {
     pub(crate) pool: PgPool,
-    pub(crate) toolchain: Arc<RustToolchain>,
+    pub(crate) toolchains: Arc<Toolchains>,
     pub(crate) limits: CompileLimits,
     pub(crate) worker_id: String,
     pub(crate) lease: Duration,
@@ -48,22 +49,30 @@ impl Queue for CompileQueue {
     #[instrument(skip_all, fields(job_id = job.id, function_id = %job.function_id, version = job.version, attempt = job.attempt))]
     async fn process(self: Arc<Self>, job: CompileJob) {
         let started = Instant::now();
-        let built = if job.language == RUST {
-            self.toolchain.compile(&job.source, &self.limits).await
-        } else {
-            Err(CompileFailure::User(format!(
-                "this compiler worker does not build `{}` functions",
-                job.language
-            )))
+        let built = match job.language.as_str() {
+            RUST => self
+                .toolchains
+                .rust
+                .compile(&job.source, &self.limits)
+                .await
+                .map(|module| BuiltFunction {
+                    module,
+                    engine_sha256: None,
+                }),
+            TYPESCRIPT => self.toolchains.typescript.compile(&job.source).await,
+            other => Err(CompileFailure::User(format!(
+                "this compiler worker does not build `{other}` functions"
+            ))),
         };
         let duration_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
         let written = match &built {
-            Ok(module) => {
-                let sha256 = hex::encode(Sha256::digest(module));
+            Ok(built) => {
+                let sha256 = hex::encode(Sha256::digest(&built.module));
                 let result = CompileResult::Ready {
-                    module,
+                    module: &built.module,
                     sha256: &sha256,
                     duration_ms,
+                    engine_sha256: built.engine_sha256.as_deref(),
                 };
                 compile::complete(&self.pool, &job, result).await
             }
@@ -83,9 +92,9 @@ impl Queue for CompileQueue {
         };
         match written {
             Ok(true) => match &built {
-                Ok(module) => info!(
+                Ok(built) => info!(
                     duration_ms,
-                    wasm_bytes = module.len(),
+                    wasm_bytes = built.module.len(),
                     "function version READY"
                 ),
                 Err(CompileFailure::User(_)) => {

@@ -4,7 +4,11 @@
 //! pair is cached by `(function_id, version)` without invalidation. Loading
 //! (Cranelift compiling the module) costs tens to hundreds of milliseconds,
 //! so concurrent first runs of one version share a single load.
+//!
+//! TypeScript versions link against a JavaScript engine build, loaded once
+//! per process per build (by sha256) and kept: there are only ever a few.
 
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
@@ -14,7 +18,7 @@ use sqlx::PgPool;
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
-use crate::runtime::{LoadedModule, RunLimits, Runtime};
+use crate::runtime::{LoadedEngine, LoadedModule, RunLimits, Runtime};
 
 /// A version ready to run.
 pub(crate) struct Cached {
@@ -41,10 +45,12 @@ pub(crate) enum LoadError {
 
 type Key = (Uuid, i32);
 type Slot = Arc<OnceCell<Arc<Cached>>>;
+type EngineSlot = Arc<OnceCell<Arc<LoadedEngine>>>;
 
 pub(crate) struct ModuleCache {
     runtime: Arc<Runtime>,
     slots: Mutex<LruCache<Key, Slot>>,
+    engines: Mutex<HashMap<String, EngineSlot>>,
 }
 
 impl ModuleCache {
@@ -53,6 +59,7 @@ impl ModuleCache {
         Self {
             runtime,
             slots: Mutex::new(LruCache::new(capacity)),
+            engines: Mutex::default(),
         }
     }
 
@@ -84,28 +91,66 @@ impl ModuleCache {
         function_id: Uuid,
         version: i32,
     ) -> Result<Arc<Cached>, LoadError> {
-        let row: Option<(Vec<u8>, sqlx::types::Json<ExecutionConfig>)> = sqlx::query_as(
-            r#"
-            select module, execution_config from function_versions
-            where function_id = $1 and version = $2 and status = 'READY'
-            "#,
-        )
-        .bind(function_id)
-        .bind(version)
-        .fetch_optional(pool)
-        .await?;
-        let Some((wasm, sqlx::types::Json(config))) = row else {
+        let row: Option<(Vec<u8>, sqlx::types::Json<ExecutionConfig>, Option<String>)> =
+            sqlx::query_as(
+                r#"
+                select module, execution_config, engine_sha256 from function_versions
+                where function_id = $1 and version = $2 and status = 'READY'
+                "#,
+            )
+            .bind(function_id)
+            .bind(version)
+            .fetch_optional(pool)
+            .await?;
+        let Some((wasm, sqlx::types::Json(config), engine_sha256)) = row else {
             return Err(LoadError::Missing { version });
+        };
+        let engine = match engine_sha256 {
+            Some(sha256) => Some(self.engine(pool, sha256).await?),
+            None => None,
         };
         let runtime = self.runtime.clone();
         let span = tracing::Span::current();
-        let module = tokio::task::spawn_blocking(move || span.in_scope(|| runtime.load(&wasm)))
-            .await?
-            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        let module = tokio::task::spawn_blocking(move || {
+            span.in_scope(|| match engine {
+                Some(engine) => runtime.load_linked(&wasm, engine),
+                None => runtime.load(&wasm),
+            })
+        })
+        .await?
+        .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
         tracing::debug!(%function_id, version, "module loaded");
         Ok(Arc::new(Cached {
             module,
             limits: RunLimits::from(&config),
         }))
+    }
+
+    /// The JavaScript engine build `sha256`, loading it on first use.
+    async fn engine(&self, pool: &PgPool, sha256: String) -> Result<Arc<LoadedEngine>, LoadError> {
+        let slot = self
+            .engines
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(sha256.clone())
+            .or_default()
+            .clone();
+        slot.get_or_try_init(|| async {
+            let wasm = plat_common::js_module::load_engine(pool, &sha256)
+                .await?
+                .ok_or_else(|| {
+                    LoadError::Invalid(format!("JavaScript engine {sha256} is not stored"))
+                })?;
+            let runtime = self.runtime.clone();
+            let span = tracing::Span::current();
+            let engine =
+                tokio::task::spawn_blocking(move || span.in_scope(|| runtime.load_engine(&wasm)))
+                    .await?
+                    .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+            tracing::info!(engine_sha256 = %sha256, "JavaScript engine loaded");
+            Ok(Arc::new(engine))
+        })
+        .await
+        .cloned()
     }
 }

@@ -9,11 +9,12 @@ use plat_common::queue::execute::{self, ExecutionJob, Finished};
 use plat_common::worker::Queue;
 use plat_common::{notify, ErrorKind};
 use sqlx::PgPool;
+use tokio::sync::oneshot;
 use tracing::{info, instrument, warn};
 use uuid::Uuid;
 
 use crate::modules::{LoadError, ModuleCache};
-use crate::runtime::{CancelFlag, Runtime};
+use crate::runtime::{self, CancelFlag, Runtime};
 
 pub(crate) struct ExecuteQueue {
     pub(crate) pool: PgPool,
@@ -77,14 +78,19 @@ impl ExecuteQueue {
         let input = job.input.clone().into_bytes();
         let span = tracing::Span::current();
         // Running wasm blocks its thread until the module exits or its
-        // deadline passes; keep it off the async workers.
-        let outcome = tokio::task::spawn_blocking(move || {
-            span.in_scope(|| {
+        // deadline passes; keep it off the async workers, on a thread whose
+        // stack holds the guest's.
+        let (done, outcome) = oneshot::channel();
+        let started = runtime::spawn_run_thread(move || {
+            let outcome = span.in_scope(|| {
                 runtime.run_cancellable(&cached.module, &input, &cached.limits, &cancel)
-            })
-        })
-        .await;
-        match outcome {
+            });
+            let _ = done.send(outcome);
+        });
+        if let Err(error) = started {
+            return Attempt::Retry(format!("could not start a run thread: {error}"));
+        }
+        match outcome.await {
             Ok(outcome) => Attempt::Finished(Finished {
                 result: outcome
                     .result
@@ -93,7 +99,8 @@ impl ExecuteQueue {
                 logs_truncated: outcome.logs_truncated,
                 duration_ms: i32::try_from(outcome.duration.as_millis()).unwrap_or(i32::MAX),
             }),
-            Err(error) => Attempt::Retry(format!("the run's thread failed: {error}")),
+            // The host panicked mid-run (never the guest's doing).
+            Err(_) => Attempt::Retry("the run's thread ended without a result".to_owned()),
         }
     }
 }

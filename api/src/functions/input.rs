@@ -10,7 +10,7 @@ use crate::config::ApiConfig;
 use crate::error::Error;
 
 /// Languages the platform builds.
-pub const LANGUAGES: &[&str] = &["rust"];
+pub const LANGUAGES: &[&str] = &["rust", "typescript"];
 const MAX_NAME_CHARS: usize = 64;
 const MAX_DESCRIPTION_CHARS: usize = 2000;
 const MAX_TAGS: usize = 20;

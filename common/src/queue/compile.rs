@@ -39,6 +39,9 @@ pub enum CompileResult<'a> {
         sha256: &'a str,
         /// Wall-clock build time.
         duration_ms: i32,
+        /// For a module that links against the JavaScript engine: the
+        /// engine build's sha256 (already stored in `js_engines`).
+        engine_sha256: Option<&'a str>,
     },
     /// The user's source does not build; the message is for them.
     Failed {
@@ -114,14 +117,22 @@ pub async fn complete(
     job: &CompileJob,
     result: CompileResult<'_>,
 ) -> Result<bool, sqlx::Error> {
-    let (status, module, sha256, duration_ms, compile_error) = match result {
+    let (status, module, sha256, duration_ms, engine_sha256, compile_error) = match result {
         CompileResult::Ready {
             module,
             sha256,
             duration_ms,
-        } => ("READY", Some(module), Some(sha256), Some(duration_ms), None),
+            engine_sha256,
+        } => (
+            "READY",
+            Some(module),
+            Some(sha256),
+            Some(duration_ms),
+            engine_sha256,
+            None,
+        ),
         CompileResult::Failed { compile_error } => {
-            ("FAILED", None, None, None, Some(compile_error))
+            ("FAILED", None, None, None, None, Some(compile_error))
         }
     };
     // The version becomes active only if it is newer than the active one, so
@@ -134,7 +145,7 @@ pub async fn complete(
         ), v as (
             update function_versions fv
             set status = $3::version_status, module = $4, module_sha256 = $5,
-                compile_duration_ms = $6, compile_error = $7,
+                compile_duration_ms = $6, compile_error = $7, engine_sha256 = $9,
                 compiled_at = now(), updated_at = now()
             from done where fv.function_id = done.function_id and fv.version = done.version
             returning fv.function_id, fv.version, fv.status
@@ -159,6 +170,7 @@ pub async fn complete(
     .bind(duration_ms)
     .bind(compile_error)
     .bind(notify::FUNCTION_VERSION_BUILT)
+    .bind(engine_sha256)
     .fetch_optional(db)
     .await?;
     Ok(row.is_some())

@@ -1,13 +1,19 @@
-//! Compiling user functions to WebAssembly (WASI preview 1 commands).
+//! Compiling user functions to WebAssembly.
 //!
 //! [`RustToolchain`] compiles a user's Rust `handler.rs` by calling `rustc` directly,
 //! inside a bubblewrap sandbox, against a read-only set of prebuilt dependencies
-//! (serde, serde_json). The recipe and its measurements: /work/shared/notes/rust-to-wasm.md.
+//! (serde, serde_json), into a WASI preview 1 command. The recipe and its
+//! measurements: /work/shared/notes/rust-to-wasm.md.
+//!
+//! [`TypeScriptToolchain`] compiles a `handler.ts` in-process (oxc, then QuickJS
+//! inside wasmtime) into a small module that links against the shared
+//! JavaScript engine; see [`typescript`].
 
 mod diagnostics;
 mod prebuilt;
 pub mod rust;
 mod sandbox;
+pub mod typescript;
 
 #[cfg(test)]
 mod tests;
@@ -15,6 +21,39 @@ mod tests;
 use std::time::Duration;
 
 pub use rust::{RustToolchain, ToolchainError};
+pub use typescript::TypeScriptToolchain;
+
+/// A built function.
+#[derive(Debug)]
+pub struct BuiltFunction {
+    /// The function's module.
+    pub module: Vec<u8>,
+    /// For a module that links against the JavaScript engine (see
+    /// `plat_common::js_module`), the engine build; `None` when standalone.
+    pub engine_sha256: Option<String>,
+}
+
+/// Every language's toolchain, prepared once per worker process.
+#[derive(Debug)]
+pub struct Toolchains {
+    pub rust: RustToolchain,
+    pub typescript: TypeScriptToolchain,
+}
+
+impl Toolchains {
+    /// Prepares both toolchains (see [`RustToolchain::prepare`] and
+    /// [`TypeScriptToolchain::prepare`]).
+    pub async fn prepare(cache_dir: &std::path::Path) -> anyhow::Result<Self> {
+        let (rust, typescript) = tokio::join!(
+            RustToolchain::prepare(cache_dir),
+            TypeScriptToolchain::prepare()
+        );
+        Ok(Self {
+            rust: rust?,
+            typescript: typescript?,
+        })
+    }
+}
 
 /// Why a compile did not produce a module.
 #[derive(Debug, thiserror::Error)]

@@ -16,8 +16,10 @@
 pub(crate) const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 /// A WASI command is one core instance with one memory and (for Rust and C
-/// toolchains) one table; a little slack on tables costs nothing.
-const MAX_INSTANCES: usize = 1;
+/// toolchains) one table; a little slack on tables costs nothing. A
+/// TypeScript function is two instances, the JavaScript engine and the
+/// function's module, sharing the engine's one memory.
+const MAX_INSTANCES: usize = 2;
 const MAX_MEMORIES: usize = 1;
 const MAX_TABLES: usize = 4;
 

@@ -4,11 +4,19 @@
 //! Shaped like spin's executor: one wasmtime [`Engine`](wasmtime::Engine) per
 //! process ([`Runtime`]), an `InstancePre` per module ([`LoadedModule`]) and a
 //! fresh `Store` per run, carrying the memory limiter and the epoch deadline.
+//! TypeScript functions are small modules linked against a shared JavaScript
+//! engine ([`LoadedEngine`]): a run instantiates both in one store, so the
+//! limits cover the engine too.
 //!
 //! Both [`Runtime::load`] and [`Runtime::run`] block (compiling, running wasm):
 //! call them from `spawn_blocking`, never on an async worker thread. `run`
 //! must also not be called on a thread that is inside a tokio runtime's
 //! `block_on`, because WASI host calls enter the ambient tokio runtime.
+//!
+//! The guest's call stack lives on the host thread's stack, so `run` needs a
+//! thread with [`RUN_THREAD_STACK`](engine::RUN_THREAD_STACK): start one with
+//! [`spawn_run_thread`]. Called anywhere else, `run` starts such a thread
+//! for itself (a few tens of µs more per run).
 //!
 //! Isolation per run: no preopened directories (no filesystem), no network,
 //! only [`RunLimits::env`] as the environment, `argv = ["handler"]`; real
@@ -25,8 +33,10 @@ mod run;
 #[cfg(test)]
 mod tests;
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use plat_common::ErrorKind;
@@ -49,6 +59,13 @@ pub struct Runtime {
 /// [`Runtime`] that loaded it.
 pub struct LoadedModule {
     prepared: Prepared,
+}
+
+/// A JavaScript engine build, compiled and ready to be instantiated under
+/// the function modules that link against it (TypeScript functions). One
+/// per engine build per process; share it through an `Arc`.
+pub struct LoadedEngine {
+    prepared: run::PreparedEngine,
 }
 
 /// The limits and environment of one run.
@@ -139,7 +156,7 @@ pub struct RunOutcome {
 }
 
 impl Runtime {
-    /// Builds the engine (epoch interruption, 1 MiB wasm stack, Cranelift
+    /// Builds the engine (epoch interruption, 8 MiB wasm stack, Cranelift
     /// `Speed`) and starts the 10 ms epoch ticker.
     pub fn new() -> anyhow::Result<Self> {
         let engine = engine::build_engine()?;
@@ -161,6 +178,26 @@ impl Runtime {
         })
     }
 
+    /// Compiles a JavaScript engine build (about half a second for its 1.4
+    /// MB): call from `spawn_blocking`, once per engine build.
+    pub fn load_engine(&self, wasm: &[u8]) -> anyhow::Result<LoadedEngine> {
+        Ok(LoadedEngine {
+            prepared: run::prepare_engine(&self.engine, &self.linker, wasm)?,
+        })
+    }
+
+    /// Compiles a function module that links against `engine` (cheap: the
+    /// module is a few hundred bytes).
+    pub fn load_linked(
+        &self,
+        wasm: &[u8],
+        engine: Arc<LoadedEngine>,
+    ) -> anyhow::Result<LoadedModule> {
+        Ok(LoadedModule {
+            prepared: run::prepare_linked(&self.engine, wasm, engine)?,
+        })
+    }
+
     /// Runs `module` once with `input` on stdin. Blocks until the module
     /// exits, traps, hits a limit or times out; never panics on guest
     /// behaviour.
@@ -176,13 +213,57 @@ impl Runtime {
         limits: &RunLimits,
         cancel: &CancelFlag,
     ) -> RunOutcome {
-        run::run(&self.engine, module, input, limits, cancel)
+        if ON_RUN_THREAD.get() {
+            return run::run(&self.engine, module, input, limits, cancel);
+        }
+        std::thread::scope(|scope| {
+            run_thread_builder()
+                .spawn_scoped(scope, || {
+                    ON_RUN_THREAD.set(true);
+                    run::run(&self.engine, module, input, limits, cancel)
+                })
+                .expect("starting a run thread")
+                .join()
+                // `run` does not panic on guest behaviour; a panic here is a
+                // bug in the host and belongs to the caller.
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
     }
+}
+
+thread_local! {
+    /// Set on threads with [`engine::RUN_THREAD_STACK`] of stack.
+    static ON_RUN_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+fn run_thread_builder() -> std::thread::Builder {
+    std::thread::Builder::new()
+        .name("plat-run".into())
+        .stack_size(engine::RUN_THREAD_STACK)
+}
+
+/// Starts a thread whose stack holds a guest's full call stack and runs `f`
+/// on it; [`Runtime::run`] called there runs in place.
+pub fn spawn_run_thread<T, F>(f: F) -> std::io::Result<JoinHandle<T>>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    run_thread_builder().spawn(move || {
+        ON_RUN_THREAD.set(true);
+        f()
+    })
 }
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runtime").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for LoadedEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedEngine").finish_non_exhaustive()
     }
 }
 
@@ -198,4 +279,5 @@ const _: () = {
     const fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Runtime>();
     assert_send_sync::<LoadedModule>();
+    assert_send_sync::<LoadedEngine>();
 };

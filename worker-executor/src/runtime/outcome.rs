@@ -26,6 +26,11 @@ const EXIT_PANIC: i32 = 101;
 pub(crate) struct Ended {
     /// `_start`'s result (or instantiation's error).
     pub(crate) result: wasmtime::Result<()>,
+    /// The guest is the JavaScript engine, whose C stack for locals (the
+    /// "shadow stack") sits at the bottom of linear memory and which never
+    /// checks it (QuickJS has no stack limit on WASI): running past it
+    /// wraps below address 0, an out-of-bounds access that means only that.
+    pub(crate) shadow_stack_at_address_zero: bool,
     pub(crate) stdout: Vec<u8>,
     pub(crate) refusals: Refusals,
     pub(crate) timeout: Duration,
@@ -54,6 +59,9 @@ pub(crate) fn classify(ended: Ended) -> Result<String, RunFailure> {
     };
     match code {
         EXIT_OK => output(ended.stdout, ended.max_output_bytes),
+        // A JavaScript engine reports a refused allocation as an exception
+        // ("out of memory"), which ends as a handler error.
+        EXIT_HANDLER_ERROR if ended.refusals.memory => Err(out_of_memory(ended.memory_bytes)),
         EXIT_HANDLER_ERROR => Err(failure(
             ErrorKind::HandlerError,
             or(message(), "handler returned an error"),
@@ -105,6 +113,9 @@ fn classify_error(error: &wasmtime::Error, ended: &Ended) -> RunFailure {
     }
     let message = match trap {
         Some(Trap::StackOverflow) => "stack overflow".to_owned(),
+        Some(Trap::MemoryOutOfBounds) if ended.shadow_stack_at_address_zero => {
+            "stack overflow".to_owned()
+        }
         Some(trap) => {
             let text = trap.to_string();
             text.strip_prefix("wasm trap: ").unwrap_or(&text).to_owned()
@@ -212,6 +223,7 @@ mod tests {
     fn ended(result: wasmtime::Result<()>, stdout: &str) -> Ended {
         Ended {
             result,
+            shadow_stack_at_address_zero: false,
             stdout: stdout.as_bytes().to_vec(),
             refusals: Refusals::default(),
             timeout: Duration::from_millis(10_000),

@@ -5,8 +5,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::Bytes;
+use std::sync::Arc;
+
+use plat_common::js_module;
 use wasmtime::{
-    Engine, ExternType, InstancePre, Linker, Module, ModuleExport, Store, UpdateDeadline,
+    Engine, Extern, ExternType, Instance, InstancePre, Linker, Module, ModuleExport, Store,
+    UpdateDeadline,
 };
 use wasmtime_wasi::p1::{self, WasiP1Ctx};
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
@@ -17,7 +21,7 @@ use super::limits::Limiter;
 use super::logs::LogPipe;
 use super::outcome::{self, Ended};
 use super::poll::{self, Cancelled, GuestClock, Timing};
-use super::{CancelFlag, ErrorKind, LoadedModule, RunFailure, RunLimits, RunOutcome};
+use super::{CancelFlag, ErrorKind, LoadedEngine, LoadedModule, RunFailure, RunLimits, RunOutcome};
 
 /// The guest's `argv`: no paths, nothing about the host.
 const ARGV0: &str = "handler";
@@ -33,9 +37,36 @@ pub(crate) struct RunState {
 
 /// What a `LoadedModule` holds: everything per-module that can be prepared
 /// once, so a run only instantiates and calls.
-pub(crate) struct Prepared {
+pub(crate) enum Prepared {
+    /// A standalone WASI command (Rust functions).
+    Command {
+        pre: InstancePre<RunState>,
+        start: ModuleExport,
+    },
+    /// A module linking against the JavaScript engine (TypeScript
+    /// functions): each run instantiates the engine, then the module with
+    /// its imports taken from that engine instance.
+    Linked {
+        module: Module,
+        engine: Arc<LoadedEngine>,
+        /// The engine export that satisfies each import, in import order.
+        imports: Vec<ModuleExport>,
+        start: ModuleExport,
+    },
+}
+
+impl Prepared {
+    fn engine(&self) -> &Engine {
+        match self {
+            Prepared::Command { pre, .. } => pre.module().engine(),
+            Prepared::Linked { module, .. } => module.engine(),
+        }
+    }
+}
+
+/// The engine module, instantiable with WASI (see [`prepare_engine`]).
+pub(crate) struct PreparedEngine {
     pre: InstancePre<RunState>,
-    start: ModuleExport,
 }
 
 /// The linker every module is instantiated with: WASIp1, with our
@@ -70,7 +101,69 @@ pub(crate) fn prepare(
         .instantiate_pre(&module)
         .map_err(anyhow::Error::from)
         .context("module imports something Plat does not provide")?;
-    Ok(Prepared { pre, start })
+    Ok(Prepared::Command { pre, start })
+}
+
+/// Loads a JavaScript engine build: a WASI reactor exporting what function
+/// modules import (`plat_common::js_module`).
+pub(crate) fn prepare_engine(
+    engine: &Engine,
+    linker: &Linker<RunState>,
+    wasm: &[u8],
+) -> anyhow::Result<PreparedEngine> {
+    let module = Module::from_binary(engine, wasm)
+        .map_err(anyhow::Error::from)
+        .context("invalid JavaScript engine module")?;
+    for name in [js_module::MEMORY, js_module::REALLOC, js_module::INVOKE] {
+        if module.get_export(name).is_none() {
+            anyhow::bail!("the JavaScript engine does not export `{name}`");
+        }
+    }
+    let pre = linker
+        .instantiate_pre(&module)
+        .map_err(anyhow::Error::from)
+        .context("the JavaScript engine imports something Plat does not provide")?;
+    Ok(PreparedEngine { pre })
+}
+
+/// Loads a function module that links against `loaded_engine`: every import
+/// must name one of the engine's exports.
+pub(crate) fn prepare_linked(
+    engine: &Engine,
+    wasm: &[u8],
+    loaded_engine: Arc<LoadedEngine>,
+) -> anyhow::Result<Prepared> {
+    let module = Module::from_binary(engine, wasm)
+        .map_err(anyhow::Error::from)
+        .context("invalid wasm module")?;
+    check_command_exports(&module)?;
+    let start = module
+        .get_export_index("_start")
+        .context("module does not export `_start`")?;
+    let engine_module = loaded_engine.prepared.pre.module();
+    let imports = module
+        .imports()
+        .map(|import| {
+            if import.module() != js_module::ENGINE_IMPORT_MODULE {
+                anyhow::bail!(
+                    "module imports `{}::{}`, which Plat does not provide to JavaScript functions",
+                    import.module(),
+                    import.name()
+                );
+            }
+            engine_module
+                .get_export_index(import.name())
+                .with_context(|| {
+                    format!("the JavaScript engine does not export `{}`", import.name())
+                })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Prepared::Linked {
+        module,
+        engine: loaded_engine,
+        imports,
+        start,
+    })
 }
 
 /// A WASI command: `_start: () -> ()` and a memory named `memory` (WASI
@@ -97,7 +190,7 @@ pub(crate) fn run(
     let started = Instant::now();
     // A module compiled by another engine would run without this runtime's
     // epoch ticker, i.e. without a timeout; refuse instead.
-    if !Engine::same(module.prepared.pre.module().engine(), engine) {
+    if !Engine::same(module.prepared.engine(), engine) {
         return RunOutcome {
             result: Err(RunFailure {
                 kind: ErrorKind::ModuleError,
@@ -163,6 +256,7 @@ pub(crate) fn run(
 
     let result = outcome::classify(Ended {
         result,
+        shadow_stack_at_address_zero: matches!(module.prepared, Prepared::Linked { .. }),
         stdout: Vec::from(stdout.contents()),
         refusals,
         timeout: limits.timeout,
@@ -179,9 +273,28 @@ pub(crate) fn run(
 }
 
 fn instantiate_and_start(store: &mut Store<RunState>, prepared: &Prepared) -> wasmtime::Result<()> {
-    let instance = prepared.pre.instantiate(&mut *store)?;
+    let (instance, start) = match prepared {
+        Prepared::Command { pre, start } => (pre.instantiate(&mut *store)?, start),
+        Prepared::Linked {
+            module,
+            engine,
+            imports,
+            start,
+        } => {
+            let engine_instance = engine.prepared.pre.instantiate(&mut *store)?;
+            let imports = imports
+                .iter()
+                .map(|export| {
+                    engine_instance
+                        .get_module_export(&mut *store, export)
+                        .ok_or_else(|| wasmtime::format_err!("the engine lost an export"))
+                })
+                .collect::<wasmtime::Result<Vec<Extern>>>()?;
+            (Instance::new(&mut *store, module, &imports)?, start)
+        }
+    };
     let start = instance
-        .get_module_export(&mut *store, &prepared.start)
+        .get_module_export(&mut *store, start)
         .and_then(|export| export.into_func())
         .ok_or_else(|| wasmtime::format_err!("module lost its `_start` export"))?
         .typed::<(), ()>(&*store)?;

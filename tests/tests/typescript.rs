@@ -1,0 +1,418 @@
+//! TypeScript functions end to end: through the API, the compiler's oxc +
+//! QuickJS build, and the executor's run of the shared JavaScript engine in
+//! wasmtime. Each test asserts what a user sees: the output, the logs, the
+//! execution's error, or the build's `compileError`.
+
+use plat_tests::{TestApp, MIGRATOR};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+/// TypeScript's type-only syntax and the constructs it lowers at run time
+/// (enums, parameter properties), async code, timers and console output.
+const GREETER: &str = r#"
+interface Input {
+  name: string;
+  times?: number;
+}
+
+enum Punctuation {
+  Plain = ".",
+  Loud = "!",
+}
+
+type Greeting = { greeting: string; letters: number };
+
+class Greeter<T extends string> {
+  constructor(private readonly salutation: T, public punctuation: Punctuation) {}
+
+  greet(name: string): string {
+    return `${this.salutation}, ${name}${this.punctuation}`;
+  }
+}
+
+function later<T>(value: T, ms: number): Promise<T> {
+  return new Promise((resolve) => setTimeout(() => resolve(value), ms));
+}
+
+export default async function handler(input: Input): Promise<Greeting[]> {
+  console.log("called with", input);
+  const greeter = new Greeter("Hello", Punctuation.Loud);
+  const results: Greeting[] = [];
+  for (let i = 0; i < (input.times ?? 1); i++) {
+    const greeting = await later(greeter.greet(input.name as string), 5);
+    results.push({ greeting, letters: [...input.name].length });
+  }
+  return results;
+}
+"#;
+
+/// One function, many behaviours: `{"case": "<name>"}` picks one.
+const CASES: &str = r#"
+class CheckoutError extends Error {
+  constructor(message: string, readonly code: number) {
+    super(message);
+    this.name = "CheckoutError";
+  }
+}
+
+function validate(total: number): number {
+  if (total < 0) {
+    throw new CheckoutError("the total cannot be negative", 42);
+  }
+  return total;
+}
+
+function recurse(n: number): number {
+  return recurse(n + 1) + 1;
+}
+
+// Many locals: a big QuickJS frame on the wasm shadow stack per call.
+function recurseWide(n: number): number {
+  const [a, b, c, d, e, f, g, h, i, j] = [n, n, n, n, n, n, n, n, n, n];
+  const [k, l, m, o, p, q, r, s, t, u] = [a, b, c, d, e, f, g, h, i, j];
+  const [v, w, x, y, z, aa, bb, cc, dd, ee] = [k, l, m, o, p, q, r, s, t, u];
+  return recurseWide(n + 1) + v + w + x + y + z + aa + bb + cc + dd + ee;
+}
+
+export default async (input: { case: string; value?: unknown }) => {
+  switch (input.case) {
+    case "echo":
+      return input.value;
+    case "throw":
+      return validate(-1);
+    case "reject":
+      await Promise.resolve();
+      throw "a plain string";
+    case "never":
+      return new Promise(() => {});
+    case "spin":
+      for (;;) {}
+    case "allocate": {
+      const chunks: string[] = [];
+      for (;;) chunks.push("x".repeat(1 << 20) + chunks.length);
+    }
+    case "recurse":
+      return recurse(0);
+    case "recurse_wide":
+      return recurseWide(0);
+    case "undefined":
+      return undefined;
+    case "random":
+      return Math.random();
+    case "bigint":
+      return { n: 1n };
+    case "interval": {
+      let ticks = 0;
+      await new Promise<void>((resolve) => {
+        const id = setInterval(() => {
+          ticks += 1;
+          if (ticks === 3) {
+            clearInterval(id);
+            resolve();
+          }
+        }, 1);
+      });
+      queueMicrotask(() => console.log("microtask after", ticks));
+      setTimeout(() => console.log("timer after the handler returned"), 1);
+      return ticks;
+    }
+    default:
+      throw new Error(`unknown case ${input.case}`);
+  }
+};
+"#;
+
+/// The 1-based `line:column` where `needle` starts in `source`.
+fn location(source: &str, needle: &str) -> String {
+    let (line, text) = source
+        .lines()
+        .enumerate()
+        .find(|(_, text)| text.contains(needle))
+        .expect("needle in source");
+    format!("{}:{}", line + 1, text.find(needle).unwrap() + 1)
+}
+
+async fn run_case(app: &TestApp, id: &str, case: &str) -> Value {
+    let reply = app.execute(id, json!({ "case": case }), 30).await;
+    assert_eq!(reply.status, StatusCode::OK, "case {case}: {}", reply.body);
+    reply.body
+}
+
+fn assert_failed_with(execution: &Value, error_type: &str, message: &str) {
+    assert_eq!(execution["status"], "FAILED", "{execution}");
+    assert_eq!(
+        execution["error"],
+        json!({ "type": error_type, "message": message }),
+        "{execution}"
+    );
+    assert_eq!(execution["output"], Value::Null, "{execution}");
+}
+
+/// Builds `source` and returns the FAILED function's `compileError`.
+async fn compile_error(app: &TestApp, name: &str, source: &str) -> String {
+    let id = app
+        .create_function_in("typescript", name, source, json!({}))
+        .await;
+    let function = app.wait_for_build(&id, 1).await;
+    assert_eq!(function["status"], "FAILED", "{function}");
+    function["compileError"]
+        .as_str()
+        .expect("a compile error")
+        .to_owned()
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn typescript_runs_with_its_types_stripped_and_its_runtime_constructs_kept(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let id = app
+        .ready_function_in("typescript", "greeter", GREETER, json!({}))
+        .await;
+
+    let reply = app
+        .execute(&id, json!({ "name": "Zoë 🌍", "times": 2 }), 30)
+        .await;
+
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["status"], "SUCCEEDED", "{}", reply.body);
+    assert_eq!(
+        reply.body["output"],
+        json!([
+            { "greeting": "Hello, Zoë 🌍!", "letters": 5 },
+            { "greeting": "Hello, Zoë 🌍!", "letters": 5 },
+        ])
+    );
+    assert_eq!(
+        reply.body["logs"],
+        "called with { name: 'Zoë 🌍', times: 2 }\n"
+    );
+    let function = app.get(&format!("/functions/{id}")).await.body;
+    assert_eq!(function["language"], "typescript", "{function}");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn values_round_trip_and_failures_say_what_went_wrong(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let id = app
+        .ready_function_in("typescript", "cases", CASES, json!({}))
+        .await;
+
+    let value = json!({
+        "text": "naïve café — 日本語 🚀",
+        "escapes": "quote \" backslash \\ newline \n tab \t bell \u{7}",
+        "safe": 9007199254740991_i64,
+        "float": -1.5e300,
+        "nested": [[[{ "empty": {} }]], null, true],
+    });
+    let echo = app
+        .execute(&id, json!({ "case": "echo", "value": value }), 30)
+        .await
+        .body;
+    let undefined = run_case(&app, &id, "undefined").await;
+    let thrown = run_case(&app, &id, "throw").await;
+    let rejected = run_case(&app, &id, "reject").await;
+    let bigint = run_case(&app, &id, "bigint").await;
+    let unknown = run_case(&app, &id, "nope").await;
+
+    assert_eq!(echo["status"], "SUCCEEDED", "{echo}");
+    assert_eq!(echo["output"], value);
+    assert_eq!(undefined["status"], "SUCCEEDED", "{undefined}");
+    assert_eq!(undefined["output"], Value::Null);
+
+    assert_failed_with(&thrown, "HANDLER_ERROR", "the total cannot be negative");
+    // The stack points into the user's TypeScript, not the generated code.
+    let logs = thrown["logs"].as_str().unwrap();
+    assert!(
+        logs.starts_with("Uncaught CheckoutError: the total cannot be negative\n"),
+        "{logs}"
+    );
+    let (line, _) = location(CASES, "throw new CheckoutError")
+        .split_once(':')
+        .map(|(l, c)| (l.to_owned(), c.to_owned()))
+        .unwrap();
+    assert!(
+        logs.contains(&format!("\n    at validate (handler.ts:{line}:")),
+        "{logs}"
+    );
+    // Extra properties are shown; the name is already in the first line.
+    assert!(logs.ends_with(" {\n  code: 42\n}\n"), "{logs}");
+
+    assert_failed_with(&rejected, "HANDLER_ERROR", "a plain string");
+    assert_eq!(rejected["logs"], "Uncaught 'a plain string'\n");
+    assert_failed_with(
+        &bigint,
+        "HANDLER_ERROR",
+        "BigInt are forbidden in JSON.stringify",
+    );
+    assert_failed_with(&unknown, "HANDLER_ERROR", "unknown case nope");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_event_loop_runs_timers_and_microtasks_until_nothing_is_left(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let id = app
+        .ready_function_in("typescript", "cases", CASES, json!({}))
+        .await;
+
+    let interval = run_case(&app, &id, "interval").await;
+    let never = run_case(&app, &id, "never").await;
+    let first = run_case(&app, &id, "random").await;
+    let second = run_case(&app, &id, "random").await;
+
+    assert_eq!(interval["status"], "SUCCEEDED", "{interval}");
+    assert_eq!(interval["output"], 3);
+    // Like Node, the run waits for the timer the handler left behind.
+    assert_eq!(
+        interval["logs"],
+        "microtask after 3\ntimer after the handler returned\n"
+    );
+    assert_failed_with(
+        &never,
+        "HANDLER_ERROR",
+        "the handler's promise never settled (no timers or pending jobs were left)",
+    );
+    // The engine is a snapshot; its random state must not be part of it.
+    assert!(first["output"].is_f64(), "{first}");
+    assert_ne!(first["output"], second["output"]);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn runaway_handlers_hit_the_limits_and_the_engine_keeps_serving(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let id = app
+        .ready_function_in(
+            "typescript",
+            "cases",
+            CASES,
+            json!({ "timeoutMs": 1000, "memoryLimitMb": 64 }),
+        )
+        .await;
+
+    let spin = run_case(&app, &id, "spin").await;
+    let allocate = run_case(&app, &id, "allocate").await;
+    let recurse = run_case(&app, &id, "recurse").await;
+    let recurse_wide = run_case(&app, &id, "recurse_wide").await;
+    let after = app
+        .execute(&id, json!({ "case": "echo", "value": "still here" }), 30)
+        .await
+        .body;
+
+    assert_failed_with(&spin, "TIMEOUT", "execution exceeded the 1000 ms timeout");
+    assert_failed_with(
+        &allocate,
+        "OUT_OF_MEMORY",
+        "memory limit of 64 MiB exceeded",
+    );
+    // QuickJS has no stack check of its own on WASI: the wasm stack limit
+    // ends runaway recursion, as for a Rust function.
+    assert_failed_with(&recurse, "TRAP", "stack overflow");
+    assert_failed_with(&recurse_wide, "TRAP", "stack overflow");
+    assert_eq!(after["output"], "still here", "{after}");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn bad_typescript_fails_the_build_at_the_users_line(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+
+    let syntax = compile_error(
+        &app, "syntax",
+        "export default function handler(input: { n: number }) {\n  const doubled = input.n * ;\n  return doubled;\n}\n",
+    )
+    .await;
+    let import = compile_error(
+        &app, "import",
+        "import { readFileSync } from \"node:fs\";\nexport default () => readFileSync(\"/etc/passwd\", \"utf8\");\n",
+    )
+    .await;
+    let no_default = compile_error(
+        &app,
+        "no-default",
+        "export function handler() {\n  return 1;\n}\n",
+    )
+    .await;
+    let redeclared = compile_error(
+        &app, "redeclared",
+        "export default function handler() {\n  let total = 1;\n  let total = 2;\n  return total;\n}\n",
+    )
+    .await;
+    let nested = compile_error(
+        &app,
+        "nested",
+        &format!(
+            "export default () => {}1{};\n",
+            "[".repeat(5_000),
+            "]".repeat(5_000)
+        ),
+    )
+    .await;
+    // A worker that survived the hostile sources still builds.
+    let fine = app
+        .ready_function_in(
+            "typescript",
+            "fine",
+            "export default (input: { a: number }) => input.a + 1;\n",
+            json!({}),
+        )
+        .await;
+    let answer = app.execute(&fine, json!({ "a": 41 }), 30).await.body;
+
+    assert!(syntax.starts_with("handler.ts:2:29: error: "), "{syntax}");
+    assert!(
+        syntax.contains("2 |   const doubled = input.n * ;\n  |                             ^"),
+        "{syntax}"
+    );
+    assert!(
+        import.starts_with("handler.ts:1:1: error: cannot import \"node:fs\""),
+        "{import}"
+    );
+    assert!(no_default.contains("no default export"), "{no_default}");
+    assert!(redeclared.starts_with("handler.ts:3:"), "{redeclared}");
+    assert!(redeclared.contains("total"), "{redeclared}");
+    assert!(
+        nested.contains("the code is nested more than 1000 levels deep"),
+        "{nested}"
+    );
+    assert_eq!(answer["output"], 42, "{answer}");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_typescript_function_cannot_reach_the_host(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let id = app
+        .ready_function_in(
+            "typescript",
+            "probe",
+            r#"
+export default () => {
+  const g = globalThis as any;
+  return {
+    require: typeof g.require,
+    process: typeof g.process,
+    fetch: typeof g.fetch,
+    std: typeof g.std,
+    os: typeof g.os,
+    Deno: typeof g.Deno,
+    Javy: typeof g.Javy,
+  };
+};
+"#,
+            json!({}),
+        )
+        .await;
+
+    let probe = app.execute(&id, json!({}), 30).await.body;
+
+    assert_eq!(
+        probe["output"],
+        json!({
+            "require": "undefined",
+            "process": "undefined",
+            "fetch": "undefined",
+            "std": "undefined",
+            "os": "undefined",
+            "Deno": "undefined",
+            "Javy": "undefined",
+        }),
+        "{probe}"
+    );
+}

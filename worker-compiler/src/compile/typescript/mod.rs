@@ -1,0 +1,157 @@
+//! TypeScript → a small WebAssembly module that links against the shared
+//! JavaScript engine. All in-process, no Node:
+//!
+//! 1. [`transform`]: oxc strips the types (and lowers enums, parameter
+//!    properties, namespaces), reporting errors at the user's line and
+//!    column, and keeps a [`PositionMap`] back to `handler.ts`.
+//! 2. [`engine`]: QuickJS, inside wasmtime, compiles the JavaScript to
+//!    bytecode, so JavaScript's own early errors also fail the build.
+//! 3. [`artifact`]: the bytecode and the map become a module of a few
+//!    hundred bytes, recording which engine build it needs.
+//!
+//! The route and its measurements: /work/shared/notes/typescript-to-wasm.md.
+
+mod artifact;
+mod engine;
+mod position_map;
+mod source_text;
+mod transform;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use self::engine::{EngineCompileError, JsEngine};
+use self::position_map::PositionMap;
+use self::source_text::SourceText;
+use super::{BuiltFunction, CompileFailure};
+
+/// The stack of the thread that parses and transforms a source. oxc's
+/// parser and visitors recurse once per nesting level of the program, so a
+/// hostile source of deeply nested brackets or operators would overflow a
+/// normal thread stack and abort the worker. The nesting limit below keeps
+/// real use far inside this; the memory is only reserved, not committed.
+const TRANSFORM_STACK_BYTES: usize = 256 << 20;
+/// Deeper nesting than this is refused before parsing (see
+/// [`check_nesting`]). Real code stays under a few dozen levels.
+const MAX_NESTING: usize = 1_000;
+
+/// Compiles TypeScript handlers. Immutable after [`prepare`](Self::prepare):
+/// share one instance between concurrent compiles.
+pub struct TypeScriptToolchain {
+    engine: Arc<JsEngine>,
+}
+
+impl std::fmt::Debug for TypeScriptToolchain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TypeScriptToolchain")
+            .field("engine_sha256", &self.engine.sha256)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TypeScriptToolchain {
+    /// Pre-initialises the engine built into this binary (about a second).
+    pub async fn prepare() -> anyhow::Result<Self> {
+        Ok(Self {
+            engine: Arc::new(JsEngine::prepare().await?),
+        })
+    }
+
+    /// The engine build functions compiled here link against: its sha256
+    /// (hex) and its module, which must be stored where executors find it
+    /// (`js_engines`) before any function built with it is READY.
+    pub fn engine(&self) -> (&str, &[u8]) {
+        (&self.engine.sha256, &self.engine.wasm)
+    }
+
+    /// Builds one handler. `Err(User)` carries a message with positions in
+    /// the user's `handler.ts`.
+    pub async fn compile(&self, source: &str) -> Result<BuiltFunction, CompileFailure> {
+        let (done, result) = oneshot::channel();
+        let engine = self.engine.clone();
+        let source = source.to_owned();
+        std::thread::Builder::new()
+            .name("plat-ts-compile".into())
+            .stack_size(TRANSFORM_STACK_BYTES)
+            .spawn(move || {
+                let _ = done.send(build(&engine, &source));
+            })
+            .map_err(|e| CompileFailure::Infra(format!("could not start a compile thread: {e}")))?;
+        result
+            .await
+            .map_err(|_| CompileFailure::Infra("the compile thread died".to_owned()))?
+    }
+}
+
+fn build(engine: &JsEngine, source: &str) -> Result<BuiltFunction, CompileFailure> {
+    check_nesting(source).map_err(CompileFailure::User)?;
+    let transformed = transform::transform(source).map_err(CompileFailure::User)?;
+    let bytecode = engine
+        .compile(&transformed.javascript)
+        .map_err(|error| match error {
+            EngineCompileError::Rejected(message) => {
+                CompileFailure::User(locate(&SourceText::new(source), &transformed.map, &message))
+            }
+            EngineCompileError::Limit(message) => CompileFailure::User(message),
+        })?;
+    let module = artifact::emit(&bytecode, &transformed.map.to_bytes(), &engine.sha256)
+        .map_err(|e| CompileFailure::User(e.to_string()))?;
+    Ok(BuiltFunction {
+        module,
+        engine_sha256: Some(engine.sha256.clone()),
+    })
+}
+
+/// Refuses sources nested deeper than [`MAX_NESTING`] brackets, counted
+/// without regard to strings and comments: cheap, and no real handler is
+/// anywhere near it.
+fn check_nesting(source: &str) -> Result<(), String> {
+    let mut depth = 0usize;
+    let mut prefix_run = 0usize;
+    for (offset, byte) in source.bytes().enumerate() {
+        match byte {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        // Runs of prefix operators (`!!!!x`, `- - -x`, `typeof typeof …`
+        // is bounded by the length of the words) recurse like brackets.
+        prefix_run = match byte {
+            b'!' | b'-' | b'+' | b'~' => prefix_run + 1,
+            b' ' | b'\t' | b'\n' | b'\r' => prefix_run,
+            _ => 0,
+        };
+        if depth > MAX_NESTING || prefix_run > MAX_NESTING {
+            return Err(SourceText::new(source).message_at(
+                offset as u32,
+                &format!("the code is nested more than {MAX_NESTING} levels deep"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// QuickJS's compile error (`SyntaxError: … at handler.js:L:C`) with its
+/// position moved to the user's TypeScript.
+fn locate(text: &SourceText, map: &PositionMap, message: &str) -> String {
+    let mut lines = message.lines();
+    let headline = lines.next().unwrap_or("SyntaxError");
+    let position = message.rfind("handler.js:").and_then(|at| {
+        let mut numbers = message[at + "handler.js:".len()..]
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse::<u32>().ok());
+        Some((numbers.next()??, numbers.next()??))
+    });
+    // QuickJS counts lines and columns from 1; the map from 0.
+    match position
+        .and_then(|(line, column)| map.lookup(line.saturating_sub(1), column.saturating_sub(1)))
+    {
+        Some((line, column)) => text.message_at_position(line, column, headline),
+        None => format!("{}: error: {headline}", transform::USER_FILE),
+    }
+}
