@@ -9,12 +9,19 @@
 # rust-toolchain.toml (channel "stable") is left out of the build context by
 # .dockerignore, so the build uses this image's own toolchain instead of
 # downloading whatever "stable" is today.
+# The C toolchain builds the JavaScript engine (js-engine/, QuickJS for
+# wasm32-wasip1) that worker-compiler embeds: see scripts/setup.
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-RUN rustup target add wasm32-wasip1
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+      clang-16 llvm-16 wasi-libc libclang-rt-16-dev-wasm32 libclang1-16 \
+ && rm -rf /var/lib/apt/lists/* \
+ && rustup target add wasm32-wasip1
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
+    --mount=type=cache,target=/src/js-engine/target \
     cargo build --release --locked --bin api --bin worker-compiler --bin worker-executor --bin plat \
  && mkdir -p /out \
  && cp target/release/api target/release/worker-compiler target/release/worker-executor target/release/plat /out/

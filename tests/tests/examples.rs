@@ -65,6 +65,6 @@ async fn the_examples_compile_and_answer_as_documented(pool: PgPool) {
     );
     assert_eq!(
         ts_refused.body["logs"],
-        "Uncaught Error: the order has no items\n    at handler (handler.ts:20:11)\n"
+        "Uncaught Error: the order has no items\n    at handler (handler.ts:20:15)\n"
     );
 }

@@ -376,7 +376,7 @@ async fn bad_typescript_fails_the_build_at_the_users_line(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
-async fn a_typescript_function_cannot_reach_the_host(pool: PgPool) {
+async fn a_typescript_function_has_web_globals_and_cannot_reach_the_host(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let id = app
         .ready_function_in(
@@ -393,6 +393,10 @@ export default () => {
     os: typeof g.os,
     Deno: typeof g.Deno,
     Javy: typeof g.Javy,
+    encoded: [...new TextEncoder().encode("é")],
+    decoded: new TextDecoder().decode(new Uint8Array([0xe2, 0x82, 0xac])),
+    cloned: structuredClone({ at: new Date(0) }).at instanceof Date,
+    performance: typeof performance.now(),
   };
 };
 "#,
@@ -412,6 +416,10 @@ export default () => {
             "os": "undefined",
             "Deno": "undefined",
             "Javy": "undefined",
+            "encoded": [195, 169],
+            "decoded": "€",
+            "cloned": true,
+            "performance": "number",
         }),
         "{probe}"
     );

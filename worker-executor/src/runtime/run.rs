@@ -256,7 +256,6 @@ pub(crate) fn run(
 
     let result = outcome::classify(Ended {
         result,
-        shadow_stack_at_address_zero: matches!(module.prepared, Prepared::Linked { .. }),
         stdout: Vec::from(stdout.contents()),
         refusals,
         timeout: limits.timeout,

@@ -56,8 +56,15 @@ impl std::fmt::Debug for TypeScriptToolchain {
 impl TypeScriptToolchain {
     /// Pre-initialises the engine built into this binary (about a second).
     pub async fn prepare() -> anyhow::Result<Self> {
+        let started = std::time::Instant::now();
+        let engine = JsEngine::prepare().await?;
+        tracing::info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            engine_sha256 = %engine.sha256,
+            "TypeScript toolchain ready"
+        );
         Ok(Self {
-            engine: Arc::new(JsEngine::prepare().await?),
+            engine: Arc::new(engine),
         })
     }
 

@@ -232,6 +232,39 @@ fn other_traps_carry_wasmtimes_description_only() {
 }
 
 #[test]
+fn an_access_that_wrapped_below_address_zero_is_a_stack_overflow() {
+    // What a shadow stack that ran past its bottom does: store at sp - 8 with
+    // sp = 0 wraps to the top of the address space.
+    let wrapped = wat_module(
+        r#"(module (memory (export "memory") 1)
+             (func (export "_start") (i64.store (i32.sub (i32.const 0) (i32.const 8)) (i64.const 1))))"#,
+    );
+    // An ordinary out-of-bounds access keeps wasmtime's description.
+    let beyond = wat_module(
+        r#"(module (memory (export "memory") 1)
+             (func (export "_start") (drop (i32.load (i32.const 0x20000)))))"#,
+    );
+
+    let wrapped = runtime().run(&wrapped, b"", &limits());
+    let beyond = runtime().run(&beyond, b"", &limits());
+
+    assert_eq!(
+        failure(&wrapped),
+        &RunFailure {
+            kind: ErrorKind::Trap,
+            message: "stack overflow".into()
+        }
+    );
+    assert_eq!(
+        failure(&beyond),
+        &RunFailure {
+            kind: ErrorKind::Trap,
+            message: "out of bounds memory access".into()
+        }
+    );
+}
+
+#[test]
 fn process_exit_with_a_code_is_reported_as_exit() {
     let outcome = EXIT3.run("null", &limits());
 
