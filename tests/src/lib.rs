@@ -333,6 +333,14 @@ impl TestApp {
         .await
     }
 
+    /// Executes `{"case": case}` (waiting up to 30 s) and returns the
+    /// execution: the tests' functions that pick a behaviour by `case`.
+    pub async fn run_case(&self, id: &str, case: &str) -> Value {
+        let reply = self.execute(id, json!({ "case": case }), 30).await;
+        assert_eq!(reply.status, StatusCode::OK, "case {case}: {}", reply.body);
+        reply.body
+    }
+
     /// Waits until the execution is finished and returns it.
     pub async fn wait_for_execution(&self, id: &str) -> Value {
         self.wait_until(plat_common::notify::EXECUTION_FINISHED, || async {
@@ -457,4 +465,15 @@ async fn read(response: reqwest::Response) -> Reply {
         headers,
         body,
     }
+}
+
+/// Asserts that an execution FAILED with exactly this error and no output.
+pub fn assert_failed_with(execution: &Value, error_type: &str, message: &str) {
+    assert_eq!(execution["status"], "FAILED", "{execution}");
+    assert_eq!(
+        execution["error"],
+        json!({ "type": error_type, "message": message }),
+        "{execution}"
+    );
+    assert_eq!(execution["output"], Value::Null, "{execution}");
 }

@@ -6,7 +6,7 @@
 //! Run-time cases share one source ([`HOSTILE`]) whose behaviour is picked by
 //! `input.case`, so a test compiles one module rather than one per case.
 
-use plat_tests::{TestApp, Workers, HELLO, MIGRATOR};
+use plat_tests::{assert_failed_with, TestApp, Workers, HELLO, MIGRATOR};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -119,23 +119,6 @@ fn location_in_hostile(needle: &str) -> String {
     format!("{}:{}", line + 1, text.find(needle).unwrap() + 1)
 }
 
-/// Runs one case and waits (up to 30 s) for its result.
-async fn run_case(app: &TestApp, id: &str, case: &str) -> Value {
-    let reply = app.execute(id, json!({ "case": case }), 30).await;
-    assert_eq!(reply.status, StatusCode::OK, "case {case}: {}", reply.body);
-    reply.body
-}
-
-fn assert_failed_with(execution: &Value, error_type: &str, message: &str) {
-    assert_eq!(execution["status"], "FAILED", "{execution}");
-    assert_eq!(
-        execution["error"],
-        json!({ "type": error_type, "message": message }),
-        "{execution}"
-    );
-    assert_eq!(execution["output"], Value::Null, "{execution}");
-}
-
 // ---------------------------------------------------------------------------
 // Run time
 // ---------------------------------------------------------------------------
@@ -148,12 +131,12 @@ async fn crashing_functions_fail_with_the_matching_error_and_the_worker_keeps_se
     let hostile = app.ready_function("hostile", HOSTILE, json!({})).await;
     let hello = app.ready_function("hello", HELLO, json!({})).await;
 
-    let stack_overflow = run_case(&app, &hostile, "stack_overflow").await;
-    let panic = run_case(&app, &hostile, "panic").await;
-    let exit = run_case(&app, &hostile, "exit").await;
-    let unreachable = run_case(&app, &hostile, "unreachable").await;
-    let divide_by_zero = run_case(&app, &hostile, "divide_by_zero").await;
-    let same_module_after = run_case(&app, &hostile, "ok").await;
+    let stack_overflow = app.run_case(&hostile, "stack_overflow").await;
+    let panic = app.run_case(&hostile, "panic").await;
+    let exit = app.run_case(&hostile, "exit").await;
+    let unreachable = app.run_case(&hostile, "unreachable").await;
+    let divide_by_zero = app.run_case(&hostile, "divide_by_zero").await;
+    let same_module_after = app.run_case(&hostile, "ok").await;
     let hello_after = app.execute(&hello, json!({ "name": "Ada" }), 30).await;
 
     assert_failed_with(&stack_overflow, "TRAP", "stack overflow");
@@ -214,9 +197,9 @@ async fn oversized_output_stray_stdout_and_flooded_logs_are_contained(pool: PgPo
     let app = TestApp::spawn(pool).await;
     let hostile = app.ready_function("hostile", HOSTILE, json!({})).await;
 
-    let huge_output = run_case(&app, &hostile, "huge_output").await;
-    let stdout_noise = run_case(&app, &hostile, "stdout_noise").await;
-    let log_flood = run_case(&app, &hostile, "log_flood").await;
+    let huge_output = app.run_case(&hostile, "huge_output").await;
+    let stdout_noise = app.run_case(&hostile, "stdout_noise").await;
+    let log_flood = app.run_case(&hostile, "log_flood").await;
 
     assert_failed_with(
         &huge_output,
@@ -254,7 +237,7 @@ async fn a_function_sleeping_for_an_hour_is_stopped_at_its_timeout(pool: PgPool)
         .ready_function("sleeper", HOSTILE, json!({ "timeoutMs": 500 }))
         .await;
 
-    let sleep = run_case(&app, &sleeper, "sleep").await;
+    let sleep = app.run_case(&sleeper, "sleep").await;
 
     assert_failed_with(&sleep, "TIMEOUT", "execution exceeded the 500 ms timeout");
     let duration = sleep["durationMs"].as_i64().unwrap();
@@ -270,10 +253,10 @@ async fn a_function_cannot_reach_files_the_network_or_the_hosts_environment(pool
     let config = json!({ "environmentVariables": { "GREETING": "hi" } });
     let hostile = app.ready_function("hostile", HOSTILE, config).await;
 
-    let filesystem = run_case(&app, &hostile, "filesystem").await;
-    let network = run_case(&app, &hostile, "network").await;
-    let environment = run_case(&app, &hostile, "environment").await;
-    let compile_time_environment = run_case(&app, &hostile, "compile_time_environment").await;
+    let filesystem = app.run_case(&hostile, "filesystem").await;
+    let network = app.run_case(&hostile, "network").await;
+    let environment = app.run_case(&hostile, "environment").await;
+    let compile_time_environment = app.run_case(&hostile, "compile_time_environment").await;
 
     let refused = |execution: &Value, probe: &str| {
         let outcome = &execution["output"][probe];
@@ -355,10 +338,10 @@ async fn output_logs_and_errors_the_database_cannot_hold_are_still_recorded(pool
     let app = TestApp::spawn(pool).await;
     let hostile = app.ready_function("hostile", HOSTILE, json!({})).await;
 
-    let nul_in_logs = run_case(&app, &hostile, "nul_in_logs").await;
-    let nul_in_output = run_case(&app, &hostile, "nul_in_output").await;
-    let nul_in_error = run_case(&app, &hostile, "nul_in_error").await;
-    let number_out_of_range = run_case(&app, &hostile, "number_out_of_range").await;
+    let nul_in_logs = app.run_case(&hostile, "nul_in_logs").await;
+    let nul_in_output = app.run_case(&hostile, "nul_in_output").await;
+    let nul_in_error = app.run_case(&hostile, "nul_in_error").await;
+    let number_out_of_range = app.run_case(&hostile, "number_out_of_range").await;
 
     assert_eq!(nul_in_logs["status"], "SUCCEEDED", "{nul_in_logs}");
     assert_eq!(nul_in_logs["output"], "logged a NUL");

@@ -3,7 +3,7 @@
 //! wasmtime. Each test asserts what a user sees: the output, the logs, the
 //! execution's error, or the build's `compileError`.
 
-use plat_tests::{TestApp, MIGRATOR};
+use plat_tests::{assert_failed_with, TestApp, MIGRATOR};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -123,30 +123,13 @@ export default async (input: { case: string; value?: unknown }) => {
 };
 "#;
 
-/// The 1-based `line:column` where `needle` starts in `source`.
-fn location(source: &str, needle: &str) -> String {
-    let (line, text) = source
+/// The 1-based line on which `needle` appears in `source`.
+fn line_of(source: &str, needle: &str) -> usize {
+    source
         .lines()
-        .enumerate()
-        .find(|(_, text)| text.contains(needle))
-        .expect("needle in source");
-    format!("{}:{}", line + 1, text.find(needle).unwrap() + 1)
-}
-
-async fn run_case(app: &TestApp, id: &str, case: &str) -> Value {
-    let reply = app.execute(id, json!({ "case": case }), 30).await;
-    assert_eq!(reply.status, StatusCode::OK, "case {case}: {}", reply.body);
-    reply.body
-}
-
-fn assert_failed_with(execution: &Value, error_type: &str, message: &str) {
-    assert_eq!(execution["status"], "FAILED", "{execution}");
-    assert_eq!(
-        execution["error"],
-        json!({ "type": error_type, "message": message }),
-        "{execution}"
-    );
-    assert_eq!(execution["output"], Value::Null, "{execution}");
+        .position(|text| text.contains(needle))
+        .expect("needle in source")
+        + 1
 }
 
 /// Builds `source` and returns the FAILED function's `compileError`.
@@ -208,11 +191,11 @@ async fn values_round_trip_and_failures_say_what_went_wrong(pool: PgPool) {
         .execute(&id, json!({ "case": "echo", "value": value }), 30)
         .await
         .body;
-    let undefined = run_case(&app, &id, "undefined").await;
-    let thrown = run_case(&app, &id, "throw").await;
-    let rejected = run_case(&app, &id, "reject").await;
-    let bigint = run_case(&app, &id, "bigint").await;
-    let unknown = run_case(&app, &id, "nope").await;
+    let undefined = app.run_case(&id, "undefined").await;
+    let thrown = app.run_case(&id, "throw").await;
+    let rejected = app.run_case(&id, "reject").await;
+    let bigint = app.run_case(&id, "bigint").await;
+    let unknown = app.run_case(&id, "nope").await;
 
     assert_eq!(echo["status"], "SUCCEEDED", "{echo}");
     assert_eq!(echo["output"], value);
@@ -226,10 +209,7 @@ async fn values_round_trip_and_failures_say_what_went_wrong(pool: PgPool) {
         logs.starts_with("Uncaught CheckoutError: the total cannot be negative\n"),
         "{logs}"
     );
-    let (line, _) = location(CASES, "throw new CheckoutError")
-        .split_once(':')
-        .map(|(l, c)| (l.to_owned(), c.to_owned()))
-        .unwrap();
+    let line = line_of(CASES, "throw new CheckoutError");
     assert!(
         logs.contains(&format!("\n    at validate (handler.ts:{line}:")),
         "{logs}"
@@ -254,10 +234,10 @@ async fn the_event_loop_runs_timers_and_microtasks_until_nothing_is_left(pool: P
         .ready_function_in("typescript", "cases", CASES, json!({}))
         .await;
 
-    let interval = run_case(&app, &id, "interval").await;
-    let never = run_case(&app, &id, "never").await;
-    let first = run_case(&app, &id, "random").await;
-    let second = run_case(&app, &id, "random").await;
+    let interval = app.run_case(&id, "interval").await;
+    let never = app.run_case(&id, "never").await;
+    let first = app.run_case(&id, "random").await;
+    let second = app.run_case(&id, "random").await;
 
     assert_eq!(interval["status"], "SUCCEEDED", "{interval}");
     assert_eq!(interval["output"], 3);
@@ -288,10 +268,10 @@ async fn runaway_handlers_hit_the_limits_and_the_engine_keeps_serving(pool: PgPo
         )
         .await;
 
-    let spin = run_case(&app, &id, "spin").await;
-    let allocate = run_case(&app, &id, "allocate").await;
-    let recurse = run_case(&app, &id, "recurse").await;
-    let recurse_wide = run_case(&app, &id, "recurse_wide").await;
+    let spin = app.run_case(&id, "spin").await;
+    let allocate = app.run_case(&id, "allocate").await;
+    let recurse = app.run_case(&id, "recurse").await;
+    let recurse_wide = app.run_case(&id, "recurse_wide").await;
     let after = app
         .execute(&id, json!({ "case": "echo", "value": "still here" }), 30)
         .await

@@ -7,7 +7,8 @@ use plat_common::worker::LoopConfig;
 /// How one executor worker process behaves.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ExecutorConfig {
-    /// Executions run at once by this process; default: one per CPU.
+    /// Executions run at once by this process; default: one per CPU, at
+    /// most 256 (the size of the runtime's instance pool).
     #[arg(
         id = "execute_concurrency",
         long = "execute-concurrency",
@@ -48,7 +49,11 @@ impl ExecutorConfig {
     pub(crate) fn loop_config(&self) -> LoopConfig {
         let cpus = std::thread::available_parallelism().map_or(2, usize::from);
         LoopConfig {
-            concurrency: self.concurrency.unwrap_or(cpus).max(1),
+            // The runtime's instance pool is sized for this many runs at once.
+            concurrency: self
+                .concurrency
+                .unwrap_or(cpus)
+                .clamp(1, crate::runtime::MAX_CONCURRENT_RUNS),
             lease: Duration::from_secs(self.lease_secs.max(1)),
             poll_interval: Duration::from_millis(self.poll_interval_ms.max(10)),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),

@@ -21,7 +21,7 @@ pub(crate) const MAX_TABLE_ELEMENTS: usize = 100_000;
 /// function's module, sharing the engine's one memory.
 const MAX_INSTANCES: usize = 2;
 const MAX_MEMORIES: usize = 1;
-const MAX_TABLES: usize = 4;
+pub(crate) const MAX_TABLES: usize = 4;
 
 /// What the limiter refused during a run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -43,6 +43,7 @@ pub use plat_common::ErrorKind;
 use plat_common::ExecutionConfig;
 
 use self::engine::EpochTicker;
+pub use self::engine::MAX_CONCURRENT_RUNS;
 use self::run::{Prepared, RunState};
 
 /// One per process: the wasmtime engine, the WASI linker and the thread that

@@ -1,12 +1,11 @@
 //! Loading a module once and running it many times: the `InstancePre` is built
 //! at load, each run gets a fresh `Store` (WASI context, limiter, deadline).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use std::sync::Arc;
-
 use plat_common::js_module;
 use wasmtime::{
     Engine, Extern, ExternType, Instance, InstancePre, Linker, Module, ModuleExport, Store,
@@ -85,15 +84,7 @@ pub(crate) fn prepare(
     linker: &Linker<RunState>,
     wasm: &[u8],
 ) -> anyhow::Result<Prepared> {
-    // Binary only: modules come from our compiler, and accepting the text
-    // format would put a second parser on this path for nothing.
-    let module = Module::from_binary(engine, wasm)
-        .map_err(anyhow::Error::from)
-        .context("invalid wasm module")?;
-    check_command_exports(&module)?;
-    let start = module
-        .get_export_index("_start")
-        .context("module does not export `_start`")?;
+    let (module, start) = compile_command(engine, wasm)?;
     // Resolves every import now, so a module needing something we do not
     // provide (sockets of another WASI version, threads, …) fails at load, not
     // at its first run.
@@ -133,13 +124,7 @@ pub(crate) fn prepare_linked(
     wasm: &[u8],
     loaded_engine: Arc<LoadedEngine>,
 ) -> anyhow::Result<Prepared> {
-    let module = Module::from_binary(engine, wasm)
-        .map_err(anyhow::Error::from)
-        .context("invalid wasm module")?;
-    check_command_exports(&module)?;
-    let start = module
-        .get_export_index("_start")
-        .context("module does not export `_start`")?;
+    let (module, start) = compile_command(engine, wasm)?;
     let engine_module = loaded_engine.prepared.pre.module();
     let imports = module
         .imports()
@@ -164,6 +149,20 @@ pub(crate) fn prepare_linked(
         imports,
         start,
     })
+}
+
+/// Compiles a function module and finds its `_start`.
+fn compile_command(engine: &Engine, wasm: &[u8]) -> anyhow::Result<(Module, ModuleExport)> {
+    // Binary only: modules come from our compiler, and accepting the text
+    // format would put a second parser on this path for nothing.
+    let module = Module::from_binary(engine, wasm)
+        .map_err(anyhow::Error::from)
+        .context("invalid wasm module")?;
+    check_command_exports(&module)?;
+    let start = module
+        .get_export_index("_start")
+        .context("module does not export `_start`")?;
+    Ok((module, start))
 }
 
 /// A WASI command: `_start: () -> ()` and a memory named `memory` (WASI
