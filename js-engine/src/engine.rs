@@ -9,8 +9,8 @@ use std::{
 
 use javy::{
     quickjs::{
-        context::EvalOptions, promise::PromiseState, Array, ArrayBuffer, Ctx, Function, Module,
-        Object, Persistent, Promise, Value, WriteOptions,
+        context::EvalOptions, promise::PromiseState, qjs, Array, ArrayBuffer, Ctx, Function,
+        Module, Object, Persistent, Promise, Value, WriteOptions,
     },
     Config, Runtime,
 };
@@ -108,6 +108,7 @@ impl Engine {
                 .map_err(|e| describe_init_error(&ctx, e))?;
             Ok(Persistent::save(&ctx, internals))
         })?;
+        runtime.context().with(|ctx| enable_cycle_collector(&ctx));
         Ok(Self { runtime, internals })
     }
 
@@ -117,6 +118,39 @@ impl Engine {
             .clone()
             .restore(ctx)
             .expect("internals belong to this runtime")
+    }
+}
+
+/// Live allocations a run may add before QuickJS's cycle collector first
+/// runs; a small handler's run stays below it and never pays for a
+/// collection.
+const GC_HEADROOM_ALLOCATIONS: usize = 16_000;
+/// What QuickJS adds to its heap size per allocation on WASI (its
+/// `MALLOC_OVERHEAD`): it cannot ask wasi-libc for an allocation's size, so
+/// its "bytes" are 8 per live allocation.
+const QUICKJS_BYTES_PER_ALLOCATION: usize = 8;
+
+/// javy turns the cycle collector off (threshold `usize::MAX`). QuickJS frees
+/// most garbage by reference counting, but cyclic garbage (an object that
+/// points at itself, closures over their own scope) would pile up until the
+/// memory limit. This arms it [`GC_HEADROOM_ALLOCATIONS`] past what the
+/// prelude left; after each collection QuickJS sets the next threshold at
+/// 1.5 times what survived.
+fn enable_cycle_collector(ctx: &Ctx<'_>) {
+    // SAFETY: the runtime pointer comes from this live context, whose lock
+    // `Context::with` holds; both calls only read or set runtime fields.
+    unsafe {
+        let rt = qjs::JS_GetRuntime(ctx.as_raw().as_ptr());
+        let mut usage = std::mem::zeroed::<qjs::JSMemoryUsage>();
+        qjs::JS_ComputeMemoryUsage(rt, &mut usage);
+        let baseline = usize::try_from(usage.malloc_size).unwrap_or(0);
+        qjs::JS_SetGCThreshold(
+            rt,
+            qjs::size_t::try_from(
+                baseline + GC_HEADROOM_ALLOCATIONS * QUICKJS_BYTES_PER_ALLOCATION,
+            )
+            .unwrap_or(qjs::size_t::MAX),
+        );
     }
 }
 

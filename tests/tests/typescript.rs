@@ -92,6 +92,16 @@ export default async (input: { case: string; value?: unknown }) => {
       const chunks: string[] = [];
       for (;;) chunks.push("x".repeat(1 << 20) + chunks.length);
     }
+    case "cycles": {
+      // 100 MB of garbage that only the cycle collector can free.
+      let made = 0;
+      for (let i = 0; i < 25_000; i++) {
+        const node: { payload: string; self?: unknown } = { payload: "x".repeat(4000) + i };
+        node.self = node;
+        made += 1;
+      }
+      return made;
+    }
     case "recurse":
       return recurse(0);
     case "recurse_wide":
@@ -269,6 +279,7 @@ async fn runaway_handlers_hit_the_limits_and_the_engine_keeps_serving(pool: PgPo
         .await;
 
     let spin = app.run_case(&id, "spin").await;
+    let cycles = app.run_case(&id, "cycles").await;
     let allocate = app.run_case(&id, "allocate").await;
     let recurse = app.run_case(&id, "recurse").await;
     let recurse_wide = app.run_case(&id, "recurse_wide").await;
@@ -278,6 +289,9 @@ async fn runaway_handlers_hit_the_limits_and_the_engine_keeps_serving(pool: PgPo
         .body;
 
     assert_failed_with(&spin, "TIMEOUT", "execution exceeded the 1000 ms timeout");
+    // Garbage beyond the memory limit, freed as it goes, is no failure.
+    assert_eq!(cycles["status"], "SUCCEEDED", "{cycles}");
+    assert_eq!(cycles["output"], 25_000);
     assert_failed_with(
         &allocate,
         "OUT_OF_MEMORY",
