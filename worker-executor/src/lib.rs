@@ -31,6 +31,15 @@ pub async fn run(
         running: Default::default(),
     });
     tracing::info!(worker_id = %queue.worker_id, concurrency = loop_config.concurrency, "executor worker started");
+    let preload = tokio::spawn({
+        let (queue, pool) = (queue.clone(), pool.clone());
+        async move {
+            // Only a head start: a failure here is retried by the first run.
+            if let Err(error) = queue.modules.preload_newest_engine(&pool).await {
+                tracing::warn!(%error, "could not preload the JavaScript engine");
+            }
+        }
+    });
     let cancels = tokio::spawn(notify::listen(
         pool.clone(),
         notify::EXECUTION_CANCEL,
@@ -48,5 +57,6 @@ pub async fn run(
     ));
     plat_common::worker::run(queue, pool, loop_config, shutdown).await;
     cancels.abort();
+    preload.abort();
     Ok(())
 }

@@ -126,6 +126,20 @@ impl ModuleCache {
         }))
     }
 
+    /// Loads the newest JavaScript engine build ahead of its first run, so
+    /// the first TypeScript execution on this worker does not wait for
+    /// Cranelift (about 0.6 s). Without any stored engine it does nothing.
+    pub(crate) async fn preload_newest_engine(&self, pool: &PgPool) -> Result<(), LoadError> {
+        let newest: Option<(String,)> =
+            sqlx::query_as("select sha256 from js_engines order by created_at desc limit 1")
+                .fetch_optional(pool)
+                .await?;
+        if let Some((sha256,)) = newest {
+            self.engine(pool, sha256).await?;
+        }
+        Ok(())
+    }
+
     /// The JavaScript engine build `sha256`, loading it on first use.
     async fn engine(&self, pool: &PgPool, sha256: String) -> Result<Arc<LoadedEngine>, LoadError> {
         let slot = self

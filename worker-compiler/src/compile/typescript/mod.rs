@@ -54,7 +54,7 @@ impl std::fmt::Debug for TypeScriptToolchain {
 }
 
 impl TypeScriptToolchain {
-    /// Pre-initialises the engine built into this binary (about a second).
+    /// Pre-initialises the engine built into this binary (about 1.5 s).
     pub async fn prepare() -> anyhow::Result<Self> {
         let started = std::time::Instant::now();
         let engine = JsEngine::prepare().await?;
