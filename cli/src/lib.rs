@@ -254,6 +254,10 @@ pub fn handler(input: Value) -> Result<Value, String> {
 }
 "#;
 
+/// The same function in TypeScript.
+const HELLO_TS_SOURCE: &str =
+    "export default (input: { name?: string }) => ({ greeting: `Hello, ${input.name ?? \"world\"}!` });\n";
+
 /// What `plat up` prints once it listens: where it runs, which database it
 /// uses, and two commands to paste.
 fn welcome(listen: SocketAddr, database_url: &str) -> String {
@@ -266,6 +270,10 @@ fn welcome(listen: SocketAddr, database_url: &str) -> String {
     let body = format!(
         r#"{{"name":"hello","language":"rust","source":"{}"}}"#,
         json_escape(HELLO_SOURCE)
+    );
+    let ts_body = format!(
+        r#"{{"name":"hello-ts","language":"typescript","source":"{}"}}"#,
+        json_escape(HELLO_TS_SOURCE)
     );
     format!(
         r#"
@@ -280,6 +288,10 @@ Wait until it is READY:
   curl -s {base}/functions/hello
 Run it (by name, or by the "id" the first call returned):
   curl -s -X POST {base}/functions/hello/execute -d '{{"name":"Ada"}}'
+
+The same in TypeScript (READY in milliseconds):
+  curl -s -X POST {base}/functions -H 'content-type: application/json' -d '{ts_body}'
+  curl -s -X POST '{base}/functions/hello-ts/execute?wait=10' -d '{{"name":"Ada"}}'
 "#
     )
 }
@@ -342,25 +354,30 @@ mod tests {
     }
 
     #[test]
-    fn the_pasted_create_command_sends_the_hello_function_as_valid_json() {
+    fn the_pasted_create_commands_send_the_hello_functions_as_valid_json() {
         let text = welcome("127.0.0.1:8080".parse().unwrap(), "postgres://x");
-        let create = text
-            .lines()
-            .find(|line| line.contains("/functions -H"))
-            .unwrap();
-
         // What the shell passes to curl: everything inside the single quotes.
-        let body = create
-            .split("-d '")
-            .nth(1)
-            .unwrap()
-            .strip_suffix('\'')
-            .unwrap();
-        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        let bodies: Vec<serde_json::Value> = text
+            .lines()
+            .filter(|line| line.contains("/functions -H"))
+            .map(|create| {
+                let body = create
+                    .split("-d '")
+                    .nth(1)
+                    .unwrap()
+                    .strip_suffix('\'')
+                    .unwrap();
+                serde_json::from_str(body).unwrap()
+            })
+            .collect();
 
-        assert_eq!(body["name"], "hello");
-        assert_eq!(body["language"], "rust");
-        assert_eq!(body["source"], HELLO_SOURCE);
+        assert_eq!(bodies.len(), 2, "{text}");
+        assert_eq!(bodies[0]["name"], "hello");
+        assert_eq!(bodies[0]["language"], "rust");
+        assert_eq!(bodies[0]["source"], HELLO_SOURCE);
+        assert_eq!(bodies[1]["name"], "hello-ts");
+        assert_eq!(bodies[1]["language"], "typescript");
+        assert_eq!(bodies[1]["source"], HELLO_TS_SOURCE);
     }
 
     #[test]
