@@ -15,7 +15,7 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      clang-16 llvm-16 wasi-libc libclang-rt-16-dev-wasm32 libclang1-16 \
+      clang-16 lld-16 llvm-16 wasi-libc libclang-rt-16-dev-wasm32 libclang1-16 \
  && rm -rf /var/lib/apt/lists/* \
  && rustup target add wasm32-wasip1
 COPY . .
