@@ -196,7 +196,7 @@ fn native_helpers<'js>(ctx: &Ctx<'js>) -> javy::quickjs::Result<Object<'js>> {
                     promise
                         .result::<Value>()
                         .and_then(Result::ok)
-                        .unwrap_or_default_in(&ctx),
+                        .unwrap_or_else(|| Value::new_undefined(ctx.clone())),
                 ),
                 PromiseState::Rejected => (2, rejection_reason(&ctx, &promise)),
             };
@@ -215,16 +215,6 @@ fn native_helpers<'js>(ctx: &Ctx<'js>) -> javy::quickjs::Result<Object<'js>> {
         })?,
     )?;
     Ok(native)
-}
-
-trait UnwrapOrUndefined<'js> {
-    fn unwrap_or_default_in(self, ctx: &Ctx<'js>) -> Value<'js>;
-}
-
-impl<'js> UnwrapOrUndefined<'js> for Option<Value<'js>> {
-    fn unwrap_or_default_in(self, ctx: &Ctx<'js>) -> Value<'js> {
-        self.unwrap_or_else(|| Value::new_undefined(ctx.clone()))
-    }
 }
 
 /// A rejected promise's reason. `Promise::result` reports it as a caught

@@ -26,6 +26,7 @@ pub async fn run(
         pool: pool.clone(),
         modules: modules::ModuleCache::new(runtime.clone(), config.module_cache_size),
         runtime,
+        run_threads: runtime::RunThreads::start(loop_config.concurrency)?,
         worker_id: plat_common::worker::worker_id("execute"),
         lease: loop_config.lease,
         running: Default::default(),

@@ -14,11 +14,13 @@ use tracing::{info, instrument, warn};
 use uuid::Uuid;
 
 use crate::modules::{LoadError, ModuleCache};
-use crate::runtime::{self, CancelFlag, Runtime};
+use crate::runtime::{CancelFlag, RunThreads, Runtime};
 
 pub(crate) struct ExecuteQueue {
     pub(crate) pool: PgPool,
     pub(crate) runtime: Arc<Runtime>,
+    /// One per run this worker runs at once.
+    pub(crate) run_threads: RunThreads,
     pub(crate) modules: ModuleCache,
     pub(crate) worker_id: String,
     pub(crate) lease: Duration,
@@ -81,15 +83,12 @@ impl ExecuteQueue {
         // deadline passes; keep it off the async workers, on a thread whose
         // stack holds the guest's.
         let (done, outcome) = oneshot::channel();
-        let started = runtime::spawn_run_thread(move || {
+        self.run_threads.execute(move || {
             let outcome = span.in_scope(|| {
                 runtime.run_cancellable(&cached.module, &input, &cached.limits, &cancel)
             });
             let _ = done.send(outcome);
         });
-        if let Err(error) = started {
-            return Attempt::Retry(format!("could not start a run thread: {error}"));
-        }
         match outcome.await {
             Ok(outcome) => Attempt::Finished(Finished {
                 result: outcome

@@ -9,14 +9,13 @@
 //! limits cover the engine too.
 //!
 //! Both [`Runtime::load`] and [`Runtime::run`] block (compiling, running wasm):
-//! call them from `spawn_blocking`, never on an async worker thread. `run`
-//! must also not be called on a thread that is inside a tokio runtime's
-//! `block_on`, because WASI host calls enter the ambient tokio runtime.
+//! never call them on an async worker thread. `run` must also not be called
+//! on a thread that is inside a tokio runtime's `block_on`, because WASI host
+//! calls enter the ambient tokio runtime.
 //!
-//! The guest's call stack lives on the host thread's stack, so `run` needs a
-//! thread with [`RUN_THREAD_STACK`](engine::RUN_THREAD_STACK): start one with
-//! [`spawn_run_thread`]. Called anywhere else, `run` starts such a thread
-//! for itself (a few tens of µs more per run).
+//! The guest's call stack lives on the host thread's stack, so `run` belongs
+//! on a run thread ([`RunThreads`], [`spawn_run_thread`]). Called anywhere
+//! else, it starts such a thread for itself (a few tens of µs more per run).
 //!
 //! Isolation per run: no preopened directories (no filesystem), no network,
 //! only [`RunLimits::env`] as the environment, `argv = ["handler"]`; real
@@ -29,14 +28,13 @@ mod logs;
 mod outcome;
 mod poll;
 mod run;
+mod threads;
 
 #[cfg(test)]
 mod tests;
 
-use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use plat_common::ErrorKind;
@@ -45,6 +43,7 @@ use plat_common::ExecutionConfig;
 use self::engine::EpochTicker;
 pub use self::engine::MAX_CONCURRENT_RUNS;
 use self::run::{Prepared, RunState};
+pub use self::threads::{spawn_run_thread, RunThreads};
 
 /// One per process: the wasmtime engine, the WASI linker and the thread that
 /// drives timeouts. Share it (`Arc<Runtime>`) between all runs; dropping it
@@ -179,8 +178,8 @@ impl Runtime {
         })
     }
 
-    /// Compiles a JavaScript engine build (about half a second for its 1.4
-    /// MB): call from `spawn_blocking`, once per engine build.
+    /// Compiles a JavaScript engine build (about 0.6 s for its 1.7 MB):
+    /// call from `spawn_blocking`, once per engine build.
     pub fn load_engine(&self, wasm: &[u8]) -> anyhow::Result<LoadedEngine> {
         Ok(LoadedEngine {
             prepared: run::prepare_engine(&self.engine, &self.linker, wasm)?,
@@ -214,46 +213,13 @@ impl Runtime {
         limits: &RunLimits,
         cancel: &CancelFlag,
     ) -> RunOutcome {
-        if ON_RUN_THREAD.get() {
-            return run::run(&self.engine, module, input, limits, cancel);
+        let run = || run::run(&self.engine, module, input, limits, cancel);
+        if threads::on_run_thread() {
+            run()
+        } else {
+            threads::run_on_a_new_thread(run)
         }
-        std::thread::scope(|scope| {
-            run_thread_builder()
-                .spawn_scoped(scope, || {
-                    ON_RUN_THREAD.set(true);
-                    run::run(&self.engine, module, input, limits, cancel)
-                })
-                .expect("starting a run thread")
-                .join()
-                // `run` does not panic on guest behaviour; a panic here is a
-                // bug in the host and belongs to the caller.
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
     }
-}
-
-thread_local! {
-    /// Set on threads with [`engine::RUN_THREAD_STACK`] of stack.
-    static ON_RUN_THREAD: Cell<bool> = const { Cell::new(false) };
-}
-
-fn run_thread_builder() -> std::thread::Builder {
-    std::thread::Builder::new()
-        .name("plat-run".into())
-        .stack_size(engine::RUN_THREAD_STACK)
-}
-
-/// Starts a thread whose stack holds a guest's full call stack and runs `f`
-/// on it; [`Runtime::run`] called there runs in place.
-pub fn spawn_run_thread<T, F>(f: F) -> std::io::Result<JoinHandle<T>>
-where
-    T: Send + 'static,
-    F: FnOnce() -> T + Send + 'static,
-{
-    run_thread_builder().spawn(move || {
-        ON_RUN_THREAD.set(true);
-        f()
-    })
 }
 
 impl std::fmt::Debug for Runtime {
