@@ -45,6 +45,10 @@ ENTRYPOINT ["api"]
 # The executor: wasmtime is linked in, so it needs no toolchain.
 FROM runtime AS worker-executor
 COPY --from=build /out/worker-executor /usr/local/bin/worker-executor
+# Compiled native code of modules (PLAT_MODULE_CACHE_DIR, relative to the
+# workdir). Made here, as plat with mode 0700, so a volume mounted on it
+# starts out ours: the executor refuses a cache folder it does not own.
+RUN mkdir -m 700 -p /home/plat/.plat/module-cache
 ENTRYPOINT ["worker-executor"]
 
 # ---- the compiler: needs a Rust toolchain at run time ----------------------

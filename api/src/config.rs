@@ -15,6 +15,9 @@ pub struct ApiConfig {
     /// Largest execution input accepted, in bytes.
     #[arg(long, env = "PLAT_MAX_INPUT_BYTES", default_value_t = 1024 * 1024)]
     pub max_input_bytes: usize,
+    /// Largest body of `POST /functions/{function}/executions/batch`, in bytes.
+    #[arg(long, env = "PLAT_MAX_BATCH_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_batch_bytes: usize,
     /// Highest `executionConfig.timeoutMs` a function may ask for.
     #[arg(long, env = "PLAT_MAX_TIMEOUT_MS", default_value_t = 300_000)]
     pub max_timeout_ms: u32,
@@ -35,6 +38,7 @@ impl Default for ApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_source_bytes: 256 * 1024,
             max_input_bytes: 1024 * 1024,
+            max_batch_bytes: 16 * 1024 * 1024,
             max_timeout_ms: 300_000,
             max_memory_mb: 1024,
             max_wait_secs: 300,

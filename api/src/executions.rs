@@ -26,11 +26,11 @@ use crate::AppState;
 
 const DEFAULT_WAIT_SECS: u32 = 30;
 /// serde_json's own limit, so anything accepted can be read back as a `Value`.
-const MAX_INPUT_DEPTH: usize = 128;
+pub(crate) const MAX_INPUT_DEPTH: usize = 128;
 /// Longest wait a cancel call spends for the run to actually stop.
 const CANCEL_WAIT_SECS: u32 = 10;
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
-static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+pub(crate) static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 /// Set on a response that returns the execution an earlier request with the
 /// same `Idempotency-Key` created.
 static IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
@@ -169,11 +169,12 @@ async fn execute(
     };
     // Registered before the job exists, so even an instant finish is seen.
     let waiter = state.waiters.register(new.id);
-    let mut tx = state.db.begin().await?;
-    let enqueued = execute::enqueue(&mut tx, new)
+    // One statement, atomic on its own: no transaction round trips.
+    let mut conn = state.db.acquire().await?;
+    let enqueued = execute::enqueue(&mut conn, new)
         .await
         .map_err(unstorable_input)?;
-    tx.commit().await?;
+    drop(conn);
     let (id, waiter, replayed) = match enqueued {
         Enqueued::New => (new.id, waiter, false),
         Enqueued::Existing { id, same_input: true } => (id, state.waiters.register(id), true),
@@ -290,7 +291,7 @@ async fn cancel(
 
 /// Valid JSON that PostgreSQL's jsonb refuses (a `\u0000` escape, a number
 /// beyond its range) is the client's to fix.
-fn unstorable_input(error: sqlx::Error) -> Error {
+pub(crate) fn unstorable_input(error: sqlx::Error) -> Error {
     match plat_common::db::data_exception(&error) {
         Some(reason) => Error::BadRequest(format!(
             "the input is valid JSON but cannot be stored: {reason}"
@@ -322,7 +323,7 @@ fn parse_input(body: &[u8]) -> Result<Box<RawValue>> {
 
 /// The deepest nesting of arrays and objects in a JSON text, counting only
 /// brackets outside strings. Validity is checked separately.
-fn nesting_depth(json: &[u8]) -> usize {
+pub(crate) fn nesting_depth(json: &[u8]) -> usize {
     let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
     for &byte in json {
         if in_string {

@@ -1,6 +1,7 @@
 //! Plat's HTTP API: registers functions, queues their builds and runs, and
 //! serves their history. It only talks to PostgreSQL; the workers do the rest.
 
+mod batches;
 pub mod config;
 mod error;
 mod executions;
@@ -55,6 +56,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(functions::router(&state))
         .merge(executions::router(&state))
+        .merge(batches::router(&state))
         .merge(health::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

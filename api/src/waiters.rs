@@ -44,9 +44,12 @@ impl Waiters {
         }
     }
 
-    fn wake(&self, id: Uuid) {
-        for notify in self.lock().get(&id).into_iter().flatten() {
-            notify.notify_one();
+    fn wake(&self, ids: impl IntoIterator<Item = Uuid>) {
+        let by_execution = self.lock();
+        for id in ids {
+            for notify in by_execution.get(&id).into_iter().flatten() {
+                notify.notify_one();
+            }
         }
     }
 
@@ -91,9 +94,8 @@ pub async fn listen(pool: PgPool, waiters: Arc<Waiters>, shutdown: CancellationT
         shutdown,
         |heard| match heard {
             Heard::Notification(payload) => {
-                if let Ok(id) = payload.parse() {
-                    waiters.wake(id);
-                }
+                // One notification names a whole batch of finished executions.
+                waiters.wake(payload.split(',').filter_map(|id| id.parse().ok()));
             }
             Heard::MaybeMissed => waiters.wake_all(),
         },

@@ -37,8 +37,9 @@ struct Database {
     /// PostgreSQL connection string; without it, Plat runs its own cluster.
     #[arg(long, env = "DATABASE_URL")]
     database_url: Option<String>,
-    /// Folder for Plat's local state: the PostgreSQL cluster (`postgres/`)
-    /// and the compiler's cache (`cache/`). Survives restarts.
+    /// Folder for Plat's local state: the PostgreSQL cluster (`postgres/`),
+    /// the compiler's cache (`cache/`) and the executor's compiled code
+    /// (`module-cache/`). Survives restarts.
     #[arg(long, env = "PLAT_DATA_DIR", default_value = ".plat")]
     data_dir: PathBuf,
     /// Port of the local PostgreSQL cluster (127.0.0.1 only).
@@ -170,6 +171,10 @@ async fn run_up(mut up: Up) -> anyhow::Result<()> {
     // configured elsewhere.
     if up.compiler.cache_dir == Path::new(plat_worker_compiler::DEFAULT_CACHE_DIR) {
         up.compiler.cache_dir = up.database.data_dir.join("cache");
+    }
+    // Likewise the executor's compiled code (an empty value still turns it off).
+    if up.executor.module_cache_dir == Path::new(ExecutorConfig::DEFAULT_MODULE_CACHE_DIR) {
+        up.executor.module_cache_dir = up.database.data_dir.join("module-cache");
     }
     let result = serve(&url, up).await;
     if let Some(cluster) = cluster {

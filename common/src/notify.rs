@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 pub const COMPILE_JOBS: &str = "plat_compile_jobs";
 /// An execution job became claimable.
 pub const EXECUTION_JOBS: &str = "plat_execution_jobs";
-/// An execution reached a terminal state; the payload is its id.
+/// Executions reached a terminal state; the payload is their ids, comma
+/// separated (results are written in batches, one notification per batch).
 pub const EXECUTION_FINISHED: &str = "plat_execution_finished";
 /// A function version finished building (READY or FAILED); the payload is
 /// the function id.

@@ -52,6 +52,12 @@ pub trait Queue: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
     /// The `LISTEN` channel that announces new jobs.
     fn channel(&self) -> &'static str;
+    /// Whether this worker can start another job now (e.g. a run thread is
+    /// idle). Asked before each claim, so a worker busy with long jobs leaves
+    /// new ones to others.
+    fn ready_for_more(&self) -> bool {
+        true
+    }
     /// Claims up to `limit` jobs.
     fn claim(
         &self,
@@ -96,14 +102,21 @@ pub async fn run<Q: Queue>(
 
     let mut tasks = JoinSet::new();
     let mut claim_failures = 0u32;
+    // Whether the last claim filled every free slot, so more jobs are likely
+    // waiting. Then slots are refilled in batches (one claim per half of the
+    // slots, not one per finished job); otherwise a claim is made when told
+    // of new jobs or when polling.
+    let mut backlog = false;
+    let mut claim_now = true;
+    let refill_at = config.concurrency.div_ceil(2);
     while !shutdown.is_cancelled() {
         let free = config.concurrency.saturating_sub(tasks.len());
-        let mut claimed_all = false;
-        if free > 0 {
+        if claim_now && free > 0 && queue.ready_for_more() {
+            claim_now = false;
             match queue.claim(free).await {
                 Ok(jobs) => {
                     claim_failures = 0;
-                    claimed_all = jobs.len() == free;
+                    backlog = jobs.len() == free;
                     for job in jobs {
                         let token = Q::lease_token(&job);
                         lock(&in_flight).insert(token);
@@ -123,6 +136,7 @@ pub async fn run<Q: Queue>(
                     claim_failures = claim_failures.saturating_add(1);
                     let pause = Duration::from_millis(200 * 2u64.pow(claim_failures.min(5)));
                     tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "claim failed");
+                    claim_now = true;
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(pause) => continue,
@@ -130,17 +144,20 @@ pub async fn run<Q: Queue>(
                 }
             }
         }
-        if claimed_all {
-            // The queue may hold more: claim again as soon as a slot is free.
-            if tasks.len() < config.concurrency {
-                continue;
-            }
-        }
+        let refill =
+            |tasks: &JoinSet<()>| backlog && config.concurrency - tasks.len() >= refill_at.max(1);
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            _ = wake.notified(), if tasks.len() < config.concurrency => {}
-            _ = tokio::time::sleep(jittered(config.poll_interval)) => {}
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {
+                // Finished jobs come in bursts: collect the whole burst first.
+                while tasks.try_join_next().is_some() {}
+                claim_now = claim_now || refill(&tasks);
+            }
+            _ = wake.notified(), if tasks.len() < config.concurrency => {
+                // New jobs: claim now, unless a refill is due soon anyway.
+                claim_now = claim_now || !backlog || refill(&tasks);
+            }
+            _ = tokio::time::sleep(jittered(config.poll_interval)) => claim_now = true,
         }
     }
 

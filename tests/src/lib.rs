@@ -146,7 +146,11 @@ pub fn compiler_config() -> CompilerConfig {
 pub fn executor_config() -> ExecutorConfig {
     ExecutorConfig {
         concurrency: Some(2),
+        prefetch: 8,
         module_cache_size: 16,
+        // Next to the compiler's cache in the target folder: compiled code
+        // is shared by every test and kept between test runs.
+        module_cache_dir: cache_dir().with_file_name("plat-test-module-cache"),
         lease_secs: 3,
         poll_interval_ms: 1000,
         shutdown_grace_secs: 5,

@@ -1,6 +1,9 @@
 //! The executor worker's settings: flags, each with an environment variable.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use clap::builder::{OsStringValueParser, TypedValueParser as _};
 
 use plat_common::worker::LoopConfig;
 
@@ -15,9 +18,32 @@ pub struct ExecutorConfig {
         env = "PLAT_EXECUTE_CONCURRENCY"
     )]
     pub concurrency: Option<usize>,
+    /// Executions claimed ahead, beyond those running, so the next one is
+    /// already here when a run ends. Claims are only made while a run thread
+    /// is idle, so a worker busy with long runs leaves new jobs to others;
+    /// lower it (even to 0) when most functions run for seconds.
+    #[arg(
+        long = "execute-prefetch",
+        env = "PLAT_EXECUTE_PREFETCH",
+        default_value_t = 64
+    )]
+    pub prefetch: usize,
     /// Loaded modules kept in memory (an LRU keyed by function version).
     #[arg(long, env = "PLAT_MODULE_CACHE_SIZE", default_value_t = 256)]
     pub module_cache_size: usize,
+    /// Folder keeping compiled native code between process starts, so each
+    /// module (and JavaScript engine build) is compiled once per machine.
+    /// Created with mode 0700; a folder not ours or writable by others is not
+    /// used. Empty: no disk cache.
+    #[arg(
+        long,
+        env = "PLAT_MODULE_CACHE_DIR",
+        default_value = ExecutorConfig::DEFAULT_MODULE_CACHE_DIR,
+        // The default `PathBuf` parser refuses an empty value, which here
+        // means "off".
+        value_parser = OsStringValueParser::new().map(PathBuf::from)
+    )]
+    pub module_cache_dir: PathBuf,
     /// Seconds a claimed execution stays ours without a heartbeat.
     #[arg(
         id = "execute_lease_secs",
@@ -46,17 +72,60 @@ pub struct ExecutorConfig {
 }
 
 impl ExecutorConfig {
-    pub(crate) fn loop_config(&self) -> LoopConfig {
+    /// Where compiled native code is kept unless told otherwise.
+    pub const DEFAULT_MODULE_CACHE_DIR: &str = ".plat/module-cache";
+
+    /// The disk cache's folder, `None` when it is turned off.
+    pub(crate) fn module_cache_dir(&self) -> Option<&Path> {
+        Some(self.module_cache_dir.as_path()).filter(|dir| !dir.as_os_str().is_empty())
+    }
+
+    /// Run threads: executions running at once.
+    pub(crate) fn runs_at_once(&self) -> usize {
         let cpus = std::thread::available_parallelism().map_or(2, usize::from);
+        // The runtime's instance pool is sized for this many runs at once.
+        self.concurrency
+            .unwrap_or(cpus)
+            .clamp(1, crate::runtime::MAX_CONCURRENT_RUNS)
+    }
+
+    pub(crate) fn loop_config(&self) -> LoopConfig {
         LoopConfig {
-            // The runtime's instance pool is sized for this many runs at once.
-            concurrency: self
-                .concurrency
-                .unwrap_or(cpus)
-                .clamp(1, crate::runtime::MAX_CONCURRENT_RUNS),
+            // Jobs held at once: running, waiting for a run thread, or
+            // having their result written.
+            concurrency: self.runs_at_once() + self.prefetch,
             lease: Duration::from_secs(self.lease_secs.max(1)),
             poll_interval: Duration::from_millis(self.poll_interval_ms.max(10)),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: ExecutorConfig,
+    }
+
+    fn module_cache_dir(args: &[&str]) -> Option<PathBuf> {
+        let cli = Cli::try_parse_from([&["worker-executor"], args].concat()).expect("parses");
+        cli.config.module_cache_dir().map(Path::to_path_buf)
+    }
+
+    #[test]
+    fn the_module_cache_folder_defaults_to_plat_module_cache_and_empty_turns_it_off() {
+        let default = module_cache_dir(&[]);
+        let chosen = module_cache_dir(&["--module-cache-dir", "/var/cache/plat"]);
+        let off = module_cache_dir(&["--module-cache-dir", ""]);
+
+        assert_eq!(default, Some(PathBuf::from(".plat/module-cache")));
+        assert_eq!(chosen, Some(PathBuf::from("/var/cache/plat")));
+        assert_eq!(off, None);
     }
 }

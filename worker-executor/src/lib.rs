@@ -1,6 +1,7 @@
 //! Plat's executor worker: claims execution jobs from Postgres and runs each
 //! function's module in wasmtime under its limits.
 
+mod completions;
 mod config;
 mod modules;
 pub mod runtime;
@@ -20,18 +21,26 @@ pub async fn run(
     config: ExecutorConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let runtime = Arc::new(runtime::Runtime::new()?);
+    let runtime = Arc::new(runtime::Runtime::with_disk_cache(
+        config.module_cache_dir(),
+    )?);
     let loop_config = config.loop_config();
     let queue = Arc::new(worker::ExecuteQueue {
         pool: pool.clone(),
         modules: modules::ModuleCache::new(runtime.clone(), config.module_cache_size),
+        completions: completions::Completions::start(pool.clone()),
         runtime,
-        run_threads: runtime::RunThreads::start(loop_config.concurrency)?,
+        run_threads: runtime::RunThreads::start(config.runs_at_once())?,
         worker_id: plat_common::worker::worker_id("execute"),
         lease: loop_config.lease,
         running: Default::default(),
     });
-    tracing::info!(worker_id = %queue.worker_id, concurrency = loop_config.concurrency, "executor worker started");
+    tracing::info!(
+        worker_id = %queue.worker_id,
+        runs_at_once = config.runs_at_once(),
+        claimed_at_most = loop_config.concurrency,
+        "executor worker started"
+    );
     let preload = tokio::spawn({
         let (queue, pool) = (queue.clone(), pool.clone());
         async move {

@@ -3,7 +3,8 @@
 //! A version's module and execution config never change once READY, so the
 //! pair is cached by `(function_id, version)` without invalidation. Loading
 //! (Cranelift compiling the module) costs tens to hundreds of milliseconds,
-//! so concurrent first runs of one version share a single load.
+//! or about a millisecond when the runtime's disk cache already holds the
+//! code, so concurrent first runs of one version share a single load.
 //!
 //! TypeScript versions link against a JavaScript engine build, loaded once
 //! per process per build (by sha256) and kept: there are only ever a few.

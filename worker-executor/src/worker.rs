@@ -10,9 +10,10 @@ use plat_common::worker::Queue;
 use plat_common::{notify, ErrorKind};
 use sqlx::PgPool;
 use tokio::sync::oneshot;
-use tracing::{info, instrument, warn};
+use tracing::{debug, info, instrument, warn};
 use uuid::Uuid;
 
+use crate::completions::Completions;
 use crate::modules::{LoadError, ModuleCache};
 use crate::runtime::{CancelFlag, RunThreads, Runtime};
 
@@ -22,6 +23,8 @@ pub(crate) struct ExecuteQueue {
     /// One per run this worker runs at once.
     pub(crate) run_threads: RunThreads,
     pub(crate) modules: ModuleCache,
+    /// Where finished runs are recorded, in batches.
+    pub(crate) completions: Completions,
     pub(crate) worker_id: String,
     pub(crate) lease: Duration,
     /// The runs in flight, by execution id: their lease token and the flag
@@ -142,6 +145,10 @@ impl Queue for ExecuteQueue {
         job.lease_token
     }
 
+    fn ready_for_more(&self) -> bool {
+        self.run_threads.idle() > 0
+    }
+
     #[instrument(skip_all, fields(job_id = %job.id, function_id = %job.function_id, version = job.version, attempt = job.attempt))]
     async fn process(self: Arc<Self>, job: ExecutionJob) {
         let written = match self.attempt(&job).await {
@@ -150,34 +157,18 @@ impl Queue for ExecuteQueue {
                     Ok(_) => "SUCCEEDED",
                     Err((kind, _)) => kind.as_str(),
                 };
-                let mut written = execute::complete(&self.pool, &job, &finished).await;
-                let refused = written
-                    .as_ref()
-                    .err()
-                    .and_then(plat_common::db::data_exception);
-                if let (Some(reason), Ok(_)) = (refused, &finished.result) {
-                    // Valid JSON that jsonb cannot hold: the function's
-                    // result, not a reason to retry.
-                    let message =
-                        format!("the output is valid JSON but cannot be stored: {reason}");
-                    let unstorable = Finished {
-                        result: Err((ErrorKind::InvalidOutput, message)),
-                        ..finished.clone()
-                    };
-                    written = execute::complete(&self.pool, &job, &unstorable).await;
-                }
+                let duration_ms = finished.duration_ms;
+                let written = self.completions.record(job, finished).await;
                 if matches!(written, Ok(true)) {
-                    info!(
-                        status,
-                        duration_ms = finished.duration_ms,
-                        "execution finished"
-                    );
+                    debug!(status, duration_ms, "execution finished");
                 }
                 written
             }
             Attempt::Retry(error) => {
                 warn!(%error, "execution attempt failed; retrying");
-                execute::retry_or_fail(&self.pool, &job, &error).await
+                execute::retry_or_fail(&self.pool, &job, &error)
+                    .await
+                    .map_err(Arc::new)
             }
         };
         match written {

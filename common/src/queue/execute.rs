@@ -72,9 +72,10 @@ pub struct NewExecution<'a> {
     pub idempotency_key: Option<&'a str>,
 }
 
-/// Creates the execution record (QUEUED) and its job, in the caller's
-/// transaction, and wakes the executors. With an idempotency key already
-/// used for this function, creates nothing and names the earlier execution.
+/// Creates the execution record (QUEUED) and its job and wakes the
+/// executors, in one statement (so one round trip, atomic without an
+/// explicit transaction). With an idempotency key already used for this
+/// function, creates nothing and names the earlier execution.
 pub async fn enqueue(
     conn: &mut sqlx::PgConnection,
     new: NewExecution<'_>,
@@ -86,9 +87,11 @@ pub async fn enqueue(
             values ($1, $2, $3, $4::jsonb, $5)
             on conflict (function_id, idempotency_key) where idempotency_key is not null do nothing
             returning id
+        ), j as (
+            insert into execution_jobs (id, function_id, version) select id, $2, $3 from e
+            returning id
         )
-        insert into execution_jobs (id, function_id, version) select id, $2, $3 from e
-        returning id
+        select j.id from j, lateral (select pg_notify($6, '')) as n
         "#,
     )
     .bind(new.id)
@@ -96,13 +99,10 @@ pub async fn enqueue(
     .bind(new.version)
     .bind(new.input_json)
     .bind(new.idempotency_key)
+    .bind(notify::EXECUTION_JOBS)
     .fetch_optional(&mut *conn)
     .await?;
     if created.is_some() {
-        sqlx::query("select pg_notify($1, '')")
-            .bind(notify::EXECUTION_JOBS)
-            .execute(&mut *conn)
-            .await?;
         return Ok(Enqueued::New);
     }
     // The insert waited for a concurrent request with the same key to commit,
@@ -119,6 +119,39 @@ pub async fn enqueue(
     .fetch_one(&mut *conn)
     .await?;
     Ok(Enqueued::Existing { id, same_input })
+}
+
+/// Queues one execution of `version` per input (JSON texts), with the given
+/// ids, in one statement and with one notification. All or nothing: an
+/// input PostgreSQL refuses fails the whole batch.
+pub async fn enqueue_batch(
+    db: impl PgExecutor<'_>,
+    function_id: Uuid,
+    version: i32,
+    ids: &[Uuid],
+    inputs: &[&str],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        r#"
+        with e as (
+            insert into executions (id, function_id, function_version, input)
+            select id, $3, $4, input::jsonb from unnest($1::uuid[], $2::text[]) as t (id, input)
+            returning id
+        ), j as (
+            insert into execution_jobs (id, function_id, version) select id, $3, $4 from e
+            returning id
+        )
+        select pg_notify($5, '') from j having count(*) > 0
+        "#,
+    )
+    .bind(ids)
+    .bind(inputs)
+    .bind(function_id)
+    .bind(version)
+    .bind(notify::EXECUTION_JOBS)
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 /// Claims up to `limit` ready jobs and marks their executions RUNNING, in one
@@ -160,6 +193,10 @@ pub async fn claim(
     .await
 }
 
+/// Most results [`complete_batch`] writes at once: the one notification it
+/// sends lists their ids, and a payload holds at most 7,999 bytes (37 per id).
+pub const MAX_COMPLETION_BATCH: usize = 200;
+
 /// Writes the terminal record and removes the job, if this worker still holds
 /// the lease; then wakes whoever waits for the result. Returns `false` when
 /// the lease was lost (nothing was written).
@@ -168,40 +205,93 @@ pub async fn complete(
     job: &ExecutionJob,
     finished: &Finished,
 ) -> Result<bool, sqlx::Error> {
-    let (status, output, error_type, error_message) = match &finished.result {
-        Ok(output) => ("SUCCEEDED", Some(output.as_str()), None, None),
-        Err((ErrorKind::Cancelled, message)) => {
-            ("CANCELLED", None, Some("CANCELLED"), Some(message.as_str()))
-        }
-        Err((kind, message)) => ("FAILED", None, Some(kind.as_str()), Some(message.as_str())),
-    };
-    let row: Option<(Uuid,)> = sqlx::query_as(
+    Ok(!complete_batch(db, &[(job, finished)]).await?.is_empty())
+}
+
+/// [`complete`] for up to [`MAX_COMPLETION_BATCH`] jobs in one statement and
+/// one transaction, with one notification naming all of them (comma
+/// separated). Each record is written only if its lease is still held;
+/// returns the ids that were written. One value PostgreSQL refuses (see
+/// [`crate::db::data_exception`]) fails the whole batch.
+pub async fn complete_batch(
+    db: impl PgExecutor<'_>,
+    results: &[(&ExecutionJob, &Finished)],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    assert!(
+        results.len() <= MAX_COMPLETION_BATCH,
+        "at most {MAX_COMPLETION_BATCH} results per batch"
+    );
+    let n = results.len();
+    let (mut ids, mut tokens, mut statuses) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut outputs, mut error_types, mut error_messages) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut logs, mut truncated, mut durations) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for (job, finished) in results {
+        let (status, output, error_type, error_message) = match &finished.result {
+            Ok(output) => ("SUCCEEDED", Some(output.as_str()), None, None),
+            Err((ErrorKind::Cancelled, message)) => {
+                ("CANCELLED", None, Some("CANCELLED"), Some(message.as_str()))
+            }
+            Err((kind, message)) => ("FAILED", None, Some(kind.as_str()), Some(message.as_str())),
+        };
+        ids.push(job.id);
+        tokens.push(job.lease_token);
+        statuses.push(status);
+        outputs.push(output);
+        error_types.push(error_type);
+        error_messages.push(error_message);
+        logs.push(finished.logs.as_str());
+        truncated.push(finished.logs_truncated);
+        durations.push(finished.duration_ms);
+    }
+    let written: Option<(Vec<Uuid>,)> = sqlx::query_as(
         r#"
-        with done as (
-            delete from execution_jobs where id = $1 and lease_token = $2 returning id
+        with r as (
+            select * from unnest($1::uuid[], $2::uuid[], $3::execution_status[], $4::text[],
+                                 $5::text[], $6::text[], $7::text[], $8::bool[], $9::int[])
+                as r (id, lease_token, status, output, error_type, error_message, logs,
+                      logs_truncated, duration_ms)
+        ), done as (
+            delete from execution_jobs j using r
+            where j.id = r.id and j.lease_token = r.lease_token
+            returning j.id
         ), fin as (
             update executions e
-            set status = $3::execution_status, output = $4::jsonb, error_type = $5, error_message = $6,
-                logs = $7, logs_truncated = $8, duration_ms = $9, finished_at = now()
-            from done where e.id = done.id
+            set status = r.status, output = r.output::jsonb, error_type = r.error_type,
+                error_message = r.error_message, logs = r.logs, logs_truncated = r.logs_truncated,
+                duration_ms = r.duration_ms, finished_at = now()
+            from r join done on done.id = r.id
+            where e.id = r.id
             returning e.id
         )
-        select id from fin, lateral (select pg_notify($10, fin.id::text)) as n
+        select array_agg(id), pg_notify($10, string_agg(id::text, ',')) from fin
+        having count(*) > 0
         "#,
     )
-    .bind(job.id)
-    .bind(job.lease_token)
-    .bind(status)
-    .bind(output)
-    .bind(error_type)
-    .bind(error_message)
-    .bind(&finished.logs)
-    .bind(finished.logs_truncated)
-    .bind(finished.duration_ms)
+    .bind(&ids)
+    .bind(&tokens)
+    .bind(&statuses)
+    .bind(&outputs)
+    .bind(&error_types)
+    .bind(&error_messages)
+    .bind(&logs)
+    .bind(&truncated)
+    .bind(&durations)
     .bind(notify::EXECUTION_FINISHED)
     .fetch_optional(db)
     .await?;
-    Ok(row.is_some())
+    Ok(written.map(|(ids,)| ids).unwrap_or_default())
 }
 
 /// Gives the job back after an infrastructure failure (retried with backoff),

@@ -8,6 +8,10 @@
 //! engine ([`LoadedEngine`]): a run instantiates both in one store, so the
 //! limits cover the engine too.
 //!
+//! A runtime made with [`Runtime::with_disk_cache`] keeps the native code it
+//! compiles in a folder and reads it back in later processes
+//! ([`disk_cache`]), so Cranelift compiles a module once per machine.
+//!
 //! Both [`Runtime::load`] and [`Runtime::run`] block (compiling, running wasm):
 //! never call them on an async worker thread. `run` must also not be called
 //! on a thread that is inside a tokio runtime's `block_on`, because WASI host
@@ -21,6 +25,7 @@
 //! only [`RunLimits::env`] as the environment, `argv = ["handler"]`; real
 //! clocks and randomness.
 
+mod disk_cache;
 mod engine;
 mod exit;
 mod limits;
@@ -33,13 +38,17 @@ mod threads;
 #[cfg(test)]
 mod tests;
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context as _;
+
 pub use plat_common::ErrorKind;
 use plat_common::ExecutionConfig;
 
+use self::disk_cache::{DiskCache, Origin};
 use self::engine::EpochTicker;
 pub use self::engine::MAX_CONCURRENT_RUNS;
 use self::run::{Prepared, RunState};
@@ -51,6 +60,8 @@ pub use self::threads::{spawn_run_thread, RunThreads};
 pub struct Runtime {
     engine: wasmtime::Engine,
     linker: wasmtime::Linker<RunState>,
+    /// Where compiled code outlives the process; `None`: compile every load.
+    disk_cache: Option<DiskCache>,
     _ticker: EpochTicker,
 }
 
@@ -157,32 +168,61 @@ pub struct RunOutcome {
 
 impl Runtime {
     /// Builds the engine (epoch interruption, 8 MiB wasm stack, Cranelift
-    /// `Speed`) and starts the 10 ms epoch ticker.
+    /// `Speed`) and starts the 10 ms epoch ticker. Every load compiles.
     pub fn new() -> anyhow::Result<Self> {
+        Self::with_disk_cache(None)
+    }
+
+    /// [`new`](Self::new), keeping compiled native code in `dir` (created
+    /// with mode 0700) and reading it back on later loads, in this process or
+    /// the next. A folder that cannot be trusted (not ours, or writable by
+    /// others) or created is logged and not used: loads then compile, as
+    /// with `new`.
+    pub fn with_disk_cache(dir: Option<&Path>) -> anyhow::Result<Self> {
         let engine = engine::build_engine()?;
         let linker = run::build_linker(&engine)?;
+        let disk_cache = dir.and_then(|dir| match DiskCache::open(dir, &engine) {
+            Ok(cache) => {
+                tracing::info!(dir = %dir.display(), "compiled modules are cached on disk");
+                Some(cache)
+            }
+            Err(error) => {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    error = %format_args!("{error:#}"),
+                    "not using the module cache folder; every process will compile its modules"
+                );
+                None
+            }
+        });
         let ticker = EpochTicker::start(engine.clone())?;
         Ok(Self {
             engine,
             linker,
+            disk_cache,
             _ticker: ticker,
         })
     }
 
     /// Compiles `wasm` (binary format) and resolves its imports. CPU-heavy
-    /// (tens to hundreds of ms): call from `spawn_blocking`, and cache the
-    /// result per module.
+    /// (tens to hundreds of ms, unless the disk cache has it): call from
+    /// `spawn_blocking`, and cache the result per module.
     pub fn load(&self, wasm: &[u8]) -> anyhow::Result<LoadedModule> {
+        let module = self.compile(wasm).context("invalid wasm module")?;
         Ok(LoadedModule {
-            prepared: run::prepare(&self.engine, &self.linker, wasm)?,
+            prepared: run::prepare(&self.linker, module)?,
         })
     }
 
-    /// Compiles a JavaScript engine build (about 0.6 s for its 1.7 MB):
-    /// call from `spawn_blocking`, once per engine build.
+    /// Compiles a JavaScript engine build (about 0.6 s for its 1.7 MB,
+    /// unless the disk cache has it): call from `spawn_blocking`, once per
+    /// engine build.
     pub fn load_engine(&self, wasm: &[u8]) -> anyhow::Result<LoadedEngine> {
+        let module = self
+            .compile(wasm)
+            .context("invalid JavaScript engine module")?;
         Ok(LoadedEngine {
-            prepared: run::prepare_engine(&self.engine, &self.linker, wasm)?,
+            prepared: run::prepare_engine(&self.linker, module)?,
         })
     }
 
@@ -193,9 +233,30 @@ impl Runtime {
         wasm: &[u8],
         engine: Arc<LoadedEngine>,
     ) -> anyhow::Result<LoadedModule> {
+        let module = self.compile(wasm).context("invalid wasm module")?;
         Ok(LoadedModule {
-            prepared: run::prepare_linked(&self.engine, wasm, engine)?,
+            prepared: run::prepare_linked(module, engine)?,
         })
+    }
+
+    /// The native code for `wasm`: from the disk cache when it has it, else
+    /// compiled now (binary format only: modules come from our compiler, and
+    /// accepting the text format would put a second parser on this path for
+    /// nothing).
+    fn compile(&self, wasm: &[u8]) -> anyhow::Result<wasmtime::Module> {
+        let (module, origin) = self.compile_or_read(wasm)?;
+        tracing::debug!(?origin, wasm_bytes = wasm.len(), "native code ready");
+        Ok(module)
+    }
+
+    /// [`compile`](Self::compile), also saying where the code came from.
+    fn compile_or_read(&self, wasm: &[u8]) -> anyhow::Result<(wasmtime::Module, Origin)> {
+        let compiled = match &self.disk_cache {
+            Some(cache) => cache.module(&self.engine, wasm),
+            None => wasmtime::Module::from_binary(&self.engine, wasm)
+                .map(|module| (module, Origin::Compiled)),
+        };
+        compiled.map_err(anyhow::Error::from)
     }
 
     /// Runs `module` once with `input` on stdin. Blocks until the module

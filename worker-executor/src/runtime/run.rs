@@ -79,12 +79,9 @@ pub(crate) fn build_linker(engine: &Engine) -> anyhow::Result<Linker<RunState>> 
     Ok(linker)
 }
 
-pub(crate) fn prepare(
-    engine: &Engine,
-    linker: &Linker<RunState>,
-    wasm: &[u8],
-) -> anyhow::Result<Prepared> {
-    let (module, start) = compile_command(engine, wasm)?;
+/// Prepares a compiled WASI command (a Rust function).
+pub(crate) fn prepare(linker: &Linker<RunState>, module: Module) -> anyhow::Result<Prepared> {
+    let start = command_start(&module)?;
     // Resolves every import now, so a module needing something we do not
     // provide (sockets of another WASI version, threads, …) fails at load, not
     // at its first run.
@@ -95,16 +92,12 @@ pub(crate) fn prepare(
     Ok(Prepared::Command { pre, start })
 }
 
-/// Loads a JavaScript engine build: a WASI reactor exporting what function
+/// Prepares a JavaScript engine build: a WASI reactor exporting what function
 /// modules import (`plat_common::js_module`).
 pub(crate) fn prepare_engine(
-    engine: &Engine,
     linker: &Linker<RunState>,
-    wasm: &[u8],
+    module: Module,
 ) -> anyhow::Result<PreparedEngine> {
-    let module = Module::from_binary(engine, wasm)
-        .map_err(anyhow::Error::from)
-        .context("invalid JavaScript engine module")?;
     for name in [js_module::MEMORY, js_module::REALLOC, js_module::INVOKE] {
         if module.get_export(name).is_none() {
             anyhow::bail!("the JavaScript engine does not export `{name}`");
@@ -117,14 +110,13 @@ pub(crate) fn prepare_engine(
     Ok(PreparedEngine { pre })
 }
 
-/// Loads a function module that links against `loaded_engine`: every import
-/// must name one of the engine's exports.
+/// Prepares a function module that links against `loaded_engine`: every
+/// import must name one of the engine's exports.
 pub(crate) fn prepare_linked(
-    engine: &Engine,
-    wasm: &[u8],
+    module: Module,
     loaded_engine: Arc<LoadedEngine>,
 ) -> anyhow::Result<Prepared> {
-    let (module, start) = compile_command(engine, wasm)?;
+    let start = command_start(&module)?;
     let engine_module = loaded_engine.prepared.pre.module();
     let imports = module
         .imports()
@@ -151,18 +143,12 @@ pub(crate) fn prepare_linked(
     })
 }
 
-/// Compiles a function module and finds its `_start`.
-fn compile_command(engine: &Engine, wasm: &[u8]) -> anyhow::Result<(Module, ModuleExport)> {
-    // Binary only: modules come from our compiler, and accepting the text
-    // format would put a second parser on this path for nothing.
-    let module = Module::from_binary(engine, wasm)
-        .map_err(anyhow::Error::from)
-        .context("invalid wasm module")?;
-    check_command_exports(&module)?;
-    let start = module
+/// A function module's `_start`, once it is known to be a WASI command.
+fn command_start(module: &Module) -> anyhow::Result<ModuleExport> {
+    check_command_exports(module)?;
+    module
         .get_export_index("_start")
-        .context("module does not export `_start`")?;
-    Ok((module, start))
+        .context("module does not export `_start`")
 }
 
 /// A WASI command: `_start: () -> ()` and a memory named `memory` (WASI

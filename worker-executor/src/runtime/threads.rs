@@ -4,6 +4,7 @@
 
 use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -61,6 +62,9 @@ type Job = Box<dyn FnOnce() + Send>;
 /// a thread. Dropping it lets the threads end once their current job is done.
 pub struct RunThreads {
     jobs: mpsc::Sender<Job>,
+    count: usize,
+    /// Jobs queued or running: more than `count` means some wait.
+    taken: Arc<AtomicUsize>,
 }
 
 impl RunThreads {
@@ -68,8 +72,9 @@ impl RunThreads {
     pub fn start(count: usize) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
-        for _ in 0..count.max(1) {
-            let queue = queue.clone();
+        let (count, taken) = (count.max(1), Arc::new(AtomicUsize::new(0)));
+        for _ in 0..count {
+            let (queue, taken) = (queue.clone(), taken.clone());
             spawn_run_thread(move || loop {
                 // The lock is held only while waiting for the next job.
                 let next = queue
@@ -80,15 +85,23 @@ impl RunThreads {
                 // A job that panics drops its result sender, which its caller
                 // sees; the thread stays for the next job.
                 let _ = panic::catch_unwind(AssertUnwindSafe(job));
+                taken.fetch_sub(1, Ordering::Relaxed);
             })?;
         }
-        Ok(Self { jobs })
+        Ok(Self { jobs, count, taken })
     }
 
     /// Queues `job` for the next free thread.
     pub fn execute(&self, job: impl FnOnce() + Send + 'static) {
+        self.taken.fetch_add(1, Ordering::Relaxed);
         // The threads only end when `self` is dropped, so the send succeeds.
         let _ = self.jobs.send(Box::new(job));
+    }
+
+    /// Threads with nothing to run and nothing queued for them.
+    pub fn idle(&self) -> usize {
+        self.count
+            .saturating_sub(self.taken.load(Ordering::Relaxed))
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::*;
 
 mod bench;
+mod disk_cache;
 
 /// One `Runtime` per test binary, as in production: every test also exercises
 /// sharing it between threads.
@@ -20,6 +21,7 @@ fn runtime() -> &'static Runtime {
 struct Guest {
     name: &'static str,
     source: &'static str,
+    wasm: OnceLock<Vec<u8>>,
     module: OnceLock<LoadedModule>,
 }
 
@@ -28,15 +30,19 @@ impl Guest {
         Self {
             name,
             source,
+            wasm: OnceLock::new(),
             module: OnceLock::new(),
         }
     }
 
+    fn wasm(&self) -> &[u8] {
+        self.wasm
+            .get_or_init(|| compile_rust_guest(self.name, self.source))
+    }
+
     fn module(&self) -> &LoadedModule {
-        self.module.get_or_init(|| {
-            let wasm = compile_rust_guest(self.name, self.source);
-            runtime().load(&wasm).expect("load guest")
-        })
+        self.module
+            .get_or_init(|| runtime().load(self.wasm()).expect("load guest"))
     }
 
     fn run(&self, input: &str, limits: &RunLimits) -> RunOutcome {

@@ -1,0 +1,127 @@
+//! Queuing many runs in one call: `POST /functions/{id}/executions/batch`
+//! with `{"inputs": [...]}`. It never waits; each run is an ordinary
+//! execution (history, `GET /executions/{id}`, cancel). Producers that fan
+//! out work use it to enqueue thousands of runs per second with one request
+//! and one statement per batch instead of one each.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use plat_common::queue::execute;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::executions::{nesting_depth, unstorable_input, IDEMPOTENCY_KEY, MAX_INPUT_DEPTH};
+use crate::extract::{Json, Path};
+use crate::functions::{self, FunctionKey};
+use crate::AppState;
+
+/// Most inputs one call may carry: enough to amortise a round trip, small
+/// enough that one statement stays short.
+pub const MAX_BATCH_INPUTS: usize = 1000;
+/// The body's nesting limit, the same as a single input's; `{"inputs": [`
+/// takes two of its levels.
+const MAX_BATCH_DEPTH: usize = MAX_INPUT_DEPTH;
+
+pub fn router(state: &AppState) -> Router<AppState> {
+    Router::new().route(
+        "/functions/{function}/executions/batch",
+        post(enqueue).layer(DefaultBodyLimit::max(state.config.max_batch_bytes)),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Batch<'a> {
+    #[serde(borrow)]
+    inputs: Vec<&'a RawValue>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Queued {
+    function_id: Uuid,
+    version: i32,
+    /// In the order of the inputs.
+    execution_ids: Vec<Uuid>,
+}
+
+/// Queues one run of the active version per input, all or nothing, and
+/// answers 202 with their ids in input order.
+async fn enqueue(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Queued>)> {
+    if headers.contains_key(&IDEMPOTENCY_KEY) {
+        return Err(Error::BadRequest(
+            "Idempotency-Key is not supported on batches: send the runs that need it one by one to POST /functions/{function}/execute".to_owned(),
+        ));
+    }
+    let body = body.map_err(|rejection| match Error::from(rejection) {
+        Error::PayloadTooLarge(_) => Error::PayloadTooLarge(format!(
+            "the batch is larger than the limit of {} bytes; split it",
+            state.config.max_batch_bytes
+        )),
+        other => other,
+    })?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| Error::BadRequest("the batch is not UTF-8 text".to_owned()))?;
+    // Checked before parsing, as for a single input (PostgreSQL's jsonb
+    // parser overflows on deep nesting, and serde_json stops at 128).
+    if nesting_depth(text.as_bytes()) > MAX_BATCH_DEPTH {
+        return Err(Error::BadRequest(format!(
+            "the batch is nested too deeply: each input may nest at most {} levels of arrays and objects",
+            MAX_BATCH_DEPTH - 2
+        )));
+    }
+    let batch: Batch = serde_json::from_str(text).map_err(|e| {
+        Error::BadRequest(format!(
+            "the body must be a JSON object {{\"inputs\": [...]}}: {e}"
+        ))
+    })?;
+    if batch.inputs.is_empty() || batch.inputs.len() > MAX_BATCH_INPUTS {
+        return Err(Error::BadRequest(format!(
+            "`inputs` must hold 1 to {MAX_BATCH_INPUTS} inputs, got {}",
+            batch.inputs.len()
+        )));
+    }
+    if let Some(at) = batch
+        .inputs
+        .iter()
+        .position(|input| input.get().len() > state.config.max_input_bytes)
+    {
+        return Err(Error::PayloadTooLarge(format!(
+            "input {at} is larger than the limit of {} bytes",
+            state.config.max_input_bytes
+        )));
+    }
+
+    let function = functions::find(&state.db, &FunctionKey::parse(key), false).await?;
+    let Some(version) = function.active_version else {
+        return Err(Error::Conflict(format!(
+            "function {} has no READY version yet (its newest version is {}); wait until GET /functions/{} shows status READY",
+            function.id, function.status, function.id
+        )));
+    };
+    // v7 ids in input order keep the history in input order too.
+    let ids: Vec<Uuid> = batch.inputs.iter().map(|_| Uuid::now_v7()).collect();
+    let inputs: Vec<&str> = batch.inputs.iter().map(|input| input.get()).collect();
+    execute::enqueue_batch(&state.db, function.id, version, &ids, &inputs)
+        .await
+        .map_err(unstorable_input)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Queued {
+            function_id: function.id,
+            version,
+            execution_ids: ids,
+        }),
+    ))
+}
