@@ -116,6 +116,7 @@ async fn enqueue(
     execute::enqueue_batch(&state.db, function.id, version, &ids, &inputs)
         .await
         .map_err(unstorable_input)?;
+    state.new_jobs.send();
     Ok((
         StatusCode::ACCEPTED,
         Json(Queued {

@@ -104,17 +104,25 @@ impl ExecutionView {
     }
 }
 
+/// An execution as callers see it: while its job is claimed it is RUNNING,
+/// with the job's start, attempt and worker (claims write only the job row;
+/// see `plat_common::queue`). A finished execution has no job any more.
 const SELECT_EXECUTION: &str = r#"
-    select id, function_id, function_version, status::text as status, input, output, error_type,
-           error_message, logs, logs_truncated, duration_ms, attempts, created_at, started_at, finished_at
-    from executions
+    select e.id, e.function_id, e.function_version,
+           case when j.state = 'running' then 'RUNNING' else e.status::text end as status,
+           e.input, e.output, e.error_type, e.error_message, e.logs, e.logs_truncated,
+           e.duration_ms, coalesce(j.attempt, e.attempts) as attempts, e.created_at,
+           coalesce(j.started_at, e.started_at) as started_at, e.finished_at
+    from executions e left join execution_jobs j on j.id = e.id
 "#;
 
 async fn fetch(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<ExecutionView>> {
-    Ok(sqlx::query_as(&format!("{SELECT_EXECUTION} where id = $1"))
-        .bind(id)
-        .fetch_optional(db)
-        .await?)
+    Ok(
+        sqlx::query_as(&format!("{SELECT_EXECUTION} where e.id = $1"))
+            .bind(id)
+            .fetch_optional(db)
+            .await?,
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -176,7 +184,10 @@ async fn execute(
         .map_err(unstorable_input)?;
     drop(conn);
     let (id, waiter, replayed) = match enqueued {
-        Enqueued::New => (new.id, waiter, false),
+        Enqueued::New => {
+            state.new_jobs.send();
+            (new.id, waiter, false)
+        }
         Enqueued::Existing { id, same_input: true } => (id, state.waiters.register(id), true),
         Enqueued::Existing { id, same_input: false } => {
             return Err(Error::Conflict(format!(
@@ -380,10 +391,14 @@ async fn list(
     let rows: Vec<ExecutionView> = sqlx::query_as(&format!(
         r#"
         {SELECT_EXECUTION}
-        where function_id = $1
-          and ($2::execution_status is null or status = $2::execution_status)
-          and ($3::timestamptz is null or (created_at, id) < ($3, $4))
-        order by created_at desc, id desc
+        where e.function_id = $1
+          -- The stored status (QUEUED for a running one) lets the index
+          -- narrow the rows; the job decides between QUEUED and RUNNING.
+          and ($2::execution_status is null
+               or e.status = case when $2 = 'RUNNING' then 'QUEUED' else $2 end::execution_status
+                  and (e.status <> 'QUEUED' or (j.state = 'running') = ($2 = 'RUNNING')))
+          and ($3::timestamptz is null or (e.created_at, e.id) < ($3, $4))
+        order by e.created_at desc, e.id desc
         limit $5
         "#
     ))

@@ -34,14 +34,21 @@ pub struct AppState {
     pub db: PgPool,
     pub config: Arc<ApiConfig>,
     waiters: Arc<waiters::Waiters>,
+    /// Wakes the executors after an execution is queued.
+    new_jobs: plat_common::notify::Hint,
     /// Cancelled when the server stops: calls waiting for an execution then
     /// answer at once (202) instead of holding the shutdown for `?wait=`.
     stopping: CancellationToken,
 }
 
 impl AppState {
+    /// Must be called within a tokio runtime (it starts the notifying task).
     pub fn new(db: PgPool, config: ApiConfig) -> Self {
         Self {
+            new_jobs: plat_common::notify::Hint::start(
+                db.clone(),
+                plat_common::notify::EXECUTION_JOBS,
+            ),
             db,
             config: Arc::new(config),
             waiters: Arc::default(),

@@ -83,3 +83,44 @@ pub async fn listen(
         }
     }
 }
+
+/// Sends `NOTIFY channel` (no payload) on behalf of many callers, after
+/// their commit and in a statement of its own: a burst of calls becomes one
+/// or two notifications.
+///
+/// Why not `pg_notify` in the writing transaction: PostgreSQL serialises
+/// every committing transaction that notified (a database-wide lock, held
+/// through the commit's WAL flush), so enqueues through many connections at
+/// once would wait for each other's disk flush. A notification without
+/// writes has no WAL to flush and holds that lock for microseconds.
+#[derive(Debug, Clone)]
+pub struct Hint {
+    pending: tokio::sync::mpsc::Sender<()>,
+}
+
+impl Hint {
+    /// Starts the sending task; it ends when every clone is dropped.
+    pub fn start(pool: PgPool, channel: &'static str) -> Self {
+        // One slot: a call while a notification is pending or being sent
+        // only needs one more after it, not one each.
+        let (pending, mut calls) = tokio::sync::mpsc::channel::<()>(1);
+        tokio::spawn(async move {
+            while calls.recv().await.is_some() {
+                if let Err(error) = sqlx::query("select pg_notify($1, '')")
+                    .bind(channel)
+                    .execute(&pool)
+                    .await
+                {
+                    // Listeners also poll, so a lost hint only delays.
+                    tracing::warn!(%error, channel, "could not notify");
+                }
+            }
+        });
+        Self { pending }
+    }
+
+    /// Asks for a notification soon (never waits).
+    pub fn send(&self) {
+        let _ = self.pending.try_send(());
+    }
+}

@@ -117,3 +117,65 @@ async fn a_job_whose_worker_died_is_run_again_and_the_dead_worker_cannot_overwri
     let after = app.get(&format!("/executions/{execution_id}")).await;
     assert_eq!(after.body["output"]["greeting"], "Hello, Lost!");
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_claimed_execution_reads_and_lists_as_running_and_keeps_its_start_when_finished(
+    pool: PgPool,
+) {
+    let app = TestApp::spawn_with(pool.clone(), Workers::COMPILER_ONLY).await;
+    let id = app.ready_function("listed", HELLO, json!({})).await;
+    let first = app.execute(&id, json!({ "name": "First" }), 0).await;
+    let first = first.body["id"].as_str().unwrap().to_owned();
+    // Claimed alone: the second is queued after it.
+    let claimed = execute::claim(&pool, "lister", Duration::from_secs(60), 1)
+        .await
+        .unwrap();
+    let second = app.execute(&id, json!({ "name": "Second" }), 0).await;
+    let second = second.body["id"].as_str().unwrap().to_owned();
+    let listed = |status: &'static str| {
+        let app = &app;
+        let id = &id;
+        async move {
+            let page = app
+                .get(&format!("/functions/{id}/executions?status={status}"))
+                .await;
+            page.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+
+    let running = app.get(&format!("/executions/{first}")).await;
+    assert_eq!(running.body["status"], "RUNNING", "{}", running.body);
+    assert_eq!(running.body["attempts"], 1);
+    let started_at = running.body["startedAt"].as_str().unwrap().to_owned();
+    assert_eq!(listed("RUNNING").await, [first.clone()]);
+    assert_eq!(listed("QUEUED").await, [second.clone()]);
+    assert!(listed("SUCCEEDED").await.is_empty());
+
+    let job = claimed.into_iter().next().unwrap();
+    let done = Finished {
+        result: Ok("{\"ok\":true}".to_owned()),
+        logs: String::new(),
+        logs_truncated: false,
+        duration_ms: 1,
+    };
+    assert!(execute::complete(&pool, &job, &done).await.unwrap());
+
+    let finished = app.get(&format!("/executions/{first}")).await;
+    assert_eq!(finished.body["status"], "SUCCEEDED", "{}", finished.body);
+    assert_eq!(finished.body["attempts"], 1);
+    assert_eq!(finished.body["startedAt"], started_at.as_str());
+    assert_eq!(listed("SUCCEEDED").await, [first]);
+    assert!(listed("RUNNING").await.is_empty());
+    assert_eq!(listed("QUEUED").await, [second]);
+    let (worker,): (Option<String>,) =
+        sqlx::query_as("select worker_id from executions where status = 'SUCCEEDED'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(worker.as_deref(), Some("lister"));
+}

@@ -72,10 +72,11 @@ pub struct NewExecution<'a> {
     pub idempotency_key: Option<&'a str>,
 }
 
-/// Creates the execution record (QUEUED) and its job and wakes the
-/// executors, in one statement (so one round trip, atomic without an
-/// explicit transaction). With an idempotency key already used for this
-/// function, creates nothing and names the earlier execution.
+/// Creates the execution record (QUEUED) and its job in one statement (one
+/// round trip, atomic without an explicit transaction). The caller then
+/// wakes the executors with a [`notify::Hint`] on [`notify::EXECUTION_JOBS`].
+/// With an idempotency key already used for this function, creates nothing
+/// and names the earlier execution.
 pub async fn enqueue(
     conn: &mut sqlx::PgConnection,
     new: NewExecution<'_>,
@@ -87,11 +88,9 @@ pub async fn enqueue(
             values ($1, $2, $3, $4::jsonb, $5)
             on conflict (function_id, idempotency_key) where idempotency_key is not null do nothing
             returning id
-        ), j as (
-            insert into execution_jobs (id, function_id, version) select id, $2, $3 from e
-            returning id
         )
-        select j.id from j, lateral (select pg_notify($6, '')) as n
+        insert into execution_jobs (id, function_id, version) select id, $2, $3 from e
+        returning id
         "#,
     )
     .bind(new.id)
@@ -99,7 +98,6 @@ pub async fn enqueue(
     .bind(new.version)
     .bind(new.input_json)
     .bind(new.idempotency_key)
-    .bind(notify::EXECUTION_JOBS)
     .fetch_optional(&mut *conn)
     .await?;
     if created.is_some() {
@@ -122,8 +120,9 @@ pub async fn enqueue(
 }
 
 /// Queues one execution of `version` per input (JSON texts), with the given
-/// ids, in one statement and with one notification. All or nothing: an
-/// input PostgreSQL refuses fails the whole batch.
+/// ids, in one statement; the caller wakes the executors as after
+/// [`enqueue`]. All or nothing: an input PostgreSQL refuses fails the whole
+/// batch.
 pub async fn enqueue_batch(
     db: impl PgExecutor<'_>,
     function_id: Uuid,
@@ -137,25 +136,23 @@ pub async fn enqueue_batch(
             insert into executions (id, function_id, function_version, input)
             select id, $3, $4, input::jsonb from unnest($1::uuid[], $2::text[]) as t (id, input)
             returning id
-        ), j as (
-            insert into execution_jobs (id, function_id, version) select id, $3, $4 from e
-            returning id
         )
-        select pg_notify($5, '') from j having count(*) > 0
+        insert into execution_jobs (id, function_id, version) select id, $3, $4 from e
         "#,
     )
     .bind(ids)
     .bind(inputs)
     .bind(function_id)
     .bind(version)
-    .bind(notify::EXECUTION_JOBS)
     .execute(db)
     .await?;
     Ok(())
 }
 
-/// Claims up to `limit` ready jobs and marks their executions RUNNING, in one
-/// statement.
+/// Claims up to `limit` ready jobs, in one statement. Only the job row is
+/// written: while it is claimed its execution reads as RUNNING, with the
+/// job's start time, attempt and worker (see [`crate::queue`]); the result
+/// copies them onto the execution.
 pub async fn claim(
     db: impl PgExecutor<'_>,
     worker_id: &str,
@@ -173,17 +170,14 @@ pub async fn claim(
         ), claimed as (
             update execution_jobs j
             set state = 'running', attempt = j.attempt + 1, lease_token = gen_random_uuid(),
-                lease_expires_at = now() + make_interval(secs => $2), worker_id = $3
+                lease_expires_at = now() + make_interval(secs => $2), worker_id = $3,
+                started_at = now()
             from next where j.id = next.id
             returning j.id, j.function_id, j.version, j.attempt, j.max_attempts, j.lease_token
-        ), started as (
-            update executions e
-            set status = 'RUNNING', started_at = now(), attempts = c.attempt, worker_id = $3
-            from claimed c where e.id = c.id
-            returning e.id, e.input::text as input
         )
-        select c.id, c.function_id, c.version, c.attempt, c.max_attempts, c.lease_token, s.input
-        from claimed c join started s on s.id = c.id
+        select c.id, c.function_id, c.version, c.attempt, c.max_attempts, c.lease_token,
+               e.input::text as input
+        from claimed c join executions e on e.id = c.id
         "#,
     )
     .bind(limit)
@@ -213,6 +207,11 @@ pub async fn complete(
 /// separated). Each record is written only if its lease is still held;
 /// returns the ids that were written. One value PostgreSQL refuses (see
 /// [`crate::db::data_exception`]) fails the whole batch.
+///
+/// Unlike an enqueue's, this notification is in the writing transaction: an
+/// executor has one result writer, so few such commits contend for
+/// PostgreSQL's notify lock, and a waiting call learns of the result at the
+/// commit rather than a round trip later.
 pub async fn complete_batch(
     db: impl PgExecutor<'_>,
     results: &[(&ExecutionJob, &Finished)],
@@ -265,12 +264,13 @@ pub async fn complete_batch(
         ), done as (
             delete from execution_jobs j using r
             where j.id = r.id and j.lease_token = r.lease_token
-            returning j.id
+            returning j.id, j.attempt, j.worker_id, j.started_at
         ), fin as (
             update executions e
             set status = r.status, output = r.output::jsonb, error_type = r.error_type,
                 error_message = r.error_message, logs = r.logs, logs_truncated = r.logs_truncated,
-                duration_ms = r.duration_ms, finished_at = now()
+                duration_ms = r.duration_ms, finished_at = now(), attempts = done.attempt,
+                worker_id = done.worker_id, started_at = done.started_at
             from r join done on done.id = r.id
             where e.id = r.id
             returning e.id
@@ -318,14 +318,10 @@ pub async fn retry_or_fail(
     }
     let done = sqlx::query(
         r#"
-        with j as (
-            update execution_jobs
-            set state = 'available', lease_token = null, lease_expires_at = null,
-                run_at = now() + make_interval(secs => $3), last_error = $4
-            where id = $1 and lease_token = $2 and not cancel_requested
-            returning id
-        )
-        update executions e set status = 'QUEUED' from j where e.id = j.id
+        update execution_jobs
+        set state = 'available', lease_token = null, lease_expires_at = null,
+            run_at = now() + make_interval(secs => $3), last_error = $4
+        where id = $1 and lease_token = $2 and not cancel_requested
         "#,
     )
     .bind(job.id)
@@ -350,9 +346,7 @@ pub async fn release(db: &PgPool, lease_token: Uuid) -> Result<(), sqlx::Error> 
             set state = 'available', attempt = greatest(attempt - 1, 0), lease_token = null,
                 lease_expires_at = null, run_at = now()
             where lease_token = $1 and not cancel_requested
-            returning id, attempt
-        ), e as (
-            update executions e set status = 'QUEUED', attempts = j.attempt from j where e.id = j.id
+            returning id
         )
         select pg_notify($2, '') from j
         "#,
@@ -413,10 +407,12 @@ async fn end_cancelled(
     let ended = sqlx::query(&format!(
         r#"
         with j as (
-            delete from execution_jobs where {condition} returning id
+            delete from execution_jobs where {condition}
+            returning id, attempt, worker_id, started_at
         ), fin as (
             update executions e
-            set status = 'CANCELLED', error_type = 'CANCELLED', error_message = $2, finished_at = now()
+            set status = 'CANCELLED', error_type = 'CANCELLED', error_message = $2, finished_at = now(),
+                attempts = j.attempt, worker_id = j.worker_id, started_at = j.started_at
             from j where e.id = j.id
             returning e.id
         )
@@ -489,8 +485,6 @@ pub async fn rescue_expired(db: &PgPool) -> Result<u64, sqlx::Error> {
             where state = 'running' and lease_expires_at < now() and attempt < max_attempts
               and not cancel_requested
             returning id
-        ), e as (
-            update executions e set status = 'QUEUED' from j where e.id = j.id
         )
         select count(*) from j
         "#,
@@ -509,12 +503,13 @@ pub async fn rescue_expired(db: &PgPool) -> Result<u64, sqlx::Error> {
             delete from execution_jobs
             where state = 'running' and lease_expires_at < now()
               and (attempt >= max_attempts or cancel_requested)
-            returning id, attempt, cancel_requested
+            returning id, attempt, cancel_requested, worker_id, started_at
         ), fin as (
             update executions e
             set status = case when j.cancel_requested then 'CANCELLED' else 'FAILED' end::execution_status,
                 error_type = case when j.cancel_requested then 'CANCELLED' else 'WORKER_LOST' end,
-                finished_at = now(),
+                finished_at = now(), attempts = j.attempt, worker_id = j.worker_id,
+                started_at = j.started_at,
                 error_message = case when j.cancel_requested then 'cancelled while running'
                                      else 'the execution was lost with its worker on all ' || j.attempt || ' attempts' end
             from j where e.id = j.id
@@ -538,11 +533,13 @@ pub async fn cancel_queued_of_function(
     let done = sqlx::query(
         r#"
         with j as (
-            delete from execution_jobs where function_id = $1 and state = 'available' returning id
+            delete from execution_jobs where function_id = $1 and state = 'available'
+            returning id, attempt, worker_id, started_at
         ), fin as (
             update executions e
             set status = 'CANCELLED', finished_at = now(), error_type = 'CANCELLED',
-                error_message = 'the function was deleted before this execution ran'
+                error_message = 'the function was deleted before this execution ran',
+                attempts = j.attempt, worker_id = j.worker_id, started_at = j.started_at
             from j where e.id = j.id
             returning e.id
         )

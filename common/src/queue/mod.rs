@@ -8,6 +8,12 @@
 //! rescuer gave the job to someone else) can never overwrite the newer
 //! attempt's result. Finishing a job deletes its row in the same statement
 //! that writes the result to the history table.
+//!
+//! Until then the job row is the only one that changes: an execution's
+//! stored status stays QUEUED, and it reads as RUNNING (with the job's
+//! `started_at`, `attempt` and `worker_id`) while its job is claimed. The
+//! result copies those onto the execution. Claiming thus writes one row per
+//! execution instead of two, and a retry or a rescue none in the history.
 
 pub mod compile;
 pub mod execute;
