@@ -129,6 +129,14 @@ fn cache_dir() -> PathBuf {
         .join("plat-test-cache")
 }
 
+/// The executors' compiled-code cache, for in-process executors and
+/// executor processes alike. Next to the compiler's cache in the target
+/// folder (never in the source tree): shared by every test and kept between
+/// test runs.
+pub fn module_cache_dir() -> PathBuf {
+    cache_dir().with_file_name("plat-test-module-cache")
+}
+
 /// Settings with short leases and polls, so rescue and fallback paths run
 /// within a test's lifetime.
 pub fn compiler_config() -> CompilerConfig {
@@ -148,9 +156,7 @@ pub fn executor_config() -> ExecutorConfig {
         concurrency: Some(2),
         prefetch: 8,
         module_cache_size: 16,
-        // Next to the compiler's cache in the target folder: compiled code
-        // is shared by every test and kept between test runs.
-        module_cache_dir: cache_dir().with_file_name("plat-test-module-cache"),
+        module_cache_dir: module_cache_dir(),
         lease_secs: 3,
         poll_interval_ms: 1000,
         shutdown_grace_secs: 5,

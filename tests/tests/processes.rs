@@ -3,7 +3,7 @@
 
 use std::process::{Child, Command, Stdio};
 
-use plat_tests::{workspace_binary, TestApp, Workers, MIGRATOR};
+use plat_tests::{module_cache_dir, workspace_binary, TestApp, Workers, MIGRATOR};
 use serde_json::json;
 use sqlx::PgPool;
 
@@ -40,6 +40,7 @@ fn start_executor_with(database_url: &str, env: &[(&str, &str)]) -> Child {
         .env("PLAT_EXECUTE_LEASE_SECS", "2")
         .env("PLAT_EXECUTE_POLL_MS", "500")
         .env("RUST_LOG", "warn")
+        .env("PLAT_MODULE_CACHE_DIR", module_cache_dir())
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())

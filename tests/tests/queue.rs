@@ -152,8 +152,8 @@ async fn a_claimed_execution_reads_and_lists_as_running_and_keeps_its_start_when
     assert_eq!(running.body["status"], "RUNNING", "{}", running.body);
     assert_eq!(running.body["attempts"], 1);
     let started_at = running.body["startedAt"].as_str().unwrap().to_owned();
-    assert_eq!(listed("RUNNING").await, [first.clone()]);
-    assert_eq!(listed("QUEUED").await, [second.clone()]);
+    assert_eq!(listed("RUNNING").await, vec![first.clone()]);
+    assert_eq!(listed("QUEUED").await, vec![second.clone()]);
     assert!(listed("SUCCEEDED").await.is_empty());
 
     let job = claimed.into_iter().next().unwrap();
