@@ -15,5 +15,10 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    plat_bench::run(Options::parse()).await.map(drop)
+    // Ctrl-C drops the run, and with it each throwaway cluster (whose `Drop`
+    // stops the server and removes its folder) instead of leaving it behind.
+    tokio::select! {
+        result = plat_bench::run(Options::parse()) => result.map(drop),
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted: stopped the throwaway clusters"),
+    }
 }
