@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::executions::{nesting_depth, unstorable_input, IDEMPOTENCY_KEY, MAX_INPUT_DEPTH};
 use crate::extract::{Json, Path};
@@ -55,6 +56,7 @@ struct Queued {
 /// answers 202 with their ids in input order.
 async fn enqueue(
     State(state): State<AppState>,
+    caller: Caller,
     Path(key): Path<String>,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
@@ -103,7 +105,7 @@ async fn enqueue(
         )));
     }
 
-    let function = functions::find(&state.db, &FunctionKey::parse(key), false).await?;
+    let function = functions::find(&state.db, &caller, &FunctionKey::parse(key), false).await?;
     let Some(version) = function.active_version else {
         return Err(Error::Conflict(format!(
             "function {} has no READY version yet (its newest version is {}); wait until GET /functions/{} shows status READY",
@@ -113,9 +115,16 @@ async fn enqueue(
     // v7 ids in input order keep the history in input order too.
     let ids: Vec<Uuid> = batch.inputs.iter().map(|_| Uuid::now_v7()).collect();
     let inputs: Vec<&str> = batch.inputs.iter().map(|input| input.get()).collect();
-    execute::enqueue_batch(&state.db, function.id, version, &ids, &inputs)
-        .await
-        .map_err(unstorable_input)?;
+    execute::enqueue_batch(
+        &state.db,
+        function.id,
+        version,
+        &ids,
+        &inputs,
+        Some(caller.user_id),
+    )
+    .await
+    .map_err(unstorable_input)?;
     state.new_jobs.send();
     Ok((
         StatusCode::ACCEPTED,

@@ -2,6 +2,8 @@
 
 use std::net::SocketAddr;
 
+use plat_common::secrets::{Secret, SecretsKey};
+
 /// How the API process behaves. Limits protect the database and the workers
 /// from oversized requests; every one is configurable by the operator.
 #[derive(Debug, Clone, clap::Args)]
@@ -30,6 +32,46 @@ pub struct ApiConfig {
     /// Database connections held by this API process.
     #[arg(long, env = "PLAT_DB_MAX_CONNECTIONS", default_value_t = 20)]
     pub db_max_connections: u32,
+    /// When the database has no users yet, create an admin whose API key is
+    /// this value (at least 32 characters). Ignored once any user exists.
+    #[arg(long, env = "PLAT_BOOTSTRAP_ADMIN_KEY", hide_env_values = true)]
+    pub bootstrap_admin_key: Option<Secret>,
+    /// The email of the admin the bootstrap creates.
+    #[arg(
+        long,
+        env = "PLAT_BOOTSTRAP_ADMIN_EMAIL",
+        default_value = "admin@localhost"
+    )]
+    pub bootstrap_admin_email: String,
+    /// Key that encrypts environments at rest (base64 or hex of 32 bytes);
+    /// executors need the same. Without it, environments cannot be written.
+    #[arg(long, env = "PLAT_SECRETS_KEY", hide_env_values = true)]
+    pub secrets_key: Option<SecretsKey>,
+    /// A browser session ends after this many minutes without a request.
+    #[arg(long, env = "PLAT_SESSION_IDLE_MINUTES", default_value_t = 720)]
+    pub session_idle_minutes: u32,
+    /// A browser session ends this many hours after login, however active.
+    #[arg(long, env = "PLAT_SESSION_MAX_HOURS", default_value_t = 168)]
+    pub session_max_hours: u32,
+    /// Mark the session cookie `Secure`; by default it is, unless the API
+    /// listens on a loopback address (plain-HTTP local use).
+    #[arg(long, env = "PLAT_COOKIE_SECURE")]
+    pub cookie_secure: Option<bool>,
+    /// Requests per second an ADMIN's credential may make, sustained (0: no limit).
+    #[arg(long, env = "PLAT_RATE_LIMIT_ADMIN_PER_SEC", default_value_t = 2000.0)]
+    pub rate_limit_admin_per_sec: f64,
+    /// Requests an ADMIN's credential may make in a burst.
+    #[arg(long, env = "PLAT_RATE_LIMIT_ADMIN_BURST", default_value_t = 4000)]
+    pub rate_limit_admin_burst: u32,
+    /// Requests per second a DEV's credential may make, sustained (0: no limit).
+    #[arg(long, env = "PLAT_RATE_LIMIT_DEV_PER_SEC", default_value_t = 200.0)]
+    pub rate_limit_dev_per_sec: f64,
+    /// Requests a DEV's credential may make in a burst.
+    #[arg(long, env = "PLAT_RATE_LIMIT_DEV_BURST", default_value_t = 400)]
+    pub rate_limit_dev_burst: u32,
+    /// Login attempts per minute from one source address.
+    #[arg(long, env = "PLAT_LOGIN_ATTEMPTS_PER_MINUTE", default_value_t = 10)]
+    pub login_attempts_per_minute: u32,
 }
 
 impl Default for ApiConfig {
@@ -43,6 +85,17 @@ impl Default for ApiConfig {
             max_memory_mb: 1024,
             max_wait_secs: 300,
             db_max_connections: 20,
+            bootstrap_admin_key: None,
+            bootstrap_admin_email: "admin@localhost".to_owned(),
+            secrets_key: None,
+            session_idle_minutes: 720,
+            session_max_hours: 168,
+            cookie_secure: None,
+            rate_limit_admin_per_sec: 2000.0,
+            rate_limit_admin_burst: 4000,
+            rate_limit_dev_per_sec: 200.0,
+            rate_limit_dev_burst: 400,
+            login_attempts_per_minute: 10,
         }
     }
 }

@@ -15,6 +15,12 @@ pub enum Error {
     /// The request is malformed or a field is invalid; the text says which.
     #[error("{0}")]
     BadRequest(String),
+    /// No credentials, or ones that are unknown, expired or revoked.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The caller sees the resource but their role may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     /// The request conflicts with the current state (duplicate name, no READY version).
@@ -26,6 +32,12 @@ pub enum Error {
     UnsupportedMediaType(String),
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// The caller's rate limit is spent; the next call is allowed after this many seconds.
+    #[error("too many requests: the rate limit of this credential is spent; retry after {retry_after_secs} s")]
+    TooManyRequests { retry_after_secs: u64 },
+    /// A feature the operator has not configured (e.g. environments need a secrets key).
+    #[error("{0}")]
+    NotConfigured(String),
     /// The database cannot be reached: retry later.
     #[error("the database is unavailable")]
     Unavailable(#[source] sqlx::Error),
@@ -39,12 +51,15 @@ impl Error {
     fn status(&self) -> StatusCode {
         match self {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::Unavailable(_) | Error::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -53,11 +68,15 @@ impl Error {
     fn kind(&self) -> &'static str {
         match self {
             Error::BadRequest(_) => "invalid-request",
+            Error::Unauthorized(_) => "unauthorized",
+            Error::Forbidden(_) => "forbidden",
             Error::NotFound(_) => "not-found",
             Error::Conflict(_) => "conflict",
             Error::PayloadTooLarge(_) => "payload-too-large",
             Error::UnsupportedMediaType(_) => "unsupported-media-type",
             Error::MethodNotAllowed(_) => "method-not-allowed",
+            Error::TooManyRequests { .. } => "rate-limited",
+            Error::NotConfigured(_) => "not-configured",
             Error::Unavailable(_) => "service-unavailable",
             Error::Database(_) | Error::Internal(_) => "internal-error",
         }
@@ -102,6 +121,12 @@ struct Problem<'a> {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
+        let retry_after = match &self {
+            Error::Unavailable(_) => Some(RETRY_AFTER_SECS.to_owned()),
+            Error::TooManyRequests { retry_after_secs } => Some(retry_after_secs.to_string()),
+            _ => None,
+        };
+        let challenge = matches!(self, Error::Unauthorized(_));
         let detail = match &self {
             Error::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "database unavailable");
@@ -129,10 +154,13 @@ impl IntoResponse for Error {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(value) = retry_after.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            headers.insert(header::RETRY_AFTER, value);
+        }
+        if challenge {
             headers.insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(RETRY_AFTER_SECS),
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"plat\""),
             );
         }
         response

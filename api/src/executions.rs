@@ -17,6 +17,7 @@ use serde_json::value::RawValue;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
+use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::extract::{Json, Path, Query};
 use crate::functions::{self, FunctionKey};
@@ -65,6 +66,8 @@ pub struct ExecutionView {
     logs_truncated: bool,
     duration_ms: Option<i32>,
     attempts: i32,
+    /// The user who started it.
+    created_by: Option<Uuid>,
     created_at: DateTime<Utc>,
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
@@ -102,6 +105,11 @@ impl ExecutionView {
     fn is_finished(&self) -> bool {
         matches!(self.status.as_str(), "SUCCEEDED" | "FAILED" | "CANCELLED")
     }
+
+    /// Admins read every execution; everyone else the ones they started.
+    fn visible_to(&self, caller: &Caller) -> bool {
+        caller.is_admin() || self.created_by == Some(caller.user_id)
+    }
 }
 
 /// An execution as callers see it: while its job is claimed it is RUNNING,
@@ -111,7 +119,7 @@ const SELECT_EXECUTION: &str = r#"
     select e.id, e.function_id, e.function_version,
            case when j.state = 'running' then 'RUNNING' else e.status::text end as status,
            e.input, e.output, e.error_type, e.error_message, e.logs, e.logs_truncated,
-           e.duration_ms, coalesce(j.attempt, e.attempts) as attempts, e.created_at,
+           e.duration_ms, coalesce(j.attempt, e.attempts) as attempts, e.created_by, e.created_at,
            coalesce(j.started_at, e.started_at) as started_at, e.finished_at
     from executions e left join execution_jobs j on j.id = e.id
 "#;
@@ -138,6 +146,7 @@ struct ExecuteParams {
 /// queued: the earlier execution is answered (and waited for) instead.
 async fn execute(
     State(state): State<AppState>,
+    caller: Caller,
     Path(key): Path<String>,
     Query(params): Query<ExecuteParams>,
     headers: HeaderMap,
@@ -160,7 +169,7 @@ async fn execute(
     })?;
     let input = parse_input(&body)?;
 
-    let function = functions::find(&state.db, &FunctionKey::parse(key), false).await?;
+    let function = functions::find(&state.db, &caller, &FunctionKey::parse(key), false).await?;
     let Some(version) = function.active_version else {
         return Err(Error::Conflict(format!(
             "function {} has no READY version yet (its newest version is {}); wait until GET /functions/{} shows status READY",
@@ -174,6 +183,7 @@ async fn execute(
         version,
         input_json: input.get(),
         idempotency_key: idempotency_key.as_deref(),
+        created_by: Some(caller.user_id),
     };
     // Registered before the job exists, so even an instant finish is seen.
     let waiter = state.waiters.register(new.id);
@@ -273,10 +283,16 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>> {
 /// execution that already finished cannot be cancelled (409).
 async fn cancel(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse> {
     let not_found = || Error::NotFound(format!("no execution with id {id}"));
     let id = Uuid::try_parse(&id).map_err(|_| not_found())?;
+    // Admins cancel any execution; others only those they started.
+    fetch(&state.db, id)
+        .await?
+        .filter(|execution| execution.visible_to(&caller))
+        .ok_or_else(not_found)?;
     let waiter = state.waiters.register(id);
     match execute::cancel(&state.db, id).await? {
         CancelOutcome::Cancelled => {}
@@ -374,9 +390,11 @@ struct ExecutionList {
     next_cursor: Option<String>,
 }
 
-/// A function's executions, newest first, optionally of one status.
+/// A function's executions, newest first, optionally of one status. Admins
+/// see them all; others see the ones they started.
 async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     Path(key): Path<String>,
     Query(params): Query<ListParams>,
 ) -> Result<Json<ExecutionList>> {
@@ -387,7 +405,7 @@ async fn list(
             STATUSES.join(", ")
         )));
     }
-    let function = functions::find(&state.db, &FunctionKey::parse(key), false).await?;
+    let function = functions::find(&state.db, &caller, &FunctionKey::parse(key), false).await?;
     let rows: Vec<ExecutionView> = sqlx::query_as(&format!(
         r#"
         {SELECT_EXECUTION}
@@ -398,6 +416,7 @@ async fn list(
                or e.status = case when $2 = 'RUNNING' then 'QUEUED' else $2 end::execution_status
                   and (e.status <> 'QUEUED' or (j.state = 'running') = ($2 = 'RUNNING')))
           and ($3::timestamptz is null or (e.created_at, e.id) < ($3, $4))
+          and ($6::uuid is null or e.created_by = $6)
         order by e.created_at desc, e.id desc
         limit $5
         "#
@@ -407,6 +426,7 @@ async fn list(
     .bind(page.after_created_at())
     .bind(page.after_id())
     .bind(page.fetch_limit())
+    .bind((!caller.is_admin()).then_some(caller.user_id))
     .fetch_all(&state.db)
     .await?;
     let (items, next_cursor) = page.finish(rows, |e| Position {
@@ -418,12 +438,14 @@ async fn list(
 
 async fn read(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<ExecutionView>> {
     let not_found = || Error::NotFound(format!("no execution with id {id}"));
     let parsed = Uuid::try_parse(&id).map_err(|_| not_found())?;
     fetch(&state.db, parsed)
         .await?
+        .filter(|execution| execution.visible_to(&caller))
         .map(Json)
         .ok_or_else(not_found)
 }

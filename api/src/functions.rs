@@ -2,7 +2,7 @@
 //! change that needs a build writes the new version and its compile job in
 //! one transaction, so a version exists exactly when its job does.
 
-mod input;
+pub(crate) mod input;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
@@ -13,15 +13,17 @@ use chrono::{DateTime, Utc};
 use plat_common::queue::compile;
 use plat_common::ExecutionConfig;
 use serde::Serialize;
+use serde_json::json;
 use sqlx::types::Json as SqlJson;
 use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
 use self::input::{CreateFunction, UpdateFunction};
+use crate::auth::{self, Caller};
 use crate::error::{Error, Result};
 use crate::extract::{Json, Path, Query};
 use crate::pagination::{Page, PageParams, Position};
-use crate::AppState;
+use crate::{access, audit, AppState};
 
 pub fn router(state: &AppState) -> Router<AppState> {
     // JSON escaping can make a source up to six times longer on the wire
@@ -57,6 +59,10 @@ pub struct FunctionView {
     active_version: Option<i32>,
     #[sqlx(json)]
     execution_config: ExecutionConfig,
+    /// Who may see and run it; both empty: everyone.
+    allowed_users: Vec<Uuid>,
+    allowed_groups: Vec<Uuid>,
+    environment_id: Option<Uuid>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -64,7 +70,8 @@ pub struct FunctionView {
 /// The columns of [`FunctionView`]; callers add `where` and `order by`.
 const SELECT_FUNCTION: &str = r#"
     select f.id, f.name, f.language, f.description, f.tags, f.latest_version, f.active_version,
-           f.created_at, f.updated_at, v.status::text as status, v.compile_error, v.execution_config
+           f.created_at, f.updated_at, v.status::text as status, v.compile_error, v.execution_config,
+           f.allowed_users, f.allowed_groups, f.environment_id
     from functions f
     join function_versions v on v.function_id = f.id and v.version = f.latest_version
 "#;
@@ -108,23 +115,28 @@ impl FunctionKey {
 }
 
 /// The id and active version of a function, for routes that act on it.
+#[derive(sqlx::FromRow)]
 pub struct FunctionRef {
     pub id: Uuid,
     pub active_version: Option<i32>,
     pub status: String,
+    allowed_users: Vec<Uuid>,
+    allowed_groups: Vec<Uuid>,
 }
 
-/// Finds a function by id or name; `for_update` locks its row until the
-/// caller's transaction ends.
+/// Finds a function by id or name, if `caller` can access it: one they may
+/// not see is "not found", exactly like one that does not exist.
+/// `for_update` locks its row until the caller's transaction ends.
 pub async fn find(
     db: impl PgExecutor<'_>,
+    caller: &Caller,
     key: &FunctionKey,
     for_update: bool,
 ) -> Result<FunctionRef> {
     let lock = if for_update { "for update of f" } else { "" };
-    let row: Option<(Uuid, Option<i32>, String)> = sqlx::query_as(&format!(
+    let row: Option<FunctionRef> = sqlx::query_as(&format!(
         r#"
-        select f.id, f.active_version, v.status::text
+        select f.id, f.active_version, v.status::text as status, f.allowed_users, f.allowed_groups
         from functions f
         join function_versions v on v.function_id = f.id and v.version = f.latest_version
         where f.id = $1 or f.name = $2
@@ -135,12 +147,8 @@ pub async fn find(
     .bind(key.name())
     .fetch_optional(db)
     .await?;
-    let (id, active_version, status) = row.ok_or_else(|| key.not_found())?;
-    Ok(FunctionRef {
-        id,
-        active_version,
-        status,
-    })
+    row.filter(|f| caller.can_access(&f.allowed_users, &f.allowed_groups))
+        .ok_or_else(|| key.not_found())
 }
 
 async fn view(db: impl PgExecutor<'_>, id: Uuid) -> Result<FunctionView> {
@@ -158,19 +166,26 @@ struct FunctionList {
     next_cursor: Option<String>,
 }
 
+/// The functions the caller can access, newest first.
 async fn list(
     State(db): State<PgPool>,
+    caller: Caller,
     Query(params): Query<PageParams>,
 ) -> Result<Json<FunctionList>> {
     let page = Page::parse(params.limit, params.cursor.as_deref())?;
-    let rows: Vec<FunctionView> = sqlx::query_as(&format!(
-        r#"
-        {SELECT_FUNCTION}
-        where $1::timestamptz is null or (f.created_at, f.id) < ($1, $2)
-        order by f.created_at desc, f.id desc
-        limit $3
-        "#
-    ))
+    let rows: Vec<FunctionView> = auth::bind_caller(
+        sqlx::query_as(&format!(
+            r#"
+            {SELECT_FUNCTION}
+            where ($4::timestamptz is null or (f.created_at, f.id) < ($4, $5))
+              and {visible}
+            order by f.created_at desc, f.id desc
+            limit $6
+            "#,
+            visible = auth::visible_sql("f", 1)
+        )),
+        &caller,
+    )
     .bind(page.after_created_at())
     .bind(page.after_id())
     .bind(page.fetch_limit())
@@ -183,15 +198,21 @@ async fn list(
     Ok(Json(FunctionList { items, next_cursor }))
 }
 
-async fn read(State(db): State<PgPool>, Path(key): Path<String>) -> Result<Json<FunctionView>> {
-    let function = find(&db, &FunctionKey::parse(key), false).await?;
+async fn read(
+    State(db): State<PgPool>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> Result<Json<FunctionView>> {
+    let function = find(&db, &caller, &FunctionKey::parse(key), false).await?;
     Ok(Json(view(&db, function.id).await?))
 }
 
 async fn create(
     State(state): State<AppState>,
-    Json(body): Json<CreateFunction>,
+    caller: Caller,
+    Json(mut body): Json<CreateFunction>,
 ) -> Result<impl IntoResponse> {
+    caller.require_admin("create functions")?;
     let config = &state.config;
     input::check_name(&body.name)?;
     input::check_language(&body.language)?;
@@ -204,14 +225,24 @@ async fn create(
 
     let id = Uuid::now_v7();
     let mut tx = state.db.begin().await?;
+    access::check(&mut tx, &mut body.allowed_users, &mut body.allowed_groups).await?;
+    if let Some(environment_id) = body.environment_id {
+        check_environment(&mut tx, environment_id).await?;
+    }
     sqlx::query(
-        r#"insert into functions (id, name, language, description, tags) values ($1, $2, $3, $4, $5)"#,
+        r#"
+        insert into functions (id, name, language, description, tags, allowed_users, allowed_groups, environment_id)
+        values ($1, $2, $3, $4, $5, $6, $7, $8)
+        "#,
     )
     .bind(id)
     .bind(&body.name)
     .bind(&body.language)
     .bind(&body.description)
     .bind(&tags)
+    .bind(&body.allowed_users)
+    .bind(&body.allowed_groups)
+    .bind(body.environment_id)
     .execute(&mut *tx)
     .await
     .map_err(|e| match e.as_database_error().and_then(|d| d.constraint()) {
@@ -219,10 +250,36 @@ async fn create(
         _ => Error::from(e),
     })?;
     insert_version(&mut tx, id, 1, &body.source, &execution_config).await?;
+    audit::record(
+        &mut tx,
+        &caller,
+        "function.create",
+        ("function", id.to_string()),
+        json!({
+            "name": body.name,
+            "language": body.language,
+            "allowedUsers": body.allowed_users,
+            "allowedGroups": body.allowed_groups,
+            "environmentId": body.environment_id,
+        }),
+    )
+    .await?;
     let function = view(&mut *tx, id).await?;
     tx.commit().await?;
     tracing::info!(function_id = %id, name = %body.name, "function registered; compile queued");
     Ok((StatusCode::ACCEPTED, Json(function)))
+}
+
+/// Refuses a reference to an environment that does not exist.
+async fn check_environment(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<()> {
+    let found: Option<(Uuid,)> =
+        sqlx::query_as("select id from environments where id = $1 for share")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    found
+        .map(|_| ())
+        .ok_or_else(|| Error::BadRequest(format!("`environmentId` {id} is not an environment")))
 }
 
 /// Writes a PENDING version and queues its build, in the caller's transaction.
@@ -251,6 +308,7 @@ async fn insert_version(
 /// `description` and `tags` alone change the function in place and answer 200.
 async fn update(
     State(state): State<AppState>,
+    caller: Caller,
     Path(key): Path<String>,
     Json(body): Json<UpdateFunction>,
 ) -> Result<impl IntoResponse> {
@@ -259,9 +317,12 @@ async fn update(
         && body.execution_config.is_none()
         && body.description.is_none()
         && body.tags.is_none()
+        && body.allowed_users.is_none()
+        && body.allowed_groups.is_none()
+        && body.environment_id.is_none()
     {
         return Err(Error::BadRequest(
-            "nothing to update: send at least one of `source`, `executionConfig`, `description`, `tags`".to_owned(),
+            "nothing to update: send at least one of `source`, `executionConfig`, `description`, `tags`, `allowedUsers`, `allowedGroups`, `environmentId`".to_owned(),
         ));
     }
     if let Some(source) = &body.source {
@@ -273,8 +334,28 @@ async fn update(
     }
 
     let mut tx = state.db.begin().await?;
-    let function = find(&mut *tx, &FunctionKey::parse(key), true).await?;
+    let function = find(&mut *tx, &caller, &FunctionKey::parse(key), true).await?;
+    caller.require_admin("change functions")?;
+    let permissions_sent = body.allowed_users.is_some() || body.allowed_groups.is_some();
+    let mut users = body.allowed_users.unwrap_or(function.allowed_users);
+    let mut groups = body.allowed_groups.unwrap_or(function.allowed_groups);
+    access::check(&mut tx, &mut users, &mut groups).await?;
+    if let Some(Some(environment_id)) = body.environment_id {
+        check_environment(&mut tx, environment_id).await?;
+    }
     let new_version = body.source.is_some() || body.execution_config.is_some();
+    let mut changed = Vec::new();
+    for (field, sent) in [
+        ("source", body.source.is_some()),
+        ("executionConfig", body.execution_config.is_some()),
+        ("description", body.description.is_some()),
+        ("tags", body.tags.is_some()),
+        ("environmentId", body.environment_id.is_some()),
+    ] {
+        if sent {
+            changed.push(field);
+        }
+    }
     if new_version {
         let (latest, source, SqlJson(current)): (i32, String, SqlJson<ExecutionConfig>) = sqlx::query_as(
             r#"
@@ -299,15 +380,43 @@ async fn update(
     sqlx::query(
         r#"
         update functions
-        set description = coalesce($2, description), tags = coalesce($3, tags), updated_at = now()
+        set description = coalesce($2, description), tags = coalesce($3, tags),
+            allowed_users = $4, allowed_groups = $5,
+            environment_id = case when $6 then $7 else environment_id end,
+            updated_at = now()
         where id = $1
         "#,
     )
     .bind(function.id)
     .bind(&body.description)
     .bind(&body.tags)
+    .bind(&users)
+    .bind(&groups)
+    .bind(body.environment_id.is_some())
+    .bind(body.environment_id.flatten())
     .execute(&mut *tx)
     .await?;
+    let target = ("function", function.id.to_string());
+    if !changed.is_empty() {
+        audit::record(
+            &mut tx,
+            &caller,
+            "function.update",
+            (target.0, target.1.clone()),
+            json!({ "changed": changed, "environmentId": body.environment_id }),
+        )
+        .await?;
+    }
+    if permissions_sent {
+        audit::record(
+            &mut tx,
+            &caller,
+            "function.permissions",
+            target,
+            json!({ "allowedUsers": users, "allowedGroups": groups }),
+        )
+        .await?;
+    }
     let view = view(&mut *tx, function.id).await?;
     tx.commit().await?;
     let status = if new_version {
@@ -321,15 +430,28 @@ async fn update(
 /// Deletes the function, its versions and pending builds, and cancels its
 /// queued executions. Its execution history stays readable by execution id;
 /// executions already running finish and are recorded.
-async fn remove(State(db): State<PgPool>, Path(key): Path<String>) -> Result<StatusCode> {
+async fn remove(
+    State(db): State<PgPool>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> Result<StatusCode> {
     let mut tx = db.begin().await?;
-    let function = find(&mut *tx, &FunctionKey::parse(key), true).await?;
+    let function = find(&mut *tx, &caller, &FunctionKey::parse(key), true).await?;
+    caller.require_admin("delete functions")?;
     let cancelled =
         plat_common::queue::execute::cancel_queued_of_function(&mut tx, function.id).await?;
     sqlx::query("delete from functions where id = $1")
         .bind(function.id)
         .execute(&mut *tx)
         .await?;
+    audit::record(
+        &mut tx,
+        &caller,
+        "function.delete",
+        ("function", function.id.to_string()),
+        json!({ "cancelledExecutions": cancelled }),
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(function_id = %function.id, cancelled, "function deleted");
     Ok(StatusCode::NO_CONTENT)

@@ -1,16 +1,26 @@
 //! Plat's HTTP API: registers functions, queues their builds and runs, and
 //! serves their history. It only talks to PostgreSQL; the workers do the rest.
 
+mod access;
+mod api_keys;
+mod audit;
+mod auth;
 mod batches;
+mod bootstrap;
 pub mod config;
+mod environments;
 mod error;
 mod executions;
 mod extract;
 mod functions;
+mod groups;
 mod health;
 mod pagination;
+mod sessions;
+mod users;
 mod waiters;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -23,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+pub use auth::tokens::new_api_key;
 pub use config::ApiConfig;
 pub use error::Error;
 
@@ -39,6 +50,10 @@ pub struct AppState {
     /// Cancelled when the server stops: calls waiting for an execution then
     /// answer at once (202) instead of holding the shutdown for `?wait=`.
     stopping: CancellationToken,
+    /// Credentials, their cache and the rate limits.
+    auth: Arc<auth::Authenticator>,
+    /// Whether the session cookie is marked `Secure`.
+    cookie_secure: bool,
 }
 
 impl AppState {
@@ -50,6 +65,10 @@ impl AppState {
                 plat_common::notify::EXECUTION_JOBS,
             ),
             db,
+            auth: Arc::new(auth::Authenticator::new(&config)),
+            cookie_secure: config
+                .cookie_secure
+                .unwrap_or(!config.listen.ip().is_loopback()),
             config: Arc::new(config),
             waiters: Arc::default(),
             stopping: CancellationToken::new(),
@@ -58,15 +77,28 @@ impl AppState {
 }
 
 /// The whole HTTP surface. Requests get an `x-request-id` (kept if the client
-/// sent one), echoed in the response and carried by every log line.
+/// sent one), echoed in the response and carried by every log line. Every
+/// route but the health checks and login requires credentials (see `auth`),
+/// unknown paths included.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(functions::router(&state))
         .merge(executions::router(&state))
         .merge(batches::router(&state))
-        .merge(health::router())
+        .merge(users::router())
+        .merge(groups::router())
+        .merge(api_keys::router())
+        .merge(environments::router())
+        .merge(sessions::router())
+        .merge(audit::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .merge(health::router())
+        .merge(sessions::public_router())
         .with_state(state)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
@@ -105,20 +137,26 @@ pub async fn serve_on(
     config: ApiConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    bootstrap::run(&pool, &config).await?;
     let state = AppState {
         stopping: shutdown.clone(),
         ..AppState::new(pool.clone(), config)
     };
     let listen = tokio::spawn(waiters::listen(
-        pool,
+        pool.clone(),
         state.waiters.clone(),
         shutdown.clone(),
     ));
+    let listen_auth = tokio::spawn(auth::listen(pool, state.auth.clone(), shutdown.clone()));
     tracing::info!(address = %listener.local_addr()?, "API listening");
-    let served = axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await;
+    let served = axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+    .await;
     shutdown.cancel();
     listen.abort();
+    listen_auth.abort();
     served.context("serving HTTP")
 }

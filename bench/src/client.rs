@@ -25,7 +25,13 @@ pub struct Api {
 
 impl Api {
     pub fn new(base_url: String) -> anyhow::Result<Self> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {}", crate::platform::BENCH_KEY).parse()?,
+        );
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             // Up to 32 concurrent clients share it: keep their connections.
             .pool_max_idle_per_host(64)
             // A hung call fails the scenario instead of the whole run.

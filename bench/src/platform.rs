@@ -54,8 +54,18 @@ struct ExecutorDefaults {
     executor: ExecutorConfig,
 }
 
+/// The admin key the bench's API bootstraps and every bench call sends.
+pub const BENCH_KEY: &str = "plat_bench-admin-key-0000000000000000000000000000";
+
+/// The API's defaults, with the bench's admin bootstrapped and the rate
+/// limits off: the bench measures the platform, not a limiter sized for
+/// people (bench/README.md).
 pub fn api_config() -> anyhow::Result<ApiConfig> {
-    Ok(ApiDefaults::try_parse_from(["plat-bench"])?.api)
+    Ok(ApiConfig {
+        bootstrap_admin_key: Some(BENCH_KEY.to_owned().into()),
+        rate_limit_admin_per_sec: 0.0,
+        ..ApiDefaults::try_parse_from(["plat-bench"])?.api
+    })
 }
 
 pub fn compiler_config() -> anyhow::Result<CompilerConfig> {

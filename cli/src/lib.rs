@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use plat_api::ApiConfig;
+use plat_common::secrets::SecretsKey;
 use plat_worker_compiler::CompilerConfig;
 use plat_worker_executor::ExecutorConfig;
 
@@ -176,7 +177,21 @@ async fn run_up(mut up: Up) -> anyhow::Result<()> {
     if up.executor.module_cache_dir == Path::new(ExecutorConfig::DEFAULT_MODULE_CACHE_DIR) {
         up.executor.module_cache_dir = up.database.data_dir.join("module-cache");
     }
-    let result = serve(&url, up).await;
+    let data_dir = up.database.data_dir.clone();
+    let admin_key = match &up.api.bootstrap_admin_key {
+        Some(key) => key.clone(),
+        None => local_secret(&data_dir.join("admin-key"), plat_api::new_api_key)?.into(),
+    };
+    up.api.bootstrap_admin_key = Some(admin_key.clone());
+    if up.api.secrets_key.is_none() {
+        let key = local_secret(&data_dir.join("secrets-key"), SecretsKey::generate)?;
+        up.api.secrets_key = Some(
+            key.parse()
+                .context("the stored secrets-key is not a valid key")?,
+        );
+    }
+    up.executor.secrets_key = up.api.secrets_key.clone();
+    let result = serve(&url, up, admin_key.expose()).await;
     if let Some(cluster) = cluster {
         println!("stopping PostgreSQL");
         stop(cluster).await?;
@@ -184,7 +199,30 @@ async fn run_up(mut up: Up) -> anyhow::Result<()> {
     result
 }
 
-async fn serve(url: &str, up: Up) -> anyhow::Result<()> {
+/// A secret `plat up` keeps in its data folder (mode 0600), made by `make`
+/// on the first start and read on every later one.
+fn local_secret(path: &Path, make: impl FnOnce() -> String) -> anyhow::Result<String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        return Ok(existing.trim().to_owned());
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let secret = make();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    writeln!(file, "{secret}").with_context(|| format!("writing {}", path.display()))?;
+    Ok(secret)
+}
+
+async fn serve(url: &str, up: Up, admin_key: &str) -> anyhow::Result<()> {
     // The API and both workers share one pool; the workers need a few
     // connections each (claims, heartbeats, LISTEN).
     let pool = plat_common::db::connect(url, up.api.db_max_connections + 8)
@@ -214,7 +252,7 @@ async fn serve(url: &str, up: Up) -> anyhow::Result<()> {
         "executor worker",
         plat_worker_executor::run(pool, up.executor, shutdown.clone()),
     ));
-    print_welcome(listen, url);
+    print_welcome(listen, url, admin_key);
 
     // The first component to stop (an error, or the shutdown signal) stops
     // the others; the first error is the result.
@@ -246,8 +284,8 @@ async fn named(
     (name, component.await)
 }
 
-fn print_welcome(listen: SocketAddr, database_url: &str) {
-    println!("{}", welcome(listen, database_url));
+fn print_welcome(listen: SocketAddr, database_url: &str, admin_key: &str) {
+    println!("{}", welcome(listen, database_url, admin_key));
 }
 
 /// The hello-world function of the welcome text.
@@ -265,7 +303,7 @@ const HELLO_TS_SOURCE: &str =
 
 /// What `plat up` prints once it listens: where it runs, which database it
 /// uses, and two commands to paste.
-fn welcome(listen: SocketAddr, database_url: &str) -> String {
+fn welcome(listen: SocketAddr, database_url: &str, admin_key: &str) -> String {
     // `--listen 0.0.0.0:8080` listens everywhere, but curl needs one address.
     let mut reachable = listen;
     if reachable.ip().is_unspecified() {
@@ -287,16 +325,20 @@ Database: {database_url}
 (Ctrl-C stops it. The first start prepares the Rust toolchain: the compiler
 worker builds serde and serde_json once, 10-60 s, before the first build.)
 
+Every call needs an API key. This admin key was made for this platform when
+its database had no users yet (it is kept in the data folder as admin-key):
+  export PLAT_KEY={admin_key}
+
 Create a function:
-  curl -s -X POST {base}/functions -H 'content-type: application/json' -d '{body}'
+  curl -s -X POST {base}/functions -H "authorization: Bearer $PLAT_KEY" -H 'content-type: application/json' -d '{body}'
 Wait until it is READY:
-  curl -s {base}/functions/hello
+  curl -s {base}/functions/hello -H "authorization: Bearer $PLAT_KEY"
 Run it (by name, or by the "id" the first call returned):
-  curl -s -X POST {base}/functions/hello/execute -d '{{"name":"Ada"}}'
+  curl -s -X POST {base}/functions/hello/execute -H "authorization: Bearer $PLAT_KEY" -d '{{"name":"Ada"}}'
 
 The same in TypeScript (READY in milliseconds):
-  curl -s -X POST {base}/functions -H 'content-type: application/json' -d '{ts_body}'
-  curl -s -X POST '{base}/functions/hello-ts/execute?wait=10' -d '{{"name":"Ada"}}'
+  curl -s -X POST {base}/functions -H "authorization: Bearer $PLAT_KEY" -H 'content-type: application/json' -d '{ts_body}'
+  curl -s -X POST '{base}/functions/hello-ts/execute?wait=10' -H "authorization: Bearer $PLAT_KEY" -d '{{"name":"Ada"}}'
 "#
     )
 }
@@ -341,6 +383,7 @@ mod tests {
         let text = welcome(
             "127.0.0.1:8080".parse().unwrap(),
             "postgres://postgres@127.0.0.1:54329/plat",
+            "plat_k3y",
         );
 
         assert!(
@@ -352,15 +395,16 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("Rust toolchain"), "{text}");
+        assert!(text.contains("export PLAT_KEY=plat_k3y\n"), "{text}");
         assert!(
-            text.contains("curl -s -X POST http://127.0.0.1:8080/functions/hello/execute"),
+            text.contains("curl -s -X POST http://127.0.0.1:8080/functions/hello/execute -H \"authorization: Bearer $PLAT_KEY\""),
             "{text}"
         );
     }
 
     #[test]
     fn the_pasted_create_commands_send_the_hello_functions_as_valid_json() {
-        let text = welcome("127.0.0.1:8080".parse().unwrap(), "postgres://x");
+        let text = welcome("127.0.0.1:8080".parse().unwrap(), "postgres://x", "k");
         // What the shell passes to curl: everything inside the single quotes.
         let bodies: Vec<serde_json::Value> = text
             .lines()
@@ -387,7 +431,7 @@ mod tests {
 
     #[test]
     fn listening_everywhere_is_shown_as_an_address_curl_can_reach() {
-        let text = welcome("0.0.0.0:9000".parse().unwrap(), "postgres://x");
+        let text = welcome("0.0.0.0:9000".parse().unwrap(), "postgres://x", "k");
 
         assert!(
             text.contains("Plat is running at http://127.0.0.1:9000"),

@@ -28,6 +28,9 @@ pub enum ErrorKind {
     ModuleError,
     /// Someone cancelled the execution (`POST /executions/{id}/cancel`).
     Cancelled,
+    /// The function's environment could not be read (no or another secrets
+    /// key on the executor): the operator's to fix.
+    EnvironmentError,
 }
 
 impl ErrorKind {
@@ -45,6 +48,7 @@ impl ErrorKind {
             ErrorKind::WorkerLost => "WORKER_LOST",
             ErrorKind::ModuleError => "MODULE_ERROR",
             ErrorKind::Cancelled => "CANCELLED",
+            ErrorKind::EnvironmentError => "ENVIRONMENT_ERROR",
         }
     }
 }
@@ -66,6 +70,7 @@ mod tests {
             ErrorKind::OutOfMemory,
             ErrorKind::WorkerLost,
             ErrorKind::Cancelled,
+            ErrorKind::EnvironmentError,
         ] {
             let json = serde_json::to_string(&kind).unwrap();
             assert_eq!(json, format!("\"{}\"", kind.as_str()));

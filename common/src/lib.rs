@@ -8,6 +8,7 @@ pub mod execution_config;
 pub mod js_module;
 pub mod notify;
 pub mod queue;
+pub mod secrets;
 pub mod shutdown;
 pub mod telemetry;
 pub mod worker;

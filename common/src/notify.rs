@@ -21,6 +21,9 @@ pub const EXECUTION_FINISHED: &str = "plat_execution_finished";
 pub const FUNCTION_VERSION_BUILT: &str = "plat_function_version_built";
 /// A running execution was asked to stop; the payload is its id.
 pub const EXECUTION_CANCEL: &str = "plat_execution_cancel";
+/// Access changed (a key or session ended, a user or group changed): API
+/// processes drop their cached credentials.
+pub const AUTH_CHANGED: &str = "plat_auth_changed";
 
 /// What the listening loop reports.
 #[derive(Debug, Clone, Copy)]

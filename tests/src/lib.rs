@@ -21,6 +21,12 @@ use tokio_util::sync::CancellationToken;
 /// The migrator `#[sqlx::test(migrator = ...)]` applies to each test database.
 pub use plat_common::db::MIGRATOR;
 
+/// The API key of the admin every test app bootstraps; the app's `client`
+/// sends it on every request.
+pub const ADMIN_KEY: &str = "plat_test-admin-key-000000000000000000000000000000";
+/// The key environments are encrypted with in tests (32 bytes of hex).
+pub const SECRETS_KEY: &str = "7365637265747320666f722074657374732c206e6f7420666f72207573652121";
+
 /// How long any single wait in a test may take before the test fails. A
 /// generous bound, not a timing assertion: it only turns a hang into a failure.
 const PATIENCE: Duration = Duration::from_secs(180);
@@ -151,6 +157,31 @@ pub fn compiler_config() -> CompilerConfig {
     }
 }
 
+/// The test apps' API settings: small limits, the test admin bootstrapped,
+/// environments encrypted with [`SECRETS_KEY`].
+pub fn api_config() -> plat_api::ApiConfig {
+    plat_api::ApiConfig {
+        max_source_bytes: 64 * 1024,
+        max_input_bytes: 64 * 1024,
+        bootstrap_admin_key: Some(ADMIN_KEY.to_owned().into()),
+        secrets_key: Some(SECRETS_KEY.parse().expect("a valid secrets key")),
+        ..Default::default()
+    }
+}
+
+/// An HTTP client that sends `Authorization: Bearer <key>` on every request.
+pub fn client_with_key(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {key}").parse().expect("a header value"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("an HTTP client")
+}
+
 pub fn executor_config() -> ExecutorConfig {
     ExecutorConfig {
         concurrency: Some(2),
@@ -160,6 +191,7 @@ pub fn executor_config() -> ExecutorConfig {
         lease_secs: 3,
         poll_interval_ms: 1000,
         shutdown_grace_secs: 5,
+        secrets_key: Some(SECRETS_KEY.parse().expect("a valid secrets key")),
     }
 }
 
@@ -170,6 +202,16 @@ impl TestApp {
     }
 
     pub async fn spawn_with(pool: PgPool, workers: Workers) -> Self {
+        Self::spawn_configured(pool, workers, api_config()).await
+    }
+
+    /// The API with `config` (keep its bootstrap key: `client` sends
+    /// [`ADMIN_KEY`]) and the given workers.
+    pub async fn spawn_configured(
+        pool: PgPool,
+        workers: Workers,
+        config: plat_api::ApiConfig,
+    ) -> Self {
         plat_common::telemetry::init_for_tests();
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -178,16 +220,11 @@ impl TestApp {
         let shutdown = CancellationToken::new();
         let mut app = Self {
             base_url,
-            client: reqwest::Client::new(),
+            client: client_with_key(ADMIN_KEY),
             pool: pool.clone(),
             api_shutdown: shutdown.child_token(),
             shutdown,
             tasks: Vec::new(),
-        };
-        let config = plat_api::ApiConfig {
-            max_source_bytes: 64 * 1024,
-            max_input_bytes: 64 * 1024,
-            ..Default::default()
         };
         let (shutdown, api_pool) = (app.api_shutdown.clone(), app.component_pool(10).await);
         app.tasks.push(tokio::spawn(async move {
@@ -217,6 +254,22 @@ impl TestApp {
     /// Tells the API to stop, as SIGTERM would; the workers keep running.
     pub fn stop_api(&self) {
         self.api_shutdown.cancel();
+    }
+
+    /// Starts another API on this app's database with `config` (its own
+    /// port); returns its base URL. It stops with the app.
+    pub async fn start_api(&mut self, config: plat_api::ApiConfig) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let (shutdown, pool) = (self.shutdown.child_token(), self.component_pool(4).await);
+        self.tasks.push(tokio::spawn(async move {
+            plat_api::serve_on(listener, pool, config, shutdown)
+                .await
+                .expect("API serves");
+        }));
+        base_url
     }
 
     pub async fn start_compiler(&mut self) {
@@ -274,6 +327,47 @@ impl TestApp {
 
     pub async fn get(&self, path: &str) -> Reply {
         self.request(Method::GET, path, None).await
+    }
+
+    /// Sends a request with `client` (another caller's credentials, or none).
+    pub async fn request_with(
+        &self,
+        client: &reqwest::Client,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = client.request(method, format!("{}{path}", self.base_url));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        read(request.send().await.expect("request sent")).await
+    }
+
+    /// Creates a user (as the admin) and returns their id.
+    pub async fn create_user(&self, email: &str, role: &str, password: Option<&str>) -> String {
+        let reply = self
+            .request(
+                Method::POST,
+                "/users",
+                Some(json!({ "email": email, "role": role, "password": password })),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.body["id"].as_str().expect("an id").to_owned()
+    }
+
+    /// Creates an API key for the user (as the admin) and returns the key.
+    pub async fn create_key(&self, user_id: &str) -> String {
+        let reply = self
+            .request(
+                Method::POST,
+                "/api-keys",
+                Some(json!({ "userId": user_id, "name": "test" })),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.body["key"].as_str().expect("a key").to_owned()
     }
 
     /// Registers a Rust function and returns its id.

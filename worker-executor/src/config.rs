@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::builder::{OsStringValueParser, TypedValueParser as _};
 
+use plat_common::secrets::SecretsKey;
 use plat_common::worker::LoopConfig;
 
 /// How one executor worker process behaves.
@@ -69,6 +70,11 @@ pub struct ExecutorConfig {
         default_value_t = 30
     )]
     pub shutdown_grace_secs: u64,
+    /// Decrypts the environments functions reference (`PLAT_SECRETS_KEY`,
+    /// read by the binary, as the API's own flag of the same name). Without
+    /// it, runs of such functions fail with ENVIRONMENT_ERROR.
+    #[arg(skip)]
+    pub secrets_key: Option<SecretsKey>,
 }
 
 impl ExecutorConfig {

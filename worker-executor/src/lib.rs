@@ -3,6 +3,7 @@
 
 mod completions;
 mod config;
+mod environments;
 mod modules;
 pub mod runtime;
 mod worker;
@@ -28,6 +29,7 @@ pub async fn run(
     let queue = Arc::new(worker::ExecuteQueue {
         pool: pool.clone(),
         modules: modules::ModuleCache::new(runtime.clone(), config.module_cache_size),
+        environments: environments::Environments::new(config.secrets_key.clone()),
         completions: completions::Completions::start(pool.clone()),
         runtime,
         run_threads: runtime::RunThreads::start(config.runs_at_once())?,

@@ -1,4 +1,5 @@
 use clap::Parser;
+use plat_common::secrets::SecretsKey;
 use plat_worker_executor::ExecutorConfig;
 
 /// Plat executor worker: runs function modules in wasmtime.
@@ -10,12 +11,17 @@ struct Cli {
     database_url: String,
     #[command(flatten)]
     config: ExecutorConfig,
+    /// Key that decrypts environments (base64 or hex of 32 bytes); the same
+    /// as the API's.
+    #[arg(long, env = "PLAT_SECRETS_KEY", hide_env_values = true)]
+    secrets_key: Option<SecretsKey>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     plat_common::telemetry::init();
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    cli.config.secrets_key = cli.secrets_key.take();
     let shutdown = plat_common::shutdown::on_signal();
     let pool = plat_common::db::connect(&cli.database_url, 8).await?;
     plat_worker_executor::run(pool, cli.config, shutdown).await

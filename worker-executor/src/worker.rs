@@ -14,8 +14,9 @@ use tracing::{debug, info, instrument, warn};
 use uuid::Uuid;
 
 use crate::completions::Completions;
+use crate::environments::{self, EnvironmentError, Environments};
 use crate::modules::{LoadError, ModuleCache};
-use crate::runtime::{CancelFlag, RunThreads, Runtime};
+use crate::runtime::{CancelFlag, RunLimits, RunThreads, Runtime};
 
 pub(crate) struct ExecuteQueue {
     pub(crate) pool: PgPool,
@@ -23,6 +24,7 @@ pub(crate) struct ExecuteQueue {
     /// One per run this worker runs at once.
     pub(crate) run_threads: RunThreads,
     pub(crate) modules: ModuleCache,
+    pub(crate) environments: Environments,
     /// Where finished runs are recorded, in batches.
     pub(crate) completions: Completions,
     pub(crate) worker_id: String,
@@ -79,6 +81,27 @@ impl ExecuteQueue {
                 return Attempt::Retry(error.to_string())
             }
         };
+        // The function's environment, if it has one, joins its variables.
+        let limits = match (job.environment_id, job.environment_revision) {
+            (Some(id), Some(revision)) => {
+                match self.environments.get(&self.pool, id, revision).await {
+                    Ok(variables) => Some(RunLimits {
+                        env: environments::merge(&variables, &cached.limits.env),
+                        ..cached.limits.clone()
+                    }),
+                    Err(error @ (EnvironmentError::NoKey | EnvironmentError::Secrets(_))) => {
+                        return Attempt::Finished(failed(
+                            ErrorKind::EnvironmentError,
+                            error.to_string(),
+                        ))
+                    }
+                    Err(error @ (EnvironmentError::Database(_) | EnvironmentError::Changed(_))) => {
+                        return Attempt::Retry(error.to_string())
+                    }
+                }
+            }
+            _ => None,
+        };
         let runtime = self.runtime.clone();
         let input = job.input.clone().into_bytes();
         let span = tracing::Span::current();
@@ -88,7 +111,8 @@ impl ExecuteQueue {
         let (done, outcome) = oneshot::channel();
         self.run_threads.execute(move || {
             let outcome = span.in_scope(|| {
-                runtime.run_cancellable(&cached.module, &input, &cached.limits, &cancel)
+                let limits = limits.as_ref().unwrap_or(&cached.limits);
+                runtime.run_cancellable(&cached.module, &input, limits, &cancel)
             });
             let _ = done.send(outcome);
         });

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use plat_common::ExecutionConfig;
 use serde::Deserialize;
+use uuid::Uuid;
 
 use crate::config::ApiConfig;
 use crate::error::Error;
@@ -28,6 +29,13 @@ pub struct CreateFunction {
     pub description: Option<String>,
     pub tags: Option<Vec<String>>,
     pub execution_config: Option<ExecutionConfigInput>,
+    /// Who may see and run it; both empty (the default): everyone.
+    #[serde(default)]
+    pub allowed_users: Vec<Uuid>,
+    #[serde(default)]
+    pub allowed_groups: Vec<Uuid>,
+    /// The environment whose variables its runs get.
+    pub environment_id: Option<Uuid>,
 }
 
 /// `PUT /functions/{id}`: every field optional; a new `source` or
@@ -39,6 +47,20 @@ pub struct UpdateFunction {
     pub description: Option<String>,
     pub tags: Option<Vec<String>>,
     pub execution_config: Option<ExecutionConfigInput>,
+    pub allowed_users: Option<Vec<Uuid>>,
+    pub allowed_groups: Option<Vec<Uuid>>,
+    /// `null` detaches the environment; absent leaves it as it is.
+    #[serde(default, deserialize_with = "present")]
+    pub environment_id: Option<Option<Uuid>>,
+}
+
+/// Tells a field sent as `null` (`Some(None)`) from one not sent (`None`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// A partial execution config: omitted fields keep their current (or
@@ -160,22 +182,24 @@ pub fn execution_config(
         result.memory_limit_mb = memory as u32;
     }
     if let Some(vars) = input.environment_variables {
-        check_environment(&vars)?;
+        check_variables("environmentVariables", &vars)?;
         result.environment_variables = vars;
     }
     Ok(result)
 }
 
-fn check_environment(vars: &BTreeMap<String, String>) -> Result<(), Error> {
+/// Environment variable names and values, as `field` (a function's
+/// `environmentVariables`, an environment's `variables`).
+pub fn check_variables(field: &str, vars: &BTreeMap<String, String>) -> Result<(), Error> {
     if vars.len() > MAX_ENV_VARS {
         return Err(Error::BadRequest(format!(
-            "at most {MAX_ENV_VARS} `environmentVariables` are allowed"
+            "at most {MAX_ENV_VARS} `{field}` are allowed"
         )));
     }
     let total: usize = vars.iter().map(|(k, v)| k.len() + v.len()).sum();
     if total > MAX_ENV_BYTES {
         return Err(Error::BadRequest(format!(
-            "`environmentVariables` add up to more than {MAX_ENV_BYTES} bytes"
+            "`{field}` add up to more than {MAX_ENV_BYTES} bytes"
         )));
     }
     for (name, value) in vars {

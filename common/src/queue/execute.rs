@@ -27,6 +27,11 @@ pub struct ExecutionJob {
     pub lease_token: Uuid,
     /// The input JSON, as text.
     pub input: String,
+    /// The environment the function references, if any: its values become
+    /// environment variables of the run.
+    pub environment_id: Option<Uuid>,
+    /// That environment's revision now, so cached values can be checked.
+    pub environment_revision: Option<i64>,
 }
 
 /// The terminal result of one execution.
@@ -68,8 +73,10 @@ pub struct NewExecution<'a> {
     pub version: i32,
     /// The input, as JSON text.
     pub input_json: &'a str,
-    /// The client's `Idempotency-Key`, unique per function.
+    /// The client's `Idempotency-Key`, unique per function and caller.
     pub idempotency_key: Option<&'a str>,
+    /// The user who asked for the run.
+    pub created_by: Option<Uuid>,
 }
 
 /// Creates the execution record (QUEUED) and its job in one statement (one
@@ -84,9 +91,9 @@ pub async fn enqueue(
     let created: Option<(Uuid,)> = sqlx::query_as(
         r#"
         with e as (
-            insert into executions (id, function_id, function_version, input, idempotency_key)
-            values ($1, $2, $3, $4::jsonb, $5)
-            on conflict (function_id, idempotency_key) where idempotency_key is not null do nothing
+            insert into executions (id, function_id, function_version, input, idempotency_key, created_by)
+            values ($1, $2, $3, $4::jsonb, $5, $6)
+            on conflict (function_id, created_by, idempotency_key) where idempotency_key is not null do nothing
             returning id
         )
         insert into execution_jobs (id, function_id, version) select id, $2, $3 from e
@@ -98,6 +105,7 @@ pub async fn enqueue(
     .bind(new.version)
     .bind(new.input_json)
     .bind(new.idempotency_key)
+    .bind(new.created_by)
     .fetch_optional(&mut *conn)
     .await?;
     if created.is_some() {
@@ -108,12 +116,13 @@ pub async fn enqueue(
     let (id, same_input): (Uuid, bool) = sqlx::query_as(
         r#"
         select id, input = $3::jsonb from executions
-        where function_id = $1 and idempotency_key = $2
+        where function_id = $1 and idempotency_key = $2 and created_by is not distinct from $4
         "#,
     )
     .bind(new.function_id)
     .bind(new.idempotency_key)
     .bind(new.input_json)
+    .bind(new.created_by)
     .fetch_one(&mut *conn)
     .await?;
     Ok(Enqueued::Existing { id, same_input })
@@ -121,20 +130,21 @@ pub async fn enqueue(
 
 /// Queues one execution of `version` per input (JSON texts), with the given
 /// ids, in one statement; the caller wakes the executors as after
-/// [`enqueue`]. All or nothing: an input PostgreSQL refuses fails the whole
-/// batch.
+/// [`enqueue`], all started by `created_by`. All or nothing: an input
+/// PostgreSQL refuses fails the whole batch.
 pub async fn enqueue_batch(
     db: impl PgExecutor<'_>,
     function_id: Uuid,
     version: i32,
     ids: &[Uuid],
     inputs: &[&str],
+    created_by: Option<Uuid>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         r#"
         with e as (
-            insert into executions (id, function_id, function_version, input)
-            select id, $3, $4, input::jsonb from unnest($1::uuid[], $2::text[]) as t (id, input)
+            insert into executions (id, function_id, function_version, input, created_by)
+            select id, $3, $4, input::jsonb, $5 from unnest($1::uuid[], $2::text[]) as t (id, input)
             returning id
         )
         insert into execution_jobs (id, function_id, version) select id, $3, $4 from e
@@ -144,6 +154,7 @@ pub async fn enqueue_batch(
     .bind(inputs)
     .bind(function_id)
     .bind(version)
+    .bind(created_by)
     .execute(db)
     .await?;
     Ok(())
@@ -176,8 +187,10 @@ pub async fn claim(
             returning j.id, j.function_id, j.version, j.attempt, j.max_attempts, j.lease_token
         )
         select c.id, c.function_id, c.version, c.attempt, c.max_attempts, c.lease_token,
-               e.input::text as input
+               e.input::text as input, f.environment_id, env.revision as environment_revision
         from claimed c join executions e on e.id = c.id
+        left join functions f on f.id = c.function_id
+        left join environments env on env.id = f.environment_id
         "#,
     )
     .bind(limit)

@@ -1,0 +1,209 @@
+//! `/api-keys`: keys for programs and CI. A key is shown once, at creation;
+//! the database keeps its SHA-256 and a short visible prefix. Users manage
+//! their own keys; admins manage everyone's and create keys for any user.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use crate::audit;
+use crate::auth::{self, tokens, Caller};
+use crate::error::{Error, Result};
+use crate::extract::{Json, Path, Query};
+use crate::AppState;
+
+const MAX_NAME_CHARS: usize = 128;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api-keys", get(list).post(create))
+        .route("/api-keys/{id}", get(read).delete(revoke))
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+struct ApiKeyView {
+    id: Uuid,
+    user_id: Uuid,
+    name: String,
+    prefix: String,
+    created_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
+    last_used_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+const SELECT_KEY: &str = r#"
+    select id, user_id, name, prefix, created_at, expires_at, last_used_at, revoked_at from api_keys
+"#;
+
+fn not_found(id: Uuid) -> Error {
+    Error::NotFound(format!("no API key with id {id}"))
+}
+
+/// The key, if the caller may see it (their own, or any for an admin).
+async fn find(db: impl PgExecutor<'_>, caller: &Caller, id: Uuid) -> Result<ApiKeyView> {
+    let key: Option<ApiKeyView> = sqlx::query_as(&format!("{SELECT_KEY} where id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await?;
+    key.filter(|key| key.user_id == caller.user_id || caller.is_admin())
+        .ok_or_else(|| not_found(id))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ListParams {
+    user_id: Option<Uuid>,
+}
+
+#[derive(Serialize)]
+struct KeyList {
+    items: Vec<ApiKeyView>,
+}
+
+/// The caller's keys, revoked ones included (newest first); an admin sees
+/// everyone's, or one user's with `?userId=`.
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<ListParams>,
+) -> Result<Json<KeyList>> {
+    let user_id = match params.user_id {
+        Some(user_id) if user_id != caller.user_id => {
+            caller.require_admin("list other users' API keys")?;
+            Some(user_id)
+        }
+        Some(user_id) => Some(user_id),
+        None if caller.is_admin() => None,
+        None => Some(caller.user_id),
+    };
+    let items = sqlx::query_as(&format!(
+        "{SELECT_KEY} where $1::uuid is null or user_id = $1 order by created_at desc, id desc"
+    ))
+    .bind(user_id)
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Json(KeyList { items }))
+}
+
+async fn read(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Json<ApiKeyView>> {
+    Ok(Json(find(&state.db, &caller, id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateKey {
+    name: String,
+    /// Whose key: the caller's own by default; another user's for admins.
+    user_id: Option<Uuid>,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CreatedKey {
+    /// The key itself: shown this once, never again.
+    key: String,
+    #[serde(flatten)]
+    view: ApiKeyView,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<CreateKey>,
+) -> Result<(StatusCode, Json<CreatedKey>)> {
+    let user_id = body.user_id.unwrap_or(caller.user_id);
+    if user_id != caller.user_id {
+        caller.require_admin("create API keys for other users")?;
+    }
+    let name = body.name.trim();
+    if name.is_empty()
+        || name.chars().count() > MAX_NAME_CHARS
+        || name.chars().any(char::is_control)
+    {
+        return Err(Error::BadRequest(format!(
+            "`name` must be 1 to {MAX_NAME_CHARS} characters, without control characters"
+        )));
+    }
+    if body.expires_at.is_some_and(|at| at <= Utc::now()) {
+        return Err(Error::BadRequest(
+            "`expiresAt` must be in the future".to_owned(),
+        ));
+    }
+    let key = tokens::new_api_key();
+    let id = Uuid::now_v7();
+    let mut tx = state.db.begin().await?;
+    let user: Option<(bool,)> = sqlx::query_as("select disabled from users where id = $1")
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if user.is_none() {
+        return Err(Error::BadRequest(format!("no user with id {user_id}")));
+    }
+    let view: ApiKeyView = sqlx::query_as(
+        r#"
+        insert into api_keys (id, user_id, name, prefix, key_hash, expires_at)
+        values ($1, $2, $3, $4, $5, $6)
+        returning id, user_id, name, prefix, created_at, expires_at, last_used_at, revoked_at
+        "#,
+    )
+    .bind(id)
+    .bind(user_id)
+    .bind(name)
+    .bind(tokens::shown_prefix(&key))
+    .bind(tokens::hash(&key).as_slice())
+    .bind(body.expires_at)
+    .fetch_one(&mut *tx)
+    .await?;
+    audit::record(
+        &mut tx,
+        &caller,
+        "api_key.create",
+        ("api_key", id.to_string()),
+        json!({ "userId": user_id, "name": name, "prefix": view.prefix, "expiresAt": body.expires_at }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(CreatedKey { key, view })))
+}
+
+/// Revokes the key at once, in every API process. Revoking a revoked key
+/// changes nothing (204 again); the row stays for the record.
+async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode> {
+    let mut tx = state.db.begin().await?;
+    let key = find(&mut *tx, &caller, id).await?;
+    if key.revoked_at.is_none() {
+        sqlx::query("update api_keys set revoked_at = now() where id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        auth::changed(&mut tx).await?;
+        audit::record(
+            &mut tx,
+            &caller,
+            "api_key.revoke",
+            ("api_key", id.to_string()),
+            json!({ "userId": key.user_id, "prefix": key.prefix }),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    state.auth.forget_all();
+    Ok(StatusCode::NO_CONTENT)
+}

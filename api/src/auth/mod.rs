@@ -1,0 +1,437 @@
+//! Who is calling: every request except `/healthz`, `/readyz` and login
+//! carries an API key (`Authorization: Bearer plat_...`) or a session cookie
+//! from `POST /auth/login`. The middleware here resolves it to a [`Caller`],
+//! applies the caller's rate limit and, for cookie-authenticated requests
+//! that change state, the CSRF check; handlers then take the `Caller`.
+//!
+//! Credentials are opaque and looked up in the database, so revoking one
+//! takes effect at once. Lookups are cached per process for a few seconds;
+//! every change that can revoke access (`auth::changed`) clears the caches
+//! of all API processes through `NOTIFY plat_auth_changed`.
+
+pub mod passwords;
+pub mod rate_limit;
+pub mod tokens;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use plat_common::notify::{self, Heard};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use self::rate_limit::{Rate, RateLimiter};
+use crate::error::{Error, Result};
+use crate::AppState;
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "plat_session";
+/// The header cookie-authenticated requests that change state must carry.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// How long a looked-up credential is trusted without asking the database
+/// again (the backstop if a `plat_auth_changed` notification is missed).
+const CACHE_TTL: Duration = Duration::from_secs(5);
+/// Past this many cached credentials the cache starts over.
+const MAX_CACHED: usize = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[sqlx(type_name = "user_role", rename_all = "UPPERCASE")]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Role {
+    Admin,
+    Dev,
+}
+
+/// How the caller proved who they are.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    ApiKey {
+        id: Uuid,
+    },
+    /// A browser session, with the CSRF token that goes with it.
+    Session {
+        id: Uuid,
+        csrf_token: String,
+    },
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user_id: Uuid,
+    pub email: String,
+    pub role: Role,
+    /// The groups the user belongs to.
+    pub groups: Arc<Vec<Uuid>>,
+    pub credential: Credential,
+    /// The peer's address, for the audit log.
+    pub source_address: Option<String>,
+}
+
+impl Caller {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    /// Refuses (403) unless the caller is an admin; `action` completes
+    /// "only admins may ...".
+    pub fn require_admin(&self, action: &str) -> Result<()> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(format!("only admins may {action}")))
+        }
+    }
+
+    /// Plat's access rule for functions and environments: admins see all;
+    /// a resource with no allowed users and no allowed groups is public;
+    /// otherwise the caller must be named, or be in a named group.
+    pub fn can_access(&self, allowed_users: &[Uuid], allowed_groups: &[Uuid]) -> bool {
+        self.is_admin()
+            || (allowed_users.is_empty() && allowed_groups.is_empty())
+            || allowed_users.contains(&self.user_id)
+            || allowed_groups
+                .iter()
+                .any(|group| self.groups.contains(group))
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self> {
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+            Error::Internal(anyhow::anyhow!(
+                "a handler that needs a caller is outside the authenticated routes"
+            ))
+        })
+    }
+}
+
+/// [`Caller::can_access`] as SQL over `table`'s `allowed_users` and
+/// `allowed_groups`, with the caller bound as `$n` (is admin), `$n+1` (user
+/// id) and `$n+2` (group ids): see [`bind_caller`].
+pub fn visible_sql(table: &str, n: usize) -> String {
+    format!(
+        "(${n}::bool or (cardinality({table}.allowed_users) = 0 and cardinality({table}.allowed_groups) = 0) \
+         or ${u}::uuid = any({table}.allowed_users) or {table}.allowed_groups && ${g}::uuid[])",
+        u = n + 1,
+        g = n + 2
+    )
+}
+
+/// Binds the three parameters [`visible_sql`] expects.
+pub fn bind_caller<'q, O>(
+    query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    caller: &'q Caller,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+    query
+        .bind(caller.is_admin())
+        .bind(caller.user_id)
+        .bind(caller.groups.as_slice())
+}
+
+/// Resolves credentials, with a short-lived cache, and holds the rate limits.
+pub struct Authenticator {
+    cache: Mutex<HashMap<[u8; 32], Cached>>,
+    limiter: RateLimiter,
+    admin_rate: Rate,
+    dev_rate: Rate,
+    login_rate: Rate,
+    session_idle_minutes: i32,
+}
+
+struct Cached {
+    caller: Caller,
+    expires_at: Option<DateTime<Utc>>,
+    fetched: Instant,
+}
+
+/// A credential as the database knows it.
+#[derive(sqlx::FromRow)]
+struct Found {
+    credential_id: Uuid,
+    expires_at: Option<DateTime<Utc>>,
+    user_id: Uuid,
+    email: String,
+    role: Role,
+    groups: Vec<Uuid>,
+}
+
+impl Authenticator {
+    pub fn new(config: &crate::ApiConfig) -> Self {
+        Self {
+            cache: Mutex::default(),
+            limiter: RateLimiter::default(),
+            admin_rate: Rate {
+                per_sec: config.rate_limit_admin_per_sec,
+                burst: config.rate_limit_admin_burst,
+            },
+            dev_rate: Rate {
+                per_sec: config.rate_limit_dev_per_sec,
+                burst: config.rate_limit_dev_burst,
+            },
+            login_rate: Rate {
+                per_sec: f64::from(config.login_attempts_per_minute) / 60.0,
+                burst: config.login_attempts_per_minute,
+            },
+            session_idle_minutes: i32::try_from(config.session_idle_minutes).unwrap_or(i32::MAX),
+        }
+    }
+
+    /// Forgets every cached credential: called after any change that can
+    /// revoke access, here and (through the notification) in other processes.
+    pub fn forget_all(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Cached>> {
+        // Plain inserts and removals: a panic cannot leave the map inconsistent.
+        self.cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Spends one login attempt of `source`; refuses when they are used up.
+    pub fn take_login_attempt(&self, source: &str) -> Result<()> {
+        self.limiter
+            .take(&format!("login:{source}"), self.login_rate)
+            .map_err(too_many)
+    }
+
+    fn take_request(&self, caller: &Caller) -> Result<()> {
+        let (key, rate) = match (&caller.credential, caller.role) {
+            (Credential::ApiKey { id }, role) => (format!("key:{id}"), role),
+            (Credential::Session { .. }, role) => (format!("user:{}", caller.user_id), role),
+        };
+        let rate = match rate {
+            Role::Admin => self.admin_rate,
+            Role::Dev => self.dev_rate,
+        };
+        self.limiter.take(&key, rate).map_err(too_many)
+    }
+
+    async fn by_api_key(&self, db: &PgPool, key: &str) -> Result<Option<Caller>> {
+        let hash = tokens::hash(key);
+        if let Some(caller) = self.cached(&hash) {
+            return Ok(Some(caller));
+        }
+        // Stamps last_used_at on each cache miss: at most every few seconds
+        // per key, never on the hot path's every call.
+        let found: Option<Found> = sqlx::query_as(
+            r#"
+            with k as (
+                update api_keys set last_used_at = now()
+                where key_hash = $1 and revoked_at is null
+                  and (expires_at is null or expires_at > now())
+                returning id, user_id, expires_at
+            )
+            select k.id as credential_id, k.expires_at, u.id as user_id, u.email, u.role,
+                   array(select m.group_id from group_members m where m.user_id = u.id) as groups
+            from k join users u on u.id = k.user_id
+            where not u.disabled
+            "#,
+        )
+        .bind(hash.as_slice())
+        .fetch_optional(db)
+        .await?;
+        Ok(found.map(|found| self.remember(hash, found, |id| Credential::ApiKey { id })))
+    }
+
+    async fn by_session(&self, db: &PgPool, token: &str) -> Result<Option<Caller>> {
+        let hash = tokens::hash(token);
+        if let Some(caller) = self.cached(&hash) {
+            return Ok(Some(caller));
+        }
+        // Slides the expiry forward on each cache miss, never past the
+        // session's absolute end.
+        let found: Option<Found> = sqlx::query_as(
+            r#"
+            with s as (
+                update sessions
+                set last_seen_at = now(),
+                    expires_at = least(now() + make_interval(mins => $2), absolute_expires_at)
+                where token_hash = $1 and revoked_at is null and expires_at > now()
+                returning id, user_id, expires_at
+            )
+            select s.id as credential_id, s.expires_at, u.id as user_id, u.email, u.role,
+                   array(select m.group_id from group_members m where m.user_id = u.id) as groups
+            from s join users u on u.id = s.user_id
+            where not u.disabled
+            "#,
+        )
+        .bind(hash.as_slice())
+        .bind(self.session_idle_minutes)
+        .fetch_optional(db)
+        .await?;
+        let csrf_token = tokens::csrf_token(token);
+        Ok(found
+            .map(|found| self.remember(hash, found, |id| Credential::Session { id, csrf_token })))
+    }
+
+    fn cached(&self, hash: &[u8; 32]) -> Option<Caller> {
+        let cache = self.lock();
+        let entry = cache.get(hash)?;
+        let fresh = entry.fetched.elapsed() < CACHE_TTL
+            && entry.expires_at.is_none_or(|at| at > Utc::now());
+        fresh.then(|| entry.caller.clone())
+    }
+
+    fn remember(
+        &self,
+        hash: [u8; 32],
+        found: Found,
+        credential: impl FnOnce(Uuid) -> Credential,
+    ) -> Caller {
+        let caller = Caller {
+            user_id: found.user_id,
+            email: found.email,
+            role: found.role,
+            groups: Arc::new(found.groups),
+            credential: credential(found.credential_id),
+            source_address: None,
+        };
+        let mut cache = self.lock();
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+        cache.insert(
+            hash,
+            Cached {
+                caller: caller.clone(),
+                expires_at: found.expires_at,
+                fetched: Instant::now(),
+            },
+        );
+        caller
+    }
+}
+
+fn too_many(wait: Duration) -> Error {
+    Error::TooManyRequests {
+        retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+    }
+}
+
+/// The middleware in front of every authenticated route.
+pub async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    // Only the parts, not the request, are held across the lookup: a body
+    // is not `Sync`, and the future must be `Send`.
+    let (parts, body) = request.into_parts();
+    let found = caller(&state, &parts.method, &parts.headers).await;
+    let mut request = Request::from_parts(parts, body);
+    match found {
+        Ok(mut caller) => {
+            caller.source_address = source_address(&request);
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn caller(state: &AppState, method: &Method, headers: &HeaderMap) -> Result<Caller> {
+    let caller = if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let key = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|key| !key.is_empty())
+            .ok_or_else(|| {
+                Error::Unauthorized(
+                    "the Authorization header must be `Bearer <API key>`".to_owned(),
+                )
+            })?;
+        state.auth.by_api_key(&state.db, key).await?.ok_or_else(|| {
+            Error::Unauthorized("the API key is not valid: unknown, expired or revoked, or its user is disabled".to_owned())
+        })?
+    } else if let Some(token) = session_cookie(headers) {
+        let caller = state
+            .auth
+            .by_session(&state.db, token)
+            .await?
+            .ok_or_else(|| {
+                Error::Unauthorized(
+                    "the session has expired or was ended; log in again with POST /auth/login"
+                        .to_owned(),
+                )
+            })?;
+        check_csrf(method, headers, token)?;
+        caller
+    } else {
+        return Err(Error::Unauthorized(
+            "authentication required: send `Authorization: Bearer <API key>`, or log in with POST /auth/login".to_owned(),
+        ));
+    };
+    state.auth.take_request(&caller)?;
+    Ok(caller)
+}
+
+/// A browser request that changes state must prove it comes from Plat's own
+/// page: the `X-CSRF-Token` header, which another site cannot read or set.
+fn check_csrf(method: &Method, headers: &HeaderMap, session_token: &str) -> Result<()> {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+    match sent {
+        Some(sent) if tokens::csrf_matches(sent, session_token) => Ok(()),
+        _ => Err(Error::Forbidden(
+            "a request that changes something with a session cookie must carry the X-CSRF-Token header with the csrfToken from POST /auth/login (or GET /me)".to_owned(),
+        )),
+    }
+}
+
+/// The session token from the `Cookie` header, if any.
+pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value)
+        .filter(|value| !value.is_empty())
+}
+
+/// The peer's address, when the server was started with connection info.
+pub fn source_address<B>(request: &axum::http::Request<B>) -> Option<String> {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip().to_string())
+}
+
+/// Marks, in the caller's transaction, that access may have been revoked
+/// (a key or session ended, a user disabled or changed, a group changed):
+/// every API process drops its cached credentials at the commit. The caller
+/// also calls [`Authenticator::forget_all`] after committing, so its own
+/// process does not wait for the notification.
+pub async fn changed(tx: &mut PgConnection) -> Result<()> {
+    sqlx::query("select pg_notify($1, '')")
+        .bind(notify::AUTH_CHANGED)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+/// Drops cached credentials whenever another process changes access, and
+/// after any gap in listening.
+pub async fn listen(pool: PgPool, auth: Arc<Authenticator>, shutdown: CancellationToken) {
+    notify::listen(pool, notify::AUTH_CHANGED, shutdown, |heard| match heard {
+        Heard::Notification(_) | Heard::MaybeMissed => auth.forget_all(),
+    })
+    .await;
+}

@@ -1,0 +1,366 @@
+//! `/environments`: named sets of configuration that functions reference;
+//! at a run their variables become environment variables (the function's
+//! own `environmentVariables` win on a clash). Values are encrypted at rest
+//! with `PLAT_SECRETS_KEY` (see `plat_common::secrets`) and shown only to
+//! callers who can access the environment; everyone else gets 404.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use plat_common::secrets::SecretsKey;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use crate::auth::{self, Caller};
+use crate::error::{Error, Result};
+use crate::extract::{Json, Path};
+use crate::functions::input::check_variables;
+use crate::{access, audit, AppState};
+
+const MAX_NAME_CHARS: usize = 64;
+const MAX_DESCRIPTION_CHARS: usize = 2000;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/environments", get(list).post(create))
+        .route("/environments/{id}", get(read).put(update).delete(remove))
+}
+
+/// An environment as stored, variables still sealed.
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: Uuid,
+    name: String,
+    description: Option<String>,
+    variables: Vec<u8>,
+    revision: i64,
+    allowed_users: Vec<Uuid>,
+    allowed_groups: Vec<Uuid>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EnvironmentView {
+    id: Uuid,
+    name: String,
+    description: Option<String>,
+    /// Only in a single environment's view; listings show `variableNames`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    variables: Option<BTreeMap<String, String>>,
+    variable_names: Vec<String>,
+    revision: i64,
+    allowed_users: Vec<Uuid>,
+    allowed_groups: Vec<Uuid>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+const SELECT_ENVIRONMENT: &str = r#"
+    select e.id, e.name, e.description, e.variables, e.revision, e.allowed_users,
+           e.allowed_groups, e.created_at, e.updated_at
+    from environments e
+"#;
+
+fn key(state: &AppState) -> Result<&SecretsKey> {
+    state.config.secrets_key.as_ref().ok_or_else(|| {
+        Error::NotConfigured(
+            "environments are not available: the operator has not set PLAT_SECRETS_KEY".to_owned(),
+        )
+    })
+}
+
+fn not_found(id: &str) -> Error {
+    Error::NotFound(format!("no environment with id {id}"))
+}
+
+impl Row {
+    fn view(self, key: &SecretsKey, with_values: bool) -> Result<EnvironmentView> {
+        let variables = key
+            .open(self.id, &self.variables)
+            .map_err(|e| Error::Internal(anyhow::anyhow!("environment {}: {e}", self.id)))?;
+        Ok(EnvironmentView {
+            id: self.id,
+            name: self.name,
+            description: self.description,
+            variable_names: variables.keys().cloned().collect(),
+            variables: with_values.then_some(variables),
+            revision: self.revision,
+            allowed_users: self.allowed_users,
+            allowed_groups: self.allowed_groups,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+/// The environment, if the caller can access it (404 otherwise, as if it
+/// did not exist). `for_update` locks it until the transaction ends.
+async fn find(db: impl PgExecutor<'_>, caller: &Caller, id: &str, for_update: bool) -> Result<Row> {
+    let parsed = Uuid::try_parse(id).map_err(|_| not_found(id))?;
+    let lock = if for_update { "for update" } else { "" };
+    let row: Option<Row> = sqlx::query_as(&format!("{SELECT_ENVIRONMENT} where e.id = $1 {lock}"))
+        .bind(parsed)
+        .fetch_optional(db)
+        .await?;
+    row.filter(|row| caller.can_access(&row.allowed_users, &row.allowed_groups))
+        .ok_or_else(|| not_found(id))
+}
+
+#[derive(Serialize)]
+struct EnvironmentList {
+    items: Vec<EnvironmentView>,
+}
+
+/// The environments the caller can access, by name, without values.
+async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<EnvironmentList>> {
+    let key = key(&state)?;
+    let rows: Vec<Row> = auth::bind_caller(
+        sqlx::query_as(&format!(
+            "{SELECT_ENVIRONMENT} where {} order by e.name",
+            auth::visible_sql("e", 1)
+        )),
+        &caller,
+    )
+    .fetch_all(&state.db)
+    .await?;
+    let items = rows
+        .into_iter()
+        .map(|row| row.view(key, false))
+        .collect::<Result<_>>()?;
+    Ok(Json(EnvironmentList { items }))
+}
+
+async fn read(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<EnvironmentView>> {
+    let key = key(&state)?;
+    Ok(Json(
+        find(&state.db, &caller, &id, false)
+            .await?
+            .view(key, true)?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateEnvironment {
+    name: String,
+    description: Option<String>,
+    #[serde(default)]
+    variables: BTreeMap<String, String>,
+    #[serde(default)]
+    allowed_users: Vec<Uuid>,
+    #[serde(default)]
+    allowed_groups: Vec<Uuid>,
+}
+
+fn check_name(name: &str) -> Result<()> {
+    let valid = !name.is_empty()
+        && name.chars().count() <= MAX_NAME_CHARS
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::BadRequest(format!(
+            "`name` must be 1 to {MAX_NAME_CHARS} characters of letters, digits, `-`, `_` or `.`; got {name:?}"
+        )))
+    }
+}
+
+fn check_description(description: Option<&str>) -> Result<()> {
+    match description {
+        Some(d) if d.chars().count() > MAX_DESCRIPTION_CHARS || d.contains('\0') => {
+            Err(Error::BadRequest(format!(
+                "`description` must be at most {MAX_DESCRIPTION_CHARS} characters, without NUL"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn name_taken(name: &str) -> impl FnOnce(sqlx::Error) -> Error + '_ {
+    move |e| match e.as_database_error().and_then(|d| d.constraint()) {
+        Some("environments_name_key") => {
+            Error::Conflict(format!("an environment named {name:?} already exists"))
+        }
+        _ => Error::from(e),
+    }
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(mut body): Json<CreateEnvironment>,
+) -> Result<(StatusCode, Json<EnvironmentView>)> {
+    caller.require_admin("create environments")?;
+    let key = key(&state)?;
+    check_name(&body.name)?;
+    check_description(body.description.as_deref())?;
+    check_variables("variables", &body.variables)?;
+    let id = Uuid::now_v7();
+    let mut tx = state.db.begin().await?;
+    access::check(&mut tx, &mut body.allowed_users, &mut body.allowed_groups).await?;
+    sqlx::query(
+        r#"
+        insert into environments (id, name, description, variables, allowed_users, allowed_groups)
+        values ($1, $2, $3, $4, $5, $6)
+        "#,
+    )
+    .bind(id)
+    .bind(&body.name)
+    .bind(&body.description)
+    .bind(key.seal(id, &body.variables))
+    .bind(&body.allowed_users)
+    .bind(&body.allowed_groups)
+    .execute(&mut *tx)
+    .await
+    .map_err(name_taken(&body.name))?;
+    audit::record(
+        &mut tx,
+        &caller,
+        "environment.create",
+        ("environment", id.to_string()),
+        json!({
+            "name": body.name,
+            "variableNames": body.variables.keys().collect::<Vec<_>>(),
+            "allowedUsers": body.allowed_users,
+            "allowedGroups": body.allowed_groups,
+        }),
+    )
+    .await?;
+    let row = find(&mut *tx, &caller, &id.to_string(), false).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(row.view(key, true)?)))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct UpdateEnvironment {
+    name: Option<String>,
+    description: Option<String>,
+    /// Replaces all variables.
+    variables: Option<BTreeMap<String, String>>,
+    allowed_users: Option<Vec<Uuid>>,
+    allowed_groups: Option<Vec<Uuid>>,
+}
+
+/// `PUT /environments/{id}`, admins only. New `variables` replace the old
+/// ones and reach the next run of every function using the environment.
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<UpdateEnvironment>,
+) -> Result<Json<EnvironmentView>> {
+    let key = key(&state)?;
+    let mut tx = state.db.begin().await?;
+    let row = find(&mut *tx, &caller, &id, true).await?;
+    caller.require_admin("change environments")?;
+    if let Some(name) = &body.name {
+        check_name(name)?;
+    }
+    check_description(body.description.as_deref())?;
+    if let Some(variables) = &body.variables {
+        check_variables("variables", variables)?;
+    }
+    let permissions_sent = body.allowed_users.is_some() || body.allowed_groups.is_some();
+    let mut users = body.allowed_users.unwrap_or(row.allowed_users);
+    let mut groups = body.allowed_groups.unwrap_or(row.allowed_groups);
+    access::check(&mut tx, &mut users, &mut groups).await?;
+    let sealed = body.variables.as_ref().map(|v| key.seal(row.id, v));
+    sqlx::query(
+        r#"
+        update environments
+        set name = coalesce($2, name), description = coalesce($3, description),
+            variables = coalesce($4, variables),
+            revision = revision + case when $4 is null then 0 else 1 end,
+            allowed_users = $5, allowed_groups = $6, updated_at = now()
+        where id = $1
+        "#,
+    )
+    .bind(row.id)
+    .bind(&body.name)
+    .bind(&body.description)
+    .bind(&sealed)
+    .bind(&users)
+    .bind(&groups)
+    .execute(&mut *tx)
+    .await
+    .map_err(name_taken(body.name.as_deref().unwrap_or_default()))?;
+    let target = ("environment", row.id.to_string());
+    audit::record(
+        &mut tx,
+        &caller,
+        "environment.update",
+        (target.0, target.1.clone()),
+        json!({
+            "name": body.name,
+            "variableNames": body.variables.as_ref().map(|v| v.keys().collect::<Vec<_>>()),
+        }),
+    )
+    .await?;
+    if permissions_sent {
+        audit::record(
+            &mut tx,
+            &caller,
+            "environment.permissions",
+            target,
+            json!({ "allowedUsers": users, "allowedGroups": groups }),
+        )
+        .await?;
+    }
+    let row = find(&mut *tx, &caller, &id, false).await?;
+    tx.commit().await?;
+    Ok(Json(row.view(key, true)?))
+}
+
+/// Refused while a function references the environment.
+async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    let mut tx = state.db.begin().await?;
+    let row = find(&mut *tx, &caller, &id, true).await?;
+    caller.require_admin("delete environments")?;
+    let users: Vec<(String,)> = sqlx::query_as(
+        "select name from functions where environment_id = $1 order by name limit 10",
+    )
+    .bind(row.id)
+    .fetch_all(&mut *tx)
+    .await?;
+    if !users.is_empty() {
+        let names: Vec<String> = users.into_iter().map(|(n,)| n).collect();
+        return Err(Error::Conflict(format!(
+            "environment {} is used by functions {}; point them elsewhere first",
+            row.name,
+            names.join(", ")
+        )));
+    }
+    sqlx::query("delete from environments where id = $1")
+        .bind(row.id)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut tx,
+        &caller,
+        "environment.delete",
+        ("environment", row.id.to_string()),
+        json!({ "name": row.name }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,327 @@
+//! `/groups` and their members, admins only. A group is a named set of users
+//! that access lists of functions and environments can name.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use axum::Router;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use crate::audit;
+use crate::auth::{self, Caller};
+use crate::error::{Error, Result};
+use crate::extract::{Json, Path};
+use crate::AppState;
+
+const MAX_NAME_CHARS: usize = 64;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/groups", get(list).post(create))
+        .route("/groups/{id}", get(read).put(rename).delete(remove))
+        .route("/groups/{id}/members", get(members).post(add_member))
+        .route("/groups/{id}/members/{user_id}", delete(remove_member))
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+struct GroupView {
+    id: Uuid,
+    name: String,
+    members: Vec<Uuid>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+const SELECT_GROUP: &str = r#"
+    select g.id, g.name, g.created_at, g.updated_at,
+           array(select m.user_id from group_members m where m.group_id = g.id order by m.added_at, m.user_id) as members
+    from groups g
+"#;
+
+async fn view(db: impl PgExecutor<'_>, id: Uuid) -> Result<GroupView> {
+    sqlx::query_as(&format!("{SELECT_GROUP} where g.id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await?
+        .ok_or_else(|| not_found(id))
+}
+
+fn not_found(id: Uuid) -> Error {
+    Error::NotFound(format!("no group with id {id}"))
+}
+
+fn check_name(name: &str) -> Result<()> {
+    let valid = !name.trim().is_empty()
+        && name.chars().count() <= MAX_NAME_CHARS
+        && !name.chars().any(char::is_control);
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::BadRequest(format!(
+            "`name` must be 1 to {MAX_NAME_CHARS} characters, not blank, without control characters"
+        )))
+    }
+}
+
+fn name_taken(name: &str) -> impl FnOnce(sqlx::Error) -> Error + '_ {
+    move |e| match e.as_database_error().and_then(|d| d.constraint()) {
+        Some("groups_name_key") => {
+            Error::Conflict(format!("a group named {name:?} already exists"))
+        }
+        _ => Error::from(e),
+    }
+}
+
+#[derive(Serialize)]
+struct GroupList {
+    items: Vec<GroupView>,
+}
+
+async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<GroupList>> {
+    caller.require_admin("list groups")?;
+    let items = sqlx::query_as(&format!("{SELECT_GROUP} order by g.name"))
+        .fetch_all(&state.db)
+        .await?;
+    Ok(Json(GroupList { items }))
+}
+
+async fn read(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Json<GroupView>> {
+    caller.require_admin("read groups")?;
+    Ok(Json(view(&state.db, id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupInput {
+    name: String,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<GroupInput>,
+) -> Result<(StatusCode, Json<GroupView>)> {
+    caller.require_admin("create groups")?;
+    check_name(&body.name)?;
+    let id = Uuid::now_v7();
+    let mut tx = state.db.begin().await?;
+    sqlx::query("insert into groups (id, name) values ($1, $2)")
+        .bind(id)
+        .bind(&body.name)
+        .execute(&mut *tx)
+        .await
+        .map_err(name_taken(&body.name))?;
+    audit::record(
+        &mut tx,
+        &caller,
+        "group.create",
+        ("group", id.to_string()),
+        json!({ "name": body.name }),
+    )
+    .await?;
+    let group = view(&mut *tx, id).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(group)))
+}
+
+async fn rename(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Json(body): Json<GroupInput>,
+) -> Result<Json<GroupView>> {
+    caller.require_admin("rename groups")?;
+    check_name(&body.name)?;
+    let mut tx = state.db.begin().await?;
+    let renamed = sqlx::query("update groups set name = $2, updated_at = now() where id = $1")
+        .bind(id)
+        .bind(&body.name)
+        .execute(&mut *tx)
+        .await
+        .map_err(name_taken(&body.name))?;
+    if renamed.rows_affected() == 0 {
+        return Err(not_found(id));
+    }
+    audit::record(
+        &mut tx,
+        &caller,
+        "group.update",
+        ("group", id.to_string()),
+        json!({ "name": body.name }),
+    )
+    .await?;
+    let group = view(&mut *tx, id).await?;
+    tx.commit().await?;
+    Ok(Json(group))
+}
+
+/// Refused while an access list names the group: dropping it there could
+/// make a restricted function or environment public.
+async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode> {
+    caller.require_admin("delete groups")?;
+    let mut tx = state.db.begin().await?;
+    let named: Vec<(String,)> = sqlx::query_as(
+        r#"
+        select 'function ' || name from functions where $1 = any(allowed_groups)
+        union all
+        select 'environment ' || name from environments where $1 = any(allowed_groups)
+        order by 1 limit 10
+        "#,
+    )
+    .bind(id)
+    .fetch_all(&mut *tx)
+    .await?;
+    if !named.is_empty() {
+        let names: Vec<String> = named.into_iter().map(|(n,)| n).collect();
+        return Err(Error::Conflict(format!(
+            "group {id} is named in the access lists of {}; remove it there first",
+            names.join(", ")
+        )));
+    }
+    let deleted = sqlx::query("delete from groups where id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    if deleted.rows_affected() == 0 {
+        return Err(not_found(id));
+    }
+    auth::changed(&mut tx).await?;
+    audit::record(
+        &mut tx,
+        &caller,
+        "group.delete",
+        ("group", id.to_string()),
+        json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    state.auth.forget_all();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Members {
+    group_id: Uuid,
+    members: Vec<Uuid>,
+}
+
+async fn members(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Members>> {
+    caller.require_admin("read group members")?;
+    let group = view(&state.db, id).await?;
+    Ok(Json(Members {
+        group_id: id,
+        members: group.members,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NewMember {
+    user_id: Uuid,
+}
+
+/// Adds a user (201; 200 if they were already a member).
+async fn add_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Json(body): Json<NewMember>,
+) -> Result<(StatusCode, Json<GroupView>)> {
+    caller.require_admin("change group members")?;
+    let mut tx = state.db.begin().await?;
+    let exists: Option<(bool,)> = sqlx::query_as(
+        "select exists (select 1 from users where id = $2) from groups where id = $1 for update",
+    )
+    .bind(id)
+    .bind(body.user_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    match exists {
+        None => return Err(not_found(id)),
+        Some((false,)) => {
+            return Err(Error::BadRequest(format!(
+                "no user with id {}",
+                body.user_id
+            )))
+        }
+        Some((true,)) => {}
+    }
+    let added = sqlx::query(
+        "insert into group_members (group_id, user_id) values ($1, $2) on conflict do nothing",
+    )
+    .bind(id)
+    .bind(body.user_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if added {
+        auth::changed(&mut tx).await?;
+        audit::record(
+            &mut tx,
+            &caller,
+            "group.member_add",
+            ("group", id.to_string()),
+            json!({ "userId": body.user_id }),
+        )
+        .await?;
+    }
+    let group = view(&mut *tx, id).await?;
+    tx.commit().await?;
+    state.auth.forget_all();
+    let status = if added {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(group)))
+}
+
+async fn remove_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, user_id)): Path<(Uuid, Uuid)>,
+) -> Result<StatusCode> {
+    caller.require_admin("change group members")?;
+    let mut tx = state.db.begin().await?;
+    let removed = sqlx::query("delete from group_members where group_id = $1 and user_id = $2")
+        .bind(id)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+    if removed.rows_affected() == 0 {
+        return Err(Error::NotFound(format!(
+            "user {user_id} is not a member of group {id}"
+        )));
+    }
+    auth::changed(&mut tx).await?;
+    audit::record(
+        &mut tx,
+        &caller,
+        "group.member_remove",
+        ("group", id.to_string()),
+        json!({ "userId": user_id }),
+    )
+    .await?;
+    tx.commit().await?;
+    state.auth.forget_all();
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,258 @@
+//! Browser sign-in: `POST /auth/login` starts a session (an `HttpOnly`,
+//! `SameSite=Strict` cookie holding an opaque token), `POST /auth/logout`
+//! ends it; `/sessions` lists and ends a user's sessions. Sessions slide
+//! forward with use (`PLAT_SESSION_IDLE_MINUTES`) up to an absolute end
+//! (`PLAT_SESSION_MAX_HOURS`).
+
+use axum::extract::{FromRequest as _, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::Router;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::audit::{self, Anonymous};
+use crate::auth::{self, passwords, tokens, Caller, Credential, Role, SESSION_COOKIE};
+use crate::error::{Error, Result};
+use crate::extract::{Json, Path, Query};
+use crate::AppState;
+
+/// Routes that need no credentials.
+pub fn public_router() -> Router<AppState> {
+    Router::new().route("/auth/login", post(login))
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/logout", post(logout))
+        .route("/sessions", get(list))
+        .route("/sessions/{id}", delete(end))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Login {
+    email: String,
+    password: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LoggedIn {
+    user_id: Uuid,
+    email: String,
+    role: Role,
+    /// Send this back as `X-CSRF-Token` on every request that changes state.
+    csrf_token: String,
+    expires_at: DateTime<Utc>,
+}
+
+const WRONG: &str = "the email or password is wrong (or the account is disabled)";
+
+async fn login(State(state): State<AppState>, request: Request) -> Result<Response> {
+    let source = auth::source_address(&request);
+    let user_agent = request
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(256).collect::<String>());
+    let Json(body) = Json::<Login>::from_request(request, &state).await?;
+    state
+        .auth
+        .take_login_attempt(source.as_deref().unwrap_or("unknown"))?;
+
+    let user: Option<(Uuid, String, Role, Option<String>, bool)> = sqlx::query_as(
+        "select id, email, role, password_hash, disabled from users where lower(email) = lower($1)",
+    )
+    .bind(body.email.trim())
+    .fetch_optional(&state.db)
+    .await?;
+    let stored_hash = user.as_ref().and_then(|(_, _, _, hash, _)| hash.clone());
+    let password_ok = passwords::verify(body.password, stored_hash).await?;
+    let user = user.filter(|(_, _, _, _, disabled)| password_ok && !disabled);
+    let Some((user_id, email, role, _, _)) = user else {
+        let mut conn = state.db.acquire().await?;
+        audit::record_anonymous(
+            &mut conn,
+            Anonymous {
+                email: Some(body.email.trim()),
+                source_address: source.as_deref(),
+            },
+            "auth.login_failed",
+            None,
+            json!({ "email": body.email.trim() }),
+        )
+        .await?;
+        tracing::info!(source = ?source, "failed login");
+        return Err(Error::Unauthorized(WRONG.to_owned()));
+    };
+
+    let token = tokens::new_session_token();
+    let now = Utc::now();
+    let idle = Duration::minutes(i64::from(state.config.session_idle_minutes));
+    let absolute = now + Duration::hours(i64::from(state.config.session_max_hours));
+    let expires_at = (now + idle).min(absolute);
+    let session_id = Uuid::now_v7();
+    let mut tx = state.db.begin().await?;
+    sqlx::query(
+        r#"
+        insert into sessions (id, user_id, token_hash, expires_at, absolute_expires_at, source_address, user_agent)
+        values ($1, $2, $3, $4, $5, $6, $7)
+        "#,
+    )
+    .bind(session_id)
+    .bind(user_id)
+    .bind(tokens::hash(&token).as_slice())
+    .bind(expires_at)
+    .bind(absolute)
+    .bind(&source)
+    .bind(&user_agent)
+    .execute(&mut *tx)
+    .await?;
+    let caller = Caller {
+        user_id,
+        email: email.clone(),
+        role,
+        groups: Default::default(),
+        credential: Credential::Session {
+            id: session_id,
+            csrf_token: String::new(),
+        },
+        source_address: source,
+    };
+    audit::record(
+        &mut tx,
+        &caller,
+        "auth.login",
+        ("session", session_id.to_string()),
+        json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+
+    let cookie = format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        (absolute - now).num_seconds(),
+        if state.cookie_secure { "; Secure" } else { "" }
+    );
+    let body = LoggedIn {
+        user_id,
+        email,
+        role,
+        csrf_token: tokens::csrf_token(&token),
+        expires_at,
+    };
+    let mut response = Json(body).into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(anyhow::Error::from)?,
+    );
+    Ok(response)
+}
+
+/// Ends the caller's session (for an API key, there is none to end: 400)
+/// and clears the cookie.
+async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Response> {
+    let Credential::Session { id, .. } = caller.credential else {
+        return Err(Error::BadRequest(
+            "logout ends a browser session; to stop using an API key, revoke it with DELETE /api-keys/{id}".to_owned(),
+        ));
+    };
+    end_session(&state, &caller, id).await?;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("plat_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    Ok((StatusCode::NO_CONTENT, headers).into_response())
+}
+
+async fn end_session(state: &AppState, caller: &Caller, id: Uuid) -> Result<()> {
+    let mut tx = state.db.begin().await?;
+    sqlx::query("update sessions set revoked_at = now() where id = $1 and revoked_at is null")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    auth::changed(&mut tx).await?;
+    audit::record(
+        &mut tx,
+        caller,
+        "auth.logout",
+        ("session", id.to_string()),
+        json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    state.auth.forget_all();
+    Ok(())
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+struct SessionView {
+    id: Uuid,
+    user_id: Uuid,
+    created_at: DateTime<Utc>,
+    last_seen_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    revoked_at: Option<DateTime<Utc>>,
+    source_address: Option<String>,
+    user_agent: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ListParams {
+    user_id: Option<Uuid>,
+}
+
+#[derive(Serialize)]
+struct SessionList {
+    items: Vec<SessionView>,
+}
+
+/// The caller's live sessions; an admin may ask for any user's with `?userId=`.
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<ListParams>,
+) -> Result<Json<SessionList>> {
+    let user_id = params.user_id.unwrap_or(caller.user_id);
+    if user_id != caller.user_id {
+        caller.require_admin("list other users' sessions")?;
+    }
+    let items = sqlx::query_as(
+        r#"
+        select id, user_id, created_at, last_seen_at, expires_at, revoked_at, source_address, user_agent
+        from sessions
+        where user_id = $1 and revoked_at is null and expires_at > now()
+        order by created_at desc, id desc
+        "#,
+    )
+    .bind(user_id)
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Json(SessionList { items }))
+}
+
+/// Ends a session: the caller's own, or any as an admin.
+async fn end(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode> {
+    let owner: Option<(Uuid,)> = sqlx::query_as("select user_id from sessions where id = $1")
+        .bind(id)
+        .fetch_optional(&state.db)
+        .await?;
+    match owner {
+        Some((owner,)) if owner == caller.user_id || caller.is_admin() => {
+            end_session(&state, &caller, id).await?;
+            Ok(StatusCode::NO_CONTENT)
+        }
+        _ => Err(Error::NotFound(format!("no session with id {id}"))),
+    }
+}

@@ -1,0 +1,405 @@
+//! `/users` (admins manage everyone; a user reads and edits themselves) and
+//! `/me`. Passwords are stored as argon2id hashes only.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use crate::audit;
+use crate::auth::{self, passwords, Caller, Credential, Role};
+use crate::error::{Error, Result};
+use crate::extract::{Json, Path, Query};
+use crate::pagination::{Page, PageParams, Position};
+use crate::AppState;
+
+const MAX_EMAIL_CHARS: usize = 254;
+const MAX_DISPLAY_NAME_CHARS: usize = 128;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/me", get(me))
+        .route("/users", get(list).post(create))
+        .route("/users/{id}", get(read).put(update).delete(remove))
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    id: Uuid,
+    email: String,
+    display_name: Option<String>,
+    role: Role,
+    disabled: bool,
+    /// Whether the user can log in with a password (the bootstrap admin cannot).
+    has_password: bool,
+    groups: Vec<Uuid>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+const SELECT_USER: &str = r#"
+    select u.id, u.email, u.display_name, u.role, u.disabled,
+           u.password_hash is not null as has_password,
+           array(select m.group_id from group_members m where m.user_id = u.id order by m.group_id) as groups,
+           u.created_at, u.updated_at
+    from users u
+"#;
+
+async fn view(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<UserView>> {
+    Ok(sqlx::query_as(&format!("{SELECT_USER} where u.id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await?)
+}
+
+fn not_found(id: Uuid) -> Error {
+    Error::NotFound(format!("no user with id {id}"))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Me {
+    #[serde(flatten)]
+    user: UserView,
+    /// `apiKey` or `session`.
+    authenticated_by: &'static str,
+    /// For a session: the token to send as `X-CSRF-Token`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    csrf_token: Option<String>,
+}
+
+async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Me>> {
+    let user = view(&state.db, caller.user_id)
+        .await?
+        .ok_or_else(|| not_found(caller.user_id))?;
+    let (authenticated_by, csrf_token) = match caller.credential {
+        Credential::ApiKey { .. } => ("apiKey", None),
+        Credential::Session { csrf_token, .. } => ("session", Some(csrf_token)),
+    };
+    Ok(Json(Me {
+        user,
+        authenticated_by,
+        csrf_token,
+    }))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UserList {
+    items: Vec<UserView>,
+    next_cursor: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<PageParams>,
+) -> Result<Json<UserList>> {
+    caller.require_admin("list users")?;
+    let page = Page::parse(params.limit, params.cursor.as_deref())?;
+    let rows: Vec<UserView> = sqlx::query_as(&format!(
+        r#"
+        {SELECT_USER}
+        where $1::timestamptz is null or (u.created_at, u.id) < ($1, $2)
+        order by u.created_at desc, u.id desc
+        limit $3
+        "#
+    ))
+    .bind(page.after_created_at())
+    .bind(page.after_id())
+    .bind(page.fetch_limit())
+    .fetch_all(&state.db)
+    .await?;
+    let (items, next_cursor) = page.finish(rows, |u| Position {
+        created_at: u.created_at,
+        id: u.id,
+    });
+    Ok(Json(UserList { items, next_cursor }))
+}
+
+/// A user reads themselves; an admin reads anyone. Others get 404.
+async fn read(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Json<UserView>> {
+    if id != caller.user_id && !caller.is_admin() {
+        return Err(not_found(id));
+    }
+    Ok(Json(
+        view(&state.db, id).await?.ok_or_else(|| not_found(id))?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateUser {
+    email: String,
+    password: Option<String>,
+    role: Role,
+    display_name: Option<String>,
+}
+
+fn check_email(email: &str) -> Result<String> {
+    let email = email.trim();
+    let valid = email.chars().count() <= MAX_EMAIL_CHARS
+        && email
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if valid {
+        Ok(email.to_owned())
+    } else {
+        Err(Error::BadRequest(format!(
+            "`email` must be an address like name@example.com (at most {MAX_EMAIL_CHARS} characters); got {email:?}"
+        )))
+    }
+}
+
+fn check_display_name(name: Option<&str>) -> Result<()> {
+    match name {
+        Some(name) if name.chars().count() > MAX_DISPLAY_NAME_CHARS || name.contains('\0') => {
+            Err(Error::BadRequest(format!(
+                "`displayName` must be at most {MAX_DISPLAY_NAME_CHARS} characters, without NUL"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn email_taken(email: &str) -> impl FnOnce(sqlx::Error) -> Error + '_ {
+    move |e| match e.as_database_error().and_then(|d| d.constraint()) {
+        Some("users_email_key") => {
+            Error::Conflict(format!("a user with email {email:?} already exists"))
+        }
+        _ => Error::from(e),
+    }
+}
+
+/// `POST /users`, admins only. A user without a password signs in with API
+/// keys only.
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<CreateUser>,
+) -> Result<(StatusCode, Json<UserView>)> {
+    caller.require_admin("create users")?;
+    let email = check_email(&body.email)?;
+    check_display_name(body.display_name.as_deref())?;
+    let password_hash = match body.password {
+        Some(password) => {
+            passwords::check(&password)?;
+            Some(passwords::hash(password).await?)
+        }
+        None => None,
+    };
+    let id = Uuid::now_v7();
+    let mut tx = state.db.begin().await?;
+    sqlx::query(
+        "insert into users (id, email, display_name, role, password_hash) values ($1, $2, $3, $4, $5)",
+    )
+    .bind(id)
+    .bind(&email)
+    .bind(&body.display_name)
+    .bind(body.role)
+    .bind(&password_hash)
+    .execute(&mut *tx)
+    .await
+    .map_err(email_taken(&email))?;
+    audit::record(
+        &mut tx,
+        &caller,
+        "user.create",
+        ("user", id.to_string()),
+        json!({ "email": email, "role": body.role }),
+    )
+    .await?;
+    let user = view(&mut *tx, id).await?.ok_or_else(|| not_found(id))?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct UpdateUser {
+    email: Option<String>,
+    display_name: Option<String>,
+    role: Option<Role>,
+    disabled: Option<bool>,
+    password: Option<String>,
+    /// Required when a user changes their own password.
+    current_password: Option<String>,
+}
+
+/// `PUT /users/{id}`: an admin changes anything; a user changes their own
+/// display name and password (giving the current one).
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Json(body): Json<UpdateUser>,
+) -> Result<Json<UserView>> {
+    if id != caller.user_id && !caller.is_admin() {
+        return Err(not_found(id));
+    }
+    if !caller.is_admin()
+        && (body.email.is_some() || body.role.is_some() || body.disabled.is_some())
+    {
+        return Err(Error::Forbidden(
+            "only admins may change a user's email, role or disabled flag".to_owned(),
+        ));
+    }
+    let email = body.email.as_deref().map(check_email).transpose()?;
+    check_display_name(body.display_name.as_deref())?;
+    if let Some(password) = &body.password {
+        passwords::check(password)?;
+        if id == caller.user_id {
+            let stored: Option<(Option<String>,)> =
+                sqlx::query_as("select password_hash from users where id = $1")
+                    .bind(id)
+                    .fetch_optional(&state.db)
+                    .await?;
+            let stored = stored.and_then(|(hash,)| hash);
+            let current = body.current_password.clone().unwrap_or_default();
+            if stored.is_some() && !passwords::verify(current, stored).await? {
+                return Err(Error::Forbidden(
+                    "to change your own password, send the current one as `currentPassword`"
+                        .to_owned(),
+                ));
+            }
+        }
+    }
+    let password_hash = match body.password {
+        Some(password) => Some(passwords::hash(password).await?),
+        None => None,
+    };
+
+    let mut tx = state.db.begin().await?;
+    let updated = sqlx::query(
+        r#"
+        update users
+        set email = coalesce($2, email), display_name = coalesce($3, display_name),
+            role = coalesce($4, role), disabled = coalesce($5, disabled),
+            password_hash = coalesce($6, password_hash), updated_at = now()
+        where id = $1
+        "#,
+    )
+    .bind(id)
+    .bind(&email)
+    .bind(&body.display_name)
+    .bind(body.role)
+    .bind(body.disabled)
+    .bind(&password_hash)
+    .execute(&mut *tx)
+    .await
+    .map_err(email_taken(email.as_deref().unwrap_or_default()))?;
+    if updated.rows_affected() == 0 {
+        return Err(not_found(id));
+    }
+    ensure_an_admin_remains(&mut tx).await?;
+    // A disabled user, a changed role or a new password must not keep old
+    // credentials working from a cache; a new password also ends sessions.
+    if password_hash.is_some() {
+        sqlx::query(
+            "update sessions set revoked_at = now() where user_id = $1 and revoked_at is null",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    auth::changed(&mut tx).await?;
+    let mut changed = Vec::new();
+    for (field, sent) in [
+        ("email", email.is_some()),
+        ("displayName", body.display_name.is_some()),
+        ("role", body.role.is_some()),
+        ("disabled", body.disabled.is_some()),
+        ("password", password_hash.is_some()),
+    ] {
+        if sent {
+            changed.push(field);
+        }
+    }
+    audit::record(
+        &mut tx,
+        &caller,
+        "user.update",
+        ("user", id.to_string()),
+        json!({ "changed": changed, "role": body.role, "disabled": body.disabled }),
+    )
+    .await?;
+    let user = view(&mut *tx, id).await?.ok_or_else(|| not_found(id))?;
+    tx.commit().await?;
+    state.auth.forget_all();
+    Ok(Json(user))
+}
+
+/// Refuses a change that would leave no enabled admin: nobody could manage
+/// the platform any more.
+async fn ensure_an_admin_remains(tx: &mut sqlx::PgConnection) -> Result<()> {
+    let (admins,): (i64,) =
+        sqlx::query_as("select count(*) from users where role = 'ADMIN' and not disabled")
+            .fetch_one(&mut *tx)
+            .await?;
+    if admins == 0 {
+        return Err(Error::Conflict(
+            "at least one enabled ADMIN must remain".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// `DELETE /users/{id}`, admins only. Refused while the user is named in an
+/// access list: removing them there could make a restricted function public.
+async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode> {
+    caller.require_admin("delete users")?;
+    let mut tx = state.db.begin().await?;
+    let named: Vec<(String,)> = sqlx::query_as(
+        r#"
+        select 'function ' || name from functions where $1 = any(allowed_users)
+        union all
+        select 'environment ' || name from environments where $1 = any(allowed_users)
+        order by 1 limit 10
+        "#,
+    )
+    .bind(id)
+    .fetch_all(&mut *tx)
+    .await?;
+    if !named.is_empty() {
+        let names: Vec<String> = named.into_iter().map(|(n,)| n).collect();
+        return Err(Error::Conflict(format!(
+            "user {id} is named in the access lists of {}; remove them there first, or disable the user instead",
+            names.join(", ")
+        )));
+    }
+    let deleted = sqlx::query("delete from users where id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    if deleted.rows_affected() == 0 {
+        return Err(not_found(id));
+    }
+    ensure_an_admin_remains(&mut tx).await?;
+    auth::changed(&mut tx).await?;
+    audit::record(
+        &mut tx,
+        &caller,
+        "user.delete",
+        ("user", id.to_string()),
+        json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    state.auth.forget_all();
+    Ok(StatusCode::NO_CONTENT)
+}
