@@ -9,6 +9,36 @@ use crate::error::{Error, Result};
 
 const MAX_ENTRIES: usize = 100;
 
+/// Which access list an id may appear in.
+#[derive(Clone, Copy)]
+pub enum List {
+    Users,
+    Groups,
+}
+
+/// Up to ten functions and environments whose `list` names `id`, as
+/// "function <name>" or "environment <name>". Deleting a user or group
+/// they name is refused: dropping the last entry of a list would make a
+/// restricted resource public.
+pub async fn naming(db: &mut PgConnection, list: List, id: Uuid) -> Result<Vec<String>> {
+    let column = match list {
+        List::Users => "allowed_users",
+        List::Groups => "allowed_groups",
+    };
+    let named: Vec<(String,)> = sqlx::query_as(&format!(
+        r#"
+        select 'function ' || name from functions where $1 = any({column})
+        union all
+        select 'environment ' || name from environments where $1 = any({column})
+        order by 1 limit 10
+        "#
+    ))
+    .bind(id)
+    .fetch_all(db)
+    .await?;
+    Ok(named.into_iter().map(|(name,)| name).collect())
+}
+
 /// Sorts and de-duplicates the lists and checks that every user and group
 /// exists: an unknown id would restrict the resource to nobody, or a typo
 /// would go unnoticed.

@@ -18,7 +18,7 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use crate::auth::{self, Caller};
-use crate::error::{Error, Result};
+use crate::error::{self, Error, Result};
 use crate::extract::{Json, Path};
 use crate::functions::input::check_variables;
 use crate::{access, audit, AppState};
@@ -190,15 +190,6 @@ fn check_description(description: Option<&str>) -> Result<()> {
     }
 }
 
-fn name_taken(name: &str) -> impl FnOnce(sqlx::Error) -> Error + '_ {
-    move |e| match e.as_database_error().and_then(|d| d.constraint()) {
-        Some("environments_name_key") => {
-            Error::Conflict(format!("an environment named {name:?} already exists"))
-        }
-        _ => Error::from(e),
-    }
-}
-
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -226,7 +217,9 @@ async fn create(
     .bind(&body.allowed_groups)
     .execute(&mut *tx)
     .await
-    .map_err(name_taken(&body.name))?;
+    .map_err(error::unique("environments_name_key", || {
+        format!("an environment named {:?} already exists", body.name)
+    }))?;
     audit::record(
         &mut tx,
         &caller,
@@ -298,7 +291,12 @@ async fn update(
     .bind(&groups)
     .execute(&mut *tx)
     .await
-    .map_err(name_taken(body.name.as_deref().unwrap_or_default()))?;
+    .map_err(error::unique("environments_name_key", || {
+        format!(
+            "an environment named {:?} already exists",
+            body.name.as_deref().unwrap_or_default()
+        )
+    }))?;
     let target = ("environment", row.id.to_string());
     audit::record(
         &mut tx,

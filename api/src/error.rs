@@ -93,6 +93,18 @@ impl From<sqlx::Error> for Error {
     }
 }
 
+/// Turns a violation of the unique constraint `constraint` into a 409 with
+/// `message`; any other error stays what it is.
+pub fn unique(
+    constraint: &'static str,
+    message: impl FnOnce() -> String,
+) -> impl FnOnce(sqlx::Error) -> Error {
+    move |error| match error.as_database_error().and_then(|d| d.constraint()) {
+        Some(violated) if violated == constraint => Error::Conflict(message()),
+        _ => Error::from(error),
+    }
+}
+
 /// Errors that mean "the database is not there right now", as opposed to a
 /// bad query: the pool could not get a connection, the socket broke, or the
 /// server is shutting down or starting up (SQLSTATE class 08, 57P0x).

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use self::input::{CreateFunction, UpdateFunction};
 use crate::auth::{self, Caller};
-use crate::error::{Error, Result};
+use crate::error::{self, Error, Result};
 use crate::extract::{Json, Path, Query};
 use crate::pagination::{Page, PageParams, Position};
 use crate::{access, audit, AppState};
@@ -245,10 +245,9 @@ async fn create(
     .bind(body.environment_id)
     .execute(&mut *tx)
     .await
-    .map_err(|e| match e.as_database_error().and_then(|d| d.constraint()) {
-        Some("functions_name_key") => Error::Conflict(format!("a function named {:?} already exists", body.name)),
-        _ => Error::from(e),
-    })?;
+    .map_err(error::unique("functions_name_key", || {
+        format!("a function named {:?} already exists", body.name)
+    }))?;
     insert_version(&mut tx, id, 1, &body.source, &execution_config).await?;
     audit::record(
         &mut tx,

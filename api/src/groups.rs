@@ -11,9 +11,10 @@ use serde_json::json;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
+use crate::access::{self, List};
 use crate::audit;
 use crate::auth::{self, Caller};
-use crate::error::{Error, Result};
+use crate::error::{self, Error, Result};
 use crate::extract::{Json, Path};
 use crate::AppState;
 
@@ -68,15 +69,6 @@ fn check_name(name: &str) -> Result<()> {
     }
 }
 
-fn name_taken(name: &str) -> impl FnOnce(sqlx::Error) -> Error + '_ {
-    move |e| match e.as_database_error().and_then(|d| d.constraint()) {
-        Some("groups_name_key") => {
-            Error::Conflict(format!("a group named {name:?} already exists"))
-        }
-        _ => Error::from(e),
-    }
-}
-
 #[derive(Serialize)]
 struct GroupList {
     items: Vec<GroupView>,
@@ -119,7 +111,9 @@ async fn create(
         .bind(&body.name)
         .execute(&mut *tx)
         .await
-        .map_err(name_taken(&body.name))?;
+        .map_err(error::unique("groups_name_key", || {
+            format!("a group named {:?} already exists", body.name)
+        }))?;
     audit::record(
         &mut tx,
         &caller,
@@ -147,7 +141,9 @@ async fn rename(
         .bind(&body.name)
         .execute(&mut *tx)
         .await
-        .map_err(name_taken(&body.name))?;
+        .map_err(error::unique("groups_name_key", || {
+            format!("a group named {:?} already exists", body.name)
+        }))?;
     if renamed.rows_affected() == 0 {
         return Err(not_found(id));
     }
@@ -173,22 +169,11 @@ async fn remove(
 ) -> Result<StatusCode> {
     caller.require_admin("delete groups")?;
     let mut tx = state.db.begin().await?;
-    let named: Vec<(String,)> = sqlx::query_as(
-        r#"
-        select 'function ' || name from functions where $1 = any(allowed_groups)
-        union all
-        select 'environment ' || name from environments where $1 = any(allowed_groups)
-        order by 1 limit 10
-        "#,
-    )
-    .bind(id)
-    .fetch_all(&mut *tx)
-    .await?;
+    let named = access::naming(&mut tx, List::Groups, id).await?;
     if !named.is_empty() {
-        let names: Vec<String> = named.into_iter().map(|(n,)| n).collect();
         return Err(Error::Conflict(format!(
             "group {id} is named in the access lists of {}; remove it there first",
-            names.join(", ")
+            named.join(", ")
         )));
     }
     let deleted = sqlx::query("delete from groups where id = $1")

@@ -11,9 +11,10 @@ use serde_json::json;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
+use crate::access::{self, List};
 use crate::audit;
 use crate::auth::{self, passwords, Caller, Credential, Role};
-use crate::error::{Error, Result};
+use crate::error::{self, Error, Result};
 use crate::extract::{Json, Path, Query};
 use crate::pagination::{Page, PageParams, Position};
 use crate::AppState;
@@ -173,15 +174,6 @@ fn check_display_name(name: Option<&str>) -> Result<()> {
     }
 }
 
-fn email_taken(email: &str) -> impl FnOnce(sqlx::Error) -> Error + '_ {
-    move |e| match e.as_database_error().and_then(|d| d.constraint()) {
-        Some("users_email_key") => {
-            Error::Conflict(format!("a user with email {email:?} already exists"))
-        }
-        _ => Error::from(e),
-    }
-}
-
 /// `POST /users`, admins only. A user without a password signs in with API
 /// keys only.
 async fn create(
@@ -211,7 +203,9 @@ async fn create(
     .bind(&password_hash)
     .execute(&mut *tx)
     .await
-    .map_err(email_taken(&email))?;
+    .map_err(error::unique("users_email_key", || {
+        format!("a user with email {email:?} already exists")
+    }))?;
     audit::record(
         &mut tx,
         &caller,
@@ -298,7 +292,12 @@ async fn update(
     .bind(&password_hash)
     .execute(&mut *tx)
     .await
-    .map_err(email_taken(email.as_deref().unwrap_or_default()))?;
+    .map_err(error::unique("users_email_key", || {
+        format!(
+            "a user with email {:?} already exists",
+            email.as_deref().unwrap_or_default()
+        )
+    }))?;
     if updated.rows_affected() == 0 {
         return Err(not_found(id));
     }
@@ -364,22 +363,11 @@ async fn remove(
 ) -> Result<StatusCode> {
     caller.require_admin("delete users")?;
     let mut tx = state.db.begin().await?;
-    let named: Vec<(String,)> = sqlx::query_as(
-        r#"
-        select 'function ' || name from functions where $1 = any(allowed_users)
-        union all
-        select 'environment ' || name from environments where $1 = any(allowed_users)
-        order by 1 limit 10
-        "#,
-    )
-    .bind(id)
-    .fetch_all(&mut *tx)
-    .await?;
+    let named = access::naming(&mut tx, List::Users, id).await?;
     if !named.is_empty() {
-        let names: Vec<String> = named.into_iter().map(|(n,)| n).collect();
         return Err(Error::Conflict(format!(
             "user {id} is named in the access lists of {}; remove them there first, or disable the user instead",
-            names.join(", ")
+            named.join(", ")
         )));
     }
     let deleted = sqlx::query("delete from users where id = $1")

@@ -549,7 +549,8 @@ impl Drop for TestApp {
     }
 }
 
-async fn read(response: reqwest::Response) -> Reply {
+/// Reads a whole response into a [`Reply`].
+pub async fn read(response: reqwest::Response) -> Reply {
     let status = response.status();
     let headers = response.headers().clone();
     let content_type = headers

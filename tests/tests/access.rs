@@ -29,28 +29,20 @@ impl Browser {
             .send()
             .await
             .expect("login sent");
-        let set_cookie = response
-            .headers()
-            .get("set-cookie")
-            .map(|v| v.to_str().unwrap().to_owned());
-        let status = response.status();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        let headers = response.headers().clone();
-        let body: Value = response.json().await.expect("a JSON body");
-        let reply = Reply {
-            status,
-            content_type,
-            headers,
-            body: body.clone(),
-        };
-        let browser = set_cookie.map(|set_cookie| Browser {
+        let reply = plat_tests::read(response).await;
+        let browser = reply.headers.get("set-cookie").map(|set_cookie| Browser {
             client,
-            cookie: set_cookie.split(';').next().unwrap().to_owned(),
-            csrf: body["csrfToken"].as_str().unwrap_or_default().to_owned(),
+            cookie: set_cookie
+                .to_str()
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_owned(),
+            csrf: reply.body["csrfToken"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
         });
         (reply, browser)
     }
@@ -74,25 +66,7 @@ impl Browser {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.expect("request sent");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let content_type = headers
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        let bytes = response.bytes().await.unwrap();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap()
-        };
-        Reply {
-            status,
-            content_type,
-            headers,
-            body,
-        }
+        plat_tests::read(request.send().await.expect("request sent")).await
     }
 }
 

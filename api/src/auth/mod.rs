@@ -157,6 +157,14 @@ struct Cached {
     fetched: Instant,
 }
 
+/// The user behind the live credential in the CTE `credential`, as a [`Found`].
+const CALLER_OF_CREDENTIAL: &str = r#"
+    select c.id as credential_id, c.expires_at, u.id as user_id, u.email, u.role,
+           array(select m.group_id from group_members m where m.user_id = u.id) as groups
+    from credential c join users u on u.id = c.user_id
+    where not u.disabled
+"#;
+
 /// A credential as the database knows it.
 #[derive(sqlx::FromRow)]
 struct Found {
@@ -228,20 +236,17 @@ impl Authenticator {
         }
         // Stamps last_used_at on each cache miss: at most every few seconds
         // per key, never on the hot path's every call.
-        let found: Option<Found> = sqlx::query_as(
+        let found: Option<Found> = sqlx::query_as(&format!(
             r#"
-            with k as (
+            with credential as (
                 update api_keys set last_used_at = now()
                 where key_hash = $1 and revoked_at is null
                   and (expires_at is null or expires_at > now())
                 returning id, user_id, expires_at
             )
-            select k.id as credential_id, k.expires_at, u.id as user_id, u.email, u.role,
-                   array(select m.group_id from group_members m where m.user_id = u.id) as groups
-            from k join users u on u.id = k.user_id
-            where not u.disabled
+            {CALLER_OF_CREDENTIAL}
             "#,
-        )
+        ))
         .bind(hash.as_slice())
         .fetch_optional(db)
         .await?;
@@ -255,21 +260,18 @@ impl Authenticator {
         }
         // Slides the expiry forward on each cache miss, never past the
         // session's absolute end.
-        let found: Option<Found> = sqlx::query_as(
+        let found: Option<Found> = sqlx::query_as(&format!(
             r#"
-            with s as (
+            with credential as (
                 update sessions
                 set last_seen_at = now(),
                     expires_at = least(now() + make_interval(mins => $2), absolute_expires_at)
                 where token_hash = $1 and revoked_at is null and expires_at > now()
                 returning id, user_id, expires_at
             )
-            select s.id as credential_id, s.expires_at, u.id as user_id, u.email, u.role,
-                   array(select m.group_id from group_members m where m.user_id = u.id) as groups
-            from s join users u on u.id = s.user_id
-            where not u.disabled
+            {CALLER_OF_CREDENTIAL}
             "#,
-        )
+        ))
         .bind(hash.as_slice())
         .bind(self.session_idle_minutes)
         .fetch_optional(db)
