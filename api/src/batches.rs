@@ -122,6 +122,7 @@ async fn enqueue(
         &ids,
         &inputs,
         Some(caller.user_id),
+        crate::request_id(&headers),
     )
     .await
     .map_err(unstorable_input)?;

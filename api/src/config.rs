@@ -72,6 +72,13 @@ pub struct ApiConfig {
     /// Login attempts per minute from one source address.
     #[arg(long, env = "PLAT_LOGIN_ATTEMPTS_PER_MINUTE", default_value_t = 10)]
     pub login_attempts_per_minute: u32,
+    /// Days of execution history kept (0: forever); older finished
+    /// executions are deleted in the background.
+    #[arg(long, env = "PLAT_RETENTION_DAYS", default_value_t = 30)]
+    pub retention_days: u32,
+    /// Days of per-function statistics kept (0: forever).
+    #[arg(long, env = "PLAT_STATS_RETENTION_DAYS", default_value_t = 400)]
+    pub stats_retention_days: u32,
 }
 
 impl Default for ApiConfig {
@@ -96,6 +103,8 @@ impl Default for ApiConfig {
             rate_limit_dev_per_sec: 200.0,
             rate_limit_dev_burst: 400,
             login_attempts_per_minute: 10,
+            retention_days: 30,
+            stats_retention_days: 400,
         }
     }
 }

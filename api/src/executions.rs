@@ -65,6 +65,12 @@ pub struct ExecutionView {
     logs: String,
     logs_truncated: bool,
     duration_ms: Option<i32>,
+    /// From queued to started; null until it starts.
+    queued_ms: Option<i64>,
+    /// The executor that ran it (or runs it now).
+    worker_id: Option<String>,
+    /// The `X-Request-Id` of the call that queued it.
+    request_id: Option<String>,
     attempts: i32,
     /// The user who started it.
     created_by: Option<Uuid>,
@@ -119,7 +125,10 @@ const SELECT_EXECUTION: &str = r#"
     select e.id, e.function_id, e.function_version,
            case when j.state = 'running' then 'RUNNING' else e.status::text end as status,
            e.input, e.output, e.error_type, e.error_message, e.logs, e.logs_truncated,
-           e.duration_ms, coalesce(j.attempt, e.attempts) as attempts, e.created_by, e.created_at,
+           e.duration_ms,
+           (extract(epoch from (coalesce(j.started_at, e.started_at) - e.created_at)) * 1000)::int8 as queued_ms,
+           coalesce(j.worker_id, e.worker_id) as worker_id, e.request_id,
+           coalesce(j.attempt, e.attempts) as attempts, e.created_by, e.created_at,
            coalesce(j.started_at, e.started_at) as started_at, e.finished_at
     from executions e left join execution_jobs j on j.id = e.id
 "#;
@@ -184,6 +193,7 @@ async fn execute(
         input_json: input.get(),
         idempotency_key: idempotency_key.as_deref(),
         created_by: Some(caller.user_id),
+        request_id: crate::request_id(&headers),
     };
     // Registered before the job exists, so even an instant finish is seen.
     let waiter = state.waiters.register(new.id);

@@ -5,7 +5,7 @@
 pub(crate) mod input;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
@@ -210,6 +210,7 @@ async fn read(
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     Json(mut body): Json<CreateFunction>,
 ) -> Result<impl IntoResponse> {
     caller.require_admin("create functions")?;
@@ -248,7 +249,15 @@ async fn create(
     .map_err(error::unique("functions_name_key", || {
         format!("a function named {:?} already exists", body.name)
     }))?;
-    insert_version(&mut tx, id, 1, &body.source, &execution_config).await?;
+    insert_version(
+        &mut tx,
+        id,
+        1,
+        &body.source,
+        &execution_config,
+        crate::request_id(&headers),
+    )
+    .await?;
     audit::record(
         &mut tx,
         &caller,
@@ -288,6 +297,7 @@ async fn insert_version(
     version: i32,
     source: &str,
     execution_config: &ExecutionConfig,
+    request_id: Option<&str>,
 ) -> Result<()> {
     sqlx::query(
         r#"insert into function_versions (function_id, version, source, execution_config) values ($1, $2, $3, $4)"#,
@@ -298,7 +308,7 @@ async fn insert_version(
     .bind(SqlJson(execution_config))
     .execute(&mut *tx)
     .await?;
-    compile::enqueue(tx, function_id, version).await?;
+    compile::enqueue(tx, function_id, version, request_id).await?;
     Ok(())
 }
 
@@ -308,6 +318,7 @@ async fn insert_version(
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     Path(key): Path<String>,
     Json(body): Json<UpdateFunction>,
 ) -> Result<impl IntoResponse> {
@@ -368,7 +379,15 @@ async fn update(
         .await?;
         let execution_config = input::execution_config(current, body.execution_config, config)?;
         let source = body.source.unwrap_or(source);
-        insert_version(&mut tx, function.id, latest + 1, &source, &execution_config).await?;
+        insert_version(
+            &mut tx,
+            function.id,
+            latest + 1,
+            &source,
+            &execution_config,
+            crate::request_id(&headers),
+        )
+        .await?;
         sqlx::query("update functions set latest_version = $2 where id = $1")
             .bind(function.id)
             .bind(latest + 1)

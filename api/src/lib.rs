@@ -15,8 +15,12 @@ mod extract;
 mod functions;
 mod groups;
 mod health;
+mod metrics;
 mod pagination;
+mod queues;
+pub mod retention;
 mod sessions;
+mod stats;
 mod users;
 mod waiters;
 
@@ -91,6 +95,9 @@ pub fn app(state: AppState) -> Router {
         .merge(environments::router())
         .merge(sessions::router())
         .merge(audit::router())
+        .merge(stats::router())
+        .merge(queues::router())
+        .merge(metrics::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -99,6 +106,7 @@ pub fn app(state: AppState) -> Router {
         ))
         .merge(health::router())
         .merge(sessions::public_router())
+        .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
@@ -106,6 +114,16 @@ pub fn app(state: AppState) -> Router {
             tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// The request's `x-request-id` (the client's, or the one
+/// `SetRequestIdLayer` made), stored with the jobs it queues: up to 128
+/// visible ASCII characters; a longer or odd one is logged but not stored.
+pub(crate) fn request_id(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
 }
 
 async fn not_found(uri: axum::http::Uri) -> Error {
@@ -137,6 +155,8 @@ pub async fn serve_on(
     config: ApiConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // Before the first request, so its metrics are recorded.
+    plat_common::metrics::handle();
     bootstrap::run(&pool, &config).await?;
     let state = AppState {
         stopping: shutdown.clone(),
@@ -147,7 +167,19 @@ pub async fn serve_on(
         state.waiters.clone(),
         shutdown.clone(),
     ));
-    let listen_auth = tokio::spawn(auth::listen(pool, state.auth.clone(), shutdown.clone()));
+    let listen_auth = tokio::spawn(auth::listen(
+        pool.clone(),
+        state.auth.clone(),
+        shutdown.clone(),
+    ));
+    let retention = tokio::spawn(retention::run(
+        pool,
+        retention::Retention {
+            execution_days: state.config.retention_days,
+            stats_days: state.config.stats_retention_days,
+        },
+        shutdown.clone(),
+    ));
     tracing::info!(address = %listener.local_addr()?, "API listening");
     let served = axum::serve(
         listener,
@@ -158,5 +190,6 @@ pub async fn serve_on(
     shutdown.cancel();
     listen.abort();
     listen_auth.abort();
+    retention.abort();
     served.context("serving HTTP")
 }

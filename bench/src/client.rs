@@ -44,6 +44,15 @@ impl Api {
         format!("{}{path}", self.base_url)
     }
 
+    /// `GET path`, which must answer 200; returns the body.
+    pub async fn get_ok(&self, path: &str) -> anyhow::Result<Value> {
+        let response = self.http.get(self.url(path)).send().await?;
+        let status = response.status();
+        let body: Value = response.json().await?;
+        anyhow::ensure!(status.is_success(), "GET {path}: {status} {body}");
+        Ok(body)
+    }
+
     /// Registers a function and returns its id (the build is queued).
     pub async fn create_function(
         &self,

@@ -46,16 +46,18 @@ pub enum Scenario {
     Compile,
     Backlog,
     Contention,
+    Stats,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::Throughput,
         Scenario::Latency,
         Scenario::ColdStart,
         Scenario::Compile,
         Scenario::Backlog,
         Scenario::Contention,
+        Scenario::Stats,
     ];
 
     /// The group name in the table and the JSON.
@@ -67,6 +69,7 @@ impl Scenario {
             Scenario::Compile => "compile",
             Scenario::Backlog => "backlog",
             Scenario::Contention => "contention",
+            Scenario::Stats => "stats",
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod db;
 pub mod error_kind;
 pub mod execution_config;
 pub mod js_module;
+pub mod metrics;
 pub mod notify;
 pub mod queue;
 pub mod secrets;

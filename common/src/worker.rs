@@ -7,8 +7,9 @@
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use sqlx::PgPool;
@@ -22,11 +23,34 @@ use crate::notify;
 
 /// A unique name for one worker process: kind, host, pid and a random suffix.
 pub fn worker_id(kind: &str) -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown-host".to_string());
     let suffix: u32 = rand::thread_rng().gen();
-    format!("{kind}-{host}-{}-{suffix:08x}", std::process::id())
+    format!("{kind}-{}-{}-{suffix:08x}", host_name(), std::process::id())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown-host".to_string())
+}
+
+/// Records this worker in the `workers` table (or refreshes its row): its
+/// kind, host, pid, last sign of life and jobs done. Operators see it in
+/// `GET /queues`.
+async fn report(pool: &PgPool, id: &str, kind: &str, jobs_done: u64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        r#"
+        insert into workers (id, kind, host, pid, jobs_done) values ($1, $2, $3, $4, $5)
+        on conflict (id) do update set last_seen_at = now(), jobs_done = excluded.jobs_done
+        "#,
+    )
+    .bind(id)
+    .bind(kind)
+    .bind(host_name())
+    .bind(std::process::id() as i32)
+    .bind(i64::try_from(jobs_done).unwrap_or(i64::MAX))
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// How a worker loop behaves; every field has a documented default.
@@ -50,6 +74,8 @@ pub trait Queue: Send + Sync + 'static {
 
     /// Kind name for logs and worker ids (`compile`, `execute`).
     fn kind(&self) -> &'static str;
+    /// This worker's id, as its claims record it.
+    fn worker_id(&self) -> &str;
     /// The `LISTEN` channel that announces new jobs.
     fn channel(&self) -> &'static str;
     /// Whether this worker can start another job now (e.g. a run thread is
@@ -65,8 +91,10 @@ pub trait Queue: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Self::Job>, sqlx::Error>> + Send;
     /// The lease token of a claimed job.
     fn lease_token(job: &Self::Job) -> Uuid;
-    /// Runs one job to the end, including writing its result (or retrying it).
-    fn process(self: Arc<Self>, job: Self::Job) -> impl Future<Output = ()> + Send;
+    /// Runs one job to the end, including writing its result (or retrying
+    /// it); returns the outcome, a label of `plat_jobs_total` (`succeeded`,
+    /// `failed`, `retried`, ...).
+    fn process(self: Arc<Self>, job: Self::Job) -> impl Future<Output = &'static str> + Send;
     /// Extends the leases of running jobs.
     fn heartbeat(&self, tokens: &[Uuid]) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
     /// Gives a job back to the queue without counting the attempt.
@@ -84,6 +112,7 @@ pub async fn run<Q: Queue>(
     config: LoopConfig,
     shutdown: CancellationToken,
 ) {
+    crate::metrics::handle();
     let wake = Arc::new(Notify::new());
     let waker = wake.clone();
     let listener = tokio::spawn(notify::listen(
@@ -93,10 +122,16 @@ pub async fn run<Q: Queue>(
         move |_| waker.notify_one(),
     ));
     let in_flight: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
+    let jobs_done = Arc::new(AtomicU64::new(0));
+    if let Err(error) = report(&pool, queue.worker_id(), queue.kind(), 0).await {
+        tracing::warn!(%error, "could not register in the workers table; retrying with the heartbeats");
+    }
     let background = tokio::spawn(maintain(
         queue.clone(),
+        pool.clone(),
         config.clone(),
         in_flight.clone(),
+        jobs_done.clone(),
         shutdown.clone(),
     ));
 
@@ -120,11 +155,19 @@ pub async fn run<Q: Queue>(
                     for job in jobs {
                         let token = Q::lease_token(&job);
                         lock(&in_flight).insert(token);
-                        let (queue, in_flight) = (queue.clone(), in_flight.clone());
+                        let (queue, in_flight, jobs_done) =
+                            (queue.clone(), in_flight.clone(), jobs_done.clone());
                         tasks.spawn(
                             async move {
-                                queue.process(job).await;
+                                let kind = queue.kind();
+                                let started = Instant::now();
+                                let outcome = queue.process(job).await;
                                 lock(&in_flight).remove(&token);
+                                jobs_done.fetch_add(1, Ordering::Relaxed);
+                                ::metrics::counter!("plat_jobs_total", "kind" => kind, "outcome" => outcome)
+                                    .increment(1);
+                                ::metrics::histogram!("plat_job_duration_seconds", "kind" => kind)
+                                    .record(started.elapsed().as_secs_f64());
                             }
                             .in_current_span(),
                         );
@@ -186,13 +229,26 @@ pub async fn run<Q: Queue>(
     }
     background.abort();
     listener.abort();
+    let stopped = sqlx::query(
+        "update workers set stopped_at = now(), last_seen_at = now(), jobs_done = $2 where id = $1",
+    )
+    .bind(queue.worker_id())
+    .bind(i64::try_from(jobs_done.load(Ordering::Relaxed)).unwrap_or(i64::MAX))
+    .execute(&pool)
+    .await;
+    if let Err(error) = stopped {
+        tracing::debug!(%error, "could not mark the worker stopped");
+    }
 }
 
-/// Heartbeats running jobs and rescues expired ones, each on its own cadence.
+/// Heartbeats running jobs (and reports the worker alive), and rescues
+/// expired ones, each on its own cadence.
 async fn maintain<Q: Queue>(
     queue: Arc<Q>,
+    pool: PgPool,
     config: LoopConfig,
     in_flight: Arc<Mutex<HashSet<Uuid>>>,
+    jobs_done: Arc<AtomicU64>,
     shutdown: CancellationToken,
 ) {
     // Heartbeat three times per lease so one slow round trip never loses it.
@@ -207,6 +263,10 @@ async fn maintain<Q: Queue>(
                     if let Err(error) = queue.heartbeat(&tokens).await {
                         tracing::warn!(%error, kind = queue.kind(), "heartbeat failed");
                     }
+                }
+                let done = jobs_done.load(Ordering::Relaxed);
+                if let Err(error) = report(&pool, queue.worker_id(), queue.kind(), done).await {
+                    tracing::debug!(%error, "could not report the worker alive");
                 }
             }
             _ = rescue.tick() => match queue.rescue().await {

@@ -53,7 +53,13 @@ pub async fn run_with_toolchains(
         lease: loop_config.lease,
     };
     tracing::info!(worker_id = %queue.worker_id, concurrency = loop_config.concurrency, "compiler worker started");
+    let pool_gauges = tokio::spawn(plat_common::metrics::watch_pool(
+        "compiler",
+        pool.clone(),
+        shutdown.clone(),
+    ));
     plat_common::worker::run(Arc::new(queue), pool, loop_config, shutdown).await;
+    pool_gauges.abort();
 }
 
 /// Stores the engine, retrying while the database is unreachable. `false`

@@ -8,6 +8,10 @@ struct Cli {
     /// PostgreSQL connection string.
     #[arg(long, env = "DATABASE_URL")]
     database_url: String,
+    /// Serve Prometheus metrics at `/metrics` on this address (no
+    /// authentication: bind it where only the scraper reaches).
+    #[arg(long, env = "PLAT_METRICS_LISTEN")]
+    metrics_listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     config: CompilerConfig,
 }
@@ -17,6 +21,14 @@ async fn main() -> anyhow::Result<()> {
     plat_common::telemetry::init();
     let cli = Cli::parse();
     let shutdown = plat_common::shutdown::on_signal();
+    if let Some(listen) = cli.metrics_listen {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(error) = plat_common::metrics::serve(listen, shutdown).await {
+                tracing::error!(%error, %listen, "cannot serve metrics");
+            }
+        });
+    }
     let pool = plat_common::db::connect(&cli.database_url, 4).await?;
     plat_worker_compiler::run(pool, cli.config, shutdown).await
 }

@@ -34,6 +34,10 @@ impl Queue for CompileQueue {
         "compile"
     }
 
+    fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+
     fn channel(&self) -> &'static str {
         notify::COMPILE_JOBS
     }
@@ -46,8 +50,8 @@ impl Queue for CompileQueue {
         job.lease_token
     }
 
-    #[instrument(skip_all, fields(job_id = job.id, function_id = %job.function_id, version = job.version, attempt = job.attempt))]
-    async fn process(self: Arc<Self>, job: CompileJob) {
+    #[instrument(skip_all, fields(request_id = job.request_id.as_deref().unwrap_or(""), job_id = job.id, function_id = %job.function_id, version = job.version, attempt = job.attempt))]
+    async fn process(self: Arc<Self>, job: CompileJob) -> &'static str {
         let started = Instant::now();
         let built = match job.language.as_str() {
             RUST => self
@@ -65,6 +69,13 @@ impl Queue for CompileQueue {
             ))),
         };
         let duration_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
+        let language: &'static str = match job.language.as_str() {
+            RUST => RUST,
+            TYPESCRIPT => TYPESCRIPT,
+            _ => "other",
+        };
+        metrics::histogram!("plat_compile_duration_seconds", "language" => language)
+            .record(started.elapsed().as_secs_f64());
         let written = match &built {
             Ok(built) => {
                 let sha256 = hex::encode(Sha256::digest(&built.module));
@@ -92,22 +103,33 @@ impl Queue for CompileQueue {
         };
         match written {
             Ok(true) => match &built {
-                Ok(built) => info!(
-                    duration_ms,
-                    wasm_bytes = built.module.len(),
-                    "function version READY"
-                ),
-                Err(CompileFailure::User(_)) => {
-                    info!(duration_ms, "function version FAILED to compile")
+                Ok(built) => {
+                    info!(
+                        duration_ms,
+                        wasm_bytes = built.module.len(),
+                        "function version READY"
+                    );
+                    "ready"
                 }
-                Err(CompileFailure::Infra(error)) => warn!(%error, "compile will be retried"),
+                Err(CompileFailure::User(_)) => {
+                    info!(duration_ms, "function version FAILED to compile");
+                    "failed"
+                }
+                Err(CompileFailure::Infra(error)) => {
+                    warn!(%error, "compile will be retried");
+                    "retried"
+                }
             },
             Ok(false) => {
-                warn!("lease lost before the result was written; another attempt owns the job")
+                warn!("lease lost before the result was written; another attempt owns the job");
+                "lease_lost"
             }
             // The lease will expire and the rescuer hands the job to another
             // attempt: nothing is lost, only delayed.
-            Err(error) => warn!(%error, "could not record the compile result"),
+            Err(error) => {
+                warn!(%error, "could not record the compile result");
+                "unrecorded"
+            }
         }
     }
 

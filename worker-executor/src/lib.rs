@@ -67,7 +67,13 @@ pub async fn run(
             }
         },
     ));
+    let pool_gauges = tokio::spawn(plat_common::metrics::watch_pool(
+        "executor",
+        pool.clone(),
+        shutdown.clone(),
+    ));
     plat_common::worker::run(queue, pool, loop_config, shutdown).await;
+    pool_gauges.abort();
     cancels.abort();
     preload.abort();
     Ok(())

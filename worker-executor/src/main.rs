@@ -9,6 +9,10 @@ struct Cli {
     /// PostgreSQL connection string.
     #[arg(long, env = "DATABASE_URL")]
     database_url: String,
+    /// Serve Prometheus metrics at `/metrics` on this address (no
+    /// authentication: bind it where only the scraper reaches).
+    #[arg(long, env = "PLAT_METRICS_LISTEN")]
+    metrics_listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     config: ExecutorConfig,
     /// Key that decrypts environments (base64 or hex of 32 bytes); the same
@@ -23,6 +27,14 @@ async fn main() -> anyhow::Result<()> {
     let mut cli = Cli::parse();
     cli.config.secrets_key = cli.secrets_key.take();
     let shutdown = plat_common::shutdown::on_signal();
+    if let Some(listen) = cli.metrics_listen {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(error) = plat_common::metrics::serve(listen, shutdown).await {
+                tracing::error!(%error, %listen, "cannot serve metrics");
+            }
+        });
+    }
     let pool = plat_common::db::connect(&cli.database_url, 8).await?;
     plat_worker_executor::run(pool, cli.config, shutdown).await
 }

@@ -80,6 +80,8 @@ impl ModuleCache {
                 .get_or_insert((function_id, version), Slot::default)
                 .clone()
         };
+        let result = if slot.initialized() { "hit" } else { "miss" };
+        metrics::counter!("plat_module_cache_total", "result" => result).increment(1);
         // A failed load leaves the cell empty, so the next run tries again.
         slot.get_or_try_init(|| self.load(pool, function_id, version))
             .await

@@ -157,6 +157,10 @@ impl Queue for ExecuteQueue {
         "execute"
     }
 
+    fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+
     fn channel(&self) -> &'static str {
         notify::EXECUTION_JOBS
     }
@@ -173,13 +177,19 @@ impl Queue for ExecuteQueue {
         self.run_threads.idle() > 0
     }
 
-    #[instrument(skip_all, fields(job_id = %job.id, function_id = %job.function_id, version = job.version, attempt = job.attempt))]
-    async fn process(self: Arc<Self>, job: ExecutionJob) {
+    #[instrument(skip_all, fields(request_id = job.request_id.as_deref().unwrap_or(""), job_id = %job.id, function_id = %job.function_id, version = job.version, attempt = job.attempt))]
+    async fn process(self: Arc<Self>, job: ExecutionJob) -> &'static str {
+        let mut outcome = "retried";
         let written = match self.attempt(&job).await {
             Attempt::Finished(finished) => {
                 let status = match &finished.result {
                     Ok(_) => "SUCCEEDED",
                     Err((kind, _)) => kind.as_str(),
+                };
+                outcome = match &finished.result {
+                    Ok(_) => "succeeded",
+                    Err((ErrorKind::Cancelled, _)) => "cancelled",
+                    Err(_) => "failed",
                 };
                 let duration_ms = finished.duration_ms;
                 let written = self.completions.record(job, finished).await;
@@ -196,12 +206,16 @@ impl Queue for ExecuteQueue {
             }
         };
         match written {
-            Ok(true) => {}
+            Ok(true) => outcome,
             Ok(false) => {
-                warn!("lease lost before the result was written; another attempt owns the job")
+                warn!("lease lost before the result was written; another attempt owns the job");
+                "lease_lost"
             }
             // The lease expires and the rescuer re-queues the job.
-            Err(error) => warn!(%error, "could not record the execution result"),
+            Err(error) => {
+                warn!(%error, "could not record the execution result");
+                "unrecorded"
+            }
         }
     }
 

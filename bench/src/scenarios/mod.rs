@@ -7,6 +7,7 @@ pub mod cold_start;
 pub mod compile;
 pub mod contention;
 pub mod latency;
+pub mod stats;
 pub mod throughput;
 
 use crate::options::{Scale, Scenario};
@@ -29,5 +30,6 @@ pub async fn run(
         Scenario::Compile => compile::run(platform, notes).await,
         Scenario::Backlog => backlog::run(platform, scale, notes).await,
         Scenario::Contention => contention::run(platform, scale, notes).await,
+        Scenario::Stats => stats::run(platform, scale, notes).await,
     }
 }

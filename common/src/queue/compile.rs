@@ -27,6 +27,8 @@ pub struct CompileJob {
     pub language: String,
     /// The user's source.
     pub source: String,
+    /// The `X-Request-Id` of the call that queued the build.
+    pub request_id: Option<String>,
 }
 
 /// What a finished build produced.
@@ -51,17 +53,22 @@ pub enum CompileResult<'a> {
 }
 
 /// Queues a build of `version`; call it in the transaction that created the
-/// version so the job exists exactly when the version does.
+/// version so the job exists exactly when the version does. `request_id`:
+/// the `X-Request-Id` of the call, carried by the build's log lines.
 pub async fn enqueue(
     conn: &mut sqlx::PgConnection,
     function_id: Uuid,
     version: i32,
+    request_id: Option<&str>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(r#"insert into compile_jobs (function_id, version) values ($1, $2)"#)
-        .bind(function_id)
-        .bind(version)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        r#"insert into compile_jobs (function_id, version, request_id) values ($1, $2, $3)"#,
+    )
+    .bind(function_id)
+    .bind(version)
+    .bind(request_id)
+    .execute(&mut *conn)
+    .await?;
     sqlx::query("select pg_notify($1, '')")
         .bind(notify::COMPILE_JOBS)
         .execute(&mut *conn)
@@ -90,14 +97,15 @@ pub async fn claim(
             set state = 'running', attempt = j.attempt + 1, lease_token = gen_random_uuid(),
                 lease_expires_at = now() + make_interval(secs => $2), worker_id = $3
             from next where j.id = next.id
-            returning j.id, j.function_id, j.version, j.attempt, j.max_attempts, j.lease_token
+            returning j.id, j.function_id, j.version, j.attempt, j.max_attempts, j.lease_token,
+                      j.request_id
         ), marked as (
             update function_versions v set status = 'COMPILING', updated_at = now()
             from claimed c where v.function_id = c.function_id and v.version = c.version
             returning v.function_id, v.version, v.source
         )
         select c.id, c.function_id, c.version, c.attempt, c.max_attempts, c.lease_token,
-               f.language, m.source
+               f.language, m.source, c.request_id
         from claimed c
         join marked m on m.function_id = c.function_id and m.version = c.version
         join functions f on f.id = c.function_id

@@ -32,6 +32,8 @@ pub struct ExecutionJob {
     pub environment_id: Option<Uuid>,
     /// That environment's revision now, so cached values can be checked.
     pub environment_revision: Option<i64>,
+    /// The `X-Request-Id` of the call that queued it, for the run's logs.
+    pub request_id: Option<String>,
 }
 
 /// The terminal result of one execution.
@@ -77,6 +79,8 @@ pub struct NewExecution<'a> {
     pub idempotency_key: Option<&'a str>,
     /// The user who asked for the run.
     pub created_by: Option<Uuid>,
+    /// The `X-Request-Id` of the call.
+    pub request_id: Option<&'a str>,
 }
 
 /// Creates the execution record (QUEUED) and its job in one statement (one
@@ -91,8 +95,8 @@ pub async fn enqueue(
     let created: Option<(Uuid,)> = sqlx::query_as(
         r#"
         with e as (
-            insert into executions (id, function_id, function_version, input, idempotency_key, created_by)
-            values ($1, $2, $3, $4::jsonb, $5, $6)
+            insert into executions (id, function_id, function_version, input, idempotency_key, created_by, request_id)
+            values ($1, $2, $3, $4::jsonb, $5, $6, $7)
             on conflict (function_id, created_by, idempotency_key) where idempotency_key is not null do nothing
             returning id
         )
@@ -106,6 +110,7 @@ pub async fn enqueue(
     .bind(new.input_json)
     .bind(new.idempotency_key)
     .bind(new.created_by)
+    .bind(new.request_id)
     .fetch_optional(&mut *conn)
     .await?;
     if created.is_some() {
@@ -130,7 +135,7 @@ pub async fn enqueue(
 
 /// Queues one execution of `version` per input (JSON texts), with the given
 /// ids, in one statement; the caller wakes the executors as after
-/// [`enqueue`], all started by `created_by`. All or nothing: an input
+/// [`enqueue`], all started by `created_by` in the request `request_id`. All or nothing: an input
 /// PostgreSQL refuses fails the whole batch.
 pub async fn enqueue_batch(
     db: impl PgExecutor<'_>,
@@ -139,12 +144,13 @@ pub async fn enqueue_batch(
     ids: &[Uuid],
     inputs: &[&str],
     created_by: Option<Uuid>,
+    request_id: Option<&str>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         r#"
         with e as (
-            insert into executions (id, function_id, function_version, input, created_by)
-            select id, $3, $4, input::jsonb, $5 from unnest($1::uuid[], $2::text[]) as t (id, input)
+            insert into executions (id, function_id, function_version, input, created_by, request_id)
+            select id, $3, $4, input::jsonb, $5, $6 from unnest($1::uuid[], $2::text[]) as t (id, input)
             returning id
         )
         insert into execution_jobs (id, function_id, version) select id, $3, $4 from e
@@ -155,6 +161,7 @@ pub async fn enqueue_batch(
     .bind(function_id)
     .bind(version)
     .bind(created_by)
+    .bind(request_id)
     .execute(db)
     .await?;
     Ok(())
@@ -187,7 +194,8 @@ pub async fn claim(
             returning j.id, j.function_id, j.version, j.attempt, j.max_attempts, j.lease_token
         )
         select c.id, c.function_id, c.version, c.attempt, c.max_attempts, c.lease_token,
-               e.input::text as input, f.environment_id, env.revision as environment_revision
+               e.input::text as input, f.environment_id, env.revision as environment_revision,
+               e.request_id
         from claimed c join executions e on e.id = c.id
         left join functions f on f.id = c.function_id
         left join environments env on env.id = f.environment_id
