@@ -135,8 +135,8 @@ pub async fn enqueue(
 
 /// Queues one execution of `version` per input (JSON texts), with the given
 /// ids, in one statement; the caller wakes the executors as after
-/// [`enqueue`], all started by `created_by` in the request `request_id`. All or nothing: an input
-/// PostgreSQL refuses fails the whole batch.
+/// [`enqueue`], all started by `created_by` in the request `request_id`.
+/// All or nothing: an input PostgreSQL refuses fails the whole batch.
 pub async fn enqueue_batch(
     db: impl PgExecutor<'_>,
     function_id: Uuid,
