@@ -75,14 +75,10 @@ async fn list(
     caller: Caller,
     Query(params): Query<ListParams>,
 ) -> Result<Json<KeyList>> {
+    // An admin naming no one sees everyone's.
     let user_id = match params.user_id {
-        Some(user_id) if user_id != caller.user_id => {
-            caller.require_admin("list other users' API keys")?;
-            Some(user_id)
-        }
-        Some(user_id) => Some(user_id),
         None if caller.is_admin() => None,
-        None => Some(caller.user_id),
+        requested => Some(caller.acting_for(requested, "list other users' API keys")?),
     };
     let items = sqlx::query_as(&format!(
         "{SELECT_KEY} where $1::uuid is null or user_id = $1 order by created_at desc, id desc"
@@ -124,10 +120,7 @@ async fn create(
     caller: Caller,
     Json(body): Json<CreateKey>,
 ) -> Result<(StatusCode, Json<CreatedKey>)> {
-    let user_id = body.user_id.unwrap_or(caller.user_id);
-    if user_id != caller.user_id {
-        caller.require_admin("create API keys for other users")?;
-    }
+    let user_id = caller.acting_for(body.user_id, "create API keys for other users")?;
     let name = body.name.trim();
     if name.is_empty()
         || name.chars().count() > MAX_NAME_CHARS

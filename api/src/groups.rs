@@ -114,16 +114,7 @@ async fn create(
         .map_err(error::unique("groups_name_key", || {
             format!("a group named {:?} already exists", body.name)
         }))?;
-    audit::record(
-        &mut tx,
-        &caller,
-        "group.create",
-        ("group", id.to_string()),
-        json!({ "name": body.name }),
-    )
-    .await?;
-    let group = view(&mut *tx, id).await?;
-    tx.commit().await?;
+    let group = record_and_commit(tx, &caller, "group.create", id, &body.name).await?;
     Ok((StatusCode::CREATED, Json(group)))
 }
 
@@ -147,17 +138,23 @@ async fn rename(
     if renamed.rows_affected() == 0 {
         return Err(not_found(id));
     }
-    audit::record(
-        &mut tx,
-        &caller,
-        "group.update",
-        ("group", id.to_string()),
-        json!({ "name": body.name }),
-    )
-    .await?;
+    let group = record_and_commit(tx, &caller, "group.update", id, &body.name).await?;
+    Ok(Json(group))
+}
+
+/// The end of a create or rename: the audit row, the group as it now is,
+/// and the commit.
+async fn record_and_commit(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    caller: &Caller,
+    action: &str,
+    id: Uuid,
+    name: &str,
+) -> Result<GroupView> {
+    audit::record(&mut tx, caller, action, ("group", id.to_string()), json!({ "name": name })).await?;
     let group = view(&mut *tx, id).await?;
     tx.commit().await?;
-    Ok(Json(group))
+    Ok(group)
 }
 
 /// Refused while an access list names the group: dropping it there could

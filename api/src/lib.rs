@@ -110,8 +110,11 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-            let request_id = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
+            let raw_id = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let span = tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = raw_id);
+            // The id the jobs store, so that their spans join this trace.
+            plat_common::telemetry::join_request(&span, request_id(request.headers()));
+            span
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }

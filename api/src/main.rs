@@ -22,7 +22,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    plat_common::telemetry::init();
+    let _telemetry = plat_common::telemetry::init("plat-api");
     let cli = Cli::parse();
     let Some(url) = cli.database_url else {
         anyhow::bail!("set DATABASE_URL (or --database-url) to a PostgreSQL connection string");

@@ -220,10 +220,7 @@ async fn list(
     caller: Caller,
     Query(params): Query<ListParams>,
 ) -> Result<Json<SessionList>> {
-    let user_id = params.user_id.unwrap_or(caller.user_id);
-    if user_id != caller.user_id {
-        caller.require_admin("list other users' sessions")?;
-    }
+    let user_id = caller.acting_for(params.user_id, "list other users' sessions")?;
     let items = sqlx::query_as(
         r#"
         select id, user_id, created_at, last_seen_at, expires_at, revoked_at, source_address, user_agent

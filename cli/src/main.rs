@@ -4,7 +4,7 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    plat_common::telemetry::init();
+    let _telemetry = plat_common::telemetry::init("plat");
     match plat::run(plat::Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         // The cause chain on one line, without a backtrace: these errors say

@@ -95,6 +95,10 @@ pub trait Queue: Send + Sync + 'static {
     /// it); returns the outcome, a label of `plat_jobs_total` (`succeeded`,
     /// `failed`, `retried`, ...).
     fn process(self: Arc<Self>, job: Self::Job) -> impl Future<Output = &'static str> + Send;
+    /// The span `job` is processed in: its fields (request, job and function
+    /// ids) go on every log line, and it joins the request's trace
+    /// ([`crate::telemetry::join_request`]).
+    fn span(job: &Self::Job) -> tracing::Span;
     /// Extends the leases of running jobs.
     fn heartbeat(&self, tokens: &[Uuid]) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
     /// Gives a job back to the queue without counting the attempt.
@@ -154,6 +158,7 @@ pub async fn run<Q: Queue>(
                     backlog = jobs.len() == free;
                     for job in jobs {
                         let token = Q::lease_token(&job);
+                        let span = Q::span(&job);
                         lock(&in_flight).insert(token);
                         let (queue, in_flight, jobs_done) =
                             (queue.clone(), in_flight.clone(), jobs_done.clone());
@@ -161,7 +166,7 @@ pub async fn run<Q: Queue>(
                             async move {
                                 let kind = queue.kind();
                                 let started = Instant::now();
-                                let outcome = queue.process(job).await;
+                                let outcome = queue.process(job).instrument(span).await;
                                 lock(&in_flight).remove(&token);
                                 jobs_done.fetch_add(1, Ordering::Relaxed);
                                 ::metrics::counter!("plat_jobs_total", "kind" => kind, "outcome" => outcome)

@@ -18,7 +18,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    plat_common::telemetry::init();
+    let _telemetry = plat_common::telemetry::init("plat-worker-compiler");
     let cli = Cli::parse();
     let shutdown = plat_common::shutdown::on_signal();
     if let Some(listen) = cli.metrics_listen {

@@ -9,7 +9,8 @@ use plat_common::queue::compile::{self, CompileJob, CompileResult};
 use plat_common::worker::Queue;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
-use tracing::{info, instrument, warn};
+use plat_common::telemetry;
+use tracing::{info, info_span, warn, Span};
 use uuid::Uuid;
 
 use crate::compile::{BuiltFunction, CompileFailure, CompileLimits, Toolchains};
@@ -50,7 +51,12 @@ impl Queue for CompileQueue {
         job.lease_token
     }
 
-    #[instrument(skip_all, fields(request_id = job.request_id.as_deref().unwrap_or(""), job_id = job.id, function_id = %job.function_id, version = job.version, attempt = job.attempt))]
+    fn span(job: &Self::Job) -> Span {
+        let span = info_span!("job", request_id = job.request_id.as_deref().unwrap_or(""), job_id = job.id, function_id = %job.function_id, version = job.version, attempt = job.attempt);
+        telemetry::join_request(&span, job.request_id.as_deref());
+        span
+    }
+
     async fn process(self: Arc<Self>, job: CompileJob) -> &'static str {
         let started = Instant::now();
         let built = match job.language.as_str() {

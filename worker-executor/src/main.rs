@@ -23,7 +23,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    plat_common::telemetry::init();
+    let _telemetry = plat_common::telemetry::init("plat-worker-executor");
     let mut cli = Cli::parse();
     cli.config.secrets_key = cli.secrets_key.take();
     let shutdown = plat_common::shutdown::on_signal();

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use plat_common::queue::execute::{self, ExecutionJob, Finished};
 use plat_common::worker::Queue;
-use plat_common::{notify, ErrorKind};
+use plat_common::{notify, telemetry, ErrorKind};
 use sqlx::PgPool;
 use tokio::sync::oneshot;
-use tracing::{debug, info, instrument, warn};
+use tracing::{debug, info, info_span, warn, Span};
 use uuid::Uuid;
 
 use crate::completions::Completions;
@@ -177,7 +177,12 @@ impl Queue for ExecuteQueue {
         self.run_threads.idle() > 0
     }
 
-    #[instrument(skip_all, fields(request_id = job.request_id.as_deref().unwrap_or(""), job_id = %job.id, function_id = %job.function_id, version = job.version, attempt = job.attempt))]
+    fn span(job: &Self::Job) -> Span {
+        let span = info_span!("job", request_id = job.request_id.as_deref().unwrap_or(""), job_id = %job.id, function_id = %job.function_id, version = job.version, attempt = job.attempt);
+        telemetry::join_request(&span, job.request_id.as_deref());
+        span
+    }
+
     async fn process(self: Arc<Self>, job: ExecutionJob) -> &'static str {
         let mut outcome = "retried";
         let written = match self.attempt(&job).await {

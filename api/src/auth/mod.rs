@@ -93,6 +93,17 @@ impl Caller {
         }
     }
 
+    /// The user a request about "someone's" resources acts on: `requested`,
+    /// or the caller when none is named. Naming another user takes an
+    /// admin; `action` completes "only admins may ...".
+    pub fn acting_for(&self, requested: Option<Uuid>, action: &str) -> Result<Uuid> {
+        let user_id = requested.unwrap_or(self.user_id);
+        if user_id != self.user_id {
+            self.require_admin(action)?;
+        }
+        Ok(user_id)
+    }
+
     /// Plat's access rule for functions and environments: admins see all;
     /// a resource with no allowed users and no allowed groups is public;
     /// otherwise the caller must be named, or be in a named group.
