@@ -8,6 +8,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use plat_common::queue::execute;
@@ -18,7 +19,8 @@ use uuid::Uuid;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::executions::{nesting_depth, unstorable_input, IDEMPOTENCY_KEY, MAX_INPUT_DEPTH};
-use crate::extract::{Json, Path};
+use crate::extract::{Json, Path, Query};
+use crate::functions::versions::VersionKey;
 use crate::functions::{self, FunctionKey};
 use crate::AppState;
 
@@ -52,15 +54,24 @@ struct Queued {
     execution_ids: Vec<Uuid>,
 }
 
-/// Queues one run of the active version per input, all or nothing, and
-/// answers 202 with their ids in input order.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchParams {
+    /// A READY version to run instead of the active one (number or semver).
+    version: Option<String>,
+}
+
+/// Queues one run of the active version (or `?version=`) per input, all or
+/// nothing, and answers 202 with their ids in input order. A deprecated
+/// version's batch carries the deprecation headers, as single runs do.
 async fn enqueue(
     State(state): State<AppState>,
     caller: Caller,
     Path(key): Path<String>,
+    Query(params): Query<BatchParams>,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<Queued>)> {
+) -> Result<Response> {
     if headers.contains_key(&IDEMPOTENCY_KEY) {
         return Err(Error::BadRequest(
             "Idempotency-Key is not supported on batches: send the runs that need it one by one to POST /functions/{function}/execute".to_owned(),
@@ -105,13 +116,11 @@ async fn enqueue(
         )));
     }
 
-    let function = functions::find(&state.db, &caller, &FunctionKey::parse(key), false).await?;
-    let Some(version) = function.active_version else {
-        return Err(Error::Conflict(format!(
-            "function {} has no READY version yet (its newest version is {}); wait until GET /functions/{} shows status READY",
-            function.id, function.status, function.id
-        )));
-    };
+    let key = FunctionKey::parse(key);
+    let asked = params.version.map(VersionKey::parse);
+    let target = functions::find_to_run(&state.db, &caller, &key, asked.as_ref()).await?;
+    let version = target.runnable(&key, asked.as_ref())?;
+    let function = &target.function;
     // v7 ids in input order keep the history in input order too.
     let ids: Vec<Uuid> = batch.inputs.iter().map(|_| Uuid::now_v7()).collect();
     let inputs: Vec<&str> = batch.inputs.iter().map(|input| input.get()).collect();
@@ -127,12 +136,17 @@ async fn enqueue(
     .await
     .map_err(unstorable_input)?;
     state.new_jobs.send();
-    Ok((
+    let mut response = (
         StatusCode::ACCEPTED,
         Json(Queued {
             function_id: function.id,
             version,
             execution_ids: ids,
         }),
-    ))
+    )
+        .into_response();
+    if let Some(deprecation) = target.deprecation() {
+        deprecation.add_to(response.headers_mut());
+    }
+    Ok(response)
 }

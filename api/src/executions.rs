@@ -20,6 +20,7 @@ use uuid::Uuid;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::extract::{Json, Path, Query};
+use crate::functions::versions::VersionKey;
 use crate::functions::{self, FunctionKey};
 use crate::pagination::{Page, Position};
 use crate::waiters::Waiter;
@@ -146,13 +147,18 @@ async fn fetch(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<ExecutionView
 #[serde(deny_unknown_fields)]
 struct ExecuteParams {
     wait: Option<u32>,
+    /// A version to run instead of the active one: its running number or
+    /// semantic version. It must be READY.
+    version: Option<String>,
 }
 
-/// Queues a run of the function's active version with the body as input and,
-/// unless `wait=0`, waits up to `wait` seconds for its result: 200 when it
-/// finished (whatever its status), 202 while it is still queued or running.
-/// With an `Idempotency-Key` already used for this function, nothing new is
-/// queued: the earlier execution is answered (and waited for) instead.
+/// Queues a run of the function's active version (or `?version=`) with the
+/// body as input and, unless `wait=0`, waits up to `wait` seconds for its
+/// result: 200 when it finished (whatever its status), 202 while it is still
+/// queued or running. With an `Idempotency-Key` already used for this
+/// function, nothing new is queued: the earlier execution is answered (and
+/// waited for) instead. A run of a deprecated version carries the
+/// `Deprecation` and `Plat-Deprecation-Message` headers.
 async fn execute(
     State(state): State<AppState>,
     caller: Caller,
@@ -178,17 +184,15 @@ async fn execute(
     })?;
     let input = parse_input(&body)?;
 
-    let function = functions::find(&state.db, &caller, &FunctionKey::parse(key), false).await?;
-    let Some(version) = function.active_version else {
-        return Err(Error::Conflict(format!(
-            "function {} has no READY version yet (its newest version is {}); wait until GET /functions/{} shows status READY",
-            function.id, function.status, function.id
-        )));
-    };
+    let key = FunctionKey::parse(key);
+    let asked = params.version.map(VersionKey::parse);
+    // One query finds the function, the version and its deprecation.
+    let target = functions::find_to_run(&state.db, &caller, &key, asked.as_ref()).await?;
+    let version = target.runnable(&key, asked.as_ref())?;
 
     let new = NewExecution {
         id: Uuid::now_v7(),
-        function_id: function.id,
+        function_id: target.function.id,
         version,
         input_json: input.get(),
         idempotency_key: idempotency_key.as_deref(),
@@ -224,12 +228,20 @@ async fn execute(
     };
     let location =
         HeaderValue::from_str(&format!("/executions/{id}")).map_err(anyhow::Error::from)?;
+    let execution_version = execution.function_version;
     let mut response = (status, [(header::LOCATION, location)], Json(execution)).into_response();
     if replayed {
         response.headers_mut().insert(
             IDEMPOTENT_REPLAYED.clone(),
             HeaderValue::from_static("true"),
         );
+    }
+    // A replay may answer an execution of another version; the headers are
+    // about the version that runs.
+    if let Some(deprecation) = target.deprecation() {
+        if execution_version == version {
+            deprecation.add_to(response.headers_mut());
+        }
     }
     Ok(response)
 }

@@ -1,8 +1,12 @@
-//! `/functions`: register, list, read, change and delete functions. Every
-//! change that needs a build writes the new version and its compile job in
-//! one transaction, so a version exists exactly when its job does.
+//! `/functions`: register, read, change and delete functions. Every change
+//! that needs a build writes the new version and its compile job in one
+//! transaction, so a version exists exactly when its job does. Listing and
+//! search live in `discovery`, the versions (rollback, deprecation) in
+//! `versions`; docs/versions-and-discovery.md describes both.
 
+mod discovery;
 pub(crate) mod input;
+pub(crate) mod versions;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -19,10 +23,10 @@ use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
 use self::input::{CreateFunction, UpdateFunction};
-use crate::auth::{self, Caller};
+use self::versions::{Deprecation, VersionKey};
+use crate::auth::Caller;
 use crate::error::{self, Error, Result};
-use crate::extract::{Json, Path, Query};
-use crate::pagination::{Page, PageParams, Position};
+use crate::extract::{Json, Path};
 use crate::{access, audit, AppState};
 
 pub fn router(state: &AppState) -> Router<AppState> {
@@ -34,16 +38,18 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .saturating_mul(6)
         .saturating_add(64 * 1024);
     Router::new()
-        .route("/functions", get(list).post(create))
+        .route("/functions", get(discovery::list).post(create))
         .route(
             "/functions/{function}",
             get(read).put(update).delete(remove),
         )
         .layer(DefaultBodyLimit::max(body_limit))
+        .merge(versions::router())
 }
 
 /// A function as the API shows it: identity and metadata, plus the newest
-/// version's status, compile error and execution config.
+/// version's status, compile error and execution config, the semantic
+/// versions of the newest and the active version, and how its runs went.
 #[derive(Debug, Serialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct FunctionView {
@@ -57,6 +63,10 @@ pub struct FunctionView {
     #[sqlx(rename = "latest_version")]
     version: i32,
     active_version: Option<i32>,
+    /// The newest version's semantic version.
+    semver: String,
+    /// The active version's; null while no version is READY.
+    active_semver: Option<String>,
     #[sqlx(json)]
     execution_config: ExecutionConfig,
     /// Who may see and run it; both empty: everyone.
@@ -65,15 +75,38 @@ pub struct FunctionView {
     environment_id: Option<Uuid>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    /// Finished executions, all time.
+    execution_count: i64,
+    /// SUCCEEDED over finished executions (as `/stats`); null without any.
+    success_rate: Option<f64>,
 }
 
-/// The columns of [`FunctionView`]; callers add `where` and `order by`.
-const SELECT_FUNCTION: &str = r#"
-    select f.id, f.name, f.language, f.description, f.tags, f.latest_version, f.active_version,
-           f.created_at, f.updated_at, v.status::text as status, v.compile_error, v.execution_config,
-           f.allowed_users, f.allowed_groups, f.environment_id
+/// The columns of [`FunctionView`], over [`FUNCTION_FROM`].
+const FUNCTION_COLUMNS: &str = r#"
+    f.id, f.name, f.language, f.description, f.tags, f.latest_version, f.active_version,
+    f.created_at, f.updated_at, v.status::text as status, v.compile_error, v.execution_config,
+    f.allowed_users, f.allowed_groups, f.environment_id,
+    v.semver, av.semver as active_semver,
+    coalesce(s.executions, 0) as execution_count, s.success_rate
+"#;
+
+/// The tables behind [`FUNCTION_COLUMNS`]; callers add `where` and `order by`.
+///
+/// The counts come from `execution_rollups` (one row per function, hour,
+/// status, error type and writer shard), summed per function: the cost
+/// grows with the hours a function was busy, not with its executions, and
+/// the lateral subquery runs only for the rows a page returns.
+const FUNCTION_FROM: &str = r#"
     from functions f
     join function_versions v on v.function_id = f.id and v.version = f.latest_version
+    left join function_versions av on av.function_id = f.id and av.version = f.active_version
+    left join lateral (
+        select sum(r.executions)::int8 as executions,
+               coalesce(sum(r.executions) filter (where r.status = 'SUCCEEDED'), 0)::float8
+                   / nullif(sum(r.executions), 0)::float8 as success_rate
+        from execution_rollups r
+        where r.function_id = f.id
+    ) s on true
 "#;
 
 /// How a URL names a function: by id, or by its unique name. Names may not
@@ -114,11 +147,20 @@ impl FunctionKey {
     }
 }
 
-/// The id and active version of a function, for routes that act on it.
+impl std::fmt::Display for FunctionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FunctionKey::Id(id) => id.fmt(f),
+            FunctionKey::Name(name) => name.fmt(f),
+        }
+    }
+}
+
+/// The id of a function and its newest version's status, for routes that
+/// act on it.
 #[derive(sqlx::FromRow)]
 pub struct FunctionRef {
     pub id: Uuid,
-    pub active_version: Option<i32>,
     pub status: String,
     allowed_users: Vec<Uuid>,
     allowed_groups: Vec<Uuid>,
@@ -136,7 +178,7 @@ pub async fn find(
     let lock = if for_update { "for update of f" } else { "" };
     let row: Option<FunctionRef> = sqlx::query_as(&format!(
         r#"
-        select f.id, f.active_version, v.status::text as status, f.allowed_users, f.allowed_groups
+        select f.id, v.status::text as status, f.allowed_users, f.allowed_groups
         from functions f
         join function_versions v on v.function_id = f.id and v.version = f.latest_version
         where f.id = $1 or f.name = $2
@@ -151,51 +193,84 @@ pub async fn find(
         .ok_or_else(|| key.not_found())
 }
 
-async fn view(db: impl PgExecutor<'_>, id: Uuid) -> Result<FunctionView> {
-    sqlx::query_as(&format!("{SELECT_FUNCTION} where f.id = $1"))
-        .bind(id)
-        .fetch_optional(db)
-        .await?
-        .ok_or_else(|| FunctionKey::Id(id).not_found())
+/// A function and the version a run would use, resolved in one query for
+/// the execute paths (no extra round trip for deprecation).
+#[derive(sqlx::FromRow)]
+pub struct RunTarget {
+    #[sqlx(flatten)]
+    pub function: FunctionRef,
+    /// The version asked for (or the active one); null if there is none.
+    version: Option<i32>,
+    version_status: Option<String>,
+    deprecated_at: Option<DateTime<Utc>>,
+    deprecation_message: Option<String>,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct FunctionList {
-    items: Vec<FunctionView>,
-    next_cursor: Option<String>,
+impl RunTarget {
+    /// The version to run: it must exist and be READY.
+    pub fn runnable(&self, key: &FunctionKey, asked: Option<&VersionKey>) -> Result<i32> {
+        let function = &self.function;
+        match (self.version, self.version_status.as_deref(), asked) {
+            (Some(version), Some("READY"), _) => Ok(version),
+            (None, _, None) => Err(Error::Conflict(format!(
+                "function {} has no READY version yet (its newest version is {}); wait until GET /functions/{} shows status READY",
+                function.id, function.status, function.id
+            ))),
+            (None, _, Some(asked)) => Err(asked.not_found(key)),
+            (Some(version), status, _) => Err(Error::Conflict(format!(
+                "version {version} of function {key} is {}; only a READY version can run",
+                status.unwrap_or("unknown")
+            ))),
+        }
+    }
+
+    /// Whether (and since when, and why) the version to run is deprecated.
+    pub fn deprecation(&self) -> Option<Deprecation<'_>> {
+        Some(Deprecation {
+            at: self.deprecated_at?,
+            message: self.deprecation_message.as_deref().unwrap_or_default(),
+        })
+    }
 }
 
-/// The functions the caller can access, newest first.
-async fn list(
-    State(db): State<PgPool>,
-    caller: Caller,
-    Query(params): Query<PageParams>,
-) -> Result<Json<FunctionList>> {
-    let page = Page::parse(params.limit, params.cursor.as_deref())?;
-    let rows: Vec<FunctionView> = auth::bind_caller(
+/// [`find`] for running: also reads the version `version` (the active one
+/// when `None`), with its status and deprecation, in the same query.
+pub async fn find_to_run(
+    db: impl PgExecutor<'_>,
+    caller: &Caller,
+    key: &FunctionKey,
+    version: Option<&VersionKey>,
+) -> Result<RunTarget> {
+    let row: Option<RunTarget> = VersionKey::bind(
+        version,
         sqlx::query_as(&format!(
             r#"
-            {SELECT_FUNCTION}
-            where ($4::timestamptz is null or (f.created_at, f.id) < ($4, $5))
-              and {visible}
-            order by f.created_at desc, f.id desc
-            limit $6
+            select f.id, v.status::text as status, f.allowed_users, f.allowed_groups,
+                   t.version, t.status::text as version_status, t.deprecated_at, t.deprecation_message
+            from functions f
+            join function_versions v on v.function_id = f.id and v.version = f.latest_version
+            left join function_versions t on t.function_id = f.id and {target}
+            where f.id = $1 or f.name = $2
             "#,
-            visible = auth::visible_sql("f", 1)
-        )),
-        &caller,
+            target = VersionKey::condition(version, "t", 3),
+        ))
+        .bind(key.id())
+        .bind(key.name()),
     )
-    .bind(page.after_created_at())
-    .bind(page.after_id())
-    .bind(page.fetch_limit())
-    .fetch_all(&db)
+    .fetch_optional(db)
     .await?;
-    let (items, next_cursor) = page.finish(rows, |f| Position {
-        created_at: f.created_at,
-        id: f.id,
-    });
-    Ok(Json(FunctionList { items, next_cursor }))
+    row.filter(|t| caller.can_access(&t.function.allowed_users, &t.function.allowed_groups))
+        .ok_or_else(|| key.not_found())
+}
+
+async fn view(db: impl PgExecutor<'_>, id: Uuid) -> Result<FunctionView> {
+    sqlx::query_as(&format!(
+        "select {FUNCTION_COLUMNS} {FUNCTION_FROM} where f.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(db)
+    .await?
+    .ok_or_else(|| FunctionKey::Id(id).not_found())
 }
 
 async fn read(
@@ -223,6 +298,7 @@ async fn create(
     input::check_tags(&tags)?;
     let execution_config =
         input::execution_config(ExecutionConfig::default(), body.execution_config, config)?;
+    let semver = versions::first_semver(body.version.as_deref())?;
 
     let id = Uuid::now_v7();
     let mut tx = state.db.begin().await?;
@@ -251,10 +327,13 @@ async fn create(
     }))?;
     insert_version(
         &mut tx,
-        id,
-        1,
-        &body.source,
-        &execution_config,
+        NewVersion {
+            function_id: id,
+            version: 1,
+            semver: &semver,
+            source: &body.source,
+            execution_config: &execution_config,
+        },
         crate::request_id(&headers),
     )
     .await?;
@@ -266,6 +345,7 @@ async fn create(
         json!({
             "name": body.name,
             "language": body.language,
+            "semver": semver,
             "allowedUsers": body.allowed_users,
             "allowedGroups": body.allowed_groups,
             "environmentId": body.environment_id,
@@ -290,31 +370,49 @@ async fn check_environment(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<()> 
         .ok_or_else(|| Error::BadRequest(format!("`environmentId` {id} is not an environment")))
 }
 
+/// A version to write.
+struct NewVersion<'a> {
+    function_id: Uuid,
+    /// The running number: the newest one plus one.
+    version: i32,
+    /// Greater than every existing version's (see `versions::next_semver`).
+    semver: &'a str,
+    source: &'a str,
+    execution_config: &'a ExecutionConfig,
+}
+
 /// Writes a PENDING version and queues its build, in the caller's transaction.
 async fn insert_version(
     tx: &mut sqlx::PgConnection,
-    function_id: Uuid,
-    version: i32,
-    source: &str,
-    execution_config: &ExecutionConfig,
+    new: NewVersion<'_>,
     request_id: Option<&str>,
 ) -> Result<()> {
     sqlx::query(
-        r#"insert into function_versions (function_id, version, source, execution_config) values ($1, $2, $3, $4)"#,
+        r#"
+        insert into function_versions (function_id, version, semver, source, execution_config)
+        values ($1, $2, $3, $4, $5)
+        "#,
     )
-    .bind(function_id)
-    .bind(version)
-    .bind(source)
-    .bind(SqlJson(execution_config))
+    .bind(new.function_id)
+    .bind(new.version)
+    .bind(new.semver)
+    .bind(new.source)
+    .bind(SqlJson(new.execution_config))
     .execute(&mut *tx)
-    .await?;
-    compile::enqueue(tx, function_id, version, request_id).await?;
+    .await
+    // Cannot happen while the function row is locked and semvers only grow;
+    // a 409 rather than a 500 if it ever does.
+    .map_err(error::unique("function_versions_semver_key", || {
+        format!("the function already has a version {}", new.semver)
+    }))?;
+    compile::enqueue(tx, new.function_id, new.version, request_id).await?;
     Ok(())
 }
 
-/// A new `source` or `executionConfig` makes a new version (built from the
-/// newest version's values for whatever was not sent) and answers 202;
-/// `description` and `tags` alone change the function in place and answer 200.
+/// A new `source`, `executionConfig` or `version` makes a new version (built
+/// from the newest version's values for whatever was not sent) and answers
+/// 202; `description`, `tags`, permissions and `environmentId` alone change
+/// the function in place and answer 200.
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -325,6 +423,7 @@ async fn update(
     let config = &state.config;
     if body.source.is_none()
         && body.execution_config.is_none()
+        && body.version.is_none()
         && body.description.is_none()
         && body.tags.is_none()
         && body.allowed_users.is_none()
@@ -332,19 +431,26 @@ async fn update(
         && body.environment_id.is_none()
     {
         return Err(Error::BadRequest(
-            "nothing to update: send at least one of `source`, `executionConfig`, `description`, `tags`, `allowedUsers`, `allowedGroups`, `environmentId`".to_owned(),
+            "nothing to update: send at least one of `source`, `executionConfig`, `version`, `description`, `tags`, `allowedUsers`, `allowedGroups`, `environmentId`".to_owned(),
         ));
     }
     if let Some(source) = &body.source {
         input::check_source(source, config)?;
     }
+    // Checked before any lookup: garbage is a 400 whatever the function.
+    let requested_semver = body
+        .version
+        .as_deref()
+        .map(versions::parse_semver)
+        .transpose()?;
     input::check_description(body.description.as_deref())?;
     if let Some(tags) = &body.tags {
         input::check_tags(tags)?;
     }
 
     let mut tx = state.db.begin().await?;
-    let function = find(&mut *tx, &caller, &FunctionKey::parse(key), true).await?;
+    let key = FunctionKey::parse(key);
+    let function = find(&mut *tx, &caller, &key, true).await?;
     caller.require_admin("change functions")?;
     let permissions_sent = body.allowed_users.is_some() || body.allowed_groups.is_some();
     let mut users = body.allowed_users.unwrap_or(function.allowed_users);
@@ -353,11 +459,13 @@ async fn update(
     if let Some(Some(environment_id)) = body.environment_id {
         check_environment(&mut tx, environment_id).await?;
     }
-    let new_version = body.source.is_some() || body.execution_config.is_some();
+    let new_version =
+        body.source.is_some() || body.execution_config.is_some() || body.version.is_some();
     let mut changed = Vec::new();
     for (field, sent) in [
         ("source", body.source.is_some()),
         ("executionConfig", body.execution_config.is_some()),
+        ("version", body.version.is_some()),
         ("description", body.description.is_some()),
         ("tags", body.tags.is_some()),
         ("environmentId", body.environment_id.is_some()),
@@ -366,10 +474,13 @@ async fn update(
             changed.push(field);
         }
     }
+    let mut new_semver = None;
     if new_version {
-        let (latest, source, SqlJson(current)): (i32, String, SqlJson<ExecutionConfig>) = sqlx::query_as(
+        // The newest version has the greatest semver: every version was
+        // checked against it when written, under this same row lock.
+        let (latest, latest_semver, source, SqlJson(current)): (i32, String, String, SqlJson<ExecutionConfig>) = sqlx::query_as(
             r#"
-            select v.version, v.source, v.execution_config
+            select v.version, v.semver, v.source, v.execution_config
             from functions f join function_versions v on v.function_id = f.id and v.version = f.latest_version
             where f.id = $1
             "#,
@@ -377,14 +488,18 @@ async fn update(
         .bind(function.id)
         .fetch_one(&mut *tx)
         .await?;
+        let semver = versions::next_semver(requested_semver.as_ref(), &latest_semver, &key)?;
         let execution_config = input::execution_config(current, body.execution_config, config)?;
         let source = body.source.unwrap_or(source);
         insert_version(
             &mut tx,
-            function.id,
-            latest + 1,
-            &source,
-            &execution_config,
+            NewVersion {
+                function_id: function.id,
+                version: latest + 1,
+                semver: &semver,
+                source: &source,
+                execution_config: &execution_config,
+            },
             crate::request_id(&headers),
         )
         .await?;
@@ -393,7 +508,8 @@ async fn update(
             .bind(latest + 1)
             .execute(&mut *tx)
             .await?;
-        tracing::info!(function_id = %function.id, version = latest + 1, "new version; compile queued");
+        tracing::info!(function_id = %function.id, version = latest + 1, %semver, "new version; compile queued");
+        new_semver = Some(semver);
     }
     sqlx::query(
         r#"
@@ -421,7 +537,7 @@ async fn update(
             &caller,
             "function.update",
             (target.0, target.1.clone()),
-            json!({ "changed": changed, "environmentId": body.environment_id }),
+            json!({ "changed": changed, "environmentId": body.environment_id, "semver": new_semver }),
         )
         .await?;
     }

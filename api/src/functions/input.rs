@@ -36,10 +36,12 @@ pub struct CreateFunction {
     pub allowed_groups: Vec<Uuid>,
     /// The environment whose variables its runs get.
     pub environment_id: Option<Uuid>,
+    /// The first version's semantic version; `0.1.0` if not sent.
+    pub version: Option<String>,
 }
 
-/// `PUT /functions/{id}`: every field optional; a new `source` or
-/// `executionConfig` makes a new version.
+/// `PUT /functions/{id}`: every field optional; a new `source`,
+/// `executionConfig` or `version` makes a new version.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateFunction {
@@ -52,6 +54,8 @@ pub struct UpdateFunction {
     /// `null` detaches the environment; absent leaves it as it is.
     #[serde(default, deserialize_with = "present")]
     pub environment_id: Option<Option<Uuid>>,
+    /// The new version's semantic version; the next patch if not sent.
+    pub version: Option<String>,
 }
 
 /// Tells a field sent as `null` (`Some(None)`) from one not sent (`None`).

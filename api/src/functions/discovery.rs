@@ -1,0 +1,544 @@
+//! `GET /functions`: the functions the caller can see, searched, filtered,
+//! sorted and paged.
+//!
+//! `?q=&tag=&language=&status=&sort=&limit=&cursor=`:
+//! - `q`: full text over the name (weight A) and description (weight B),
+//!   see the migration 20261125000001; it also matches name prefixes
+//!   (`hel` finds `hello-world`).
+//! - `tag` (repeatable, or comma-separated): all must be present.
+//! - `language`, `status` (of the newest version).
+//! - `sort`: `relevance` (only with `q`, its default), `created` (the
+//!   default without `q`), `updated`, `name`.
+//!
+//! Every filter is index-backed: `q` by the GIN index on `search` (both the
+//! `websearch_to_tsquery` and the prefix `to_tsquery` use it), tags by the
+//! GIN index on `tags`. Only the active filters are written into the SQL, so
+//! no generic plan has to cover `$n is null or ...`.
+
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{input, FunctionView, FUNCTION_COLUMNS, FUNCTION_FROM};
+use crate::auth::{self, Caller};
+use crate::error::{Error, Result};
+use crate::extract::{Json, Query};
+use crate::pagination::{Cursor, Page};
+
+/// Statuses a version can have (`status` shows them all).
+const STATUSES: &[&str] = &["PENDING", "COMPILING", "READY", "FAILED"];
+const SORTS: &[&str] = &["relevance", "created", "updated", "name"];
+const MAX_QUERY_CHARS: usize = 500;
+const MAX_FILTER_TAGS: usize = 20;
+const PARAMETERS: &[&str] = &["q", "tag", "language", "status", "sort", "limit", "cursor"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sort {
+    Relevance,
+    Created,
+    Updated,
+    Name,
+}
+
+impl Sort {
+    fn parse(raw: &str) -> Result<Self> {
+        Ok(match raw {
+            "relevance" => Sort::Relevance,
+            "created" => Sort::Created,
+            "updated" => Sort::Updated,
+            "name" => Sort::Name,
+            other => {
+                return Err(Error::BadRequest(format!(
+                    "`sort` {other:?} is not one of {}",
+                    SORTS.join(", ")
+                )))
+            }
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Sort::Relevance => "relevance",
+            Sort::Created => "created",
+            Sort::Updated => "updated",
+            Sort::Name => "name",
+        }
+    }
+
+    /// The `order by` of the outer query (over the columns of `x`), and the
+    /// keyset condition that starts after the cursor's row (`$a`, `$b`).
+    fn order_and_after(self, a: usize, b: usize) -> (&'static str, String) {
+        match self {
+            Sort::Relevance => (
+                "x.rank desc, x.id desc",
+                format!("(x.rank, x.id) < (${a}::float4, ${b}::uuid)"),
+            ),
+            Sort::Created => (
+                "x.created_at desc, x.id desc",
+                format!("(x.created_at, x.id) < (${a}::timestamptz, ${b}::uuid)"),
+            ),
+            Sort::Updated => (
+                "x.updated_at desc, x.id desc",
+                format!("(x.updated_at, x.id) < (${a}::timestamptz, ${b}::uuid)"),
+            ),
+            // Names are unique: the name alone orders the functions.
+            Sort::Name => ("x.name", format!("x.name > ${a}::text")),
+        }
+    }
+}
+
+/// Where a page ends, in the list's order.
+#[derive(Debug, Clone, PartialEq)]
+enum At {
+    /// `created` and `updated`.
+    Time(DateTime<Utc>, Uuid),
+    Name(String),
+    /// The rank's bits: the exact `float4` the database computed.
+    Rank(f32, Uuid),
+}
+
+impl Cursor for At {
+    fn to_text(&self) -> String {
+        match self {
+            At::Time(at, id) => format!("t{}.{id}", at.timestamp_micros()),
+            At::Name(name) => format!("n{name}"),
+            At::Rank(rank, id) => format!("r{}.{id}", rank.to_bits()),
+        }
+    }
+
+    fn from_text(text: &str) -> Option<Self> {
+        let (kind, rest) = text.split_at_checked(1)?;
+        match kind {
+            "t" => {
+                let (micros, id) = rest.split_once('.')?;
+                Some(At::Time(
+                    DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+                    id.parse().ok()?,
+                ))
+            }
+            "n" => Some(At::Name(rest.to_owned())),
+            "r" => {
+                let (bits, id) = rest.split_once('.')?;
+                Some(At::Rank(
+                    f32::from_bits(bits.parse().ok()?),
+                    id.parse().ok()?,
+                ))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The search and filters of a request, validated.
+#[derive(Debug, Default)]
+struct Filters {
+    /// The text of `q`, for `websearch_to_tsquery('english', ...)`.
+    q: Option<String>,
+    /// `q`'s words as a prefix query on names (`hel:*A & wor:*A`), if it
+    /// has any words.
+    prefix: Option<String>,
+    /// Sorted and deduplicated.
+    tags: Vec<String>,
+    language: Option<String>,
+    status: Option<String>,
+}
+
+impl Filters {
+    /// The conditions on `f` (functions) and `v` (their newest versions),
+    /// with parameters from `$4` (`$1`–`$3` are the caller, see
+    /// [`auth::visible_sql`]); returns them and the next free parameter.
+    fn where_sql(&self) -> (String, usize) {
+        let mut conditions = vec![auth::visible_sql("f", 1)];
+        let mut n = 4;
+        let mut next = || {
+            n += 1;
+            n - 1
+        };
+        if self.q.is_some() {
+            let q = next();
+            let mut matches = format!("f.search @@ websearch_to_tsquery('english', ${q})");
+            if self.prefix.is_some() {
+                matches = format!(
+                    "({matches} or f.search @@ to_tsquery('simple', ${}))",
+                    next()
+                );
+            }
+            conditions.push(matches);
+        }
+        if !self.tags.is_empty() {
+            conditions.push(format!("f.tags @> ${}::text[]", next()));
+        }
+        if self.language.is_some() {
+            conditions.push(format!("f.language = ${}", next()));
+        }
+        if self.status.is_some() {
+            conditions.push(format!("v.status = ${}::version_status", next()));
+        }
+        (conditions.join(" and "), next())
+    }
+
+    /// `ts_rank` of the search (0 without one), with the parameters
+    /// [`Filters::where_sql`] gave `q` and `prefix`.
+    fn rank_sql(&self) -> String {
+        match (&self.q, &self.prefix) {
+            (None, _) => "0::float4".to_owned(),
+            (Some(_), None) => "ts_rank(f.search, websearch_to_tsquery('english', $4))".to_owned(),
+            (Some(_), Some(_)) => "(ts_rank(f.search, websearch_to_tsquery('english', $4)) + ts_rank(f.search, to_tsquery('simple', $5)))".to_owned(),
+        }
+    }
+
+    /// Binds the parameters of [`Filters::where_sql`], after the caller's.
+    fn bind<'q, O>(
+        &'q self,
+        mut query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+        if let Some(q) = &self.q {
+            query = query.bind(q);
+            if let Some(prefix) = &self.prefix {
+                query = query.bind(prefix);
+            }
+        }
+        if !self.tags.is_empty() {
+            query = query.bind(&self.tags);
+        }
+        if let Some(language) = &self.language {
+            query = query.bind(language);
+        }
+        if let Some(status) = &self.status {
+            query = query.bind(status);
+        }
+        query
+    }
+}
+
+/// `q`'s words (letters and digits), lowercased, as a `to_tsquery` that
+/// matches names with words starting with each of them. Only letters and
+/// digits reach the query text, so nothing in `q` is tsquery syntax.
+fn prefix_query(q: &str) -> Option<String> {
+    let words: Vec<String> = q
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(MAX_FILTER_TAGS)
+        .map(|w| format!("{}:*A", w.to_lowercase()))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" & "))
+}
+
+/// A request's parameters, validated.
+struct ListRequest {
+    filters: Filters,
+    sort: Sort,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+impl ListRequest {
+    /// From the query string's pairs: `tag` may repeat, nothing else may.
+    fn parse(pairs: Vec<(String, String)>) -> Result<Self> {
+        let mut filters = Filters::default();
+        let (mut sort, mut limit, mut cursor) = (None, None, None);
+        let mut seen: Vec<&str> = Vec::new();
+        for (name, value) in &pairs {
+            let Some(&known) = PARAMETERS.iter().find(|p| *p == name) else {
+                return Err(Error::BadRequest(format!(
+                    "unknown query parameter `{name}`; expected one of {}",
+                    PARAMETERS.join(", ")
+                )));
+            };
+            if known != "tag" && seen.contains(&known) {
+                return Err(Error::BadRequest(format!(
+                    "`{known}` is given more than once"
+                )));
+            }
+            seen.push(known);
+            match known {
+                "q" => {
+                    let q = value.trim();
+                    if q.chars().count() > MAX_QUERY_CHARS || q.contains('\0') {
+                        return Err(Error::BadRequest(format!(
+                            "`q` must be at most {MAX_QUERY_CHARS} characters, without NUL"
+                        )));
+                    }
+                    if !q.is_empty() {
+                        filters.prefix = prefix_query(q);
+                        filters.q = Some(q.to_owned());
+                    }
+                }
+                "tag" => filters.tags.extend(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|t| !t.is_empty())
+                        .map(str::to_owned),
+                ),
+                "language" => {
+                    input::check_language(value)?;
+                    filters.language = Some(value.clone());
+                }
+                "status" => {
+                    if !STATUSES.contains(&value.as_str()) {
+                        return Err(Error::BadRequest(format!(
+                            "`status` {value:?} is not one of {}",
+                            STATUSES.join(", ")
+                        )));
+                    }
+                    filters.status = Some(value.clone());
+                }
+                "sort" => sort = Some(Sort::parse(value)?),
+                "limit" => {
+                    limit = Some(value.parse::<u32>().map_err(|_| {
+                        Error::BadRequest(format!("`limit` must be a number, got {value:?}"))
+                    })?)
+                }
+                _ => cursor = Some(value.clone()),
+            }
+        }
+        filters.tags.sort();
+        filters.tags.dedup();
+        if filters.tags.len() > MAX_FILTER_TAGS {
+            return Err(Error::BadRequest(format!(
+                "at most {MAX_FILTER_TAGS} `tag` filters are allowed"
+            )));
+        }
+        let sort = match (sort, filters.q.is_some()) {
+            (Some(Sort::Relevance), false) => return Err(Error::BadRequest(
+                "`sort=relevance` needs a search: send `q`, or sort by created, updated or name"
+                    .to_owned(),
+            )),
+            (Some(sort), _) => sort,
+            (None, true) => Sort::Relevance,
+            (None, false) => Sort::Created,
+        };
+        Ok(Self {
+            filters,
+            sort,
+            limit,
+            cursor,
+        })
+    }
+
+    /// What a cursor must have been made for: the order and every filter.
+    fn scope(&self) -> String {
+        let f = &self.filters;
+        serde_json::json!({
+            "list": "functions",
+            "sort": self.sort.name(),
+            "q": f.q,
+            "tags": f.tags,
+            "language": f.language,
+            "status": f.status,
+        })
+        .to_string()
+    }
+}
+
+/// A row of the page: the function and its rank in the search.
+#[derive(sqlx::FromRow)]
+struct Ranked {
+    #[sqlx(flatten)]
+    function: FunctionView,
+    rank: f32,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct FunctionList {
+    items: Vec<FunctionView>,
+    next_cursor: Option<String>,
+    /// How many functions match the filters (all pages), of those the
+    /// caller can see.
+    total: i64,
+}
+
+/// One page of the functions the caller can access that match the filters,
+/// in the requested order, and how many match in all.
+pub(super) async fn list(
+    State(db): State<PgPool>,
+    caller: Caller,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Json<FunctionList>> {
+    let request = ListRequest::parse(pairs)?;
+    let scope = request.scope();
+    let page: Page<At> =
+        Page::parse_scoped(request.limit, request.cursor.as_deref(), Some(&scope))?;
+    let filters = &request.filters;
+    let (conditions, n) = filters.where_sql();
+    let (order, after) = request.sort.order_and_after(n, n + 1);
+    let after = if page.after.is_some() {
+        after
+    } else {
+        "true".to_owned()
+    };
+    let (key, id) = match &page.after {
+        Some(At::Time(at, id)) => (Some(CursorKey::Time(*at)), Some(*id)),
+        Some(At::Name(name)) => (Some(CursorKey::Name(name.clone())), None),
+        Some(At::Rank(rank, id)) => (Some(CursorKey::Rank(*rank)), Some(*id)),
+        None => (None, None),
+    };
+    if !key.as_ref().is_none_or(|key| key.fits(request.sort)) {
+        return Err(Error::BadRequest(
+            "`cursor` is not a cursor this API returned".to_owned(),
+        ));
+    }
+
+    // The subquery is flattened by the planner: the order and the keyset
+    // condition still reach the indexes of `functions`.
+    let page_sql = format!(
+        r#"
+        select x.* from (
+            select {FUNCTION_COLUMNS}, {rank} as rank
+            {FUNCTION_FROM}
+            where {conditions}
+        ) x
+        where {after}
+        order by {order}
+        limit ${limit}
+        "#,
+        rank = filters.rank_sql(),
+        limit = n + 2,
+    );
+    let mut rows = filters.bind(auth::bind_caller(
+        sqlx::query_as::<_, Ranked>(&page_sql),
+        &caller,
+    ));
+    rows = match &key {
+        Some(CursorKey::Time(at)) => rows.bind(at),
+        Some(CursorKey::Name(name)) => rows.bind(name),
+        Some(CursorKey::Rank(rank)) => rows.bind(rank),
+        None => rows.bind(None::<DateTime<Utc>>),
+    };
+    let rows = rows.bind(id).bind(page.fetch_limit()).fetch_all(&db);
+
+    let count_sql = format!(
+        r#"
+        select count(*) from functions f
+        join function_versions v on v.function_id = f.id and v.version = f.latest_version
+        where {conditions}
+        "#
+    );
+    let total = filters
+        .bind(auth::bind_caller(
+            sqlx::query_as::<_, (i64,)>(&count_sql),
+            &caller,
+        ))
+        .fetch_one(&db);
+
+    let (rows, (total,)) = tokio::try_join!(rows, total)?;
+    let sort = request.sort;
+    let (rows, next_cursor) = page.finish(rows, |row| {
+        let f = &row.function;
+        match sort {
+            Sort::Relevance => At::Rank(row.rank, f.id),
+            Sort::Created => At::Time(f.created_at, f.id),
+            Sort::Updated => At::Time(f.updated_at, f.id),
+            Sort::Name => At::Name(f.name.clone()),
+        }
+    });
+    Ok(Json(FunctionList {
+        items: rows.into_iter().map(|row| row.function).collect(),
+        next_cursor,
+        total,
+    }))
+}
+
+/// The sort key of a cursor, bound as the keyset condition's first parameter.
+enum CursorKey {
+    Time(DateTime<Utc>),
+    Name(String),
+    Rank(f32),
+}
+
+impl CursorKey {
+    /// Whether this key belongs to `sort` (the scope check makes a mismatch
+    /// all but impossible; this keeps a bad bind from reaching SQL).
+    fn fits(&self, sort: Sort) -> bool {
+        matches!(
+            (self, sort),
+            (CursorKey::Time(_), Sort::Created | Sort::Updated)
+                | (CursorKey::Name(_), Sort::Name)
+                | (CursorKey::Rank(_), Sort::Relevance)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(query: &[(&str, &str)]) -> Vec<(String, String)> {
+        query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn cursors_of_every_sort_read_back() {
+        let id = Uuid::now_v7();
+        for at in [
+            At::Time(
+                DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
+                id,
+            ),
+            At::Name("a.b-c".to_owned()),
+            At::Rank(0.607_927_1, id),
+        ] {
+            assert_eq!(At::from_text(&at.to_text()), Some(at));
+        }
+    }
+
+    #[test]
+    fn tags_repeat_or_come_comma_separated_and_the_sort_follows_q() {
+        let request =
+            ListRequest::parse(pairs(&[("tag", "b,a"), ("tag", "c"), ("q", "hello")])).unwrap();
+
+        assert_eq!(request.filters.tags, ["a", "b", "c"]);
+        assert_eq!(request.sort, Sort::Relevance);
+        assert_eq!(request.filters.prefix.as_deref(), Some("hello:*A"));
+        assert_eq!(ListRequest::parse(vec![]).unwrap().sort, Sort::Created);
+    }
+
+    #[test]
+    fn unknown_values_and_relevance_without_q_are_refused() {
+        for bad in [
+            pairs(&[("sort", "size")]),
+            pairs(&[("sort", "relevance")]),
+            pairs(&[("status", "DONE")]),
+            pairs(&[("language", "cobol")]),
+            pairs(&[("colour", "red")]),
+            pairs(&[("sort", "name"), ("sort", "name")]),
+        ] {
+            assert!(ListRequest::parse(bad.clone()).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn only_letters_and_digits_reach_the_prefix_query() {
+        assert_eq!(
+            prefix_query("Hel & wo:rld!").as_deref(),
+            Some("hel:*A & wo:*A & rld:*A")
+        );
+        assert_eq!(prefix_query("&|!"), None);
+    }
+
+    #[test]
+    fn parameters_are_numbered_in_the_order_they_are_bound() {
+        let filters = Filters {
+            q: Some("x".to_owned()),
+            prefix: Some("x:*A".to_owned()),
+            tags: vec!["t".to_owned()],
+            language: None,
+            status: Some("READY".to_owned()),
+        };
+
+        let (sql, next) = filters.where_sql();
+
+        assert!(sql.contains("websearch_to_tsquery('english', $4)"), "{sql}");
+        assert!(sql.contains("to_tsquery('simple', $5)"), "{sql}");
+        assert!(sql.contains("f.tags @> $6::text[]"), "{sql}");
+        assert!(sql.contains("v.status = $7::version_status"), "{sql}");
+        assert_eq!(next, 8);
+    }
+}

@@ -1,0 +1,543 @@
+//! A function's versions: listing and reading them, making one active again
+//! (rollback) and deprecating them; the semantic version rules; and the
+//! deprecation headers on runs of a deprecated version.
+//!
+//! - `GET /functions/{f}/versions`, `GET /functions/{f}/versions/{v}`
+//! - `POST /functions/{f}/rollback` `{"version": "1.0.0" | 3}`
+//! - `POST /functions/{f}/versions/{v}/deprecate` `{"message": "..."}`
+//! - `DELETE /functions/{f}/versions/{v}/deprecation`
+//!
+//! `{v}` is the running number (`3`) or the semantic version (`1.2.0`).
+//! Semantic versions only grow (see [`next_semver`]), so the running number
+//! and the semantic version order versions the same way.
+
+use std::cmp::Ordering;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::routing::{delete, get, post};
+use axum::Router;
+use chrono::{DateTime, Utc};
+use plat_common::ExecutionConfig;
+use semver::Version;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::{PgExecutor, PgPool};
+use uuid::Uuid;
+
+use super::{find, view, FunctionKey, FunctionView};
+use crate::audit;
+use crate::auth::Caller;
+use crate::error::{Error, Result};
+use crate::extract::{Json, Path};
+use crate::AppState;
+
+/// The semantic version of a function's first version when none is sent.
+const FIRST_SEMVER: Version = Version::new(0, 1, 0);
+const MAX_SEMVER_CHARS: usize = 128;
+const MAX_DEPRECATION_MESSAGE_CHARS: usize = 500;
+/// RFC 9745: `Deprecation: @<unix seconds>`, when the version was deprecated.
+static DEPRECATION: HeaderName = HeaderName::from_static("deprecation");
+/// Why, and what to use instead: the deprecation message, percent-encoded.
+static DEPRECATION_MESSAGE: HeaderName = HeaderName::from_static("plat-deprecation-message");
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/functions/{function}/versions", get(list))
+        .route("/functions/{function}/versions/{version}", get(read))
+        .route("/functions/{function}/rollback", post(rollback))
+        .route(
+            "/functions/{function}/versions/{version}/deprecate",
+            post(deprecate),
+        )
+        .route(
+            "/functions/{function}/versions/{version}/deprecation",
+            delete(undeprecate),
+        )
+}
+
+/// Parses a client's semantic version (SemVer 2.0.0, no leading `v`).
+pub fn parse_semver(text: &str) -> Result<Version> {
+    let invalid = |reason: String| {
+        Error::BadRequest(format!(
+            "`version` must be a semantic version such as 1.2.0 (https://semver.org); {text:?} is not: {reason}"
+        ))
+    };
+    if text.chars().count() > MAX_SEMVER_CHARS {
+        return Err(invalid(format!(
+            "longer than {MAX_SEMVER_CHARS} characters"
+        )));
+    }
+    Version::parse(text).map_err(|e| invalid(e.to_string()))
+}
+
+/// The semantic version of a new function's first version.
+pub fn first_semver(requested: Option<&str>) -> Result<String> {
+    Ok(requested
+        .map(parse_semver)
+        .transpose()?
+        .unwrap_or(FIRST_SEMVER)
+        .to_string())
+}
+
+/// The semantic version of a function's next version, given its newest
+/// (and so greatest) one: `requested` if it is strictly greater by SemVer
+/// precedence (build metadata does not count), else 409. Without one, the
+/// next patch: `1.2.3` → `1.2.4`, and a pre-release becomes its release
+/// (`1.3.0-rc.1` → `1.3.0`), as `npm version patch` does.
+pub fn next_semver(
+    requested: Option<&Version>,
+    newest: &str,
+    function: &FunctionKey,
+) -> Result<String> {
+    let newest = Version::parse(newest)
+        .map_err(|e| anyhow::anyhow!("stored semver {newest:?} does not parse: {e}"))?;
+    match requested {
+        Some(requested) if requested.cmp_precedence(&newest) == Ordering::Greater => {
+            Ok(requested.to_string())
+        }
+        Some(requested) => Err(Error::Conflict(format!(
+            "version {requested} is not greater than {newest}, the newest version of function {function}; a new version needs a greater semantic version"
+        ))),
+        None if !newest.pre.is_empty() => {
+            Ok(Version::new(newest.major, newest.minor, newest.patch).to_string())
+        }
+        None => newest
+            .patch
+            .checked_add(1)
+            .map(|patch| Version::new(newest.major, newest.minor, patch).to_string())
+            .ok_or_else(|| {
+                Error::Conflict(format!(
+                    "the patch number of {newest} cannot grow; send a `version`"
+                ))
+            }),
+    }
+}
+
+/// How a URL or body names a version: by running number or semantic version.
+#[derive(Debug, Clone)]
+pub struct VersionKey {
+    /// As the client sent it, for messages.
+    raw: String,
+    number: Option<i32>,
+    /// Canonical, as stored; with build metadata only if the client sent it.
+    semver: Option<String>,
+}
+
+impl VersionKey {
+    /// Anything that is neither a number nor a semantic version names no
+    /// version (404), like a number or semver the function does not have.
+    pub fn parse(raw: String) -> Self {
+        let number = raw
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| raw.parse().ok())
+            .flatten();
+        let semver = number
+            .is_none()
+            .then(|| Version::parse(&raw).ok().map(|v| v.to_string()))
+            .flatten();
+        Self {
+            raw,
+            number,
+            semver,
+        }
+    }
+
+    pub fn not_found(&self, function: &FunctionKey) -> Error {
+        Error::NotFound(format!("function {function} has no version {}", self.raw))
+    }
+
+    /// SQL that picks the version `key` names from `alias` (a
+    /// `function_versions` row of the function `f`), with the key bound as
+    /// `$n` and `$n+1` by [`VersionKey::bind`]; `None`: the active version.
+    /// A semver without build metadata also finds a version stored with
+    /// some (`1.2.0` finds `1.2.0+build.5`): precedence is unique per
+    /// function, so it is never ambiguous.
+    pub fn condition(key: Option<&Self>, alias: &str, n: usize) -> String {
+        match key {
+            None => format!("{alias}.version = f.active_version"),
+            Some(key) if key.number.is_some() => format!("{alias}.version = ${n}"),
+            Some(key) if key.semver.is_some() => format!(
+                "({alias}.semver = ${m} or split_part({alias}.semver, '+', 1) = ${m})",
+                m = n + 1
+            ),
+            Some(_) => "false".to_owned(),
+        }
+    }
+
+    /// Binds the two parameters [`VersionKey::condition`] expects.
+    pub fn bind<'q, O>(
+        key: Option<&Self>,
+        query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+        query
+            .bind(key.and_then(|k| k.number))
+            .bind(key.and_then(|k| k.semver.clone()))
+    }
+}
+
+/// A version as sent in a body: `3` or `"1.2.0"` (or `"3"`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum VersionInput {
+    Number(i64),
+    Text(String),
+}
+
+impl From<VersionInput> for VersionKey {
+    fn from(input: VersionInput) -> Self {
+        match input {
+            VersionInput::Number(n) => VersionKey::parse(n.to_string()),
+            VersionInput::Text(text) => VersionKey::parse(text),
+        }
+    }
+}
+
+/// Since when and why the version a run uses is deprecated.
+pub struct Deprecation<'a> {
+    pub at: DateTime<Utc>,
+    pub message: &'a str,
+}
+
+impl Deprecation<'_> {
+    /// Adds `Deprecation: @<unix seconds>` (RFC 9745) and
+    /// `Plat-Deprecation-Message` to a response.
+    pub fn add_to(&self, headers: &mut HeaderMap) {
+        if let Ok(at) = HeaderValue::from_str(&format!("@{}", self.at.timestamp())) {
+            headers.insert(DEPRECATION.clone(), at);
+        }
+        if let Ok(message) = HeaderValue::from_str(&header_safe(self.message)) {
+            headers.insert(DEPRECATION_MESSAGE.clone(), message);
+        }
+    }
+}
+
+/// `text` with every byte outside printable ASCII (0x20–0x7E), and `%`
+/// itself, percent-encoded (of its UTF-8): always a valid header value, and
+/// standard percent-decoding gives the text back.
+fn header_safe(text: &str) -> String {
+    let mut safe = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if (0x20..=0x7e).contains(&byte) && byte != b'%' {
+            safe.push(char::from(byte));
+        } else {
+            safe.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    safe
+}
+
+/// A version as the API shows it; `source` only when one version is read.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionView {
+    version: i32,
+    semver: String,
+    status: String,
+    compile_error: Option<String>,
+    #[sqlx(json)]
+    execution_config: ExecutionConfig,
+    module_sha256: Option<String>,
+    compile_duration_ms: Option<i32>,
+    created_at: DateTime<Utc>,
+    compiled_at: Option<DateTime<Utc>>,
+    /// The version runs execute now.
+    active: bool,
+    deprecated: bool,
+    deprecated_at: Option<DateTime<Utc>>,
+    deprecation_message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
+}
+
+/// The columns of [`VersionView`] (`{source}`: `v.source` or `null`), of
+/// the versions `v` of the function `f`.
+fn select_version(with_source: bool) -> String {
+    format!(
+        r#"
+        select v.version, v.semver, v.status::text as status, v.compile_error, v.execution_config,
+               v.module_sha256, v.compile_duration_ms, v.created_at, v.compiled_at,
+               coalesce(v.version = f.active_version, false) as active,
+               v.deprecated_at is not null as deprecated, v.deprecated_at, v.deprecation_message,
+               {source} as source
+        from function_versions v join functions f on f.id = v.function_id
+        "#,
+        source = if with_source {
+            "v.source"
+        } else {
+            "null::text"
+        }
+    )
+}
+
+/// Reads the version `key` names of the function `function_id`.
+async fn fetch(
+    db: impl PgExecutor<'_>,
+    function_id: Uuid,
+    key: &VersionKey,
+    with_source: bool,
+) -> Result<Option<VersionView>> {
+    Ok(VersionKey::bind(
+        Some(key),
+        sqlx::query_as(&format!(
+            "{} where v.function_id = $1 and {}",
+            select_version(with_source),
+            VersionKey::condition(Some(key), "v", 2)
+        ))
+        .bind(function_id),
+    )
+    .fetch_optional(db)
+    .await?)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct VersionList {
+    /// Newest first.
+    items: Vec<VersionView>,
+    active_version: Option<i32>,
+}
+
+/// Every version of the function, newest first, without their sources.
+async fn list(
+    State(db): State<PgPool>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> Result<Json<VersionList>> {
+    let function = find(&db, &caller, &FunctionKey::parse(key), false).await?;
+    let items: Vec<VersionView> = sqlx::query_as(&format!(
+        "{} where v.function_id = $1 order by v.version desc",
+        select_version(false)
+    ))
+    .bind(function.id)
+    .fetch_all(&db)
+    .await?;
+    // From the same snapshot as the items' `active`.
+    let active_version = items.iter().find(|v| v.active).map(|v| v.version);
+    Ok(Json(VersionList {
+        items,
+        active_version,
+    }))
+}
+
+/// One version, with its source.
+async fn read(
+    State(db): State<PgPool>,
+    caller: Caller,
+    Path((key, version)): Path<(String, String)>,
+) -> Result<Json<VersionView>> {
+    let (key, version) = (FunctionKey::parse(key), VersionKey::parse(version));
+    let function = find(&db, &caller, &key, false).await?;
+    fetch(&db, function.id, &version, true)
+        .await?
+        .map(Json)
+        .ok_or_else(|| version.not_found(&key))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    version: VersionInput,
+}
+
+/// Makes a READY version the active one, without building anything. A
+/// version newer than it that becomes READY later takes over again (the
+/// compiler keeps "newest READY wins"); see docs/versions-and-discovery.md.
+async fn rollback(
+    State(db): State<PgPool>,
+    caller: Caller,
+    Path(key): Path<String>,
+    Json(body): Json<RollbackBody>,
+) -> Result<Json<FunctionView>> {
+    let (key, target) = (FunctionKey::parse(key), VersionKey::from(body.version));
+    let mut tx = db.begin().await?;
+    // The row lock orders this against builds finishing and other changes.
+    let function = find(&mut *tx, &caller, &key, true).await?;
+    caller.require_admin("roll back functions")?;
+    let version = fetch(&mut *tx, function.id, &target, false)
+        .await?
+        .ok_or_else(|| target.not_found(&key))?;
+    if version.status != "READY" {
+        return Err(Error::Conflict(format!(
+            "version {} ({}) of function {key} is {}; only a READY version can be made active",
+            version.semver, version.version, version.status
+        )));
+    }
+    let (from,): (Option<serde_json::Value>,) = sqlx::query_as(
+        r#"
+        select case when av.version is null then null
+                    else jsonb_build_object('version', av.version, 'semver', av.semver) end
+        from functions f
+        left join function_versions av on av.function_id = f.id and av.version = f.active_version
+        where f.id = $1
+        "#,
+    )
+    .bind(function.id)
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query("update functions set active_version = $2, updated_at = now() where id = $1")
+        .bind(function.id)
+        .bind(version.version)
+        .execute(&mut *tx)
+        .await?;
+    audit::record(
+        &mut tx,
+        &caller,
+        "function.rollback",
+        ("function", function.id.to_string()),
+        json!({
+            "from": from,
+            "to": { "version": version.version, "semver": version.semver },
+        }),
+    )
+    .await?;
+    let function_view = view(&mut *tx, function.id).await?;
+    tx.commit().await?;
+    tracing::info!(function_id = %function.id, version = version.version, semver = %version.semver, "active version set");
+    Ok(Json(function_view))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeprecateBody {
+    message: String,
+}
+
+/// Marks a version deprecated with a message (1 to 500 characters, trimmed).
+/// It keeps running; its runs' responses carry the deprecation headers. A
+/// second call replaces the message and keeps the original date.
+async fn deprecate(
+    State(db): State<PgPool>,
+    caller: Caller,
+    Path((key, version)): Path<(String, String)>,
+    Json(body): Json<DeprecateBody>,
+) -> Result<Json<VersionView>> {
+    let message = body.message.trim();
+    let length = message.chars().count();
+    if !(1..=MAX_DEPRECATION_MESSAGE_CHARS).contains(&length) || message.contains('\0') {
+        return Err(Error::BadRequest(format!(
+            "`message` must be 1 to {MAX_DEPRECATION_MESSAGE_CHARS} characters (not counting surrounding whitespace), without NUL; got {length}"
+        )));
+    }
+    set_deprecation(db, caller, key, version, Some(message)).await
+}
+
+/// Lifts a version's deprecation; a version that is not deprecated stays so.
+async fn undeprecate(
+    State(db): State<PgPool>,
+    caller: Caller,
+    Path((key, version)): Path<(String, String)>,
+) -> Result<Json<VersionView>> {
+    set_deprecation(db, caller, key, version, None).await
+}
+
+async fn set_deprecation(
+    db: PgPool,
+    caller: Caller,
+    key: String,
+    version: String,
+    message: Option<&str>,
+) -> Result<Json<VersionView>> {
+    let (key, version) = (FunctionKey::parse(key), VersionKey::parse(version));
+    let mut tx = db.begin().await?;
+    let function = find(&mut *tx, &caller, &key, false).await?;
+    caller.require_admin("deprecate versions")?;
+    let changed: Option<(i32, String)> = VersionKey::bind(
+        Some(&version),
+        sqlx::query_as(&format!(
+            r#"
+            update function_versions v
+            set deprecated_at = case when $4::text is null then null else coalesce(v.deprecated_at, now()) end,
+                deprecation_message = $4, updated_at = now()
+            where v.function_id = $1 and {}
+            returning v.version, v.semver
+            "#,
+            VersionKey::condition(Some(&version), "v", 2)
+        ))
+        .bind(function.id),
+    )
+    .bind(message)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (number, semver) = changed.ok_or_else(|| version.not_found(&key))?;
+    let (action, details) = match message {
+        Some(message) => (
+            "function.deprecate",
+            json!({ "version": number, "semver": semver, "message": message }),
+        ),
+        None => (
+            "function.undeprecate",
+            json!({ "version": number, "semver": semver }),
+        ),
+    };
+    audit::record(
+        &mut tx,
+        &caller,
+        action,
+        ("function", function.id.to_string()),
+        details,
+    )
+    .await?;
+    let by_number = VersionKey::parse(number.to_string());
+    let version_view = fetch(&mut *tx, function.id, &by_number, false)
+        .await?
+        .ok_or_else(|| version.not_found(&key))?;
+    tx.commit().await?;
+    Ok(Json(version_view))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> FunctionKey {
+        FunctionKey::parse("f".to_owned())
+    }
+
+    #[test]
+    fn a_new_semver_must_be_greater_by_precedence() {
+        let next = |requested: &str, newest: &str| {
+            next_semver(Some(&Version::parse(requested).unwrap()), newest, &key())
+        };
+
+        assert_eq!(next("1.2.1", "1.2.0").unwrap(), "1.2.1");
+        assert_eq!(next("1.2.0", "1.2.0-rc.1").unwrap(), "1.2.0");
+        assert!(next("1.2.0", "1.2.0").is_err());
+        assert!(next("1.1.9", "1.2.0").is_err());
+        assert!(next("1.2.0+b2", "1.2.0+b1").is_err());
+    }
+
+    #[test]
+    fn without_a_semver_the_patch_grows_and_a_pre_release_is_released() {
+        assert_eq!(next_semver(None, "1.2.3", &key()).unwrap(), "1.2.4");
+        assert_eq!(next_semver(None, "1.3.0-rc.1", &key()).unwrap(), "1.3.0");
+        assert_eq!(next_semver(None, "0.0.7+build", &key()).unwrap(), "0.0.8");
+        assert_eq!(first_semver(None).unwrap(), "0.1.0");
+        assert!(first_semver(Some("1.2")).is_err());
+        assert!(first_semver(Some("v1.2.0")).is_err());
+    }
+
+    #[test]
+    fn a_version_key_is_a_number_a_semver_or_nothing() {
+        let number = VersionKey::parse("3".to_owned());
+        let semver = VersionKey::parse("1.2.0".to_owned());
+        let neither = VersionKey::parse("latest".to_owned());
+
+        assert_eq!(number.number, Some(3));
+        assert_eq!(semver.semver.as_deref(), Some("1.2.0"));
+        assert_eq!(VersionKey::condition(Some(&neither), "v", 2), "false");
+        assert_eq!(
+            VersionKey::condition(None, "t", 3),
+            "t.version = f.active_version"
+        );
+    }
+
+    #[test]
+    fn deprecation_messages_become_valid_header_values() {
+        let encoded = header_safe("use 2.x — 100% faster\n");
+
+        assert_eq!(encoded, "use 2.x %E2%80%94 100%25 faster%0A");
+        assert!(HeaderValue::from_str(&encoded).is_ok());
+    }
+}
