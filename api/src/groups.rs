@@ -151,7 +151,14 @@ async fn record_and_commit(
     id: Uuid,
     name: &str,
 ) -> Result<GroupView> {
-    audit::record(&mut tx, caller, action, ("group", id.to_string()), json!({ "name": name })).await?;
+    audit::record(
+        &mut tx,
+        caller,
+        action,
+        ("group", id.to_string()),
+        json!({ "name": name }),
+    )
+    .await?;
     let group = view(&mut *tx, id).await?;
     tx.commit().await?;
     Ok(group)

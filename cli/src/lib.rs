@@ -1,8 +1,25 @@
-//! The `plat` command. Today: `plat up` runs the whole platform in one
-//! process (API, one compiler, one executor), with a PostgreSQL cluster of
-//! its own unless `DATABASE_URL` is given; `plat migrate` applies the schema.
+//! The `plat` command.
+//!
+//! For developers (see docs/cli.md): `plat init` makes a function folder,
+//! `plat test` compiles and runs it locally with the platform's own compiler
+//! and executor code, `plat deploy` sends it and waits for the build, and
+//! `plat invoke`, `executions`, `logs`, `ls`, `info`, `versions`,
+//! `rollback`, `deprecate`, `rm`, `login`, `logout` talk to the API
+//! ([`commands`]).
+//!
+//! For running Plat: `plat up` runs the whole platform in one process (API,
+//! one compiler, one executor), with a PostgreSQL cluster of its own unless
+//! `DATABASE_URL` is given; `plat migrate` applies the schema.
 
+pub mod client;
+pub mod commands;
+pub mod credentials;
+pub mod failure;
+pub mod input;
+pub mod manifest;
+pub mod output;
 pub mod postgres;
+pub mod source_location;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -22,10 +39,28 @@ use crate::postgres::{LocalPostgres, Options};
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    options: commands::GlobalOptions,
+}
+
+impl Cli {
+    /// How results and errors are printed.
+    pub fn output(&self) -> output::OutputFormat {
+        self.options.output
+    }
+
+    /// Whether this command runs the platform, whose logs are its output.
+    /// The workflow commands print for people and programs; their logs
+    /// (the compiler's, in `plat test`) only show when `RUST_LOG` asks.
+    pub fn runs_the_platform(&self) -> bool {
+        matches!(self.command, Command::Up(_) | Command::Migrate(_))
+    }
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    #[command(flatten)]
+    Workflow(commands::Command),
     /// Run the whole platform locally: API, one compiler worker, one executor.
     Up(Box<Up>),
     /// Apply pending database migrations and exit.
@@ -65,6 +100,7 @@ const DATABASE: &str = "plat";
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Workflow(command) => commands::run(command, cli.options).await,
         Command::Up(up) => run_up(*up).await,
         Command::Migrate(database) => {
             let (url, cluster) = database.resolve().await?;
@@ -310,6 +346,11 @@ fn welcome(listen: SocketAddr, database_url: &str, admin_key: &str) -> String {
         reachable.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     let base = format!("http://{reachable}");
+    // Where this very binary is, so `plat` works in another terminal.
+    let bin_dir = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.display().to_string()))
+        .unwrap_or_else(|| "target/release".to_owned());
     let body = format!(
         r#"{{"name":"hello","language":"rust","source":"{}"}}"#,
         json_escape(HELLO_SOURCE)
@@ -329,7 +370,12 @@ Every call needs an API key. This admin key was made for this platform when
 its database had no users yet (it is kept in the data folder as admin-key):
   export PLAT_KEY={admin_key}
 
-Create a function:
+With the plat command (docs/cli.md), from another terminal:
+  export PATH="{bin_dir}:$PATH" PLAT_API_URL={base} PLAT_API_KEY={admin_key}
+  plat init hello --lang rust && cd hello && plat test && plat deploy
+  plat invoke hello --input '{{"name":"Ada"}}'
+
+Or with curl. Create a function:
   curl -s -X POST {base}/functions -H "authorization: Bearer $PLAT_KEY" -H 'content-type: application/json' -d '{body}'
 Wait until it is READY:
   curl -s {base}/functions/hello -H "authorization: Bearer $PLAT_KEY"

@@ -5,6 +5,7 @@
 pub mod db;
 pub mod error_kind;
 pub mod execution_config;
+pub mod function_name;
 pub mod js_module;
 pub mod metrics;
 pub mod notify;

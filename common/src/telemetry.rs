@@ -17,8 +17,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use opentelemetry::trace::{
-    SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
-    TracerProvider as _,
+    SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState, TracerProvider as _,
 };
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
@@ -97,9 +96,12 @@ fn json_requested() -> bool {
 /// traces. The exporter reads them itself (and `OTEL_EXPORTER_OTLP_HEADERS`,
 /// `…_TIMEOUT`); the SDK reads `OTEL_TRACES_SAMPLER(_ARG)` and `OTEL_BSP_*`.
 fn export_requested() -> bool {
-    ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"]
-        .iter()
-        .any(|name| std::env::var(name).is_ok_and(|value| !value.trim().is_empty()))
+    [
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ]
+    .iter()
+    .any(|name| std::env::var(name).is_ok_and(|value| !value.trim().is_empty()))
 }
 
 /// A batching OTLP/HTTP exporter. The batch processor runs on a thread of its

@@ -582,3 +582,26 @@ pub fn assert_failed_with(execution: &Value, error_type: &str, message: &str) {
     );
     assert_eq!(execution["output"], Value::Null, "{execution}");
 }
+
+/// A loopback port nobody listens on right now, for a child process's API.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// Waits until the API at `base_url` (a child process) answers `/readyz`
+/// with 200; panics if it never does.
+pub async fn wait_until_ready(base_url: &str) {
+    let client = reqwest::Client::new();
+    for _ in 0..600 {
+        if let Ok(reply) = client.get(format!("{base_url}/readyz")).send().await {
+            if reply.status() == StatusCode::OK {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the API at {base_url} did not become ready");
+}

@@ -2,10 +2,10 @@
 //! key, a session token or an environment value to its log.
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use plat_tests::{
-    client_with_key, workspace_binary, TestApp, Workers, ADMIN_KEY, MIGRATOR, SECRETS_KEY,
+    client_with_key, free_port, wait_until_ready, workspace_binary, TestApp, Workers, ADMIN_KEY,
+    MIGRATOR, SECRETS_KEY,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -17,11 +17,7 @@ const SECRET_VALUE: &str = "environment-secret-that-must-not-be-logged";
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn the_api_logs_no_password_key_token_or_secret(pool: PgPool) {
     let app = TestApp::spawn_with(pool, Workers::NONE).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let log = tempfile::NamedTempFile::new().unwrap();
     let mut api = Command::new(workspace_binary("api"))
         .env("DATABASE_URL", app.database_url())
@@ -36,17 +32,7 @@ async fn the_api_logs_no_password_key_token_or_secret(pool: PgPool) {
         .expect("start the api binary");
     let base = format!("http://127.0.0.1:{port}");
     let admin = client_with_key(ADMIN_KEY);
-    let mut ready = false;
-    for _ in 0..600 {
-        if let Ok(reply) = admin.get(format!("{base}/readyz")).send().await {
-            if reply.status() == StatusCode::OK {
-                ready = true;
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ready, "the api binary did not become ready");
+    wait_until_ready(&base).await;
 
     let post = |client: &reqwest::Client, path: &str, body: Value| {
         client.post(format!("{base}{path}")).json(&body).send()

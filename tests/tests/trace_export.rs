@@ -4,7 +4,6 @@
 
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -13,8 +12,8 @@ use axum::Router;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use plat_tests::{
-    client_with_key, module_cache_dir, workspace_binary, TestApp, Workers, ADMIN_KEY, HELLO,
-    MIGRATOR,
+    client_with_key, free_port, module_cache_dir, wait_until_ready, workspace_binary, TestApp,
+    Workers, ADMIN_KEY, HELLO, MIGRATOR,
 };
 use prost::Message as _;
 use reqwest::StatusCode;
@@ -62,14 +61,6 @@ async fn receive(State(inbox): State<Inbox>, body: Bytes) -> StatusCode {
         }
     }
     StatusCode::OK
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Starts a component binary exporting to `collector`, with short batch
@@ -126,22 +117,15 @@ async fn a_request_and_the_run_it_queued_export_one_trace(pool: PgPool) {
         "worker-executor",
         &database_url,
         &collector_url,
-        &[("PLAT_MODULE_CACHE_DIR", module_cache_dir().display().to_string())],
+        &[(
+            "PLAT_MODULE_CACHE_DIR",
+            module_cache_dir().display().to_string(),
+        )],
     );
 
     let base = format!("http://127.0.0.1:{port}");
+    wait_until_ready(&base).await;
     let admin = client_with_key(ADMIN_KEY);
-    let mut ready = false;
-    for _ in 0..600 {
-        if let Ok(reply) = admin.get(format!("{base}/readyz")).send().await {
-            if reply.status() == StatusCode::OK {
-                ready = true;
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ready, "the api binary did not become ready");
 
     let request_id = "trace-export-test-request";
     let reply = admin

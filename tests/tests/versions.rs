@@ -23,6 +23,17 @@ async fn create(app: &TestApp, name: &str, source: &str, version: Option<&str>) 
     app.request(Method::POST, "/functions", Some(body)).await
 }
 
+/// Creates the function and waits for its first build; returns its id.
+async fn create_built(app: &TestApp, name: &str, source: &str, version: Option<&str>) -> String {
+    let reply = create(app, name, source, version).await;
+    let id = reply.body["id"]
+        .as_str()
+        .expect("the new function's id")
+        .to_owned();
+    app.wait_for_build(&id, 1).await;
+    id
+}
+
 async fn put(app: &TestApp, function: &str, body: Value) -> Reply {
     app.request(Method::PUT, &format!("/functions/{function}"), Some(body))
         .await
@@ -111,13 +122,7 @@ async fn semantic_versions_only_grow_and_default_to_the_next_patch(pool: PgPool)
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn versions_are_listed_newest_first_and_read_by_number_or_semver(pool: PgPool) {
     let app = TestApp::spawn_with(pool, Workers::COMPILER_ONLY).await;
-    let id = create(&app, "listed", &answering(1), Some("1.0.0"))
-        .await
-        .body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    app.wait_for_build(&id, 1).await;
+    let id = create_built(&app, "listed", &answering(1), Some("1.0.0")).await;
     put(
         &app,
         "listed",
@@ -171,13 +176,7 @@ async fn versions_are_listed_newest_first_and_read_by_number_or_semver(pool: PgP
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn rolling_back_brings_the_old_output_back_without_a_build(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
-    let id = create(&app, "greeter", &answering(1), Some("1.0.0"))
-        .await
-        .body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    app.wait_for_build(&id, 1).await;
+    let id = create_built(&app, "greeter", &answering(1), Some("1.0.0")).await;
     put(
         &app,
         "greeter",
@@ -232,13 +231,7 @@ async fn rolling_back_brings_the_old_output_back_without_a_build(pool: PgPool) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn only_a_ready_version_can_be_made_active_or_chosen_to_run(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
-    let id = create(&app, "flaky", &answering(1), Some("1.0.0"))
-        .await
-        .body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    app.wait_for_build(&id, 1).await;
+    let id = create_built(&app, "flaky", &answering(1), Some("1.0.0")).await;
     put(&app, "flaky", json!({ "source": BROKEN })).await;
     let function = app.wait_for_build(&id, 2).await;
     assert_eq!(function["status"], "FAILED");
@@ -328,13 +321,7 @@ async fn devs_read_versions_but_cannot_roll_back_or_deprecate(pool: PgPool) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_deprecated_version_still_runs_and_every_answer_says_so(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
-    let id = create(&app, "legacy", &answering(1), Some("1.0.0"))
-        .await
-        .body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    app.wait_for_build(&id, 1).await;
+    let id = create_built(&app, "legacy", &answering(1), Some("1.0.0")).await;
 
     let deprecated = app
         .request(

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use plat_common::notify;
 use plat_common::queue::compile::{self, CompileJob, CompileResult};
+use plat_common::telemetry;
 use plat_common::worker::Queue;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
-use plat_common::telemetry;
 use tracing::{info, info_span, warn, Span};
 use uuid::Uuid;
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use plat_common::ExecutionConfig;
+use plat_common::{function_name, ExecutionConfig};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -12,7 +12,6 @@ use crate::error::Error;
 
 /// Languages the platform builds.
 pub const LANGUAGES: &[&str] = &["rust", "typescript"];
-const MAX_NAME_CHARS: usize = 64;
 const MAX_DESCRIPTION_CHARS: usize = 2000;
 const MAX_TAGS: usize = 20;
 const MAX_TAG_CHARS: usize = 64;
@@ -78,19 +77,12 @@ pub struct ExecutionConfigInput {
 }
 
 pub fn check_name(name: &str) -> Result<(), Error> {
-    let valid = !name.is_empty()
-        && name.chars().count() <= MAX_NAME_CHARS
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    // A name that reads as a UUID would be ambiguous where functions are
-    // addressed by id or by name.
-    if valid && uuid::Uuid::try_parse(name).is_err() {
+    if function_name::is_valid(name) {
         Ok(())
     } else {
         Err(Error::BadRequest(format!(
-            "`name` must be 1 to {MAX_NAME_CHARS} characters of letters, digits, `-`, `_` or `.`, starting with a letter or digit, and not a UUID; got {name:?}"
+            "`name` must be {}; got {name:?}",
+            function_name::RULE
         )))
     }
 }
@@ -226,23 +218,6 @@ pub fn check_variables(field: &str, vars: &BTreeMap<String, String>) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_follow_the_documented_rule() {
-        for good in ["hello", "a", "my-fn_2.v1", "9lives"] {
-            assert!(check_name(good).is_ok(), "{good}");
-        }
-        for bad in [
-            "",
-            "-x",
-            "with space",
-            "ünï",
-            &"x".repeat(65),
-            "0190a0e4-7c3e-7000-8000-000000000000",
-        ] {
-            assert!(check_name(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn a_partial_config_keeps_the_other_fields_and_respects_caps() {

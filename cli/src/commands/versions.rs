@@ -1,0 +1,135 @@
+//! `plat versions NAME`, `plat rollback NAME VERSION`,
+//! `plat deprecate NAME VERSION --message M`.
+
+use clap::Args;
+use serde_json::{json, Value};
+
+use super::Context;
+use crate::output::{self, Table};
+
+#[derive(Debug, Args)]
+pub struct ListVersions {
+    /// The function's name (or id).
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct Rollback {
+    /// The function's name (or id).
+    pub name: String,
+    /// The version to run from now on (semver, e.g. 0.1.0).
+    pub version: String,
+}
+
+#[derive(Debug, Args)]
+pub struct Deprecate {
+    /// The function's name (or id).
+    pub name: String,
+    /// The version to deprecate (semver or number).
+    pub version: String,
+    /// What callers of this version are told (in a warning on each run).
+    #[arg(long, short = 'm', value_name = "M")]
+    pub message: String,
+}
+
+pub async fn list(context: &Context, list: ListVersions) -> anyhow::Result<()> {
+    let client = context.client()?;
+    let versions = client
+        .get(&["functions", &list.name, "versions"], &[])
+        .await?
+        .body;
+    if context.json() {
+        output::print_json(&versions);
+        return Ok(());
+    }
+    let mut table = Table::new(&[
+        "VERSION",
+        "#",
+        "STATUS",
+        "ACTIVE",
+        "DEPRECATED",
+        "CREATED",
+        "COMPILED",
+    ]);
+    for version in versions["items"].as_array().into_iter().flatten() {
+        table.row(vec![
+            output::cell(version, "semver"),
+            output::cell(version, "version"),
+            output::cell(version, "status"),
+            if version["active"].as_bool() == Some(true) {
+                "*".to_owned()
+            } else {
+                String::new()
+            },
+            deprecation(version),
+            output::time(&version["createdAt"]),
+            output::time(&version["compiledAt"]),
+        ]);
+    }
+    if table.is_empty() {
+        eprintln!("{} has no versions", list.name);
+    } else {
+        table.print();
+    }
+    Ok(())
+}
+
+fn deprecation(version: &Value) -> String {
+    if version["deprecated"].as_bool() != Some(true) {
+        return String::new();
+    }
+    match version["deprecationMessage"].as_str() {
+        Some(message) if !message.is_empty() => format!("yes: {message}"),
+        _ => "yes".to_owned(),
+    }
+}
+
+pub async fn rollback(context: &Context, rollback: Rollback) -> anyhow::Result<()> {
+    let client = context.client()?;
+    let function = client
+        .post(
+            &["functions", &rollback.name, "rollback"],
+            &json!({ "version": rollback.version }),
+        )
+        .await?
+        .body;
+    if context.json() {
+        output::print_json(&function);
+    } else {
+        println!(
+            "{} now runs version {} (#{})",
+            rollback.name,
+            function["activeSemver"]
+                .as_str()
+                .unwrap_or(&rollback.version),
+            output::cell(&function, "activeVersion")
+        );
+    }
+    Ok(())
+}
+
+pub async fn deprecate(context: &Context, deprecate: Deprecate) -> anyhow::Result<()> {
+    let client = context.client()?;
+    let answer = client
+        .post(
+            &[
+                "functions",
+                &deprecate.name,
+                "versions",
+                &deprecate.version,
+                "deprecate",
+            ],
+            &json!({ "message": deprecate.message }),
+        )
+        .await?
+        .body;
+    if context.json() {
+        output::print_json(&answer);
+    } else {
+        println!(
+            "version {} of {} is deprecated; its callers are warned: {}",
+            deprecate.version, deprecate.name, deprecate.message
+        );
+    }
+    Ok(())
+}
