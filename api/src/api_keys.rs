@@ -4,12 +4,12 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgExecutor;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::audit;
@@ -20,13 +20,13 @@ use crate::AppState;
 
 const MAX_NAME_CHARS: usize = 128;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api-keys", get(list).post(create))
-        .route("/api-keys/{id}", get(read).delete(revoke))
+pub fn router() -> crate::openapi::ApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(read, revoke))
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ApiKeyView {
     id: Uuid,
@@ -57,19 +57,33 @@ async fn find(db: impl PgExecutor<'_>, caller: &Caller, id: Uuid) -> Result<ApiK
         .ok_or_else(|| not_found(id))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
+    /// Whose keys (admins may name anyone); all keys for an admin who names no one, else the caller's.
     user_id: Option<Uuid>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct KeyList {
     items: Vec<ApiKeyView>,
 }
 
 /// The caller's keys, revoked ones included (newest first); an admin sees
 /// everyone's, or one user's with `?userId=`.
+/// API keys: the caller's, or (admins) anyone's.
+#[utoipa::path(
+    get,
+    path = "/api-keys",
+    tag = "api-keys",
+    operation_id = "listApiKeys",
+    params(ListParams),
+    responses(
+        (status = 200, description = "The keys, newest first", body = KeyList),
+        (status = 400, description = "An invalid parameter"),
+    ),
+)]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -89,6 +103,19 @@ async fn list(
     Ok(Json(KeyList { items }))
 }
 
+/// One API key (the caller's own; admins: any).
+#[utoipa::path(
+    get,
+    path = "/api-keys/{id}",
+    tag = "api-keys",
+    operation_id = "getApiKey",
+    params(("id" = uuid::Uuid, Path, description = "The key's id")),
+    responses(
+        (status = 200, description = "The key (never its secret)", body = ApiKeyView),
+        (status = 400, description = "The id is not a UUID"),
+        (status = 404, description = "No such key, or not the caller's"),
+    ),
+)]
 async fn read(
     State(state): State<AppState>,
     caller: Caller,
@@ -97,7 +124,7 @@ async fn read(
     Ok(Json(find(&state.db, &caller, id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateKey {
     name: String,
@@ -106,7 +133,7 @@ struct CreateKey {
     expires_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct CreatedKey {
     /// The key itself: shown this once, never again.
@@ -115,6 +142,19 @@ struct CreatedKey {
     view: ApiKeyView,
 }
 
+/// Creates an API key, for the caller or (admins) another user.
+#[utoipa::path(
+    post,
+    path = "/api-keys",
+    tag = "api-keys",
+    operation_id = "createApiKey",
+    request_body = CreateKey,
+    responses(
+        (status = 201, description = "The key, with its secret `key` shown this once", body = CreatedKey),
+        (status = 400, description = "An invalid field, an expiry in the past, an unknown user"),
+        (status = 415, description = "The body is not `application/json`"),
+    ),
+)]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -174,6 +214,19 @@ async fn create(
 
 /// Revokes the key at once, in every API process. Revoking a revoked key
 /// changes nothing (204 again); the row stays for the record.
+/// Revokes an API key at once.
+#[utoipa::path(
+    delete,
+    path = "/api-keys/{id}",
+    tag = "api-keys",
+    operation_id = "revokeApiKey",
+    params(("id" = uuid::Uuid, Path, description = "The key's id")),
+    responses(
+        (status = 204, description = "Revoked (or already was)"),
+        (status = 400, description = "The id is not a UUID"),
+        (status = 404, description = "No such key, or not the caller's"),
+    ),
+)]
 async fn revoke(
     State(state): State<AppState>,
     caller: Caller,

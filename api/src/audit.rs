@@ -4,22 +4,21 @@
 //! did. `details` says what changed, never a password, key or secret value.
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::error::Result;
 use crate::extract::{Json, Query};
 use crate::pagination::{Page, Position};
-use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/audit", get(list))
+pub fn router() -> crate::openapi::ApiRouter {
+    OpenApiRouter::new().routes(routes!(list))
 }
 
 /// Who acted, when it was not a signed-in caller (failed logins).
@@ -97,7 +96,7 @@ async fn insert(
     Ok(())
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct AuditEntry {
     id: Uuid,
@@ -111,8 +110,9 @@ struct AuditEntry {
     details: Value,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct AuditParams {
     action: Option<String>,
     actor_id: Option<Uuid>,
@@ -120,11 +120,13 @@ struct AuditParams {
     target_id: Option<String>,
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
+    /// 1 to 100; 20 if not sent.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
     cursor: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct AuditList {
     items: Vec<AuditEntry>,
@@ -133,6 +135,18 @@ struct AuditList {
 
 /// `GET /audit`, admins only: newest first, filtered by any of `action`,
 /// `actorId`, `targetType`, `targetId` and the time range `from` ≤ at < `to`.
+/// The audit log, newest first (admins).
+#[utoipa::path(
+    get,
+    path = "/audit",
+    tag = "operations",
+    operation_id = "listAudit",
+    params(AuditParams),
+    responses(
+        (status = 200, description = "A page of entries; `nextCursor` is null on the last page", body = AuditList),
+        (status = 400, description = "An invalid parameter or cursor"),
+    ),
+)]
 async fn list(
     State(db): State<PgPool>,
     caller: Caller,

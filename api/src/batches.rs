@@ -9,11 +9,11 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::Router;
 use plat_common::queue::execute;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt as _};
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::Caller;
@@ -31,21 +31,21 @@ pub const MAX_BATCH_INPUTS: usize = 1000;
 /// takes two of its levels.
 const MAX_BATCH_DEPTH: usize = MAX_INPUT_DEPTH;
 
-pub fn router(state: &AppState) -> Router<AppState> {
-    Router::new().route(
-        "/functions/{function}/executions/batch",
-        post(enqueue).layer(DefaultBodyLimit::max(state.config.max_batch_bytes)),
-    )
+pub fn router(state: &AppState) -> crate::openapi::ApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(enqueue).layer(DefaultBodyLimit::max(state.config.max_batch_bytes)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Batch<'a> {
+    /// 1 to 1000 inputs, each any JSON value of at most 1 MiB.
+    #[schema(value_type = Vec<serde_json::Value>, min_items = 1, max_items = 1000)]
     #[serde(borrow)]
     inputs: Vec<&'a RawValue>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Queued {
     function_id: Uuid,
@@ -54,8 +54,9 @@ struct Queued {
     execution_ids: Vec<Uuid>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct BatchParams {
     /// A READY version to run instead of the active one (number or semver).
     version: Option<String>,
@@ -64,6 +65,27 @@ struct BatchParams {
 /// Queues one run of the active version (or `?version=`) per input, all or
 /// nothing, and answers 202 with their ids in input order. A deprecated
 /// version's batch carries the deprecation headers, as single runs do.
+#[utoipa::path(
+    post,
+    path = "/functions/{function}/executions/batch",
+    tag = "executions",
+    operation_id = "executeBatch",
+    params(
+        ("function" = String, Path, description = "The function's id or name"),
+        BatchParams,
+    ),
+    request_body = Batch,
+    responses(
+        (status = 202, description = "Queued, all or nothing", body = Queued, headers(
+            ("Deprecation" = String, description = "`@<unix seconds>` (RFC 9745) when the version run is deprecated"),
+            ("Plat-Deprecation-Message" = String, description = "Why, percent-encoded"),
+        )),
+        (status = 400, description = "Invalid JSON, 0 or over 1000 inputs, nesting too deep, an `Idempotency-Key` header"),
+        (status = 404, description = "No such function or version, or not accessible"),
+        (status = 409, description = "No READY version"),
+        (status = 413, description = "An input over 1 MiB or the body over 16 MiB"),
+    ),
+)]
 async fn enqueue(
     State(state): State<AppState>,
     caller: Caller,

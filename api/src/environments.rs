@@ -8,13 +8,13 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, Utc};
 use plat_common::secrets::SecretsKey;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgExecutor;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::{self, Caller};
@@ -26,10 +26,10 @@ use crate::{access, audit, AppState};
 const MAX_NAME_CHARS: usize = 64;
 const MAX_DESCRIPTION_CHARS: usize = 2000;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/environments", get(list).post(create))
-        .route("/environments/{id}", get(read).put(update).delete(remove))
+pub fn router() -> crate::openapi::ApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(read, update, remove))
 }
 
 /// An environment as stored, variables still sealed.
@@ -46,7 +46,7 @@ struct Row {
     updated_at: DateTime<Utc>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct EnvironmentView {
     id: Uuid,
@@ -114,12 +114,22 @@ async fn find(db: impl PgExecutor<'_>, caller: &Caller, id: &str, for_update: bo
         .ok_or_else(|| not_found(id))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct EnvironmentList {
     items: Vec<EnvironmentView>,
 }
 
 /// The environments the caller can access, by name, without values.
+/// The environments the caller can access, with variable names only.
+#[utoipa::path(
+    get,
+    path = "/environments",
+    tag = "environments",
+    operation_id = "listEnvironments",
+    responses(
+        (status = 200, description = "The environments", body = EnvironmentList),
+    ),
+)]
 async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<EnvironmentList>> {
     let key = key(&state)?;
     let rows: Vec<Row> = auth::bind_caller(
@@ -138,6 +148,18 @@ async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Envi
     Ok(Json(EnvironmentList { items }))
 }
 
+/// One environment, with its variables' values.
+#[utoipa::path(
+    get,
+    path = "/environments/{id}",
+    tag = "environments",
+    operation_id = "getEnvironment",
+    params(("id" = String, Path, description = "The environment's id (a UUID; anything else is 404)")),
+    responses(
+        (status = 200, description = "The environment", body = EnvironmentView),
+        (status = 404, description = "No such environment, or not accessible"),
+    ),
+)]
 async fn read(
     State(state): State<AppState>,
     caller: Caller,
@@ -151,7 +173,7 @@ async fn read(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateEnvironment {
     name: String,
@@ -190,6 +212,20 @@ fn check_description(description: Option<&str>) -> Result<()> {
     }
 }
 
+/// Creates an environment (admins).
+#[utoipa::path(
+    post,
+    path = "/environments",
+    tag = "environments",
+    operation_id = "createEnvironment",
+    request_body = CreateEnvironment,
+    responses(
+        (status = 201, description = "The environment", body = EnvironmentView),
+        (status = 400, description = "An invalid field, an unknown user or group"),
+        (status = 409, description = "The name is taken"),
+        (status = 415, description = "The body is not `application/json`"),
+    ),
+)]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -238,7 +274,7 @@ async fn create(
     Ok((StatusCode::CREATED, Json(row.view(key, true)?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct UpdateEnvironment {
     name: Option<String>,
@@ -251,6 +287,21 @@ struct UpdateEnvironment {
 
 /// `PUT /environments/{id}`, admins only. New `variables` replace the old
 /// ones and reach the next run of every function using the environment.
+#[utoipa::path(
+    put,
+    path = "/environments/{id}",
+    tag = "environments",
+    operation_id = "updateEnvironment",
+    params(("id" = String, Path, description = "The environment's id (a UUID; anything else is 404)")),
+    request_body = UpdateEnvironment,
+    responses(
+        (status = 200, description = "The environment", body = EnvironmentView),
+        (status = 400, description = "An invalid field, an unknown user or group"),
+        (status = 404, description = "No such environment, or not accessible"),
+        (status = 409, description = "The name is taken"),
+        (status = 415, description = "The body is not `application/json`"),
+    ),
+)]
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -325,6 +376,19 @@ async fn update(
 }
 
 /// Refused while a function references the environment.
+/// Deletes an environment (admins); refused while a function uses it.
+#[utoipa::path(
+    delete,
+    path = "/environments/{id}",
+    tag = "environments",
+    operation_id = "deleteEnvironment",
+    params(("id" = String, Path, description = "The environment's id (a UUID; anything else is 404)")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such environment, or not accessible"),
+        (status = 409, description = "A function uses it"),
+    ),
+)]
 async fn remove(
     State(state): State<AppState>,
     caller: Caller,

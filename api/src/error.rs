@@ -121,12 +121,25 @@ fn is_unavailable(error: &sqlx::Error) -> bool {
     }
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An error, as RFC 9457 describes it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Problem<'a> {
+    /// A stable identifier clients can branch on: `urn:plat:problem:` and
+    /// one of `invalid-request`, `unauthorized`, `forbidden`, `not-found`,
+    /// `conflict`, `payload-too-large`, `unsupported-media-type`,
+    /// `method-not-allowed`, `rate-limited`, `not-configured`,
+    /// `service-unavailable`, `internal-error`.
     #[serde(rename = "type")]
+    #[schema(example = "urn:plat:problem:not-found")]
     kind: String,
+    /// The status's reason phrase.
+    #[schema(example = "Not Found")]
     title: &'a str,
+    /// The HTTP status code.
+    #[schema(example = 404)]
     status: u16,
+    /// What went wrong, for a person: a 400 names the field and the rule.
+    #[schema(example = "no function named \"hellp\"")]
     detail: String,
 }
 

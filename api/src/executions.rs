@@ -8,13 +8,13 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::Router;
 use chrono::{DateTime, Utc};
 use plat_common::queue::execute::{self, CancelOutcome, Enqueued, NewExecution};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sqlx::PgExecutor;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt as _};
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::Caller;
@@ -38,30 +38,32 @@ pub(crate) static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempot
 static IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 const STATUSES: &[&str] = &["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"];
 
-pub fn router(state: &AppState) -> Router<AppState> {
-    Router::new()
-        .route(
-            "/functions/{function}/execute",
-            post(execute).layer(DefaultBodyLimit::max(state.config.max_input_bytes)),
-        )
-        .route("/functions/{function}/executions", get(list))
-        .route("/executions/{id}", get(read))
-        .route("/executions/{id}/cancel", post(cancel))
+pub fn router(state: &AppState) -> crate::openapi::ApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(execute).layer(DefaultBodyLimit::max(state.config.max_input_bytes)))
+        .routes(routes!(list))
+        .routes(routes!(read))
+        .routes(routes!(cancel))
 }
 
 /// One execution, as the API shows it.
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionView {
     id: Uuid,
     function_id: Uuid,
     function_version: i32,
     status: String,
+    /// Any JSON value.
     #[sqlx(json)]
+    #[schema(value_type = serde_json::Value)]
     input: Box<RawValue>,
+    /// Any JSON value; null until it succeeded.
     #[sqlx(json(nullable))]
+    #[schema(value_type = Option<serde_json::Value>)]
     output: Option<Box<RawValue>>,
     #[sqlx(flatten)]
+    #[schema(value_type = Option<ExecutionError>)]
     error: ErrorColumns,
     logs: String,
     logs_truncated: bool,
@@ -80,6 +82,16 @@ pub struct ExecutionView {
     finished_at: Option<DateTime<Utc>>,
 }
 
+/// How an execution failed (the schema of [`ErrorColumns`]).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ExecutionError {
+    /// E.g. `TIMEOUT`, `TRAP`, `OUT_OF_MEMORY`, `CANCELLED`.
+    #[schema(rename = "type")]
+    kind: String,
+    message: String,
+}
+
 /// `error_type` and `error_message`, shown as `error: {type, message} | null`.
 #[derive(Debug, sqlx::FromRow)]
 struct ErrorColumns {
@@ -94,6 +106,7 @@ impl Serialize for ErrorColumns {
     ) -> std::result::Result<S::Ok, S::Error> {
         #[derive(Serialize)]
         struct ExecutionError<'a> {
+            // Keep in step with the schema below.
             #[serde(rename = "type")]
             kind: &'a str,
             message: &'a str,
@@ -143,9 +156,11 @@ async fn fetch(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<ExecutionView
     )
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ExecuteParams {
+    /// Seconds to wait for the result: 0 answers at once; default 30, at most the operator's cap (300).
     wait: Option<u32>,
     /// A version to run instead of the active one: its running number or
     /// semantic version. It must be READY.
@@ -159,6 +174,36 @@ struct ExecuteParams {
 /// function, nothing new is queued: the earlier execution is answered (and
 /// waited for) instead. A run of a deprecated version carries the
 /// `Deprecation` and `Plat-Deprecation-Message` headers.
+#[utoipa::path(
+    post,
+    path = "/functions/{function}/execute",
+    tag = "executions",
+    operation_id = "executeFunction",
+    params(
+        ("function" = String, Path, description = "The function's id or name"),
+        ExecuteParams,
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters: a repeat with the same key (and input) answers the first execution instead of running again"),
+    ),
+    request_body(content = serde_json::Value, description = "The input: any JSON value (an empty body is `null`), at most 1 MiB and 128 levels deep", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The execution finished (whatever its status)", body = ExecutionView, headers(
+            ("Location" = String, description = "`/executions/{id}`"),
+            ("Idempotent-Replayed" = String, description = "`true` when an earlier request with the same `Idempotency-Key` made it"),
+            ("Deprecation" = String, description = "`@<unix seconds>` (RFC 9745) when the version run is deprecated"),
+            ("Plat-Deprecation-Message" = String, description = "Why, percent-encoded"),
+        )),
+        (status = 202, description = "Still queued or running after `wait`", body = ExecutionView, headers(
+            ("Location" = String, description = "`/executions/{id}`"),
+            ("Idempotent-Replayed" = String, description = "`true` when an earlier request with the same `Idempotency-Key` made it"),
+            ("Deprecation" = String, description = "`@<unix seconds>` (RFC 9745) when the version run is deprecated"),
+            ("Plat-Deprecation-Message" = String, description = "Why, percent-encoded"),
+        )),
+        (status = 400, description = "Invalid JSON, nesting over 128 levels, a bad `Idempotency-Key`, `wait` over the cap"),
+        (status = 404, description = "No such function or version, or not accessible"),
+        (status = 409, description = "No READY version, or the `Idempotency-Key` was used with another input"),
+        (status = 413, description = "The input is over the limit"),
+    ),
+)]
 async fn execute(
     State(state): State<AppState>,
     caller: Caller,
@@ -303,6 +348,19 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>> {
 /// one is stopped by its executor; the call waits up to 10 s for that and
 /// answers 200 once it is CANCELLED, or 202 if it is still stopping. An
 /// execution that already finished cannot be cancelled (409).
+#[utoipa::path(
+    post,
+    path = "/executions/{id}/cancel",
+    tag = "executions",
+    operation_id = "cancelExecution",
+    params(("id" = String, Path, description = "The execution's id")),
+    responses(
+        (status = 200, description = "CANCELLED", body = ExecutionView),
+        (status = 202, description = "Running and still stopping after 10 s", body = ExecutionView),
+        (status = 404, description = "No such execution, or not the caller's"),
+        (status = 409, description = "It already finished"),
+    ),
+)]
 async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
@@ -397,15 +455,21 @@ pub(crate) fn nesting_depth(json: &[u8]) -> usize {
     deepest
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
+    /// Only executions with this status.
+    #[param(value_type = Option<String>, pattern = "^(QUEUED|RUNNING|SUCCEEDED|FAILED|CANCELLED)$")]
     status: Option<String>,
+    /// 1 to 100; 20 if not sent.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
+    /// `nextCursor` of the previous page.
     cursor: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ExecutionList {
     items: Vec<ExecutionView>,
@@ -414,6 +478,21 @@ struct ExecutionList {
 
 /// A function's executions, newest first, optionally of one status. Admins
 /// see them all; others see the ones they started.
+#[utoipa::path(
+    get,
+    path = "/functions/{function}/executions",
+    tag = "executions",
+    operation_id = "listExecutions",
+    params(
+        ("function" = String, Path, description = "The function's id or name"),
+        ListParams,
+    ),
+    responses(
+        (status = 200, description = "A page of executions, newest first (a DEV sees the ones they started)", body = ExecutionList),
+        (status = 400, description = "An invalid parameter or cursor"),
+        (status = 404, description = "No such function, or not accessible"),
+    ),
+)]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -458,6 +537,17 @@ async fn list(
     Ok(Json(ExecutionList { items, next_cursor }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/executions/{id}",
+    tag = "executions",
+    operation_id = "getExecution",
+    params(("id" = String, Path, description = "The execution's id")),
+    responses(
+        (status = 200, description = "The execution", body = ExecutionView),
+        (status = 404, description = "No such execution, or not the caller's"),
+    ),
+)]
 async fn read(
     State(state): State<AppState>,
     caller: Caller,

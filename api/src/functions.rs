@@ -11,8 +11,6 @@ pub(crate) mod versions;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, Utc};
 use plat_common::queue::compile;
 use plat_common::ExecutionConfig;
@@ -20,6 +18,8 @@ use serde::Serialize;
 use serde_json::json;
 use sqlx::types::Json as SqlJson;
 use sqlx::{PgExecutor, PgPool};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use self::input::{CreateFunction, UpdateFunction};
@@ -29,7 +29,7 @@ use crate::error::{self, Error, Result};
 use crate::extract::{Json, Path};
 use crate::{access, audit, AppState};
 
-pub fn router(state: &AppState) -> Router<AppState> {
+pub fn router(state: &AppState) -> crate::openapi::ApiRouter {
     // JSON escaping can make a source up to six times longer on the wire
     // (`\u0000`); the exact limit is checked on the decoded source.
     let body_limit = state
@@ -37,12 +37,9 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .max_source_bytes
         .saturating_mul(6)
         .saturating_add(64 * 1024);
-    Router::new()
-        .route("/functions", get(discovery::list).post(create))
-        .route(
-            "/functions/{function}",
-            get(read).put(update).delete(remove),
-        )
+    OpenApiRouter::new()
+        .routes(routes!(discovery::list, create))
+        .routes(routes!(read, update, remove))
         .layer(DefaultBodyLimit::max(body_limit))
         .merge(versions::router())
 }
@@ -50,7 +47,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
 /// A function as the API shows it: identity and metadata, plus the newest
 /// version's status, compile error and execution config, the semantic
 /// versions of the newest and the active version, and how its runs went.
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FunctionView {
     id: Uuid,
@@ -68,6 +65,7 @@ pub struct FunctionView {
     /// The active version's; null while no version is READY.
     active_semver: Option<String>,
     #[sqlx(json)]
+    #[schema(value_type = crate::openapi::ExecutionConfig)]
     execution_config: ExecutionConfig,
     /// Who may see and run it; both empty: everyone.
     allowed_users: Vec<Uuid>,
@@ -273,6 +271,17 @@ async fn view(db: impl PgExecutor<'_>, id: Uuid) -> Result<FunctionView> {
     .ok_or_else(|| FunctionKey::Id(id).not_found())
 }
 
+#[utoipa::path(
+    get,
+    path = "/functions/{function}",
+    tag = "functions",
+    operation_id = "getFunction",
+    params(("function" = String, Path, description = "The function's id or name")),
+    responses(
+        (status = 200, description = "The function", body = FunctionView),
+        (status = 404, description = "No such function, or not accessible"),
+    ),
+)]
 async fn read(
     State(db): State<PgPool>,
     caller: Caller,
@@ -282,6 +291,21 @@ async fn read(
     Ok(Json(view(&db, function.id).await?))
 }
 
+/// Registers a function and queues the build of its first version (admins).
+#[utoipa::path(
+    post,
+    path = "/functions",
+    tag = "functions",
+    operation_id = "createFunction",
+    request_body = CreateFunction,
+    responses(
+        (status = 202, description = "Registered; its first version is PENDING", body = FunctionView),
+        (status = 400, description = "An invalid or unknown field; an unknown user, group or environment"),
+        (status = 409, description = "The name is taken"),
+        (status = 413, description = "The source is over the limit"),
+        (status = 415, description = "The body is not `application/json`"),
+    ),
+)]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -413,6 +437,23 @@ async fn insert_version(
 /// from the newest version's values for whatever was not sent) and answers
 /// 202; `description`, `tags`, permissions and `environmentId` alone change
 /// the function in place and answer 200.
+#[utoipa::path(
+    put,
+    path = "/functions/{function}",
+    tag = "functions",
+    operation_id = "updateFunction",
+    params(("function" = String, Path, description = "The function's id or name")),
+    request_body = UpdateFunction,
+    responses(
+        (status = 200, description = "Changed in place (no new version)", body = FunctionView),
+        (status = 202, description = "A new version was made and its build queued", body = FunctionView),
+        (status = 400, description = "An empty update, an invalid or unknown field"),
+        (status = 404, description = "No such function, or not accessible"),
+        (status = 409, description = "The `version` is not greater than the newest"),
+        (status = 413, description = "The source is over the limit"),
+        (status = 415, description = "The body is not `application/json`"),
+    ),
+)]
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -564,6 +605,17 @@ async fn update(
 /// Deletes the function, its versions and pending builds, and cancels its
 /// queued executions. Its execution history stays readable by execution id;
 /// executions already running finish and are recorded.
+#[utoipa::path(
+    delete,
+    path = "/functions/{function}",
+    tag = "functions",
+    operation_id = "deleteFunction",
+    params(("function" = String, Path, description = "The function's id or name")),
+    responses(
+        (status = 204, description = "Deleted; its queued executions are CANCELLED"),
+        (status = 404, description = "No such function, or not accessible"),
+    ),
+)]
 async fn remove(
     State(db): State<PgPool>,
     caller: Caller,

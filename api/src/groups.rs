@@ -3,12 +3,12 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
-use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgExecutor;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::access::{self, List};
@@ -20,15 +20,15 @@ use crate::AppState;
 
 const MAX_NAME_CHARS: usize = 64;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/groups", get(list).post(create))
-        .route("/groups/{id}", get(read).put(rename).delete(remove))
-        .route("/groups/{id}/members", get(members).post(add_member))
-        .route("/groups/{id}/members/{user_id}", delete(remove_member))
+pub fn router() -> crate::openapi::ApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(read, rename, remove))
+        .routes(routes!(members, add_member))
+        .routes(routes!(remove_member))
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct GroupView {
     id: Uuid,
@@ -69,11 +69,21 @@ fn check_name(name: &str) -> Result<()> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct GroupList {
     items: Vec<GroupView>,
 }
 
+/// Every group (admins).
+#[utoipa::path(
+    get,
+    path = "/groups",
+    tag = "groups",
+    operation_id = "listGroups",
+    responses(
+        (status = 200, description = "The groups", body = GroupList),
+    ),
+)]
 async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<GroupList>> {
     caller.require_admin("list groups")?;
     let items = sqlx::query_as(&format!("{SELECT_GROUP} order by g.name"))
@@ -82,6 +92,18 @@ async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Grou
     Ok(Json(GroupList { items }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/groups/{id}",
+    tag = "groups",
+    operation_id = "getGroup",
+    params(("id" = uuid::Uuid, Path, description = "The group's id")),
+    responses(
+        (status = 200, description = "The group", body = GroupView),
+        (status = 400, description = "The id is not a UUID"),
+        (status = 404, description = "No such group"),
+    ),
+)]
 async fn read(
     State(state): State<AppState>,
     caller: Caller,
@@ -91,12 +113,26 @@ async fn read(
     Ok(Json(view(&state.db, id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct GroupInput {
     name: String,
 }
 
+/// Creates a group (admins).
+#[utoipa::path(
+    post,
+    path = "/groups",
+    tag = "groups",
+    operation_id = "createGroup",
+    request_body = GroupInput,
+    responses(
+        (status = 201, description = "The group", body = GroupView),
+        (status = 400, description = "An invalid name"),
+        (status = 409, description = "The name is taken"),
+        (status = 415, description = "The body is not `application/json`"),
+    ),
+)]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -118,6 +154,22 @@ async fn create(
     Ok((StatusCode::CREATED, Json(group)))
 }
 
+/// Renames a group (admins).
+#[utoipa::path(
+    put,
+    path = "/groups/{id}",
+    tag = "groups",
+    operation_id = "renameGroup",
+    params(("id" = uuid::Uuid, Path, description = "The group's id")),
+    request_body = GroupInput,
+    responses(
+        (status = 200, description = "The group", body = GroupView),
+        (status = 400, description = "An invalid name or id"),
+        (status = 404, description = "No such group"),
+        (status = 409, description = "The name is taken"),
+        (status = 415, description = "The body is not `application/json`"),
+    ),
+)]
 async fn rename(
     State(state): State<AppState>,
     caller: Caller,
@@ -166,6 +218,20 @@ async fn record_and_commit(
 
 /// Refused while an access list names the group: dropping it there could
 /// make a restricted function or environment public.
+/// Deletes a group (admins); refused while an access list names it.
+#[utoipa::path(
+    delete,
+    path = "/groups/{id}",
+    tag = "groups",
+    operation_id = "deleteGroup",
+    params(("id" = uuid::Uuid, Path, description = "The group's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "The id is not a UUID"),
+        (status = 404, description = "No such group"),
+        (status = 409, description = "An access list names the group"),
+    ),
+)]
 async fn remove(
     State(state): State<AppState>,
     caller: Caller,
@@ -201,13 +267,25 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Members {
     group_id: Uuid,
     members: Vec<Uuid>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/groups/{id}/members",
+    tag = "groups",
+    operation_id = "listGroupMembers",
+    params(("id" = uuid::Uuid, Path, description = "The group's id")),
+    responses(
+        (status = 200, description = "The members' ids", body = Members),
+        (status = 400, description = "The id is not a UUID"),
+        (status = 404, description = "No such group"),
+    ),
+)]
 async fn members(
     State(state): State<AppState>,
     caller: Caller,
@@ -221,13 +299,29 @@ async fn members(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct NewMember {
     user_id: Uuid,
 }
 
 /// Adds a user (201; 200 if they were already a member).
+/// Adds a user to a group (admins).
+#[utoipa::path(
+    post,
+    path = "/groups/{id}/members",
+    tag = "groups",
+    operation_id = "addGroupMember",
+    params(("id" = uuid::Uuid, Path, description = "The group's id")),
+    request_body = NewMember,
+    responses(
+        (status = 201, description = "Added", body = GroupView),
+        (status = 200, description = "Already a member", body = GroupView),
+        (status = 400, description = "An invalid id, or no such user"),
+        (status = 404, description = "No such group"),
+        (status = 415, description = "The body is not `application/json`"),
+    ),
+)]
 async fn add_member(
     State(state): State<AppState>,
     caller: Caller,
@@ -284,6 +378,22 @@ async fn add_member(
     Ok((status, Json(group)))
 }
 
+/// Removes a user from a group (admins).
+#[utoipa::path(
+    delete,
+    path = "/groups/{id}/members/{user_id}",
+    tag = "groups",
+    operation_id = "removeGroupMember",
+    params(
+        ("id" = uuid::Uuid, Path, description = "The group's id"),
+        ("user_id" = uuid::Uuid, Path, description = "The member's user id"),
+    ),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "An id is not a UUID"),
+        (status = 404, description = "No such group, or the user is not a member"),
+    ),
+)]
 async fn remove_member(
     State(state): State<AppState>,
     caller: Caller,

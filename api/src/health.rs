@@ -4,27 +4,43 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::Router;
 use serde_json::{json, Value};
 use sqlx::PgPool;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::{Error, Result};
 use crate::extract::Json;
-use crate::AppState;
 
 const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+pub fn router() -> crate::openapi::ApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
 }
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    operation_id = "healthz",
+    responses((status = 200, description = "The process is up: `{\"status\": \"ok\"}`", body = Object)),
+)]
 async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    operation_id = "readyz",
+    responses(
+        (status = 200, description = "The database answered within 2 s: `{\"status\": \"ready\"}`", body = Object),
+        (status = 503, description = "The database did not answer"),
+    ),
+)]
 async fn readyz(State(db): State<PgPool>) -> Result<Json<Value>> {
     match tokio::time::timeout(READINESS_TIMEOUT, sqlx::query("select 1").execute(&db)).await {
         Ok(Ok(_)) => Ok(Json(json!({ "status": "ready" }))),

@@ -16,6 +16,7 @@ mod functions;
 mod groups;
 mod health;
 mod metrics;
+mod openapi;
 mod pagination;
 mod queues;
 pub mod retention;
@@ -82,10 +83,16 @@ impl AppState {
 
 /// The whole HTTP surface. Requests get an `x-request-id` (kept if the client
 /// sent one), echoed in the response and carried by every log line. Every
-/// route but the health checks and login requires credentials (see `auth`),
-/// unknown paths included.
+/// route but the health checks, login and the API's own documentation
+/// requires credentials (see `auth`), unknown paths included.
+///
+/// This is the only place routes are assembled, and only from
+/// [`openapi::ApiRouter`]s, whose routes are registered by `routes!` from
+/// their `#[utoipa::path]` attributes: the router and the OpenAPI document
+/// are two halves of the same value (tests/tests/openapi.rs checks that no
+/// module routes around this).
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let (secured, secured_doc) = openapi::ApiRouter::new()
         .merge(functions::router(&state))
         .merge(executions::router(&state))
         .merge(batches::router(&state))
@@ -98,14 +105,23 @@ pub fn app(state: AppState) -> Router {
         .merge(stats::router())
         .merge(queues::router())
         .merge(metrics::router())
+        .split_for_parts();
+    let (public, public_doc) = openapi::ApiRouter::new()
+        .merge(health::router())
+        .merge(sessions::public_router())
+        .merge(openapi::router())
+        .split_for_parts();
+    let document = openapi::document(secured_doc, public_doc);
+    secured
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
         ))
-        .merge(health::router())
-        .merge(sessions::public_router())
+        // The public routes get the same problem+json 405 as the others.
+        .merge(public.method_not_allowed_fallback(method_not_allowed))
+        .layer(axum::Extension(document))
         .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

@@ -9,17 +9,17 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::Caller;
 use crate::error::Result;
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/metrics", get(scrape))
+pub fn router() -> crate::openapi::ApiRouter {
+    OpenApiRouter::new().routes(routes!(scrape))
 }
 
 /// Counts and times every request by method, route template (never the
@@ -44,6 +44,19 @@ pub async fn track(request: Request, next: Next) -> Response {
     response
 }
 
+/// Prometheus's scrape (admins).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    operation_id = "getMetrics",
+    responses((
+        status = 200,
+        description = "Prometheus text format: requests, queue depth and age, job outcomes and durations, compile times, module cache, pool usage",
+        content_type = "text/plain",
+        body = String,
+    )),
+)]
 async fn scrape(State(state): State<AppState>, caller: Caller) -> Result<Response> {
     caller.require_admin("read the metrics")?;
     record_queues(&state.db).await?;

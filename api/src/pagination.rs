@@ -27,10 +27,14 @@ const MAX_LIMIT: u32 = 100;
 const SCOPE_SEPARATOR: char = '~';
 
 /// `?limit=&cursor=` as clients send them.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageParams {
+    /// 1 to 100; 20 if not sent.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
+    /// `nextCursor` of the previous page.
     pub cursor: Option<String>,
 }
 

@@ -4,21 +4,21 @@
 //! minutes. psql users get the same from the `queue_overview` view.
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::Caller;
 use crate::error::Result;
 use crate::extract::Json;
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/queues", get(overview))
+pub fn router() -> crate::openapi::ApiRouter {
+    OpenApiRouter::new().routes(routes!(overview))
 }
 
-#[derive(Serialize, sqlx::FromRow)]
+#[derive(Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct QueueView {
     #[sqlx(rename = "queue")]
@@ -31,7 +31,7 @@ struct QueueView {
     done_last_minute: i64,
 }
 
-#[derive(Serialize, sqlx::FromRow)]
+#[derive(Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct WorkerView {
     id: String,
@@ -44,12 +44,20 @@ struct WorkerView {
     jobs_done: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Overview {
     queues: Vec<QueueView>,
     workers: Vec<WorkerView>,
 }
 
+/// The queues and the live workers (admins).
+#[utoipa::path(
+    get,
+    path = "/queues",
+    tag = "operations",
+    operation_id = "getQueues",
+    responses((status = 200, description = "Per queue: ready, scheduled, running, failed in the last hour, the oldest ready job's age, the last minute's throughput; the workers seen in the last five minutes", body = Overview)),
+)]
 async fn overview(State(state): State<AppState>, caller: Caller) -> Result<Json<Overview>> {
     caller.require_admin("read the queues")?;
     let queues = sqlx::query_as(

@@ -7,11 +7,11 @@
 use axum::extract::{FromRequest as _, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::Router;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::audit::{self, Anonymous};
@@ -21,25 +21,25 @@ use crate::extract::{Json, Path, Query};
 use crate::AppState;
 
 /// Routes that need no credentials.
-pub fn public_router() -> Router<AppState> {
-    Router::new().route("/auth/login", post(login))
+pub fn public_router() -> crate::openapi::ApiRouter {
+    OpenApiRouter::new().routes(routes!(login))
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/auth/logout", post(logout))
-        .route("/sessions", get(list))
-        .route("/sessions/{id}", delete(end))
+pub fn router() -> crate::openapi::ApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(logout))
+        .routes(routes!(list))
+        .routes(routes!(end))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Login {
     email: String,
     password: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct LoggedIn {
     user_id: Uuid,
@@ -52,6 +52,27 @@ struct LoggedIn {
 
 const WRONG: &str = "the email or password is wrong (or the account is disabled)";
 
+/// Starts a browser session: sets the `plat_session` cookie (`HttpOnly`,
+/// `SameSite=Strict`) and answers the CSRF token that requests changing
+/// something must send as `X-CSRF-Token`.
+#[utoipa::path(
+    post,
+    path = "/auth/login",
+    tag = "auth",
+    operation_id = "login",
+    request_body = Login,
+    responses(
+        (status = 200, description = "Logged in", body = LoggedIn,
+            headers(("Set-Cookie" = String, description = "`plat_session=...; Path=/; HttpOnly; SameSite=Strict; Max-Age=...`"))),
+        (status = 400, description = "A malformed body"),
+        (status = 401, description = "Wrong email or password, or a disabled user"),
+        (status = 413, description = "The body is too large"),
+        (status = 415, description = "The body is not `application/json`"),
+        (status = 429, description = "Too many attempts from this address; see `Retry-After`"),
+        (status = 500, description = "An unexpected error"),
+        (status = 503, description = "The database is unavailable"),
+    ),
+)]
 async fn login(State(state): State<AppState>, request: Request) -> Result<Response> {
     let source = auth::source_address(&request);
     let user_agent = request
@@ -155,6 +176,17 @@ async fn login(State(state): State<AppState>, request: Request) -> Result<Respon
 
 /// Ends the caller's session (for an API key, there is none to end: 400)
 /// and clears the cookie.
+#[utoipa::path(
+    post,
+    path = "/auth/logout",
+    tag = "auth",
+    operation_id = "logout",
+    responses(
+        (status = 204, description = "The session ended; the cookie is cleared",
+            headers(("Set-Cookie" = String, description = "`plat_session=; Max-Age=0`"))),
+        (status = 400, description = "The caller used an API key, not a session"),
+    ),
+)]
 async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Response> {
     let Credential::Session { id, .. } = caller.credential else {
         return Err(Error::BadRequest(
@@ -190,7 +222,7 @@ async fn end_session(state: &AppState, caller: &Caller, id: Uuid) -> Result<()> 
     Ok(())
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SessionView {
     id: Uuid,
@@ -203,18 +235,31 @@ struct SessionView {
     user_agent: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
+    /// Whose sessions (admins only); the caller's if not sent.
     user_id: Option<Uuid>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct SessionList {
     items: Vec<SessionView>,
 }
 
 /// The caller's live sessions; an admin may ask for any user's with `?userId=`.
+#[utoipa::path(
+    get,
+    path = "/sessions",
+    tag = "auth",
+    operation_id = "listSessions",
+    params(ListParams),
+    responses(
+        (status = 200, description = "The live sessions, newest first", body = SessionList),
+        (status = 400, description = "An invalid parameter"),
+    ),
+)]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -236,6 +281,18 @@ async fn list(
 }
 
 /// Ends a session: the caller's own, or any as an admin.
+#[utoipa::path(
+    delete,
+    path = "/sessions/{id}",
+    tag = "auth",
+    operation_id = "endSession",
+    params(("id" = uuid::Uuid, Path, description = "The session's id")),
+    responses(
+        (status = 204, description = "Ended"),
+        (status = 400, description = "The id is not a UUID"),
+        (status = 404, description = "No such session, or not the caller's"),
+    ),
+)]
 async fn end(
     State(state): State<AppState>,
     caller: Caller,

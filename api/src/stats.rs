@@ -11,10 +11,10 @@
 use std::collections::BTreeMap;
 
 use axum::extract::State;
-use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::Caller;
@@ -26,11 +26,11 @@ use crate::AppState;
 /// Most buckets one answer may hold.
 const MAX_BUCKETS: i64 = 2000;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/functions/{function}/stats", get(stats))
+pub fn router() -> crate::openapi::ApiRouter {
+    OpenApiRouter::new().routes(routes!(stats))
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 enum Bucket {
     Hour,
@@ -46,11 +46,15 @@ impl Bucket {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct StatsParams {
+    /// Start (RFC 3339), rounded down to a bucket; default: 24 hours (or, by day, 30 days) before `to`.
     from: Option<DateTime<Utc>>,
+    /// End (RFC 3339), rounded up to a bucket; default: now.
     to: Option<DateTime<Utc>>,
+    /// `hour` (the default) or `day`.
     bucket: Option<Bucket>,
 }
 
@@ -133,7 +137,7 @@ struct Row {
     duration_histogram: Vec<i64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Durations {
     avg: Option<f64>,
     p50: Option<i64>,
@@ -141,7 +145,7 @@ struct Durations {
     p99: Option<i64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Point {
     start: DateTime<Utc>,
@@ -152,7 +156,7 @@ struct Point {
     duration_ms: Durations,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Stats {
     function_id: Uuid,
@@ -170,7 +174,7 @@ struct Stats {
     series: Vec<Point>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct QueuedMs {
     avg: Option<f64>,
 }
@@ -178,6 +182,21 @@ struct QueuedMs {
 /// Executions that finished in `from` ≤ t < `to`, by the hour they finished
 /// in: `from` is rounded down and `to` up to whole buckets (UTC). Defaults:
 /// the last 24 hours by hour, or the last 30 days by day.
+#[utoipa::path(
+    get,
+    path = "/functions/{function}/stats",
+    tag = "stats",
+    operation_id = "getFunctionStats",
+    params(
+        ("function" = String, Path, description = "The function's id or name"),
+        StatsParams,
+    ),
+    responses(
+        (status = 200, description = "Totals by status, success rate, duration percentiles, average queue time, errors by type and a series per bucket", body = Stats),
+        (status = 400, description = "An invalid parameter, `from` not before `to`, or more than 2000 buckets"),
+        (status = 404, description = "No such function, or not accessible"),
+    ),
+)]
 async fn stats(
     State(state): State<AppState>,
     caller: Caller,

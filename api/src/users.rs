@@ -3,12 +3,12 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgExecutor;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::access::{self, List};
@@ -22,14 +22,14 @@ use crate::AppState;
 const MAX_EMAIL_CHARS: usize = 254;
 const MAX_DISPLAY_NAME_CHARS: usize = 128;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/me", get(me))
-        .route("/users", get(list).post(create))
-        .route("/users/{id}", get(read).put(update).delete(remove))
+pub fn router() -> crate::openapi::ApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(me))
+        .routes(routes!(list, create))
+        .routes(routes!(read, update, remove))
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserView {
     id: Uuid,
@@ -63,7 +63,7 @@ fn not_found(id: Uuid) -> Error {
     Error::NotFound(format!("no user with id {id}"))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Me {
     #[serde(flatten)]
@@ -75,6 +75,14 @@ struct Me {
     csrf_token: Option<String>,
 }
 
+/// The caller, and how they authenticated (with a session: its CSRF token).
+#[utoipa::path(
+    get,
+    path = "/me",
+    tag = "users",
+    operation_id = "getMe",
+    responses((status = 200, description = "The caller", body = Me)),
+)]
 async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Me>> {
     let user = view(&state.db, caller.user_id)
         .await?
@@ -90,13 +98,25 @@ async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Me>> {
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct UserList {
     items: Vec<UserView>,
     next_cursor: Option<String>,
 }
 
+/// Every user, newest first (admins).
+#[utoipa::path(
+    get,
+    path = "/users",
+    tag = "users",
+    operation_id = "listUsers",
+    params(PageParams),
+    responses(
+        (status = 200, description = "A page of users; `nextCursor` is null on the last page", body = UserList),
+        (status = 400, description = "An invalid parameter or cursor"),
+    ),
+)]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -125,6 +145,18 @@ async fn list(
 }
 
 /// A user reads themselves; an admin reads anyone. Others get 404.
+#[utoipa::path(
+    get,
+    path = "/users/{id}",
+    tag = "users",
+    operation_id = "getUser",
+    params(("id" = uuid::Uuid, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "The user", body = UserView),
+        (status = 400, description = "The id is not a UUID"),
+        (status = 404, description = "No such user, or (for a non-admin) someone else"),
+    ),
+)]
 async fn read(
     State(state): State<AppState>,
     caller: Caller,
@@ -138,7 +170,7 @@ async fn read(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateUser {
     email: String,
@@ -176,6 +208,20 @@ fn check_display_name(name: Option<&str>) -> Result<()> {
 
 /// `POST /users`, admins only. A user without a password signs in with API
 /// keys only.
+/// Creates a user (admins).
+#[utoipa::path(
+    post,
+    path = "/users",
+    tag = "users",
+    operation_id = "createUser",
+    request_body = CreateUser,
+    responses(
+        (status = 201, description = "The user", body = UserView),
+        (status = 400, description = "An invalid field"),
+        (status = 409, description = "The email is taken"),
+        (status = 415, description = "The body is not `application/json`"),
+    ),
+)]
 async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -219,7 +265,7 @@ async fn create(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct UpdateUser {
     email: Option<String>,
@@ -233,6 +279,23 @@ struct UpdateUser {
 
 /// `PUT /users/{id}`: an admin changes anything; a user changes their own
 /// display name and password (giving the current one).
+/// Changes a user: admins any field of anyone; a user their own display
+/// name and password (with `currentPassword`).
+#[utoipa::path(
+    put,
+    path = "/users/{id}",
+    tag = "users",
+    operation_id = "updateUser",
+    params(("id" = uuid::Uuid, Path, description = "The user's id")),
+    request_body = UpdateUser,
+    responses(
+        (status = 200, description = "The user", body = UserView),
+        (status = 400, description = "An invalid field, or a wrong current password"),
+        (status = 404, description = "No such user"),
+        (status = 409, description = "The email is taken, or no enabled admin would remain"),
+        (status = 415, description = "The body is not `application/json`"),
+    ),
+)]
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -356,6 +419,19 @@ async fn ensure_an_admin_remains(tx: &mut sqlx::PgConnection) -> Result<()> {
 
 /// `DELETE /users/{id}`, admins only. Refused while the user is named in an
 /// access list: removing them there could make a restricted function public.
+#[utoipa::path(
+    delete,
+    path = "/users/{id}",
+    tag = "users",
+    operation_id = "deleteUser",
+    params(("id" = uuid::Uuid, Path, description = "The user's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "The id is not a UUID"),
+        (status = 404, description = "No such user"),
+        (status = 409, description = "An access list names the user, or no enabled admin would remain"),
+    ),
+)]
 async fn remove(
     State(state): State<AppState>,
     caller: Caller,

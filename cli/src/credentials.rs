@@ -77,12 +77,7 @@ pub fn store(credentials: &Credentials) -> anyhow::Result<PathBuf> {
 }
 
 fn write_private(path: &Path, credentials: &Credentials) -> anyhow::Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
+    let mut file = create_private(path)?;
     let mut json = serde_json::to_vec_pretty(credentials)?;
     json.push(b'\n');
     file.write_all(&json)
@@ -106,4 +101,16 @@ pub fn remove() -> anyhow::Result<(bool, PathBuf)> {
 /// same API.
 pub fn same_api(a: &str, b: &str) -> bool {
     a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
+/// Creates a new file only its owner can read: with mode 0600 from the
+/// start (a chmod after creating would leave a moment when others could
+/// open it); fails if the file exists.
+pub(crate) fn create_private(path: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))
 }

@@ -239,7 +239,6 @@ async fn run_up(mut up: Up) -> anyhow::Result<()> {
 /// on the first start and read on every later one.
 fn local_secret(path: &Path, make: impl FnOnce() -> String) -> anyhow::Result<String> {
     use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
     if let Ok(existing) = std::fs::read_to_string(path) {
         return Ok(existing.trim().to_owned());
     }
@@ -248,12 +247,7 @@ fn local_secret(path: &Path, make: impl FnOnce() -> String) -> anyhow::Result<St
             .with_context(|| format!("creating {}", parent.display()))?;
     }
     let secret = make();
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
+    let mut file = credentials::create_private(path)?;
     writeln!(file, "{secret}").with_context(|| format!("writing {}", path.display()))?;
     Ok(secret)
 }

@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use tempfile::TempDir;
-use tokio::io::AsyncWriteExt as _;
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
 
 /// The exit code of a failed build or run (see docs/cli.md).
 const EXIT_FUNCTION_FAILED: i32 = 3;
@@ -430,4 +430,94 @@ async fn init_refuses_a_folder_that_is_not_empty_and_names_the_server_refuses() 
         bad_name.stderr.contains("invalid function name"),
         "{bad_name}"
     );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn runs_are_followed_logged_deprecated_and_the_function_removed(pool: PgPool) {
+    // Arrange: a TypeScript function (built in milliseconds), deployed.
+    let app = TestApp::spawn(pool).await;
+    let plat = Plat::new(&app.base_url, Some(ADMIN_KEY));
+    let dir = plat.dir("greeter");
+    let dir_arg = dir.to_str().unwrap();
+    plat.run(&["init", "greeter", "--lang", "ts", "--dir", dir_arg])
+        .await
+        .assert_success();
+    plat.run(&["deploy", "--dir", dir_arg])
+        .await
+        .assert_success();
+
+    // `executions --follow` prints a run as it appears and as it changes.
+    let mut follow = tokio::process::Command::new(workspace_binary("plat"))
+        .args(["executions", "greeter", "--follow", "-o", "json"])
+        .env("PLAT_API_URL", &plat.api_url)
+        .env("PLAT_API_KEY", ADMIN_KEY)
+        .env("PLAT_CONFIG_DIR", plat.config.path())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start plat executions --follow");
+    let queued = plat
+        .run(&[
+            "invoke",
+            "greeter",
+            "--async",
+            "-o",
+            "json",
+            "--input",
+            r#"{"name": "Kay"}"#,
+        ])
+        .await;
+    queued.assert_success();
+    let id = queued.json()["id"].as_str().unwrap().to_owned();
+    let mut lines = tokio::io::BufReader::new(follow.stdout.take().unwrap()).lines();
+    let finished = tokio::time::timeout(std::time::Duration::from_secs(180), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let execution: Value = serde_json::from_str(&line).unwrap_or_else(|error| {
+                panic!("not one JSON execution per line ({error}): {line}")
+            });
+            if execution["id"] == id.as_str() && execution["status"] == "SUCCEEDED" {
+                return execution;
+            }
+        }
+        panic!("--follow ended before the run finished");
+    })
+    .await
+    .expect("--follow never showed the finished run");
+    assert_eq!(finished["output"]["greeting"], "Hello, Kay!");
+    follow.kill().await.ok();
+
+    // `logs` prints the run's logs, and its status on stderr.
+    let logs = plat.run(&["logs", &id]).await;
+    logs.assert_success();
+    assert!(logs.stdout.contains("greeting Kay"), "{logs}");
+    assert!(logs.stderr.contains("SUCCEEDED"), "{logs}");
+
+    // A deprecated version still runs, with its owner's message as a warning.
+    plat.run(&[
+        "deprecate",
+        "greeter",
+        "0.1.0",
+        "--message",
+        "use greeter-v2",
+    ])
+    .await
+    .assert_success();
+    let invoked = plat.run(&["invoke", "greeter"]).await;
+    invoked.assert_success();
+    assert!(invoked.stdout.contains("Hello, world!"), "{invoked}");
+    assert!(invoked.stderr.contains("use greeter-v2"), "{invoked}");
+
+    // Removing asks for --yes when nobody can be asked, then removes.
+    let unconfirmed = plat.run(&["rm", "greeter"]).await;
+    assert_eq!(unconfirmed.code, 1, "{unconfirmed}");
+    assert!(unconfirmed.stderr.contains("--yes"), "{unconfirmed}");
+    assert_eq!(app.count("functions").await, 1);
+    plat.run(&["rm", "greeter", "--yes"]).await.assert_success();
+    assert_eq!(app.count("functions").await, 0);
+    let gone = plat.run(&["info", "greeter"]).await;
+    assert_eq!(gone.code, 1, "{gone}");
+    assert!(gone.stderr.contains("no function named"), "{gone}");
 }

@@ -342,7 +342,7 @@ struct Ranked {
     rank: f32,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct FunctionList {
     items: Vec<FunctionView>,
@@ -354,6 +354,25 @@ pub(super) struct FunctionList {
 
 /// One page of the functions the caller can access that match the filters,
 /// in the requested order, and how many match in all.
+#[utoipa::path(
+    get,
+    path = "/functions",
+    tag = "functions",
+    operation_id = "listFunctions",
+    params(
+        ("q" = Option<String>, Query, description = "Full text over names and descriptions (also name prefixes); at most 500 characters"),
+        ("tag" = Option<Vec<String>>, Query, description = "Repeatable or comma-separated: all must be present", explode = true),
+        ("language" = Option<String>, Query, description = "`rust` or `typescript`"),
+        ("status" = Option<String>, Query, description = "Of the newest version: `PENDING`, `COMPILING`, `READY` or `FAILED`"),
+        ("sort" = Option<String>, Query, description = "`relevance` (only with `q`, its default), `created` (the default without `q`), `updated`, `name`"),
+        ("limit" = Option<u32>, Query, description = "1 to 100; 20 if not sent", minimum = 1, maximum = 100),
+        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page, with the same filters and order"),
+    ),
+    responses(
+        (status = 200, description = "A page of the functions the caller can access, and how many match in all", body = FunctionList),
+        (status = 400, description = "An unknown or invalid parameter, or a cursor of another query"),
+    ),
+)]
 pub(super) async fn list(
     State(db): State<PgPool>,
     caller: Caller,

@@ -19,7 +19,7 @@ const MAX_ENV_VARS: usize = 100;
 const MAX_ENV_BYTES: usize = 32 * 1024;
 
 /// `POST /functions`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateFunction {
     pub name: String,
@@ -41,7 +41,7 @@ pub struct CreateFunction {
 
 /// `PUT /functions/{id}`: every field optional; a new `source`,
 /// `executionConfig` or `version` makes a new version.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateFunction {
     pub source: Option<String>,
@@ -52,6 +52,7 @@ pub struct UpdateFunction {
     pub allowed_groups: Option<Vec<Uuid>>,
     /// `null` detaches the environment; absent leaves it as it is.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Uuid>)]
     pub environment_id: Option<Option<Uuid>>,
     /// The new version's semantic version; the next patch if not sent.
     pub version: Option<String>,
@@ -68,7 +69,7 @@ where
 
 /// A partial execution config: omitted fields keep their current (or
 /// default) value.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExecutionConfigInput {
     pub timeout_ms: Option<u64>,

@@ -15,14 +15,14 @@ use std::cmp::Ordering;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use axum::routing::{delete, get, post};
-use axum::Router;
 use chrono::{DateTime, Utc};
 use plat_common::ExecutionConfig;
 use semver::Version;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::{PgExecutor, PgPool};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::{find, view, FunctionKey, FunctionView};
@@ -30,7 +30,6 @@ use crate::audit;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::extract::{Json, Path};
-use crate::AppState;
 
 /// The semantic version of a function's first version when none is sent.
 const FIRST_SEMVER: Version = Version::new(0, 1, 0);
@@ -41,19 +40,13 @@ static DEPRECATION: HeaderName = HeaderName::from_static("deprecation");
 /// Why, and what to use instead: the deprecation message, percent-encoded.
 static DEPRECATION_MESSAGE: HeaderName = HeaderName::from_static("plat-deprecation-message");
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/functions/{function}/versions", get(list))
-        .route("/functions/{function}/versions/{version}", get(read))
-        .route("/functions/{function}/rollback", post(rollback))
-        .route(
-            "/functions/{function}/versions/{version}/deprecate",
-            post(deprecate),
-        )
-        .route(
-            "/functions/{function}/versions/{version}/deprecation",
-            delete(undeprecate),
-        )
+pub fn router() -> crate::openapi::ApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(read))
+        .routes(routes!(rollback))
+        .routes(routes!(deprecate))
+        .routes(routes!(undeprecate))
 }
 
 /// Parses a client's semantic version (SemVer 2.0.0, no leading `v`).
@@ -178,7 +171,7 @@ impl VersionKey {
 }
 
 /// A version as sent in a body: `3` or `"1.2.0"` (or `"3"`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 enum VersionInput {
     Number(i64),
@@ -229,7 +222,7 @@ fn header_safe(text: &str) -> String {
 }
 
 /// A version as the API shows it; `source` only when one version is read.
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VersionView {
     version: i32,
@@ -237,6 +230,7 @@ pub struct VersionView {
     status: String,
     compile_error: Option<String>,
     #[sqlx(json)]
+    #[schema(value_type = crate::openapi::ExecutionConfig)]
     execution_config: ExecutionConfig,
     module_sha256: Option<String>,
     compile_duration_ms: Option<i32>,
@@ -291,7 +285,7 @@ async fn fetch(
     .await?)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct VersionList {
     /// Newest first.
@@ -300,6 +294,19 @@ struct VersionList {
 }
 
 /// Every version of the function, newest first, without their sources.
+#[utoipa::path(
+    get,
+    path = "/functions/{function}/versions",
+    tag = "versions",
+    operation_id = "listVersions",
+    params(
+        ("function" = String, Path, description = "The function's id or name"),
+    ),
+    responses(
+        (status = 200, description = "Every version, newest first, without sources", body = VersionList),
+        (status = 404, description = "No such function, or not accessible"),
+    ),
+)]
 async fn list(
     State(db): State<PgPool>,
     caller: Caller,
@@ -322,6 +329,20 @@ async fn list(
 }
 
 /// One version, with its source.
+#[utoipa::path(
+    get,
+    path = "/functions/{function}/versions/{version}",
+    tag = "versions",
+    operation_id = "getVersion",
+    params(
+        ("function" = String, Path, description = "The function's id or name"),
+        ("version" = String, Path, description = "The running number (`3`) or the semantic version (`1.2.0`)"),
+    ),
+    responses(
+        (status = 200, description = "The version, with its source", body = VersionView),
+        (status = 404, description = "No such function or version, or not accessible"),
+    ),
+)]
 async fn read(
     State(db): State<PgPool>,
     caller: Caller,
@@ -335,7 +356,7 @@ async fn read(
         .ok_or_else(|| version.not_found(&key))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RollbackBody {
     version: VersionInput,
@@ -344,6 +365,23 @@ struct RollbackBody {
 /// Makes a READY version the active one, without building anything. A
 /// version newer than it that becomes READY later takes over again (the
 /// compiler keeps "newest READY wins"); see docs/versions-and-discovery.md.
+#[utoipa::path(
+    post,
+    path = "/functions/{function}/rollback",
+    tag = "versions",
+    operation_id = "rollbackFunction",
+    params(
+        ("function" = String, Path, description = "The function's id or name"),
+    ),
+    request_body = RollbackBody,
+    responses(
+        (status = 200, description = "The function, with the version active", body = FunctionView),
+        (status = 400, description = "A malformed body"),
+        (status = 404, description = "No such function or version, or not accessible"),
+        (status = 409, description = "The version is not READY"),
+        (status = 415, description = "The body is not `application/json`"),
+    ),
+)]
 async fn rollback(
     State(db): State<PgPool>,
     caller: Caller,
@@ -398,7 +436,7 @@ async fn rollback(
     Ok(Json(function_view))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DeprecateBody {
     message: String,
@@ -407,6 +445,23 @@ struct DeprecateBody {
 /// Marks a version deprecated with a message (1 to 500 characters, trimmed).
 /// It keeps running; its runs' responses carry the deprecation headers. A
 /// second call replaces the message and keeps the original date.
+#[utoipa::path(
+    post,
+    path = "/functions/{function}/versions/{version}/deprecate",
+    tag = "versions",
+    operation_id = "deprecateVersion",
+    params(
+        ("function" = String, Path, description = "The function's id or name"),
+        ("version" = String, Path, description = "The running number (`3`) or the semantic version (`1.2.0`)"),
+    ),
+    request_body = DeprecateBody,
+    responses(
+        (status = 200, description = "The version, deprecated", body = VersionView),
+        (status = 400, description = "A malformed body or message"),
+        (status = 404, description = "No such function or version, or not accessible"),
+        (status = 415, description = "The body is not `application/json`"),
+    ),
+)]
 async fn deprecate(
     State(db): State<PgPool>,
     caller: Caller,
@@ -424,6 +479,20 @@ async fn deprecate(
 }
 
 /// Lifts a version's deprecation; a version that is not deprecated stays so.
+#[utoipa::path(
+    delete,
+    path = "/functions/{function}/versions/{version}/deprecation",
+    tag = "versions",
+    operation_id = "undeprecateVersion",
+    params(
+        ("function" = String, Path, description = "The function's id or name"),
+        ("version" = String, Path, description = "The running number (`3`) or the semantic version (`1.2.0`)"),
+    ),
+    responses(
+        (status = 200, description = "The version, no longer deprecated", body = VersionView),
+        (status = 404, description = "No such function or version, or not accessible"),
+    ),
+)]
 async fn undeprecate(
     State(db): State<PgPool>,
     caller: Caller,
