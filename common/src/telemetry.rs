@@ -56,8 +56,7 @@ impl Drop for Telemetry {
 /// `service.name` traces carry unless `OTEL_SERVICE_NAME` says otherwise.
 /// Safe to call more than once: later calls install nothing.
 pub fn init(service: &'static str) -> Telemetry {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let filter = filter();
     let (text, json) = if json_requested() {
         let json = fmt::layer()
             .json()
@@ -85,6 +84,11 @@ pub fn init(service: &'static str) -> Telemetry {
         tracing::info!(service, "exporting traces over OTLP/HTTP");
     }
     Telemetry { provider }
+}
+
+/// `RUST_LOG`, or the default filter when it is unset or invalid.
+fn filter() -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER))
 }
 
 /// Whether `LOG_FORMAT` asks for JSON lines.
@@ -160,8 +164,7 @@ pub fn join_request(span: &tracing::Span, request_id: Option<&str>) {
 /// Like [`init`], but through the test harness's capture, so the logs of a
 /// test are shown only when it fails. Never exports traces.
 pub fn init_for_tests() {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let filter = filter();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_test_writer()

@@ -474,17 +474,20 @@ async fn retention_deletes_exactly_what_is_older_than_its_window(pool: PgPool) {
         .unwrap();
     }
 
-    let swept = sweep(
-        &pool,
-        Retention {
-            execution_days: 30,
-            stats_days: 400,
-        },
-        now,
-        &CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    // The default windows: 30 days of executions, 400 of statistics.
+    let never_cancelled = CancellationToken::new();
+    let sweep_now = || {
+        sweep(
+            &pool,
+            Retention {
+                execution_days: 30,
+                stats_days: 400,
+            },
+            now,
+            &never_cancelled,
+        )
+    };
+    let swept = sweep_now().await.unwrap();
 
     assert_eq!(
         swept,
@@ -510,16 +513,6 @@ async fn retention_deletes_exactly_what_is_older_than_its_window(pool: PgPool) {
         .unwrap();
     assert_eq!(rollups, 1);
 
-    let again = sweep(
-        &pool,
-        Retention {
-            execution_days: 30,
-            stats_days: 400,
-        },
-        now,
-        &CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let again = sweep_now().await.unwrap();
     assert_eq!(again, Swept::default(), "nothing more to delete");
 }
