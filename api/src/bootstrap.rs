@@ -1,8 +1,10 @@
 //! The first admin. When the database has no users and the operator set
 //! `PLAT_BOOTSTRAP_ADMIN_KEY`, the API creates an ADMIN (without a password)
 //! whose API key is that value; with it the operator creates real users and
-//! keys, and may then revoke the bootstrap key. `plat up` does this for
-//! local use with a generated key it prints.
+//! keys, and may then revoke the bootstrap key. With
+//! `PLAT_BOOTSTRAP_ADMIN_PASSWORD` that admin can also sign in to the
+//! dashboard. `plat up` does this for local use with a generated key and
+//! password it prints.
 
 use anyhow::Context as _;
 use serde_json::json;
@@ -10,7 +12,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::audit::{self, Anonymous};
-use crate::auth::tokens;
+use crate::auth::{passwords, tokens};
 use crate::ApiConfig;
 
 /// A bootstrap key must be at least this long: it is a full admin credential.
@@ -32,6 +34,18 @@ pub async fn run(pool: &PgPool, config: &ApiConfig) -> anyhow::Result<()> {
         key.chars().count() >= MIN_KEY_CHARS,
         "PLAT_BOOTSTRAP_ADMIN_KEY must be at least {MIN_KEY_CHARS} characters (for example the output of `openssl rand -base64 32`)"
     );
+    let password_hash = match config.bootstrap_admin_password.as_ref().map(|p| p.expose()) {
+        Some(password) if !password.is_empty() => {
+            passwords::check(password)
+                .map_err(|e| anyhow::anyhow!("PLAT_BOOTSTRAP_ADMIN_PASSWORD: {e}"))?;
+            Some(
+                passwords::hash(password.to_owned())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+            )
+        }
+        _ => None,
+    };
     let mut tx = pool.begin().await?;
     // One bootstrap at a time; the loser then sees the winner's user.
     sqlx::query("select pg_advisory_xact_lock(hashtext('plat_bootstrap_admin'))")
@@ -42,12 +56,29 @@ pub async fn run(pool: &PgPool, config: &ApiConfig) -> anyhow::Result<()> {
         .await?;
     if has_users {
         tracing::debug!("users exist; PLAT_BOOTSTRAP_ADMIN_KEY is not needed");
+        // A platform started before the password was configured (an older
+        // `plat up` data folder): the admin gets it, but a password someone
+        // chose is never replaced.
+        if let Some(hash) = &password_hash {
+            let given = sqlx::query(
+                "update users set password_hash = $1 where lower(email) = lower($2) and role = 'ADMIN' and password_hash is null",
+            )
+            .bind(hash)
+            .bind(&config.bootstrap_admin_email)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            if given.rows_affected() > 0 {
+                tracing::info!(email = %config.bootstrap_admin_email, "bootstrap admin given PLAT_BOOTSTRAP_ADMIN_PASSWORD");
+            }
+        }
         return Ok(());
     }
     let (user_id, key_id) = (Uuid::now_v7(), Uuid::now_v7());
-    sqlx::query("insert into users (id, email, display_name, role) values ($1, $2, 'Bootstrap admin', 'ADMIN')")
+    sqlx::query("insert into users (id, email, display_name, role, password_hash) values ($1, $2, 'Bootstrap admin', 'ADMIN', $3)")
         .bind(user_id)
         .bind(&config.bootstrap_admin_email)
+        .bind(&password_hash)
         .execute(&mut *tx)
         .await
         .context("creating the bootstrap admin")?;

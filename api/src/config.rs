@@ -43,6 +43,11 @@ pub struct ApiConfig {
         default_value = "admin@localhost"
     )]
     pub bootstrap_admin_email: String,
+    /// The bootstrap admin's password, for the dashboard (at least 12
+    /// characters). Given to the admin when the bootstrap creates it, or
+    /// later while that admin still has no password; never changes one.
+    #[arg(long, env = "PLAT_BOOTSTRAP_ADMIN_PASSWORD", hide_env_values = true)]
+    pub bootstrap_admin_password: Option<Secret>,
     /// Key that encrypts environments at rest (base64 or hex of 32 bytes);
     /// executors need the same. Without it, environments cannot be written.
     #[arg(long, env = "PLAT_SECRETS_KEY", hide_env_values = true)]
@@ -94,6 +99,7 @@ impl Default for ApiConfig {
             db_max_connections: 20,
             bootstrap_admin_key: None,
             bootstrap_admin_email: "admin@localhost".to_owned(),
+            bootstrap_admin_password: None,
             secrets_key: None,
             session_idle_minutes: 720,
             session_max_hours: 168,

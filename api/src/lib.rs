@@ -22,6 +22,7 @@ mod queues;
 pub mod retention;
 mod sessions;
 mod stats;
+mod ui;
 mod users;
 mod waiters;
 
@@ -38,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-pub use auth::tokens::new_api_key;
+pub use auth::tokens::{new_api_key, new_password};
 pub use config::ApiConfig;
 pub use error::Error;
 
@@ -83,7 +84,8 @@ impl AppState {
 
 /// The whole HTTP surface. Requests get an `x-request-id` (kept if the client
 /// sent one), echoed in the response and carried by every log line. Every
-/// route but the health checks, login and the API's own documentation
+/// route but the health checks, login, the API's own documentation and the
+/// dashboard's files
 /// requires credentials (see `auth`), unknown paths included.
 ///
 /// This is the only place routes are assembled, and only from
@@ -110,6 +112,7 @@ pub fn app(state: AppState) -> Router {
         .merge(health::router())
         .merge(sessions::public_router())
         .merge(openapi::router())
+        .merge(ui::router())
         .split_for_parts();
     let document = openapi::document(secured_doc, public_doc);
     secured

@@ -1,13 +1,15 @@
 //! `GET /queues`, for operators (admins): per queue what is ready, running,
 //! scheduled for a retry and failed lately, the oldest ready job's age and
-//! the last minute's throughput; and the workers seen in the last five
-//! minutes. psql users get the same from the `queue_overview` view.
+//! the last minute's throughput; the workers seen in the last five minutes;
+//! and the newest failed builds and runs. psql users get the same from the
+//! `queue_overview` view.
 
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::error::Result;
@@ -44,10 +46,31 @@ struct WorkerView {
     jobs_done: i64,
 }
 
+/// A failed build (`compile`) or run (`execute`).
+#[derive(Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct FailureView {
+    queue: String,
+    function_id: Uuid,
+    /// None when the function has been deleted since.
+    function_name: Option<String>,
+    version: i32,
+    /// The failed execution (runs only).
+    execution_id: Option<Uuid>,
+    /// The execution's error type, or `COMPILE_ERROR`.
+    error_type: String,
+    /// The first 300 characters of the error.
+    message: String,
+    at: DateTime<Utc>,
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
 struct Overview {
     queues: Vec<QueueView>,
     workers: Vec<WorkerView>,
+    /// The 20 newest failures of the last 24 hours, newest first.
+    recent_failures: Vec<FailureView>,
 }
 
 /// The queues and the live workers (admins).
@@ -56,7 +79,7 @@ struct Overview {
     path = "/queues",
     tag = "operations",
     operation_id = "getQueues",
-    responses((status = 200, description = "Per queue: ready, scheduled, running, failed in the last hour, the oldest ready job's age, the last minute's throughput; the workers seen in the last five minutes", body = Overview)),
+    responses((status = 200, description = "Per queue: ready, scheduled, running, failed in the last hour, the oldest ready job's age, the last minute's throughput; the workers seen in the last five minutes; the newest failures", body = Overview)),
 )]
 async fn overview(State(state): State<AppState>, caller: Caller) -> Result<Json<Overview>> {
     caller.require_admin("read the queues")?;
@@ -79,5 +102,33 @@ async fn overview(State(state): State<AppState>, caller: Caller) -> Result<Json<
     )
     .fetch_all(&state.db)
     .await?;
-    Ok(Json(Overview { queues, workers }))
+    // Each side reads its partial index of failures (migration
+    // 20261126000001) newest first and stops after 20.
+    let recent_failures = sqlx::query_as(
+        r#"
+        select * from (
+            (select 'execute' as queue, e.function_id, f.name as function_name,
+                    e.function_version as version, e.id as execution_id,
+                    e.error_type, left(coalesce(e.error_message, ''), 300) as message,
+                    e.finished_at as at
+             from executions e left join functions f on f.id = e.function_id
+             where e.status = 'FAILED' and e.finished_at > now() - interval '24 hours'
+             order by e.finished_at desc limit 20)
+            union all
+            (select 'compile', v.function_id, f.name, v.version, null,
+                    'COMPILE_ERROR', left(v.compile_error, 300), v.updated_at
+             from function_versions v join functions f on f.id = v.function_id
+             where v.status = 'FAILED' and v.updated_at > now() - interval '24 hours'
+             order by v.updated_at desc limit 20)
+        ) failures
+        order by at desc limit 20
+        "#,
+    )
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Json(Overview {
+        queues,
+        workers,
+        recent_failures,
+    }))
 }

@@ -219,6 +219,12 @@ async fn run_up(mut up: Up) -> anyhow::Result<()> {
         None => local_secret(&data_dir.join("admin-key"), plat_api::new_api_key)?.into(),
     };
     up.api.bootstrap_admin_key = Some(admin_key.clone());
+    // For the dashboard, whose sign-in takes a password.
+    let admin_password = match &up.api.bootstrap_admin_password {
+        Some(password) => password.clone(),
+        None => local_secret(&data_dir.join("admin-password"), plat_api::new_password)?.into(),
+    };
+    up.api.bootstrap_admin_password = Some(admin_password.clone());
     if up.api.secrets_key.is_none() {
         let key = local_secret(&data_dir.join("secrets-key"), SecretsKey::generate)?;
         up.api.secrets_key = Some(
@@ -227,7 +233,12 @@ async fn run_up(mut up: Up) -> anyhow::Result<()> {
         );
     }
     up.executor.secrets_key = up.api.secrets_key.clone();
-    let result = serve(&url, up, admin_key.expose()).await;
+    let admin = Admin {
+        email: up.api.bootstrap_admin_email.clone(),
+        key: admin_key.expose().to_owned(),
+        password: admin_password.expose().to_owned(),
+    };
+    let result = serve(&url, up, &admin).await;
     if let Some(cluster) = cluster {
         println!("stopping PostgreSQL");
         stop(cluster).await?;
@@ -252,7 +263,14 @@ fn local_secret(path: &Path, make: impl FnOnce() -> String) -> anyhow::Result<St
     Ok(secret)
 }
 
-async fn serve(url: &str, up: Up, admin_key: &str) -> anyhow::Result<()> {
+/// The bootstrap admin's credentials, which the welcome text shows.
+struct Admin {
+    email: String,
+    key: String,
+    password: String,
+}
+
+async fn serve(url: &str, up: Up, admin: &Admin) -> anyhow::Result<()> {
     // The API and both workers share one pool; the workers need a few
     // connections each (claims, heartbeats, LISTEN).
     let pool = plat_common::db::connect(url, up.api.db_max_connections + 8)
@@ -282,7 +300,7 @@ async fn serve(url: &str, up: Up, admin_key: &str) -> anyhow::Result<()> {
         "executor worker",
         plat_worker_executor::run(pool, up.executor, shutdown.clone()),
     ));
-    print_welcome(listen, url, admin_key);
+    print_welcome(listen, url, admin);
 
     // The first component to stop (an error, or the shutdown signal) stops
     // the others; the first error is the result.
@@ -314,8 +332,8 @@ async fn named(
     (name, component.await)
 }
 
-fn print_welcome(listen: SocketAddr, database_url: &str, admin_key: &str) {
-    println!("{}", welcome(listen, database_url, admin_key));
+fn print_welcome(listen: SocketAddr, database_url: &str, admin: &Admin) {
+    println!("{}", welcome(listen, database_url, admin));
 }
 
 /// The hello-world function of the welcome text.
@@ -333,7 +351,12 @@ const HELLO_TS_SOURCE: &str =
 
 /// What `plat up` prints once it listens: where it runs, which database it
 /// uses, and two commands to paste.
-fn welcome(listen: SocketAddr, database_url: &str, admin_key: &str) -> String {
+fn welcome(listen: SocketAddr, database_url: &str, admin: &Admin) -> String {
+    let Admin {
+        email,
+        key: admin_key,
+        password,
+    } = admin;
     // `--listen 0.0.0.0:8080` listens everywhere, but curl needs one address.
     let mut reachable = listen;
     if reachable.ip().is_unspecified() {
@@ -359,6 +382,10 @@ Plat is running at {base}
 Database: {database_url}
 (Ctrl-C stops it. The first start prepares the Rust toolchain: the compiler
 worker builds serde and serde_json once, 10-60 s, before the first build.)
+
+The dashboard is at {base}/ui (the API reference at {base}/docs).
+Sign in as {email} with the password kept in the data folder as admin-password:
+  {password}
 
 Every call needs an API key. This admin key was made for this platform when
 its database had no users yet (it is kept in the data folder as admin-key):
@@ -413,6 +440,14 @@ mod tests {
 
     use super::*;
 
+    fn admin(key: &str) -> Admin {
+        Admin {
+            email: "admin@localhost".to_owned(),
+            key: key.to_owned(),
+            password: "s3cret-passw0rd".to_owned(),
+        }
+    }
+
     #[test]
     fn every_flag_of_every_component_fits_in_one_command_line() {
         Cli::command().debug_assert();
@@ -423,7 +458,7 @@ mod tests {
         let text = welcome(
             "127.0.0.1:8080".parse().unwrap(),
             "postgres://postgres@127.0.0.1:54329/plat",
-            "plat_k3y",
+            &admin("plat_k3y"),
         );
 
         assert!(
@@ -437,6 +472,14 @@ mod tests {
         assert!(text.contains("Rust toolchain"), "{text}");
         assert!(text.contains("export PLAT_KEY=plat_k3y\n"), "{text}");
         assert!(
+            text.contains("dashboard is at http://127.0.0.1:8080/ui"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Sign in as admin@localhost with the password kept in the data folder as admin-password:\n  s3cret-passw0rd\n"),
+            "{text}"
+        );
+        assert!(
             text.contains("curl -s -X POST http://127.0.0.1:8080/functions/hello/execute -H \"authorization: Bearer $PLAT_KEY\""),
             "{text}"
         );
@@ -444,7 +487,11 @@ mod tests {
 
     #[test]
     fn the_pasted_create_commands_send_the_hello_functions_as_valid_json() {
-        let text = welcome("127.0.0.1:8080".parse().unwrap(), "postgres://x", "k");
+        let text = welcome(
+            "127.0.0.1:8080".parse().unwrap(),
+            "postgres://x",
+            &admin("k"),
+        );
         // What the shell passes to curl: everything inside the single quotes.
         let bodies: Vec<serde_json::Value> = text
             .lines()
@@ -471,7 +518,7 @@ mod tests {
 
     #[test]
     fn listening_everywhere_is_shown_as_an_address_curl_can_reach() {
-        let text = welcome("0.0.0.0:9000".parse().unwrap(), "postgres://x", "k");
+        let text = welcome("0.0.0.0:9000".parse().unwrap(), "postgres://x", &admin("k"));
 
         assert!(
             text.contains("Plat is running at http://127.0.0.1:9000"),

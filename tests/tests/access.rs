@@ -939,3 +939,78 @@ async fn the_bootstrap_admin_is_created_once(pool: PgPool) {
         .unwrap();
     assert_eq!(users, 1);
 }
+
+/// Whether `password` signs `email` in at the API at `base`.
+async fn signs_in(base: &str, email: &str, password: &str) -> bool {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/auth/login"))
+        .json(&json!({ "email": email, "password": password }))
+        .send()
+        .await
+        .expect("login sent");
+    response.status() == StatusCode::OK
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_bootstrap_password_is_given_once_and_never_replaces_a_chosen_one(pool: PgPool) {
+    // An older platform: the bootstrap admin exists without a password.
+    let mut app = TestApp::spawn_with(pool, Workers::NONE).await;
+    let admin_id = app.get("/me").await.body["id"].as_str().unwrap().to_owned();
+    let with_password = |password: &str| plat_api::ApiConfig {
+        bootstrap_admin_key: Some(ADMIN_KEY.to_owned().into()),
+        bootstrap_admin_password: Some(password.to_owned().into()),
+        ..plat_tests::api_config()
+    };
+
+    let first = app.start_api(with_password("first-password-0001")).await;
+    let given = signs_in(&first, "admin@localhost", "first-password-0001").await;
+    let changed = app
+        .request(
+            Method::PUT,
+            &format!("/users/{admin_id}"),
+            Some(json!({ "password": "chosen-password-0002", "currentPassword": "first-password-0001" })),
+        )
+        .await;
+    let later = app.start_api(with_password("later-password-0003")).await;
+    let kept = signs_in(&later, "admin@localhost", "chosen-password-0002").await;
+    let replaced = signs_in(&later, "admin@localhost", "later-password-0003").await;
+    let too_short = plat_api::serve_on(
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        app.pool.clone(),
+        with_password("short"),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await;
+
+    assert!(
+        given,
+        "the passwordless bootstrap admin got the configured password"
+    );
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    assert!(kept, "the admin's own password still works");
+    assert!(
+        !replaced,
+        "a configured password never replaces a chosen one"
+    );
+    let error = format!("{:#}", too_short.unwrap_err());
+    assert!(error.contains("PLAT_BOOTSTRAP_ADMIN_PASSWORD"), "{error}");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_new_platform_bootstrap_admin_can_sign_in_with_the_configured_password(pool: PgPool) {
+    let app = TestApp::spawn_configured(
+        pool,
+        Workers::NONE,
+        plat_api::ApiConfig {
+            bootstrap_admin_password: Some("bootstrap-password-01".to_owned().into()),
+            ..plat_tests::api_config()
+        },
+    )
+    .await;
+
+    let me = app.get("/me").await;
+
+    assert_eq!(me.body["hasPassword"], true, "{}", me.body);
+    assert!(signs_in(&app.base_url, "admin@localhost", "bootstrap-password-01").await);
+    assert!(!signs_in(&app.base_url, "admin@localhost", "another-password-02").await);
+}

@@ -346,6 +346,58 @@ async fn queues_show_depths_and_the_workers_with_the_jobs_they_did(pool: PgPool)
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
+async fn queues_list_the_newest_failed_builds_and_runs(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let thrower = app
+        .ready_function_in(
+            "typescript",
+            "thrower",
+            "export default () => { throw new Error(\"no luck today\"); };\n",
+            json!({}),
+        )
+        .await;
+    let run = app.execute(&thrower, json!(1), 30).await;
+    let broken = app
+        .create_function_in(
+            "typescript",
+            "broken",
+            "export default (input => ;\n",
+            json!({}),
+        )
+        .await;
+    let build = app.wait_for_build(&broken, 1).await;
+    let succeeded = app
+        .ready_function_in("typescript", "fine", ECHO_TS, json!({}))
+        .await;
+    let fine = app.execute(&succeeded, json!(1), 30).await;
+
+    let failures = app.get("/queues").await.body["recentFailures"].clone();
+
+    assert_eq!(run.body["status"], "FAILED", "{}", run.body);
+    assert_eq!(build["status"], "FAILED", "{build}");
+    assert_eq!(fine.body["status"], "SUCCEEDED", "{}", fine.body);
+    let failures = failures.as_array().unwrap();
+    assert_eq!(failures.len(), 2, "{failures:?}");
+    // Newest first: the build failed after the run.
+    let (compile, execute) = (&failures[0], &failures[1]);
+    assert_eq!(compile["queue"], "compile");
+    assert_eq!(compile["functionId"], broken.as_str());
+    assert_eq!(compile["functionName"], "broken");
+    assert_eq!(compile["errorType"], "COMPILE_ERROR");
+    assert_eq!(compile["executionId"], Value::Null);
+    assert_eq!(execute["queue"], "execute");
+    assert_eq!(execute["functionName"], "thrower");
+    assert_eq!(execute["executionId"], run.body["id"]);
+    assert!(
+        execute["message"]
+            .as_str()
+            .unwrap()
+            .contains("no luck today"),
+        "{execute}"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
 async fn the_request_id_reaches_the_execution_and_the_workers_json_logs(pool: PgPool) {
     let app = TestApp::spawn_with(pool, Workers::COMPILER_ONLY).await;
     let function = app
@@ -377,6 +429,15 @@ async fn the_request_id_reaches_the_execution_and_the_workers_json_logs(pool: Pg
         .unwrap();
     assert_eq!(response.headers()["x-request-id"], "req-observability-42");
     let execution: Value = response.json().await.unwrap();
+    // The worker logs the finish after committing it, so the answer can
+    // arrive before the line is written: wait for the line, then stop it.
+    for _ in 0..300 {
+        let written = std::fs::read_to_string(log.path()).unwrap_or_default();
+        if written.contains("execution finished") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     executor.kill().ok();
     executor.wait().ok();
 

@@ -19,6 +19,8 @@ const PUBLIC: &[(&str, &str)] = &[
     ("get", "/openapi.json"),
     ("get", "/docs"),
     ("get", "/docs/{asset}"),
+    ("get", "/ui"),
+    ("get", "/ui/{asset}"),
 ];
 
 const METHODS: &[&str] = &["get", "put", "post", "delete", "patch", "head", "options"];

@@ -27,6 +27,11 @@ pub fn new_api_key() -> String {
     format!("{KEY_PREFIX}{}", random())
 }
 
+/// A password for an account nobody chose one for (`plat up`'s admin).
+pub fn new_password() -> String {
+    random()
+}
+
 /// A new session token (the cookie's value).
 pub fn new_session_token() -> String {
     random()
