@@ -230,9 +230,21 @@ export function badge(status) {
   return h('span', { class: `badge badge-${String(status).toLowerCase()}` }, status);
 }
 
-/** A labelled form field around `input`. */
+let fieldCount = 0;
+
+/**
+ * A labelled form field: the label names only the input (so "Name" is its
+ * accessible name), and the hint is its description.
+ */
 export function field(label, input, hint) {
-  return h('label', { class: 'field' }, h('span', {}, label), input, hint ? h('small', {}, hint) : null);
+  const id = input.id || `field-${++fieldCount}`;
+  input.id = id;
+  let note = null;
+  if (hint) {
+    note = h('small', { id: `${id}-hint` }, hint);
+    input.setAttribute('aria-describedby', note.id);
+  }
+  return h('div', { class: 'field' }, h('label', { for: id }, label), input, note);
 }
 
 /** "3 s ago", "5 min ago", or the date. */
