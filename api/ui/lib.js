@@ -230,6 +230,17 @@ export function badge(status) {
   return h('span', { class: `badge badge-${String(status).toLowerCase()}` }, status);
 }
 
+/**
+ * A table's head: `thead('Name', ['Runs', 'num'], admin && 'Owner')`. A
+ * [text, class] pair gets that class; a false or null column is left out.
+ */
+export function thead(...columns) {
+  const cells = columns
+    .filter((column) => column !== null && column !== undefined && column !== false)
+    .map((column) => (Array.isArray(column) ? h('th', { class: column[1] }, column[0]) : h('th', {}, column)));
+  return h('thead', {}, h('tr', {}, cells));
+}
+
 let fieldCount = 0;
 
 /**

@@ -3,7 +3,7 @@
 // A new key's secret is in the create answer only: the page shows it once,
 // with a copy button, and forgets it when dismissed or left.
 
-import { h, api, session, isAdmin, errorBox, badge, field, when } from './lib.js';
+import { h, thead, api, session, isAdmin, errorBox, badge, field, when } from './lib.js';
 import { allUsers, userLabel, act } from './page-users.js';
 
 // Offered expiries, in days (the API takes any future `expiresAt`).
@@ -158,22 +158,7 @@ function keysTable(keys, owners, admin, problem, reload) {
   return h(
     'table',
     { class: 'keys' },
-    h(
-      'thead',
-      {},
-      h(
-        'tr',
-        {},
-        h('th', {}, 'Name'),
-        h('th', {}, 'Prefix'),
-        admin ? h('th', {}, 'Owner') : null,
-        h('th', {}, 'Created'),
-        h('th', {}, 'Last used'),
-        h('th', {}, 'Expires'),
-        h('th', {}, 'State'),
-        h('th', {}, ''),
-      ),
-    ),
+    thead('Name', 'Prefix', admin && 'Owner', 'Created', 'Last used', 'Expires', 'State', ''),
     h('tbody', {}, keys.map((key) => keyRow(key, owners, admin, problem, reload))),
   );
 }

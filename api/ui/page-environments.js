@@ -4,7 +4,7 @@
 // one shows its values. Only admins create, change and delete, and set who
 // may access one (docs/security.md).
 
-import { h, api, isAdmin, link, navigate, errorBox, field, when } from './lib.js';
+import { h, thead, api, isAdmin, link, navigate, errorBox, field, when } from './lib.js';
 import { allUsers, userLabel, act } from './page-users.js';
 
 // The API's rule for variable names (functions/input.rs `check_variables`).
@@ -51,11 +51,7 @@ function environmentsTable(environments) {
   return h(
     'table',
     {},
-    h(
-      'thead',
-      {},
-      h('tr', {}, h('th', {}, 'Name'), h('th', {}, 'Description'), h('th', {}, 'Variables'), h('th', {}, 'Access'), h('th', { class: 'num' }, 'Revision'), h('th', {}, 'Updated')),
-    ),
+    thead('Name', 'Description', 'Variables', 'Access', ['Revision', 'num'], 'Updated'),
     h(
       'tbody',
       {},

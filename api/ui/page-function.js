@@ -7,7 +7,7 @@
 // failing (an error box) leaves the others working, and a change (a run, a
 // rollback, a build finishing) reloads only the parts it affects.
 
-import { h, fill, api, isAdmin, link, navigate, errorBox, badge, field, when, ms, pretty, poll } from './lib.js';
+import { h, thead, fill, api, isAdmin, link, navigate, errorBox, badge, field, when, ms, pretty, poll } from './lib.js';
 import { highlightLines } from './highlight.js';
 import { lineChart, barChart } from './chart.js';
 import { tagList, languageName, percent } from './page-functions.js';
@@ -605,7 +605,7 @@ function executionsTable(items) {
     h(
       'table',
       {},
-      h('thead', {}, h('tr', {}, h('th', {}, 'Status'), h('th', {}, 'Created'), h('th', { class: 'num' }, 'Duration'), h('th', {}, 'Version'), h('th', {}, 'Execution'))),
+      thead('Status', 'Created', ['Duration', 'num'], 'Version', 'Execution'),
       h(
         'tbody',
         {},

@@ -2,7 +2,7 @@
 // GET /queues, refreshed every 2 s while the page is open. A DEV gets the
 // API's 403, shown as a refusal rather than as a broken page.
 
-import { h, api, link, poll, errorBox, badge, when, ago } from './lib.js';
+import { h, thead, api, link, poll, errorBox, badge, when, ago } from './lib.js';
 
 // A worker heartbeats every 10 s by default (docs/observability.md); three
 // missed rounds mean it is probably gone.
@@ -154,21 +154,7 @@ function workersSection(workers) {
           h(
             'table',
             {},
-            h(
-              'thead',
-              {},
-              h(
-                'tr',
-                {},
-                h('th', {}, 'Kind'),
-                h('th', {}, 'Host'),
-                h('th', { class: 'num' }, 'PID'),
-                h('th', {}, 'Started'),
-                h('th', {}, 'Last heartbeat'),
-                h('th', {}, 'State'),
-                h('th', { class: 'num' }, 'Jobs done'),
-              ),
-            ),
+            thead('Kind', 'Host', ['PID', 'num'], 'Started', 'Last heartbeat', 'State', ['Jobs done', 'num']),
             h('tbody', {}, workers.map(workerRow)),
           ),
         ),
@@ -205,21 +191,7 @@ function failuresSection(failures) {
           h(
             'table',
             { class: 'failures' },
-            h(
-              'thead',
-              {},
-              h(
-                'tr',
-                {},
-                h('th', {}, 'Queue'),
-                h('th', {}, 'Function'),
-                h('th', { class: 'num' }, 'Version'),
-                h('th', {}, 'Error'),
-                h('th', {}, 'Message'),
-                h('th', {}, 'When'),
-                h('th', {}, 'Execution'),
-              ),
-            ),
+            thead('Queue', 'Function', ['Version', 'num'], 'Error', 'Message', 'When', 'Execution'),
             h('tbody', {}, failures.map(failureRow)),
           ),
         ),

@@ -7,7 +7,7 @@
 // Also exports the small helpers the other admin pages share: `allUsers`,
 // `userLabel` and `act`.
 
-import { h, api, session, loadSession, render, link, navigate, errorBox, badge, field, when } from './lib.js';
+import { h, thead, api, session, loadSession, render, link, navigate, errorBox, badge, field, when } from './lib.js';
 
 export default function routes(route) {
   route('/users', usersPage);
@@ -147,22 +147,7 @@ function usersTable(users, groups, problem, reload) {
   return h(
     'table',
     { class: 'users' },
-    h(
-      'thead',
-      {},
-      h(
-        'tr',
-        {},
-        h('th', {}, 'Email'),
-        h('th', {}, 'Display name'),
-        h('th', {}, 'Role'),
-        h('th', {}, 'State'),
-        h('th', {}, 'Password'),
-        h('th', {}, 'Groups'),
-        h('th', {}, 'Created'),
-        h('th', {}, 'Actions'),
-      ),
-    ),
+    thead('Email', 'Display name', 'Role', 'State', 'Password', 'Groups', 'Created', 'Actions'),
     h(
       'tbody',
       {},
@@ -301,7 +286,7 @@ function groupsTable(groups) {
     h(
       'table',
       {},
-      h('thead', {}, h('tr', {}, h('th', {}, 'Name'), h('th', { class: 'num' }, 'Members'), h('th', {}, 'Created'), h('th', {}, 'Updated'))),
+      thead('Name', ['Members', 'num'], 'Created', 'Updated'),
       h(
         'tbody',
         {},
@@ -387,7 +372,7 @@ async function groupPage({ id }) {
         : h(
             'div',
             { class: 'table-wrap' },
-            h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'Email'), h('th', {}, 'Display name'), h('th', {}, 'Role'), h('th', {}, ''))), h('tbody', {}, rows)),
+            h('table', {}, thead('Email', 'Display name', 'Role', ''), h('tbody', {}, rows)),
           ),
       h(
         'form',
