@@ -85,8 +85,8 @@ impl AppState {
 /// The whole HTTP surface. Requests get an `x-request-id` (kept if the client
 /// sent one), echoed in the response and carried by every log line. Every
 /// route but the health checks, login, the API's own documentation and the
-/// dashboard's files
-/// requires credentials (see `auth`), unknown paths included.
+/// dashboard's files requires credentials (see `auth`), unknown paths
+/// included.
 ///
 /// This is the only place routes are assembled, and only from
 /// [`openapi::ApiRouter`]s, whose routes are registered by `routes!` from
