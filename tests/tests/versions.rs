@@ -360,12 +360,19 @@ async fn a_deprecated_version_still_runs_and_every_answer_says_so(pool: PgPool) 
             Some(json!({ "inputs": [1, 2] })),
         )
         .await;
-    for (reply, status) in [
-        (&sync, StatusCode::OK),
-        (&queued, StatusCode::ACCEPTED),
-        (&batch, StatusCode::ACCEPTED),
+    // `wait=0` answers the state it reads at once: usually QUEUED (202), but
+    // a fast executor may already have finished the run (200).
+    for (reply, statuses) in [
+        (&sync, &[StatusCode::OK][..]),
+        (&queued, &[StatusCode::ACCEPTED, StatusCode::OK][..]),
+        (&batch, &[StatusCode::ACCEPTED][..]),
     ] {
-        assert_eq!(reply.status, status, "{}", reply.body);
+        assert!(
+            statuses.contains(&reply.status),
+            "{} {}",
+            reply.status,
+            reply.body
+        );
         assert_eq!(
             header(reply, "deprecation"),
             Some(expected_deprecation.as_str())
