@@ -75,6 +75,8 @@ pub async fn run(
         rate,
     );
     executors.stop().await?;
+    // With the executors stopped, the bench claims the jobs it queues.
+    super::latency_floor::measure(platform, function, scale.sequential_calls, &mut group).await?;
     notes.push(format!(
         "latency: {EXECUTORS} executors, default configuration; each sample is one \
          execute?wait=30 call from sending the request to reading the whole answer \
@@ -82,8 +84,15 @@ pub async fn run(
          shared by {CLIENTS} concurrent clients. The sequential calls' phases come from \
          the database's stamps: created_at (enqueue) → started_at (claim) → finished_at \
          (result write); the rest of a round trip is HTTP, the enqueue and result \
-         commits, the wake-up of the waiting call and its read of the result.",
-        scale.warmup_calls, scale.sequential_calls, scale.concurrent_calls
+         commits, the wake-up of the waiting call and its read of the result. \
+         Floor: with the executors stopped, each part of a round trip alone, {} times \
+         after 50 untimed: GET /healthz through the API; a one-row read by primary key; \
+         the queue's enqueue, claim (limit 1), result and a read of the execution, back \
+         to back on one connection with the executor's own functions; and NOTIFY sent \
+         as a statement of its own until heard on another connection. The floor sums \
+         their p50s, with the notification twice (the executors' wake-up and the \
+         waiting call's).",
+        scale.warmup_calls, scale.sequential_calls, scale.concurrent_calls, scale.sequential_calls
     ));
     Ok(group)
 }

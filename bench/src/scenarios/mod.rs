@@ -7,6 +7,7 @@ pub mod cold_start;
 pub mod compile;
 pub mod contention;
 pub mod latency;
+pub mod latency_floor;
 pub mod stats;
 pub mod throughput;
 
