@@ -179,3 +179,48 @@ async fn a_claimed_execution_reads_and_lists_as_running_and_keeps_its_start_when
             .unwrap();
     assert_eq!(worker.as_deref(), Some("lister"));
 }
+
+/// A claim's commit skips the WAL flush (`execute::claim` says why), and
+/// only its own: a connection that claimed must still commit results
+/// durably afterwards, or finished executions could be lost in a crash.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_claim_commits_without_waiting_for_the_flush_and_only_the_claim_does(pool: PgPool) {
+    let app = TestApp::spawn_with(pool.clone(), Workers::COMPILER_ONLY).await;
+    let id = app.ready_function("relaxed", HELLO, json!({})).await;
+    app.execute(&id, json!({ "name": "Relaxed" }), 0).await;
+    let mut conn = pool.acquire().await.unwrap();
+    assert_eq!(setting(&mut conn).await.unwrap(), "on");
+
+    let mut claim = sqlx::Connection::begin(&mut *conn).await.unwrap();
+    let jobs = execute::claim(&mut *claim, "relaxed", Duration::from_secs(60), 1)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        setting(&mut claim).await.unwrap(),
+        "off",
+        "during the claim's transaction"
+    );
+    claim.commit().await.unwrap();
+
+    assert_eq!(
+        setting(&mut conn).await.unwrap(),
+        "on",
+        "after it, on the same connection"
+    );
+    let done = Finished {
+        result: Ok("{}".to_owned()),
+        logs: String::new(),
+        logs_truncated: false,
+        duration_ms: 1,
+    };
+    assert!(execute::complete(&mut *conn, &jobs[0], &done)
+        .await
+        .unwrap());
+}
+
+async fn setting(conn: &mut sqlx::PgConnection) -> Result<String, sqlx::Error> {
+    sqlx::query_scalar("show synchronous_commit")
+        .fetch_one(conn)
+        .await
+}
