@@ -68,6 +68,11 @@ pub struct Outcome {
     pub first_started: Option<DateTime<Utc>>,
     /// The last of them to finish.
     pub last_finished: Option<DateTime<Utc>>,
+    /// Claim statements that took them: distinct `started_at`, which is
+    /// the claim's transaction start.
+    pub claims: usize,
+    /// Result statements that recorded them: distinct `finished_at`.
+    pub result_writes: usize,
     /// `status`/`error_type` counts of those that did not succeed.
     pub failures: Vec<(String, i64)>,
 }
@@ -80,15 +85,18 @@ impl Outcome {
 
 /// Reads how the executions `ids` ended.
 pub async fn outcome(db: &PgPool, ids: &[Uuid]) -> anyhow::Result<Outcome> {
-    let (total, succeeded, first_started, last_finished): (
+    let (total, succeeded, first_started, last_finished, claims, result_writes): (
         i64,
         i64,
         Option<DateTime<Utc>>,
         Option<DateTime<Utc>>,
+        i64,
+        i64,
     ) = sqlx::query_as(
         r#"
         select count(*), count(*) filter (where status = 'SUCCEEDED'),
-               min(started_at), max(finished_at)
+               min(started_at), max(finished_at),
+               count(distinct started_at), count(distinct finished_at)
         from executions where id = any($1)
         "#,
     )
@@ -117,6 +125,8 @@ pub async fn outcome(db: &PgPool, ids: &[Uuid]) -> anyhow::Result<Outcome> {
         succeeded: succeeded as usize,
         first_started,
         last_finished,
+        claims: claims as usize,
+        result_writes: result_writes as usize,
         failures,
     })
 }

@@ -60,6 +60,16 @@ pub async fn run(
             format!("preloaded, {executors} {workers}, from first claim: executions/s"),
             from_claim,
         );
+        group.push(
+            format!("preloaded_{executors}_executors_per_claim_count"),
+            format!("preloaded, {executors} {workers}: executions per claim statement"),
+            per_statement(&outcome, outcome.claims),
+        );
+        group.push(
+            format!("preloaded_{executors}_executors_per_result_write_count"),
+            format!("preloaded, {executors} {workers}: executions per result statement"),
+            per_statement(&outcome, outcome.result_writes),
+        );
         not_succeeded += report_failures(&outcome, "preloaded", executors, notes);
         if let Some(cpu) = cpu {
             group.push(
@@ -129,7 +139,9 @@ pub async fn run(
          executions/s = N / (last finished_at - first enqueue). CPU per execution: \
          /proc times of the PostgreSQL server's processes and of this process (API, \
          workers, bench) over the preloaded drain, divided by N; the ceiling is the \
-         machine's cores divided by their sum. Queue only: the executor's claim (64 at \
+         machine's cores divided by their sum. Executions per claim and per result \
+         statement: N / the number of distinct started_at and finished_at (each is its \
+         statement's transaction start). Queue only: the executor's claim (64 at \
          a time) and complete_batch statements in concurrent loops with a no-op handler: \
          the rate the queue's SQL alone allows."
     ));
@@ -298,6 +310,11 @@ async fn enqueue_bulk(platform: &Platform, function: Uuid, n: usize) -> anyhow::
     let rate = per_sec(n, started.elapsed());
     queue::clear_queue(&platform.db).await?;
     Ok(rate)
+}
+
+/// The executions of a run per statement of a kind (how well it batched).
+fn per_statement(outcome: &Outcome, statements: usize) -> f64 {
+    outcome.total as f64 / statements.max(1) as f64
 }
 
 /// Notes the executions of a run that did not succeed; returns how many.
