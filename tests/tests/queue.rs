@@ -8,6 +8,7 @@ use plat_common::queue::execute::{self, Finished};
 use plat_tests::{executor_config, TestApp, Workers, HELLO, MIGRATOR};
 use serde_json::json;
 use sqlx::PgPool;
+use uuid::Uuid;
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn concurrent_claimers_never_claim_the_same_job(pool: PgPool) {
@@ -217,6 +218,81 @@ async fn a_claim_commits_without_waiting_for_the_flush_and_only_the_claim_does(p
     assert!(execute::complete(&mut *conn, &jobs[0], &done)
         .await
         .unwrap());
+}
+
+/// The heartbeat and the rescuer never wait for a job another transaction
+/// holds (the result writer deleting a batch locks its rows in its own
+/// order; waiting for them deadlocked once in plat-bench and cost a batch
+/// of results). What they skip, they handle in a later round.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn heartbeats_and_rescues_skip_jobs_another_transaction_holds(pool: PgPool) {
+    let app = TestApp::spawn_with(pool.clone(), Workers::COMPILER_ONLY).await;
+    let id = app.ready_function("held", HELLO, json!({})).await;
+    for i in 0..4 {
+        app.execute(&id, json!({ "name": i.to_string() }), 0).await;
+    }
+    let jobs = execute::claim(&pool, "holder", Duration::from_secs(60), 4)
+        .await
+        .unwrap();
+    let [beating, held, expired_held, expired] = &jobs[..] else {
+        panic!("claimed {} jobs, queued 4", jobs.len());
+    };
+    sqlx::query("update execution_jobs set lease_expires_at = now() - interval '1 second' where id = any($1)")
+        .bind([expired_held.id, expired.id])
+        .execute(&pool)
+        .await
+        .unwrap();
+    // Another session is in the middle of finishing two of them.
+    let mut writer = pool.begin().await.unwrap();
+    sqlx::query("select 1 from execution_jobs where id = any($1) for update")
+        .bind([held.id, expired_held.id])
+        .execute(&mut *writer)
+        .await
+        .unwrap();
+    // Without skipping, each call below would wait for `writer` forever.
+    let patience = Duration::from_secs(60);
+
+    let tokens = [beating.lease_token, held.lease_token];
+    let cancelled = tokio::time::timeout(
+        patience,
+        execute::heartbeat(&pool, &tokens, Duration::from_secs(600)),
+    )
+    .await
+    .expect("the heartbeat waited for a held job")
+    .unwrap();
+    assert!(cancelled.is_empty());
+    let rescued = tokio::time::timeout(patience, execute::rescue_expired(&pool))
+        .await
+        .expect("the rescuer waited for a held job")
+        .unwrap();
+    assert_eq!(rescued, 1, "only the expired job nobody holds");
+
+    writer.rollback().await.unwrap();
+    let extended = |job: Uuid| {
+        sqlx::query_scalar::<_, bool>(
+            "select lease_expires_at > now() + interval '300 seconds' from execution_jobs where id = $1",
+        )
+        .bind(job)
+        .fetch_one(&pool)
+    };
+    assert!(extended(beating.id).await.unwrap());
+    assert!(!extended(held.id).await.unwrap(), "skipped this round");
+    let state = |job: Uuid| {
+        sqlx::query_scalar::<_, String>("select state::text from execution_jobs where id = $1")
+            .bind(job)
+            .fetch_one(&pool)
+    };
+    assert_eq!(state(expired.id).await.unwrap(), "available");
+    assert_eq!(
+        state(expired_held.id).await.unwrap(),
+        "running",
+        "left for the next round"
+    );
+    assert_eq!(
+        execute::rescue_expired(&pool).await.unwrap(),
+        1,
+        "the next round"
+    );
 }
 
 async fn setting(conn: &mut sqlx::PgConnection) -> Result<String, sqlx::Error> {

@@ -252,7 +252,8 @@ pub async fn release(db: impl PgExecutor<'_>, lease_token: Uuid) -> Result<(), s
     Ok(())
 }
 
-/// Extends the leases of the jobs this worker is still building.
+/// Extends the leases of the jobs this worker is still building, skipping
+/// any another transaction holds, as [`super::execute::heartbeat`] does.
 pub async fn heartbeat(
     db: impl PgExecutor<'_>,
     lease_tokens: &[Uuid],
@@ -261,7 +262,11 @@ pub async fn heartbeat(
     let done = sqlx::query(
         r#"
         update compile_jobs set lease_expires_at = now() + make_interval(secs => $2)
-        where state = 'running' and lease_token = any($1)
+        where id in (
+            select id from compile_jobs
+            where state = 'running' and lease_token = any($1)
+            for update skip locked
+        )
         "#,
     )
     .bind(lease_tokens)
@@ -273,7 +278,8 @@ pub async fn heartbeat(
 
 /// Returns jobs whose lease expired (their worker died or stalled) to the
 /// queue, or fails them for good when they have used all their attempts.
-/// Returns how many jobs were rescued.
+/// Returns how many jobs were rescued. Skips jobs another transaction holds
+/// (a late result being written); the next round sees them if still there.
 pub async fn rescue_expired(db: &PgPool) -> Result<u64, sqlx::Error> {
     let (requeued,): (i64,) = sqlx::query_as(
         r#"
@@ -281,7 +287,11 @@ pub async fn rescue_expired(db: &PgPool) -> Result<u64, sqlx::Error> {
             update compile_jobs
             set state = 'available', lease_token = null, lease_expires_at = null,
                 run_at = now(), last_error = 'lease expired: the worker was lost'
-            where state = 'running' and lease_expires_at < now() and attempt < max_attempts
+            where id in (
+                select id from compile_jobs
+                where state = 'running' and lease_expires_at < now() and attempt < max_attempts
+                for update skip locked
+            )
             returning function_id, version
         ), v as (
             update function_versions fv set status = 'PENDING', updated_at = now()
@@ -302,7 +312,11 @@ pub async fn rescue_expired(db: &PgPool) -> Result<u64, sqlx::Error> {
         r#"
         with j as (
             delete from compile_jobs
-            where state = 'running' and lease_expires_at < now() and attempt >= max_attempts
+            where id in (
+                select id from compile_jobs
+                where state = 'running' and lease_expires_at < now() and attempt >= max_attempts
+                for update skip locked
+            )
             returning function_id, version, attempt
         )
         , v as (

@@ -395,6 +395,14 @@ pub async fn release(db: &PgPool, lease_token: Uuid) -> Result<(), sqlx::Error> 
 /// Extends the leases of the jobs this worker is still running, and returns
 /// the lease tokens of those asked to stop: the backstop for a cancel
 /// notification this worker missed.
+///
+/// Jobs another transaction has locked are skipped: that is the result
+/// writer finishing them (or a cancel), and waiting would deadlock. The
+/// writer deletes its batch's rows in its own order while this statement
+/// locks them in another; PostgreSQL then aborted one of the two, and a
+/// lost result batch waited for its leases to expire (seen once in
+/// plat-bench). A skipped job is either gone at once or extended next round,
+/// well inside its lease.
 pub async fn heartbeat(
     db: impl PgExecutor<'_>,
     lease_tokens: &[Uuid],
@@ -403,7 +411,11 @@ pub async fn heartbeat(
     let jobs: Vec<(Uuid, bool)> = sqlx::query_as(
         r#"
         update execution_jobs set lease_expires_at = now() + make_interval(secs => $2)
-        where state = 'running' and lease_token = any($1)
+        where id in (
+            select id from execution_jobs
+            where state = 'running' and lease_token = any($1)
+            for update skip locked
+        )
         returning lease_token, cancel_requested
         "#,
     )
@@ -508,7 +520,9 @@ pub async fn cancel(db: &PgPool, execution_id: Uuid) -> Result<CancelOutcome, sq
 
 /// Returns jobs whose lease expired (their worker died or stalled) to the
 /// queue, or fails them as WORKER_LOST when they have used all their
-/// attempts. Returns how many jobs were rescued.
+/// attempts. Returns how many jobs were rescued. Like [`heartbeat`], skips
+/// jobs another transaction holds (a late result being written): the next
+/// round sees them again if they are still there.
 pub async fn rescue_expired(db: &PgPool) -> Result<u64, sqlx::Error> {
     let (requeued,): (i64,) = sqlx::query_as(
         r#"
@@ -516,8 +530,12 @@ pub async fn rescue_expired(db: &PgPool) -> Result<u64, sqlx::Error> {
             update execution_jobs
             set state = 'available', lease_token = null, lease_expires_at = null,
                 run_at = now(), last_error = 'lease expired: the worker was lost'
-            where state = 'running' and lease_expires_at < now() and attempt < max_attempts
-              and not cancel_requested
+            where id in (
+                select id from execution_jobs
+                where state = 'running' and lease_expires_at < now() and attempt < max_attempts
+                  and not cancel_requested
+                for update skip locked
+            )
             returning id
         )
         select count(*) from j
@@ -535,8 +553,12 @@ pub async fn rescue_expired(db: &PgPool) -> Result<u64, sqlx::Error> {
         r#"
         with j as (
             delete from execution_jobs
-            where state = 'running' and lease_expires_at < now()
-              and (attempt >= max_attempts or cancel_requested)
+            where id in (
+                select id from execution_jobs
+                where state = 'running' and lease_expires_at < now()
+                  and (attempt >= max_attempts or cancel_requested)
+                for update skip locked
+            )
             returning id, attempt, cancel_requested, worker_id, started_at
         ), fin as (
             update executions e
