@@ -38,8 +38,16 @@ impl Group {
     }
 
     pub fn push(&mut self, key: impl Into<String>, label: impl Into<String>, value: f64) {
+        let key = key.into();
+        // The table and the JSON pair rows by key: a second row with the
+        // same key would be lost from both.
+        assert!(
+            self.rows.iter().all(|row| row.key != key),
+            "{}: the key {key} is used twice",
+            self.name
+        );
         self.rows.push(Row {
-            key: key.into(),
+            key,
             label: label.into(),
             value,
         });

@@ -80,7 +80,7 @@ pub async fn measure(
     );
     for (step, samples) in ["enqueue", "claim", "result", "read"].iter().zip(steps) {
         group.push(
-            format!("floor_{step}_p50_ms"),
+            format!("floor_queue_{step}_p50_ms"),
             format!("floor part: … of which the {step}, p50 ms"),
             Samples::new(samples).ms(50.0),
         );
