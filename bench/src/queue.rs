@@ -83,26 +83,38 @@ impl Outcome {
     }
 }
 
+/// One row of [`outcome`]'s query.
+#[derive(sqlx::FromRow)]
+struct Counts {
+    total: i64,
+    succeeded: i64,
+    first_started: Option<DateTime<Utc>>,
+    last_finished: Option<DateTime<Utc>>,
+    claims: i64,
+    result_writes: i64,
+}
+
 /// Reads how the executions `ids` ended.
 pub async fn outcome(db: &PgPool, ids: &[Uuid]) -> anyhow::Result<Outcome> {
-    let (total, succeeded, first_started, last_finished, claims, result_writes): (
-        i64,
-        i64,
-        Option<DateTime<Utc>>,
-        Option<DateTime<Utc>>,
-        i64,
-        i64,
-    ) = sqlx::query_as(
+    let counts: Counts = sqlx::query_as(
         r#"
-        select count(*), count(*) filter (where status = 'SUCCEEDED'),
-               min(started_at), max(finished_at),
-               count(distinct started_at), count(distinct finished_at)
+        select count(*) as total, count(*) filter (where status = 'SUCCEEDED') as succeeded,
+               min(started_at) as first_started, max(finished_at) as last_finished,
+               count(distinct started_at) as claims, count(distinct finished_at) as result_writes
         from executions where id = any($1)
         "#,
     )
     .bind(ids)
     .fetch_one(db)
     .await?;
+    let Counts {
+        total,
+        succeeded,
+        first_started,
+        last_finished,
+        claims,
+        result_writes,
+    } = counts;
     let failures = if succeeded < total {
         sqlx::query_as(
             r#"
