@@ -108,12 +108,7 @@ async fn a_job_whose_worker_died_is_run_again_and_the_dead_worker_cannot_overwri
     assert_eq!(finished["output"]["greeting"], "Hello, Lost!");
 
     // The dead worker wakes up late: its write is refused, the record stands.
-    let late = Finished {
-        result: Ok("\"zombie\"".to_owned()),
-        logs: String::new(),
-        logs_truncated: false,
-        duration_ms: 1,
-    };
+    let late = Finished::succeeded("\"zombie\"", 1);
     assert!(!execute::complete(&pool, &zombie, &late).await.unwrap());
     let after = app.get(&format!("/executions/{execution_id}")).await;
     assert_eq!(after.body["output"]["greeting"], "Hello, Lost!");
@@ -158,12 +153,7 @@ async fn a_claimed_execution_reads_and_lists_as_running_and_keeps_its_start_when
     assert!(listed("SUCCEEDED").await.is_empty());
 
     let job = claimed.into_iter().next().unwrap();
-    let done = Finished {
-        result: Ok("{\"ok\":true}".to_owned()),
-        logs: String::new(),
-        logs_truncated: false,
-        duration_ms: 1,
-    };
+    let done = Finished::succeeded("{\"ok\":true}", 1);
     assert!(execute::complete(&pool, &job, &done).await.unwrap());
 
     let finished = app.get(&format!("/executions/{first}")).await;
@@ -214,12 +204,7 @@ async fn a_claim_commits_without_waiting_for_the_flush_and_only_the_claim_does(p
         "on",
         "after it, on the same connection"
     );
-    let done = Finished {
-        result: Ok("{}".to_owned()),
-        logs: String::new(),
-        logs_truncated: false,
-        duration_ms: 1,
-    };
+    let done = Finished::succeeded("{}", 1);
     assert!(execute::complete(&mut *conn, &jobs[0], &done)
         .await
         .unwrap());

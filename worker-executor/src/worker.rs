@@ -75,7 +75,10 @@ impl ExecuteQueue {
         {
             Ok(cached) => cached,
             Err(error @ (LoadError::Missing { .. } | LoadError::Invalid(_))) => {
-                return Attempt::Finished(failed(ErrorKind::ModuleError, error.to_string()))
+                return Attempt::Finished(Finished::failed(
+                    ErrorKind::ModuleError,
+                    error.to_string(),
+                ))
             }
             Err(error @ (LoadError::Database(_) | LoadError::Join(_))) => {
                 return Attempt::Retry(error.to_string())
@@ -90,7 +93,7 @@ impl ExecuteQueue {
                         ..cached.limits.clone()
                     }),
                     Err(error @ (EnvironmentError::NoKey | EnvironmentError::Secrets(_))) => {
-                        return Attempt::Finished(failed(
+                        return Attempt::Finished(Finished::failed(
                             ErrorKind::EnvironmentError,
                             error.to_string(),
                         ))
@@ -138,15 +141,6 @@ fn storable_text(text: String) -> String {
         text.replace('\0', "\u{FFFD}")
     } else {
         text
-    }
-}
-
-fn failed(kind: ErrorKind, message: String) -> Finished {
-    Finished {
-        result: Err((kind, message)),
-        logs: String::new(),
-        logs_truncated: false,
-        duration_ms: 0,
     }
 }
 

@@ -246,12 +246,7 @@ async fn queue_only(
                 }
                 let finished: Vec<Finished> = jobs
                     .iter()
-                    .map(|job| Finished {
-                        result: Ok(job.input.clone()),
-                        logs: String::new(),
-                        logs_truncated: false,
-                        duration_ms: 0,
-                    })
+                    .map(|job| Finished::succeeded(job.input.clone(), 0))
                     .collect();
                 let results: Vec<_> = jobs.iter().zip(&finished).collect();
                 execute::complete_batch(&pool, &results).await?;

@@ -49,6 +49,29 @@ pub struct Finished {
     pub duration_ms: i32,
 }
 
+impl Finished {
+    /// A successful run with `output` (JSON text) and no logs.
+    pub fn succeeded(output: impl Into<String>, duration_ms: i32) -> Self {
+        Self {
+            result: Ok(output.into()),
+            logs: String::new(),
+            logs_truncated: false,
+            duration_ms,
+        }
+    }
+
+    /// An execution that failed with `kind` before or without running, so
+    /// with no logs and no duration.
+    pub fn failed(kind: ErrorKind, message: String) -> Self {
+        Self {
+            result: Err((kind, message)),
+            logs: String::new(),
+            logs_truncated: false,
+            duration_ms: 0,
+        }
+    }
+}
+
 /// What [`enqueue`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enqueued {
@@ -339,15 +362,10 @@ pub async fn retry_or_fail(
         return Ok(true);
     }
     if job.attempt >= job.max_attempts {
-        let finished = Finished {
-            result: Err((
-                ErrorKind::WorkerLost,
-                format!("gave up after {} attempts: {error}", job.attempt),
-            )),
-            logs: String::new(),
-            logs_truncated: false,
-            duration_ms: 0,
-        };
+        let finished = Finished::failed(
+            ErrorKind::WorkerLost,
+            format!("gave up after {} attempts: {error}", job.attempt),
+        );
         return complete(db, job, &finished).await;
     }
     let done = sqlx::query(
