@@ -84,6 +84,13 @@ pub trait Queue: Send + Sync + 'static {
     fn ready_for_more(&self) -> bool {
         true
     }
+    /// How many jobs this worker wants to hold now (running, waiting to
+    /// run, or having their result written), at most `concurrency`. The
+    /// executor holds fewer when its runs are slow, so it does not hoard
+    /// jobs other workers could start.
+    fn wanted(&self, concurrency: usize) -> usize {
+        concurrency
+    }
     /// Claims up to `limit` jobs.
     fn claim(
         &self,
@@ -147,9 +154,9 @@ pub async fn run<Q: Queue>(
     // of new jobs or when polling.
     let mut backlog = false;
     let mut claim_now = true;
-    let refill_at = config.concurrency.div_ceil(2);
+    let wanted = || queue.wanted(config.concurrency).min(config.concurrency);
     while !shutdown.is_cancelled() {
-        let free = config.concurrency.saturating_sub(tasks.len());
+        let free = wanted().saturating_sub(tasks.len());
         if claim_now && free > 0 && queue.ready_for_more() {
             claim_now = false;
             match queue.claim(free).await {
@@ -192,8 +199,10 @@ pub async fn run<Q: Queue>(
                 }
             }
         }
-        let refill =
-            |tasks: &JoinSet<()>| backlog && config.concurrency - tasks.len() >= refill_at.max(1);
+        let refill = |tasks: &JoinSet<()>| {
+            let wanted = wanted();
+            backlog && wanted.saturating_sub(tasks.len()) >= wanted.div_ceil(2).max(1)
+        };
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {
@@ -201,7 +210,7 @@ pub async fn run<Q: Queue>(
                 while tasks.try_join_next().is_some() {}
                 claim_now = claim_now || refill(&tasks);
             }
-            _ = wake.notified(), if tasks.len() < config.concurrency => {
+            _ = wake.notified(), if tasks.len() < wanted() => {
                 // New jobs: claim now, unless a refill is due soon anyway.
                 claim_now = claim_now || !backlog || refill(&tasks);
             }

@@ -19,14 +19,16 @@ pub struct ExecutorConfig {
         env = "PLAT_EXECUTE_CONCURRENCY"
     )]
     pub concurrency: Option<usize>,
-    /// Executions claimed ahead, beyond those running, so the next one is
-    /// already here when a run ends. Claims are only made while a run thread
-    /// is idle, so a worker busy with long runs leaves new jobs to others;
-    /// lower it (even to 0) when most functions run for seconds.
+    /// The most executions claimed ahead, beyond those running, so the next
+    /// one is already here when a run ends and claims come in large,
+    /// cheap batches. The worker claims ahead only what its run threads get
+    /// through in about 5 ms at the recent runs' average duration (none
+    /// for runs of seconds), and only while a run thread is idle, so it
+    /// does not hoard jobs other workers could start.
     #[arg(
         long = "execute-prefetch",
         env = "PLAT_EXECUTE_PREFETCH",
-        default_value_t = 64
+        default_value_t = 128
     )]
     pub prefetch: usize,
     /// Loaded modules kept in memory (an LRU keyed by function version).

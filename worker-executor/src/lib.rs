@@ -5,6 +5,7 @@ mod completions;
 mod config;
 mod environments;
 mod modules;
+mod prefetch;
 pub mod runtime;
 mod worker;
 
@@ -33,6 +34,7 @@ pub async fn run(
         completions: completions::Completions::start(pool.clone()),
         runtime,
         run_threads: runtime::RunThreads::start(config.runs_at_once())?,
+        prefetch: prefetch::Prefetch::new(config.prefetch, config.runs_at_once()),
         worker_id: plat_common::worker::worker_id("execute"),
         lease: loop_config.lease,
         running: Default::default(),

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::completions::Completions;
 use crate::environments::{self, EnvironmentError, Environments};
 use crate::modules::{LoadError, ModuleCache};
+use crate::prefetch::Prefetch;
 use crate::runtime::{CancelFlag, RunLimits, RunThreads, Runtime};
 
 pub(crate) struct ExecuteQueue {
@@ -23,6 +24,8 @@ pub(crate) struct ExecuteQueue {
     pub(crate) runtime: Arc<Runtime>,
     /// One per run this worker runs at once.
     pub(crate) run_threads: RunThreads,
+    /// How many jobs to claim ahead of the run threads.
+    pub(crate) prefetch: Prefetch,
     pub(crate) modules: ModuleCache,
     pub(crate) environments: Environments,
     /// Where finished runs are recorded, in batches.
@@ -120,14 +123,17 @@ impl ExecuteQueue {
             let _ = done.send(outcome);
         });
         match outcome.await {
-            Ok(outcome) => Attempt::Finished(Finished {
-                result: outcome
-                    .result
-                    .map_err(|failure| (failure.kind, storable_text(failure.message))),
-                logs: storable_text(outcome.logs),
-                logs_truncated: outcome.logs_truncated,
-                duration_ms: i32::try_from(outcome.duration.as_millis()).unwrap_or(i32::MAX),
-            }),
+            Ok(outcome) => {
+                self.prefetch.record(outcome.duration);
+                Attempt::Finished(Finished {
+                    result: outcome
+                        .result
+                        .map_err(|failure| (failure.kind, storable_text(failure.message))),
+                    logs: storable_text(outcome.logs),
+                    logs_truncated: outcome.logs_truncated,
+                    duration_ms: i32::try_from(outcome.duration.as_millis()).unwrap_or(i32::MAX),
+                })
+            }
             // The host panicked mid-run (never the guest's doing).
             Err(_) => Attempt::Retry("the run's thread ended without a result".to_owned()),
         }
@@ -165,6 +171,10 @@ impl Queue for ExecuteQueue {
 
     fn lease_token(job: &ExecutionJob) -> Uuid {
         job.lease_token
+    }
+
+    fn wanted(&self, _concurrency: usize) -> usize {
+        self.run_threads.count() + self.prefetch.jobs()
     }
 
     fn ready_for_more(&self) -> bool {

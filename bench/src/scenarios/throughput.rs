@@ -22,8 +22,9 @@ use crate::stats::per_sec;
 const EXECUTOR_COUNTS: [usize; 3] = [1, 2, 4];
 /// Concurrent claim-and-complete loops of the queue-only drain.
 const QUEUE_ONLY_LOOPS: [usize; 2] = [2, 4];
-/// Jobs each queue-only claim takes: the executor's default prefetch.
-const QUEUE_ONLY_CLAIM: i64 = 64;
+/// Jobs each queue-only claim takes: the executor's default prefetch, the
+/// most it claims at once for runs of microseconds.
+const QUEUE_ONLY_CLAIM: i64 = 128;
 /// Clients sending single enqueue calls at once.
 const CLIENTS: usize = 32;
 /// Time for freshly started executors to finish starting (each preloads the
@@ -141,8 +142,8 @@ pub async fn run(
          workers, bench) over the preloaded drain, divided by N; the ceiling is the \
          machine's cores divided by their sum. Executions per claim and per result \
          statement: N / the number of distinct started_at and finished_at (each is its \
-         statement's transaction start). Queue only: the executor's claim (64 at \
-         a time) and complete_batch statements in concurrent loops with a no-op handler: \
+         statement's transaction start). Queue only: the executor's claim \
+         ({QUEUE_ONLY_CLAIM} at a time) and complete_batch statements in concurrent loops with a no-op handler: \
          the rate the queue's SQL alone allows."
     ));
     Ok(group)
@@ -215,7 +216,7 @@ async fn live(
 }
 
 /// The database's share alone: `n` queued runs drained by `loops` tasks that
-/// use the executor's own statements (`claim` of 64, `complete_batch`) with
+/// use the executor's own statements (`claim` of 128, `complete_batch`) with
 /// a no-op handler (the output is the input), no WebAssembly and no worker
 /// machinery. Its rate is the ceiling the queue's SQL sets on this machine;
 /// returns it with PostgreSQL's CPU per execution.

@@ -98,6 +98,11 @@ impl RunThreads {
         let _ = self.jobs.send(Box::new(job));
     }
 
+    /// How many threads there are.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
     /// Threads with nothing to run and nothing queued for them.
     pub fn idle(&self) -> usize {
         self.count
