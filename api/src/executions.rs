@@ -243,6 +243,12 @@ async fn execute(
         idempotency_key: idempotency_key.as_deref(),
         created_by: Some(caller.user_id),
         request_id: crate::request_id(&headers),
+        // A lone waiting call is served sooner when its enqueue wakes the
+        // executors itself. While other calls wait, the executors are busy
+        // or about to be woken: those share the coalesced hint below, which
+        // keeps their commits off PostgreSQL's notify lock (waking in every
+        // statement cost 32 waiting clients 5-8% of their calls/s).
+        wake_executors: wait > 0 && state.waiters.is_empty(),
     };
     // Registered before the job exists, so even an instant finish is seen.
     let waiter = state.waiters.register(new.id);
@@ -254,7 +260,9 @@ async fn execute(
     drop(conn);
     let (id, waiter, replayed) = match enqueued {
         Enqueued::New => {
-            state.new_jobs.send();
+            if !new.wake_executors {
+                state.new_jobs.send();
+            }
             (new.id, waiter, false)
         }
         Enqueued::Existing { id, same_input: true } => (id, state.waiters.register(id), true),

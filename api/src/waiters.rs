@@ -44,6 +44,11 @@ impl Waiters {
         }
     }
 
+    /// Whether no caller waits for any execution.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
     fn wake(&self, ids: impl IntoIterator<Item = Uuid>) {
         let by_execution = self.lock();
         for id in ids {

@@ -4,9 +4,11 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use plat_common::queue::execute::{self, Finished};
+use plat_common::notify;
+use plat_common::queue::execute::{self, Finished, NewExecution};
 use plat_tests::{executor_config, TestApp, Workers, HELLO, MIGRATOR};
 use serde_json::json;
+use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -208,6 +210,50 @@ async fn a_claim_commits_without_waiting_for_the_flush_and_only_the_claim_does(p
     assert!(execute::complete(&mut *conn, &jobs[0], &done)
         .await
         .unwrap());
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn an_enqueue_wakes_the_executors_in_its_own_statement_only_when_asked(pool: PgPool) {
+    let app = TestApp::spawn_with(pool.clone(), Workers::COMPILER_ONLY).await;
+    let id = app.ready_function("woken", HELLO, json!({})).await;
+    let mut listener = PgListener::connect_with(&pool).await.unwrap();
+    listener.listen(notify::EXECUTION_JOBS).await.unwrap();
+    let function_id: Uuid = id.parse().unwrap();
+    let enqueue = |wake_executors| {
+        let pool = pool.clone();
+        async move {
+            let new = NewExecution {
+                id: Uuid::now_v7(),
+                function_id,
+                version: 1,
+                input_json: "{}",
+                idempotency_key: None,
+                created_by: None,
+                request_id: None,
+                wake_executors,
+            };
+            execute::enqueue(&mut pool.acquire().await.unwrap(), new).await
+        }
+    };
+
+    enqueue(false).await.unwrap();
+    // Notifications arrive in commit order: if the enqueue had sent one,
+    // it would come before this marker.
+    sqlx::query("select pg_notify($1, 'marker')")
+        .bind(notify::EXECUTION_JOBS)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let first = listener.recv().await.unwrap();
+    enqueue(true).await.unwrap();
+    // Patience, not a speed check: without the wake-up it would wait forever.
+    let second = tokio::time::timeout(Duration::from_secs(60), listener.recv())
+        .await
+        .expect("the enqueue sent no notification")
+        .unwrap();
+
+    assert_eq!(first.payload(), "marker", "no wake-up without asking");
+    assert_eq!(second.payload(), "", "the enqueue's own wake-up");
 }
 
 /// The heartbeat and the rescuer never wait for a job another transaction

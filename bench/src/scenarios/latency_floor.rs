@@ -180,6 +180,8 @@ impl QueueChain {
                 idempotency_key: None,
                 created_by: None,
                 request_id: None,
+                // As a waiting execute does.
+                wake_executors: true,
             },
         )
         .await?;

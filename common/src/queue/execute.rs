@@ -104,27 +104,39 @@ pub struct NewExecution<'a> {
     pub created_by: Option<Uuid>,
     /// The `X-Request-Id` of the call.
     pub request_id: Option<&'a str>,
+    /// Whether the statement wakes the executors itself, at its commit.
+    /// For a caller that waits for the result this saves the round trip of
+    /// a separate notification on the way to the run. Callers that do not
+    /// wait leave it to a [`notify::Hint`], which sends one notification
+    /// for many enqueues and keeps their commits off PostgreSQL's notify
+    /// lock, which serialises every committing transaction that notifies.
+    pub wake_executors: bool,
 }
 
 /// Creates the execution record (QUEUED) and its job in one statement (one
-/// round trip, atomic without an explicit transaction). The caller then
-/// wakes the executors with a [`notify::Hint`] on [`notify::EXECUTION_JOBS`].
-/// With an idempotency key already used for this function, creates nothing
-/// and names the earlier execution.
+/// round trip, atomic without an explicit transaction), and with
+/// `wake_executors` notifies [`notify::EXECUTION_JOBS`]; otherwise the
+/// caller then wakes the executors with a [`notify::Hint`]. With an
+/// idempotency key already used for this function, creates nothing and
+/// names the earlier execution.
 pub async fn enqueue(
     conn: &mut sqlx::PgConnection,
     new: NewExecution<'_>,
 ) -> Result<Enqueued, sqlx::Error> {
-    let created: Option<(Uuid,)> = sqlx::query_as(
+    let created: Option<(Uuid, i64)> = sqlx::query_as(
         r#"
         with e as (
             insert into executions (id, function_id, function_version, input, idempotency_key, created_by, request_id)
             values ($1, $2, $3, $4::jsonb, $5, $6, $7)
             on conflict (function_id, created_by, idempotency_key) where idempotency_key is not null do nothing
             returning id
+        ), j as (
+            insert into execution_jobs (id, function_id, version) select id, $2, $3 from e
+            returning id
+        ), wake as (
+            select pg_notify($9, '') from j where $8
         )
-        insert into execution_jobs (id, function_id, version) select id, $2, $3 from e
-        returning id
+        select id, (select count(*) from wake) from j
         "#,
     )
     .bind(new.id)
@@ -134,6 +146,8 @@ pub async fn enqueue(
     .bind(new.idempotency_key)
     .bind(new.created_by)
     .bind(new.request_id)
+    .bind(new.wake_executors)
+    .bind(notify::EXECUTION_JOBS)
     .fetch_optional(&mut *conn)
     .await?;
     if created.is_some() {
