@@ -1,8 +1,10 @@
 //! How many jobs an executor claims ahead of its run threads.
 //!
-//! Claiming ahead is what makes fast functions fast: a claim of 130 costs
-//! PostgreSQL far less per job than a claim of 34 (docs/benchmarks.md), and
-//! the next run is already here when one ends. It is also how one worker
+//! Claiming ahead is what makes fast functions fast: claims (and so result
+//! batches) grow with it, and PostgreSQL's cost per job falls (a prefetch
+//! of 128 instead of 64: claims of 65 instead of 34, 50 instead of 62 µs of
+//! database CPU per execution; docs/benchmarks.md), and the next run is
+//! already here when one ends. It is also how one worker
 //! could hoard work: jobs it claimed wait for its own threads while other
 //! workers sit idle. So an executor claims ahead only as many jobs as its
 //! run threads get through in [`HORIZON`], by the recent runs' average
@@ -14,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// How much work, per run thread, may wait in claimed jobs.
-pub(crate) const HORIZON: Duration = Duration::from_millis(5);
+const HORIZON: Duration = Duration::from_millis(5);
 
 /// Each new run moves the average by this fraction of the difference, so a
 /// change of workload shows within a few dozen runs.
