@@ -34,7 +34,7 @@ pub async fn run(
         completions: completions::Completions::start(pool.clone()),
         runtime,
         run_threads: runtime::RunThreads::start(config.runs_at_once())?,
-        prefetch: prefetch::Prefetch::new(config.prefetch, config.runs_at_once()),
+        prefetch: prefetch::Prefetch::new(config.prefetch),
         worker_id: plat_common::worker::worker_id("execute"),
         lease: loop_config.lease,
         running: Default::default(),

@@ -25,18 +25,15 @@ const WEIGHT: f64 = 1.0 / 16.0;
 pub(crate) struct Prefetch {
     /// The most jobs claimed ahead (`--execute-prefetch`).
     max: usize,
-    /// Run threads.
-    threads: usize,
     /// The runs' moving average, in nanoseconds (as f64 bits); 0 until the
     /// first run.
     average_nanos: AtomicU64,
 }
 
 impl Prefetch {
-    pub(crate) fn new(max: usize, threads: usize) -> Self {
+    pub(crate) fn new(max: usize) -> Self {
         Self {
             max,
-            threads,
             average_nanos: AtomicU64::new(0f64.to_bits()),
         }
     }
@@ -57,16 +54,17 @@ impl Prefetch {
             .store(updated.max(1.0).to_bits(), Ordering::Relaxed);
     }
 
-    /// Jobs to hold beyond those running now. None before the first run:
-    /// until then nothing says whether runs take microseconds or minutes.
-    pub(crate) fn jobs(&self) -> usize {
+    /// Jobs to hold beyond those `threads` run threads are running. None
+    /// before the first run: until then nothing says whether runs take
+    /// microseconds or minutes.
+    pub(crate) fn jobs(&self, threads: usize) -> usize {
         let average = f64::from_bits(self.average_nanos.load(Ordering::Relaxed));
         if average == 0.0 {
             return 0;
         }
         let per_thread = HORIZON.as_nanos() as f64 / average;
         // Saturates: a huge quotient becomes usize::MAX, then `max`.
-        ((per_thread * self.threads as f64) as usize).min(self.max)
+        ((per_thread * threads as f64) as usize).min(self.max)
     }
 }
 
@@ -75,11 +73,11 @@ mod tests {
     use super::*;
 
     fn after(runs: &[Duration]) -> usize {
-        let prefetch = Prefetch::new(128, 2);
+        let prefetch = Prefetch::new(128);
         for run in runs {
             prefetch.record(*run);
         }
-        prefetch.jobs()
+        prefetch.jobs(2)
     }
 
     #[test]

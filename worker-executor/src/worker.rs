@@ -174,7 +174,8 @@ impl Queue for ExecuteQueue {
     }
 
     fn wanted(&self, _concurrency: usize) -> usize {
-        self.run_threads.count() + self.prefetch.jobs()
+        let threads = self.run_threads.count();
+        threads + self.prefetch.jobs(threads)
     }
 
     fn ready_for_more(&self) -> bool {
