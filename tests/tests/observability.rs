@@ -234,7 +234,18 @@ async fn metrics_parse_as_prometheus_text_and_move_when_executions_run(pool: PgP
         let run = app.execute(&function, json!(n), 30).await;
         assert_eq!(run.body["status"], "SUCCEEDED", "{}", run.body);
     }
-    let after = scrape(&app).await;
+    // The executor counts a job after its result is written, so the answer
+    // can reach us first: scrape until the third is counted (or give up).
+    let mut after = scrape(&app).await;
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while sample(&after, "plat_jobs_total", &succeeded).unwrap_or(0.0)
+        - sample(&before, "plat_jobs_total", &succeeded).unwrap_or(0.0)
+        < 3.0
+        && std::time::Instant::now() < give_up
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        after = scrape(&app).await;
+    }
 
     let moved = |name: &str, labels: &[(&str, &str)]| {
         sample(&after, name, labels).unwrap_or(0.0) - sample(&before, name, labels).unwrap_or(0.0)
