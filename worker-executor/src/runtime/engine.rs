@@ -42,6 +42,12 @@ pub const MAX_CONCURRENT_RUNS: usize = POOL_SLOTS as usize / 2;
 /// instead of being unmapped and faulted back in: covers the JavaScript
 /// engine's whole snapshot (about 5 MiB) and a Rust module's stack and data.
 const KEEP_RESIDENT_BYTES: usize = 8 << 20;
+/// The same for each table slot. wasmtime's default of 0 hands every table
+/// back to the kernel after each run: one `madvise` per run, and with it a
+/// TLB shootdown that interrupts every other core running one of our
+/// threads. A whole slot (MAX_TABLE_ELEMENTS pointers) is kept instead, and
+/// only the pages a run dirtied are zeroed.
+const TABLE_KEEP_RESIDENT_BYTES: usize = MAX_TABLE_ELEMENTS * std::mem::size_of::<usize>();
 
 /// Builds the one `Engine` a process shares: compiled modules are tied to the
 /// engine that compiled them, so every `LoadedModule` must come from here.
@@ -90,6 +96,7 @@ fn pooling() -> PoolingAllocationConfig {
         .max_memories_per_module(1)
         .max_tables_per_module(super::limits::MAX_TABLES as u32)
         .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+        .table_keep_resident(TABLE_KEEP_RESIDENT_BYTES)
         .pagemap_scan(Enabled::Auto);
     pooling
 }
