@@ -46,7 +46,9 @@ const KEEP_RESIDENT_BYTES: usize = 8 << 20;
 /// back to the kernel after each run: one `madvise` per run, and with it a
 /// TLB shootdown that interrupts every other core running one of our
 /// threads. A whole slot (MAX_TABLE_ELEMENTS pointers) is kept instead, and
-/// only the pages a run dirtied are zeroed.
+/// zeroed in place: only the table's current size, and of that only the
+/// pages the run dirtied where `PAGEMAP_SCAN` finds them. What stays
+/// resident is at most the largest table a slot has held.
 const TABLE_KEEP_RESIDENT_BYTES: usize = MAX_TABLE_ELEMENTS * std::mem::size_of::<usize>();
 
 /// Builds the one `Engine` a process shares: compiled modules are tied to the
