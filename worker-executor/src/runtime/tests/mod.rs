@@ -305,6 +305,40 @@ fn exit_codes_of_126_and_above_are_exits_too() {
 }
 
 #[test]
+fn no_run_sees_what_an_earlier_run_left_in_its_memory_or_table() {
+    // Pool slots are reset in place between runs, not handed back to the
+    // kernel (engine.rs). Each run checks that its memory and its table
+    // start empty, then leaves a mark in both; more runs than the pool has
+    // slots (two per concurrent run), so slots are reused whatever the
+    // allocator's affinity.
+    let module = wat_module(
+        r#"(module
+          (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+          (memory (export "memory") 1)
+          (table $t 1000 100000 funcref)
+          (func $f)
+          (elem declare func $f)
+          (func (export "_start")
+            (if (i32.load (i32.const 1024)) (then (call $exit (i32.const 202))))
+            (if (i32.eqz (ref.is_null (table.get $t (i32.const 900))))
+              (then (call $exit (i32.const 203))))
+            (i32.store (i32.const 1024) (i32.const 1))
+            (table.set $t (i32.const 900) (ref.func $f))
+            (call $exit (i32.const 201))))"#,
+    );
+
+    for run in 0..(2 * MAX_CONCURRENT_RUNS + 100) {
+        let outcome = runtime().run(&module, b"", &limits());
+
+        assert_eq!(
+            failure(&outcome).message,
+            "function exited with code 201",
+            "run {run}: 202 means memory, 203 a table entry, left by an earlier run"
+        );
+    }
+}
+
+#[test]
 fn output_over_the_cap_is_invalid_output() {
     let outcome = HUGE_OUTPUT.run("null", &limits());
 
