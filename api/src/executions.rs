@@ -515,34 +515,68 @@ async fn list(
         )));
     }
     let function = functions::find(&state.db, &caller, &FunctionKey::parse(key), false).await?;
-    let rows: Vec<ExecutionView> = sqlx::query_as(&format!(
-        r#"
-        {SELECT_EXECUTION}
-        where e.function_id = $1
-          -- The stored status (QUEUED for a running one) lets the index
-          -- narrow the rows; the job decides between QUEUED and RUNNING.
-          and ($2::execution_status is null
-               or e.status = case when $2 = 'RUNNING' then 'QUEUED' else $2 end::execution_status
-                  and (e.status <> 'QUEUED' or (j.state = 'running') = ($2 = 'RUNNING')))
-          and ($3::timestamptz is null or (e.created_at, e.id) < ($3, $4))
-          and ($6::uuid is null or e.created_by = $6)
-        order by e.created_at desc, e.id desc
-        limit $5
-        "#
-    ))
-    .bind(function.id)
-    .bind(params.status.as_deref())
-    .bind(page.after_created_at())
-    .bind(page.after_id())
-    .bind(page.fetch_limit())
-    .bind((!caller.is_admin()).then_some(caller.user_id))
-    .fetch_all(&state.db)
-    .await?;
+    let rows: Vec<ExecutionView> = sqlx::query_as(&listing_query(params.status.as_deref()))
+        .bind(function.id)
+        .bind(params.status.as_deref())
+        .bind(page.after_created_at())
+        .bind(page.after_id())
+        .bind(page.fetch_limit())
+        .bind((!caller.is_admin()).then_some(caller.user_id))
+        .fetch_all(&state.db)
+        .await?;
     let (items, next_cursor) = page.finish(rows, |e| Position {
         created_at: e.created_at,
         id: e.id,
     });
     Ok(Json(ExecutionList { items, next_cursor }))
+}
+
+/// The query behind [`list`], for one status filter (`$2`): `$1` the
+/// function, `$3`/`$4` the cursor, `$5` the limit, `$6` the only creator a
+/// DEV may see.
+///
+/// No index of `executions` names the status, so that writing a result
+/// updates the history row in place (migration 20261128000001). Each filter
+/// therefore starts where its executions are few or indexed:
+/// - QUEUED and RUNNING: the queue table, which holds only executions still
+///   to finish (a job claimed is RUNNING);
+/// - FAILED and CANCELLED: `unsuccessful_executions`, in its own
+///   (function, status, newest first) order;
+/// - SUCCEEDED: the function's history newest first, skipping the rest,
+///   which are usually few. A function that mostly fails reads further for
+///   a page of successes.
+fn listing_query(status: Option<&str>) -> String {
+    // (what to join, the filter, the table whose order the page follows)
+    let (join, filter, key) = match status {
+        None => ("", "e.function_id = $1 and $2::text is null", "e"),
+        Some("QUEUED" | "RUNNING") => (
+            "",
+            "j.function_id = $1 \
+             and j.state = case when $2 = 'RUNNING' then 'running' else 'available' end::job_state",
+            "e",
+        ),
+        Some("FAILED" | "CANCELLED") => (
+            "join unsuccessful_executions u on u.id = e.id",
+            "u.function_id = $1 and u.status = $2::execution_status",
+            "u",
+        ),
+        // SUCCEEDED (`list` refuses any other).
+        Some(_) => (
+            "",
+            "e.function_id = $1 and e.status = $2::execution_status",
+            "e",
+        ),
+    };
+    format!(
+        r#"
+        {SELECT_EXECUTION} {join}
+        where {filter}
+          and ($3::timestamptz is null or ({key}.created_at, {key}.id) < ($3, $4))
+          and ($6::uuid is null or e.created_by = $6)
+        order by {key}.created_at desc, {key}.id desc
+        limit $5
+        "#
+    )
 }
 
 #[utoipa::path(

@@ -102,18 +102,20 @@ async fn overview(State(state): State<AppState>, caller: Caller) -> Result<Json<
     )
     .fetch_all(&state.db)
     .await?;
-    // Each side reads its partial index of failures (migration
-    // 20261126000001) newest first and stops after 20.
+    // Each side reads an index of failures newest first and stops after 20:
+    // for executions, `unsuccessful_executions` (migration 20261128000001);
+    // for builds, a partial index (migration 20261126000001).
     let recent_failures = sqlx::query_as(
         r#"
         select * from (
             (select 'execute' as queue, e.function_id, f.name as function_name,
                     e.function_version as version, e.id as execution_id,
                     e.error_type, left(coalesce(e.error_message, ''), 300) as message,
-                    e.finished_at as at
-             from executions e left join functions f on f.id = e.function_id
-             where e.status = 'FAILED' and e.finished_at > now() - interval '24 hours'
-             order by e.finished_at desc limit 20)
+                    u.finished_at as at
+             from unsuccessful_executions u join executions e on e.id = u.id
+                  left join functions f on f.id = e.function_id
+             where u.status = 'FAILED' and u.finished_at > now() - interval '24 hours'
+             order by u.finished_at desc limit 20)
             union all
             (select 'compile', v.function_id, f.name, v.version, null,
                     'COMPILE_ERROR', left(v.compile_error, 300), v.updated_at

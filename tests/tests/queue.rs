@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use plat_common::notify;
 use plat_common::queue::execute::{self, Finished, NewExecution};
+use plat_common::{notify, ErrorKind};
 use plat_tests::{executor_config, TestApp, Workers, HELLO, MIGRATOR};
 use serde_json::json;
 use sqlx::postgres::PgListener;
@@ -335,4 +335,93 @@ async fn setting(conn: &mut sqlx::PgConnection) -> Result<String, sqlx::Error> {
     sqlx::query_scalar("show synchronous_commit")
         .fetch_one(conn)
         .await
+}
+
+/// Writing results updates the history rows in place (HOT: no new index
+/// entries, migration 20261128000001), successes and failures alike, and
+/// the failures stay listable by status, newest first, page by page.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn results_update_history_rows_in_place_and_stay_listable_by_status(pool: PgPool) {
+    let app = TestApp::spawn_with(pool.clone(), Workers::COMPILER_ONLY).await;
+    let function = app.ready_function("in-place", HELLO, json!({})).await;
+    let function_id = Uuid::parse_str(&function).unwrap();
+    let ids: Vec<Uuid> = (0..60).map(|_| Uuid::new_v4()).collect();
+    let inputs: Vec<String> = (0..60).map(|i| json!({ "name": i }).to_string()).collect();
+    let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    execute::enqueue_batch(&pool, function_id, 1, &ids, &inputs, None, None)
+        .await
+        .unwrap();
+    let jobs = execute::claim(&pool, "in-place", Duration::from_secs(60), 60)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 60);
+    // By queue order: 40 succeed (echoing their input), then 15 fail, then 5
+    // are cancelled.
+    let finished: Vec<Finished> = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, job)| match i {
+            0..40 => Finished::succeeded(job.input.clone(), 1),
+            40..55 => Finished::failed(ErrorKind::HandlerError, "no luck".to_owned()),
+            _ => Finished::failed(ErrorKind::Cancelled, "stopped".to_owned()),
+        })
+        .collect();
+    let results: Vec<_> = jobs.iter().zip(&finished).collect();
+
+    let mut tx = pool.begin().await.unwrap();
+    let written = execute::complete_batch(&mut *tx, &results).await.unwrap();
+    let (updated, hot): (i64, i64) = sqlx::query_as(
+        "select pg_stat_get_xact_tuples_updated('executions'::regclass), \
+                pg_stat_get_xact_tuples_hot_updated('executions'::regclass)",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    assert_eq!(written.len(), 60);
+    assert_eq!((updated, hot), (60, 60), "every result a HOT update");
+    let listed = |query: String| {
+        let (app, function) = (&app, &function);
+        async move {
+            let page = app
+                .get(&format!("/functions/{function}/executions?{query}"))
+                .await;
+            let items = page.body["items"].as_array().unwrap();
+            let ids: Vec<String> = items
+                .iter()
+                .map(|e| e["id"].as_str().unwrap().to_owned())
+                .collect();
+            let statuses: HashSet<String> = items
+                .iter()
+                .map(|e| e["status"].as_str().unwrap().to_owned())
+                .collect();
+            (
+                ids,
+                statuses,
+                page.body["nextCursor"].as_str().map(str::to_owned),
+            )
+        }
+    };
+    // All were queued in one statement, so at one `created_at`: newest
+    // first then means by id, descending.
+    let newest_first = |range: std::ops::Range<usize>| -> Vec<String> {
+        let mut ids: Vec<Uuid> = jobs[range].iter().map(|job| job.id).collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        ids.iter().map(Uuid::to_string).collect()
+    };
+    let (first, first_statuses, cursor) = listed("status=FAILED&limit=10".to_owned()).await;
+    let cursor = cursor.expect("a second page of failures");
+    let (second, _, last) = listed(format!("status=FAILED&limit=10&cursor={cursor}")).await;
+    assert_eq!([first, second].concat(), newest_first(40..55));
+    assert_eq!(first_statuses, HashSet::from(["FAILED".to_owned()]));
+    assert_eq!(last, None);
+    let (cancelled, statuses, _) = listed("status=CANCELLED".to_owned()).await;
+    assert_eq!(cancelled, newest_first(55..60));
+    assert_eq!(statuses, HashSet::from(["CANCELLED".to_owned()]));
+    let (succeeded, statuses, _) = listed("status=SUCCEEDED&limit=100".to_owned()).await;
+    assert_eq!(succeeded, newest_first(0..40));
+    assert_eq!(statuses, HashSet::from(["SUCCEEDED".to_owned()]));
+    let (all, _, _) = listed("limit=100".to_owned()).await;
+    assert_eq!(all, newest_first(0..60));
 }
