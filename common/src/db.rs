@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::{Connection, PgPool};
 
 /// The migrations in `migrations/`, embedded in every binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -19,13 +19,36 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
         .await
 }
 
+/// A connection idle for at least this long is pinged before it is handed
+/// out; one used more recently is handed out as it is.
+pub const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
 /// How every component's pool behaves. [`ACQUIRE_TIMEOUT`] is short on
 /// purpose: when the database is down, callers fail fast (the API answers
 /// 503, a worker backs off and retries its claim) rather than hang.
+///
+/// sqlx's own check before handing out a connection pings it every time: a
+/// round trip to PostgreSQL in front of every query, three on a waiting
+/// execute's path and one before every claim and result statement. Only a
+/// connection that sat idle is likely to have been cut (a restart, a
+/// timeout, the network), so only those are pinged ([`PING_IF_IDLE_FOR`]).
+/// A busy connection that breaks fails its next query, as it would between
+/// a ping and the query anyway, and sqlx discards it when it comes back
+/// (it pings every connection returned to the pool, off the caller's path).
 pub fn pool_options(max_connections: u32) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(ACQUIRE_TIMEOUT)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_IF_IDLE_FOR {
+                    // An error discards the connection and tries another.
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
 }
 
 /// Applies pending migrations. sqlx takes an advisory lock, so many processes
