@@ -58,7 +58,8 @@ struct Queued {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct BatchParams {
-    /// A READY version to run instead of the active one (number or semver).
+    /// A READY version to run instead of the active one (number or semver);
+    /// not a retired one, and for a DEV not a deprecated one unless active.
     version: Option<String>,
 }
 
@@ -81,8 +82,9 @@ struct BatchParams {
             ("Plat-Deprecation-Message" = String, description = "Why, percent-encoded"),
         )),
         (status = 400, description = "Invalid JSON, 0 or over 1000 inputs, nesting too deep, an `Idempotency-Key` header"),
+        (status = 403, description = "A DEV named a deprecated version that is not the active one"),
         (status = 404, description = "No such function or version, or not accessible"),
-        (status = 409, description = "No READY version"),
+        (status = 409, description = "No READY version, or the version is retired (`version-retired`)"),
         (status = 413, description = "An input over 1 MiB or the body over 16 MiB"),
     ),
 )]
@@ -141,7 +143,7 @@ async fn enqueue(
     let key = FunctionKey::parse(key);
     let asked = params.version.map(VersionKey::parse);
     let target = functions::find_to_run(&state.db, &caller, &key, asked.as_ref()).await?;
-    let version = target.runnable(&key, asked.as_ref())?;
+    let version = target.runnable(&key, asked.as_ref(), &caller)?;
     let function = &target.function;
     // v7 ids in input order keep the history in input order too.
     let ids: Vec<Uuid> = batch.inputs.iter().map(|_| Uuid::now_v7()).collect();

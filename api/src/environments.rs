@@ -2,7 +2,11 @@
 //! at a run their variables become environment variables (the function's
 //! own `environmentVariables` win on a clash). Values are encrypted at rest
 //! with `PLAT_SECRETS_KEY` (see `plat_common::secrets`) and shown only to
-//! callers who can access the environment; everyone else gets 404.
+//! callers who can access the environment; everyone else gets 404. Each
+//! read of the values is in the audit log. Secret variables are write-only
+//! (see `variables`).
+
+mod variables;
 
 use std::collections::BTreeMap;
 
@@ -20,7 +24,7 @@ use uuid::Uuid;
 use crate::auth::{self, Caller};
 use crate::error::{self, Error, Result};
 use crate::extract::{Json, Path};
-use crate::functions::input::check_variables;
+use self::variables::{SecretView, VariableInput};
 use crate::{access, audit, AppState};
 
 const MAX_NAME_CHARS: usize = 64;
@@ -39,6 +43,7 @@ struct Row {
     name: String,
     description: Option<String>,
     variables: Vec<u8>,
+    secret_variables: Vec<String>,
     revision: i64,
     allowed_users: Vec<Uuid>,
     allowed_groups: Vec<Uuid>,
@@ -52,10 +57,15 @@ struct EnvironmentView {
     id: Uuid,
     name: String,
     description: Option<String>,
-    /// Only in a single environment's view; listings show `variableNames`.
+    /// The values of the variables that are not secret; only in a single
+    /// environment's view (listings show `variableNames`).
     #[serde(skip_serializing_if = "Option::is_none")]
     variables: Option<BTreeMap<String, String>>,
+    /// Every variable's name, secrets included.
     variable_names: Vec<String>,
+    /// The secret variables (write-only): each name and whether it has a
+    /// value. Their values are never returned.
+    secrets: Vec<SecretView>,
     revision: i64,
     allowed_users: Vec<Uuid>,
     allowed_groups: Vec<Uuid>,
@@ -64,7 +74,7 @@ struct EnvironmentView {
 }
 
 const SELECT_ENVIRONMENT: &str = r#"
-    select e.id, e.name, e.description, e.variables, e.revision, e.allowed_users,
+    select e.id, e.name, e.description, e.variables, e.secret_variables, e.revision, e.allowed_users,
            e.allowed_groups, e.created_at, e.updated_at
     from environments e
 "#;
@@ -82,16 +92,23 @@ fn not_found(id: &str) -> Error {
 }
 
 impl Row {
+    /// The stored values, secret or not.
+    fn values(&self, key: &SecretsKey) -> Result<plat_common::secrets::Variables> {
+        key.open(self.id, &self.variables)
+            .map_err(|e| Error::Internal(anyhow::anyhow!("environment {}: {e}", self.id)))
+    }
+
+    /// The view; `with_values`: the values of the variables that are not
+    /// secret (a secret's value is never shown).
     fn view(self, key: &SecretsKey, with_values: bool) -> Result<EnvironmentView> {
-        let variables = key
-            .open(self.id, &self.variables)
-            .map_err(|e| Error::Internal(anyhow::anyhow!("environment {}: {e}", self.id)))?;
+        let shown = variables::show(self.values(key)?, &self.secret_variables, with_values);
         Ok(EnvironmentView {
             id: self.id,
             name: self.name,
             description: self.description,
-            variable_names: variables.keys().cloned().collect(),
-            variables: with_values.then_some(variables),
+            variable_names: shown.names,
+            secrets: shown.secrets,
+            variables: shown.values,
             revision: self.revision,
             allowed_users: self.allowed_users,
             allowed_groups: self.allowed_groups,
@@ -148,7 +165,8 @@ async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Envi
     Ok(Json(EnvironmentList { items }))
 }
 
-/// One environment, with its variables' values.
+/// One environment, with the values of its variables that are not secret.
+/// Each read is recorded in the audit log (`environment.read`), with who.
 #[utoipa::path(
     get,
     path = "/environments/{id}",
@@ -166,11 +184,19 @@ async fn read(
     Path(id): Path<String>,
 ) -> Result<Json<EnvironmentView>> {
     let key = key(&state)?;
-    Ok(Json(
-        find(&state.db, &caller, &id, false)
-            .await?
-            .view(key, true)?,
-    ))
+    let mut tx = state.db.begin().await?;
+    let row = find(&mut *tx, &caller, &id, false).await?;
+    let environment = row.view(key, true)?;
+    audit::record(
+        &mut tx,
+        &caller,
+        "environment.read",
+        ("environment", environment.id.to_string()),
+        json!({ "variableNames": environment.variables.as_ref().map(|v| v.keys().collect::<Vec<_>>()) }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(environment))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -178,8 +204,10 @@ async fn read(
 struct CreateEnvironment {
     name: String,
     description: Option<String>,
+    /// Name → value, or `{"value": "...", "secret": true}` for a write-only
+    /// secret (`{"secret": true}` alone declares it unset).
     #[serde(default)]
-    variables: BTreeMap<String, String>,
+    variables: BTreeMap<String, VariableInput>,
     #[serde(default)]
     allowed_users: Vec<Uuid>,
     #[serde(default)]
@@ -235,20 +263,21 @@ async fn create(
     let key = key(&state)?;
     check_name(&body.name)?;
     check_description(body.description.as_deref())?;
-    check_variables("variables", &body.variables)?;
+    let variables = variables::resolve(std::mem::take(&mut body.variables), &BTreeMap::new())?;
     let id = Uuid::now_v7();
     let mut tx = state.db.begin().await?;
     access::check(&mut tx, &mut body.allowed_users, &mut body.allowed_groups).await?;
     sqlx::query(
         r#"
-        insert into environments (id, name, description, variables, allowed_users, allowed_groups)
-        values ($1, $2, $3, $4, $5, $6)
+        insert into environments (id, name, description, variables, secret_variables, allowed_users, allowed_groups)
+        values ($1, $2, $3, $4, $5, $6, $7)
         "#,
     )
     .bind(id)
     .bind(&body.name)
     .bind(&body.description)
-    .bind(key.seal(id, &body.variables))
+    .bind(key.seal(id, &variables.values))
+    .bind(&variables.secrets)
     .bind(&body.allowed_users)
     .bind(&body.allowed_groups)
     .execute(&mut *tx)
@@ -263,7 +292,8 @@ async fn create(
         ("environment", id.to_string()),
         json!({
             "name": body.name,
-            "variableNames": body.variables.keys().collect::<Vec<_>>(),
+            "variableNames": variables.values.keys().collect::<Vec<_>>(),
+            "secretNames": variables.secrets,
             "allowedUsers": body.allowed_users,
             "allowedGroups": body.allowed_groups,
         }),
@@ -279,14 +309,16 @@ async fn create(
 struct UpdateEnvironment {
     name: Option<String>,
     description: Option<String>,
-    /// Replaces all variables.
-    variables: Option<BTreeMap<String, String>>,
+    /// Replaces all variables; a secret sent as `{"secret": true}` keeps
+    /// its current value.
+    variables: Option<BTreeMap<String, VariableInput>>,
     allowed_users: Option<Vec<Uuid>>,
     allowed_groups: Option<Vec<Uuid>>,
 }
 
 /// `PUT /environments/{id}`, admins only. New `variables` replace the old
-/// ones and reach the next run of every function using the environment.
+/// ones and reach the next run of every function using the environment; a
+/// secret sent without a value keeps the value it has.
 #[utoipa::path(
     put,
     path = "/environments/{id}",
@@ -316,19 +348,21 @@ async fn update(
         check_name(name)?;
     }
     check_description(body.description.as_deref())?;
-    if let Some(variables) = &body.variables {
-        check_variables("variables", variables)?;
-    }
+    let variables = match body.variables {
+        Some(sent) => Some(variables::resolve(sent, &row.values(key)?)?),
+        None => None,
+    };
     let permissions_sent = body.allowed_users.is_some() || body.allowed_groups.is_some();
     let mut users = body.allowed_users.unwrap_or(row.allowed_users);
     let mut groups = body.allowed_groups.unwrap_or(row.allowed_groups);
     access::check(&mut tx, &mut users, &mut groups).await?;
-    let sealed = body.variables.as_ref().map(|v| key.seal(row.id, v));
+    let sealed = variables.as_ref().map(|v| key.seal(row.id, &v.values));
     sqlx::query(
         r#"
         update environments
         set name = coalesce($2, name), description = coalesce($3, description),
             variables = coalesce($4, variables),
+            secret_variables = coalesce($7, secret_variables),
             revision = revision + case when $4 is null then 0 else 1 end,
             allowed_users = $5, allowed_groups = $6, updated_at = now()
         where id = $1
@@ -340,6 +374,7 @@ async fn update(
     .bind(&sealed)
     .bind(&users)
     .bind(&groups)
+    .bind(variables.as_ref().map(|v| &v.secrets))
     .execute(&mut *tx)
     .await
     .map_err(error::unique("environments_name_key", || {
@@ -356,7 +391,8 @@ async fn update(
         (target.0, target.1.clone()),
         json!({
             "name": body.name,
-            "variableNames": body.variables.as_ref().map(|v| v.keys().collect::<Vec<_>>()),
+            "variableNames": variables.as_ref().map(|v| v.values.keys().collect::<Vec<_>>()),
+            "secretNames": variables.as_ref().map(|v| &v.secrets),
         }),
     )
     .await?;

@@ -17,7 +17,7 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt as _};
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::auth::Caller;
+use crate::auth::{self, Caller};
 use crate::error::{Error, Result};
 use crate::extract::{Json, Path, Query};
 use crate::functions::versions::VersionKey;
@@ -125,11 +125,6 @@ impl ExecutionView {
     fn is_finished(&self) -> bool {
         matches!(self.status.as_str(), "SUCCEEDED" | "FAILED" | "CANCELLED")
     }
-
-    /// Admins read every execution; everyone else the ones they started.
-    fn visible_to(&self, caller: &Caller) -> bool {
-        caller.is_admin() || self.created_by == Some(caller.user_id)
-    }
 }
 
 /// An execution as callers see it: while its job is claimed it is RUNNING,
@@ -156,6 +151,32 @@ async fn fetch(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<ExecutionView
     )
 }
 
+/// [`fetch`], if `caller` may see it: admins see every execution; anyone
+/// else only the ones they started, of a function they can still access
+/// (the function's access list is read now, so losing access to a function
+/// hides its history at once). Once the function is deleted its access
+/// list is gone, so its history is for admins only.
+async fn fetch_visible(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    caller: &Caller,
+) -> Result<Option<ExecutionView>> {
+    Ok(auth::bind_caller(
+        sqlx::query_as(&format!(
+            r#"
+            {SELECT_EXECUTION} left join functions f on f.id = e.function_id
+            where e.id = $1
+              and ($2::bool or (f.id is not null and e.created_by = $3 and {visible}))
+            "#,
+            visible = auth::visible_sql("f", 2),
+        ))
+        .bind(id),
+        caller,
+    )
+    .fetch_optional(db)
+    .await?)
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -163,7 +184,8 @@ struct ExecuteParams {
     /// Seconds to wait for the result: 0 answers at once; default 30, at most the operator's cap (300).
     wait: Option<u32>,
     /// A version to run instead of the active one: its running number or
-    /// semantic version. It must be READY.
+    /// semantic version. It must be READY and not retired; a DEV may name
+    /// only the active version or one that is not deprecated.
     version: Option<String>,
 }
 
@@ -199,8 +221,9 @@ struct ExecuteParams {
             ("Plat-Deprecation-Message" = String, description = "Why, percent-encoded"),
         )),
         (status = 400, description = "Invalid JSON, nesting over 128 levels, a bad `Idempotency-Key`, `wait` over the cap"),
+        (status = 403, description = "A DEV named a deprecated version that is not the active one"),
         (status = 404, description = "No such function or version, or not accessible"),
-        (status = 409, description = "No READY version, or the `Idempotency-Key` was used with another input"),
+        (status = 409, description = "No READY version, the version is retired (`version-retired`), or the `Idempotency-Key` was used with another input"),
         (status = 413, description = "The input is over the limit"),
     ),
 )]
@@ -233,7 +256,7 @@ async fn execute(
     let asked = params.version.map(VersionKey::parse);
     // One query finds the function, the version and its deprecation.
     let target = functions::find_to_run(&state.db, &caller, &key, asked.as_ref()).await?;
-    let version = target.runnable(&key, asked.as_ref())?;
+    let version = target.runnable(&key, asked.as_ref(), &caller)?;
 
     let new = NewExecution {
         id: Uuid::now_v7(),
@@ -365,7 +388,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>> {
     responses(
         (status = 200, description = "CANCELLED", body = ExecutionView),
         (status = 202, description = "Running and still stopping after 10 s", body = ExecutionView),
-        (status = 404, description = "No such execution, or not the caller's"),
+        (status = 404, description = "No such execution, or not the caller's to see: a DEV sees only their own, of functions they can still access"),
         (status = 409, description = "It already finished"),
     ),
 )]
@@ -376,10 +399,10 @@ async fn cancel(
 ) -> Result<impl IntoResponse> {
     let not_found = || Error::NotFound(format!("no execution with id {id}"));
     let id = Uuid::try_parse(&id).map_err(|_| not_found())?;
-    // Admins cancel any execution; others only those they started.
-    fetch(&state.db, id)
+    // Who may read it may cancel it: admins any; others only their own, of
+    // a function they can still access.
+    fetch_visible(&state.db, id, &caller)
         .await?
-        .filter(|execution| execution.visible_to(&caller))
         .ok_or_else(not_found)?;
     let waiter = state.waiters.register(id);
     match execute::cancel(&state.db, id).await? {
@@ -587,7 +610,7 @@ fn listing_query(status: Option<&str>) -> String {
     params(("id" = String, Path, description = "The execution's id")),
     responses(
         (status = 200, description = "The execution", body = ExecutionView),
-        (status = 404, description = "No such execution, or not the caller's"),
+        (status = 404, description = "No such execution, or not the caller's to see: a DEV sees only their own, of functions they can still access"),
     ),
 )]
 async fn read(
@@ -597,9 +620,8 @@ async fn read(
 ) -> Result<Json<ExecutionView>> {
     let not_found = || Error::NotFound(format!("no execution with id {id}"));
     let parsed = Uuid::try_parse(&id).map_err(|_| not_found())?;
-    fetch(&state.db, parsed)
+    fetch_visible(&state.db, parsed, &caller)
         .await?
-        .filter(|execution| execution.visible_to(&caller))
         .map(Json)
         .ok_or_else(not_found)
 }

@@ -79,6 +79,31 @@ pub struct FunctionView {
     success_rate: Option<f64>,
 }
 
+impl FunctionView {
+    /// The view as `caller` may see it (see [`hide_values`]).
+    pub(crate) fn for_caller(mut self, caller: &Caller) -> Self {
+        hide_values(&mut self.execution_config, caller);
+        self
+    }
+}
+
+/// What a non-admin sees in place of each value of
+/// `executionConfig.environmentVariables`.
+pub(crate) const HIDDEN_VALUE: &str = "***";
+
+/// Hides the values of a function's own environment variables from anyone
+/// but admins: every DEV who may run a function may read it, and the values
+/// are often credentials. The names stay, and the map keeps its type, so
+/// clients that read it keep working. Only admins change functions, so a
+/// hidden value is never written back.
+pub(crate) fn hide_values(config: &mut ExecutionConfig, caller: &Caller) {
+    if !caller.is_admin() {
+        for value in config.environment_variables.values_mut() {
+            HIDDEN_VALUE.clone_into(value);
+        }
+    }
+}
+
 /// The columns of [`FunctionView`], over [`FUNCTION_FROM`].
 const FUNCTION_COLUMNS: &str = r#"
     f.id, f.name, f.language, f.description, f.tags, f.latest_version, f.active_version,
@@ -200,15 +225,41 @@ pub struct RunTarget {
     /// The version asked for (or the active one); null if there is none.
     version: Option<i32>,
     version_status: Option<String>,
+    semver: Option<String>,
     deprecated_at: Option<DateTime<Utc>>,
     deprecation_message: Option<String>,
+    retired_at: Option<DateTime<Utc>>,
+    /// Whether it is the function's active version.
+    active: bool,
 }
 
 impl RunTarget {
-    /// The version to run: it must exist and be READY.
-    pub fn runnable(&self, key: &FunctionKey, asked: Option<&VersionKey>) -> Result<i32> {
+    /// The version to run: it must exist, be READY and not retired; and a
+    /// DEV may run a deprecated version only while it is the active one
+    /// (an old version may lack today's fixes, and runs with today's
+    /// environment: docs/versions-and-discovery.md).
+    pub fn runnable(
+        &self,
+        key: &FunctionKey,
+        asked: Option<&VersionKey>,
+        caller: &Caller,
+    ) -> Result<i32> {
         let function = &self.function;
+        let semver = self.semver.as_deref().unwrap_or_default();
+        if let (Some(version), Some(at)) = (self.version, self.retired_at) {
+            return Err(Error::VersionRetired(format!(
+                "version {version} ({semver}) of function {key} was retired at {}; a retired version never runs again: run the active version (leave out `version`)",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )));
+        }
         match (self.version, self.version_status.as_deref(), asked) {
+            (Some(version), Some("READY"), _)
+                if self.deprecated_at.is_some() && !self.active && !caller.is_admin() =>
+            {
+                Err(Error::Forbidden(format!(
+                    "version {version} ({semver}) of function {key} is deprecated and not the active version: only admins may run it; run the active version (leave out `version`)"
+                )))
+            }
             (Some(version), Some("READY"), _) => Ok(version),
             (None, _, None) => Err(Error::Conflict(format!(
                 "function {} has no READY version yet (its newest version is {}); wait until GET /functions/{} shows status READY",
@@ -244,7 +295,9 @@ pub async fn find_to_run(
         sqlx::query_as(&format!(
             r#"
             select f.id, v.status::text as status, f.allowed_users, f.allowed_groups,
-                   t.version, t.status::text as version_status, t.deprecated_at, t.deprecation_message
+                   t.version, t.status::text as version_status, t.semver, t.deprecated_at,
+                   t.deprecation_message, t.retired_at,
+                   coalesce(t.version = f.active_version, false) as active
             from functions f
             join function_versions v on v.function_id = f.id and v.version = f.latest_version
             left join function_versions t on t.function_id = f.id and {target}
@@ -288,7 +341,7 @@ async fn read(
     Path(key): Path<String>,
 ) -> Result<Json<FunctionView>> {
     let function = find(&db, &caller, &FunctionKey::parse(key), false).await?;
-    Ok(Json(view(&db, function.id).await?))
+    Ok(Json(view(&db, function.id).await?.for_caller(&caller)))
 }
 
 /// Registers a function and queues the build of its first version (admins).

@@ -53,7 +53,9 @@ pub struct ExecutionConfig {
     timeout_ms: u32,
     /// Cap on the module's linear memory.
     memory_limit_mb: u32,
-    /// The only environment variables the function sees.
+    /// The function's own environment variables (its environment's join
+    /// them at a run). Only admins read the values: for anyone else each
+    /// value is `"***"`, so the names show but the values do not.
     environment_variables: std::collections::BTreeMap<String, String>,
 }
 

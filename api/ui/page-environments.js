@@ -1,8 +1,10 @@
 // Environments: named sets of variables that functions reference; at a run
 // they become environment variables (api/src/environments.rs). Everyone
 // lists the environments they can access (names of variables only); opening
-// one shows its values. Only admins create, change and delete, and set who
-// may access one (docs/security.md).
+// one shows its values, except a secret's: secrets are write-only, shown as
+// set or unset (the API never returns their values, to admins neither).
+// Only admins create, change and delete, and set who may access one
+// (docs/security.md).
 
 import { h, thead, api, isAdmin, link, navigate, errorBox, field, when } from './lib.js';
 import { allUsers, userLabel, act } from './page-users.js';
@@ -33,7 +35,7 @@ async function environmentsPage() {
     h(
       'p',
       { class: 'muted' },
-      'An environment is a named set of variables a function can use: at each run they become its environment variables (the function’s own variables win on a clash). Values are encrypted at rest; this list shows variable names only, open an environment to see its values.',
+      'An environment is a named set of variables a function can use: at each run they become its environment variables (the function’s own variables win on a clash). Values are encrypted at rest; this list shows variable names only, open an environment to see its values. A secret variable’s value is write-only: runs get it, nobody can read it back.',
     ),
     isAdmin() ? createForm() : null,
     h(
@@ -83,7 +85,7 @@ function accessSummary(env) {
 function createForm() {
   const name = h('input', { type: 'text', name: 'name', required: true, maxlength: 64, pattern: '[A-Za-z0-9._\\-]+', autocomplete: 'off', placeholder: 'production' });
   const description = h('input', { type: 'text', name: 'description', maxlength: 2000, autocomplete: 'off' });
-  const variables = variablesEditor({}, true);
+  const variables = variablesEditor({}, [], true);
   const button = h('button', { type: 'submit' }, 'Create environment');
   const problem = h('div', { class: 'slot' });
   return h(
@@ -115,12 +117,14 @@ function createForm() {
 // ---------------------------------------------------------------- variables
 
 /**
- * Key/value rows. Values are secrets as often as not, so they are masked
- * until "Show values" is ticked (they are still in the page: the API sent
- * them to a caller allowed to read them). `read()` answers the variables as
- * an object, or throws on a row the API would refuse.
+ * Key/value rows, each with a "Secret" box. Values are masked until "Show
+ * values" is ticked (they are still in the page: the API sent them to a
+ * caller allowed to read them). A secret's value never reaches the page: its
+ * row says whether it is set, and leaving its value empty keeps it (the API
+ * keeps the value of a secret sent as `{secret: true}`). `read()` answers
+ * the variables as the API takes them, or throws on a row it would refuse.
  */
-function variablesEditor(initial, editable) {
+function variablesEditor(initial, secrets, editable) {
   const rows = h('div', { class: 'var-rows' });
   const reveal = h('input', { type: 'checkbox', onchange: () => mask() });
   let count = 0;
@@ -129,7 +133,9 @@ function variablesEditor(initial, editable) {
     for (const input of rows.querySelectorAll('input.var-value')) input.type = reveal.checked ? 'text' : 'password';
   }
 
-  function addRow(key = '', value = '') {
+  // `secret`: null for a plain variable, else {set} for an existing secret
+  // (or {set: false} for a new row ticked secret).
+  function addRow(key = '', value = '', secret = null) {
     count += 1;
     const keyInput = h('input', {
       type: 'text',
@@ -142,17 +148,23 @@ function variablesEditor(initial, editable) {
       readonly: !editable,
     });
     // new-password stops the browser offering to save or fill these in.
+    const status = secret ? (secret.set ? 'secret, set' : 'secret, not set') : '';
     const valueInput = h('input', {
       type: reveal.checked ? 'text' : 'password',
       class: 'var-value',
       value,
-      placeholder: 'value',
+      placeholder: secret ? `${status}${editable ? ': leave empty to keep' : ''}` : 'value',
       'aria-label': `Value of variable ${count}`,
       autocomplete: 'new-password',
       spellcheck: 'false',
       readonly: !editable,
     });
-    const row = h('div', { class: 'var-row' }, keyInput, valueInput);
+    const secretBox = h('input', { type: 'checkbox', class: 'var-secret', checked: secret !== null, disabled: !editable, 'aria-label': `Variable ${count} is secret` });
+    const row = h('div', { class: 'var-row' }, keyInput, valueInput, h('label', { class: 'check' }, secretBox, ' Secret'));
+    if (secret) {
+      row.dataset.secret = secret.set ? 'set' : 'unset';
+      row.append(h('span', { class: 'muted small var-status' }, status));
+    }
     if (editable) {
       row.append(h('button', { type: 'button', class: 'secondary', 'aria-label': `Remove variable ${count}`, onclick: () => row.remove() }, '✕'));
     }
@@ -162,18 +174,21 @@ function variablesEditor(initial, editable) {
 
   const entries = Object.entries(initial);
   for (const [key, value] of entries) addRow(key, value);
-  if (editable && entries.length === 0) addRow();
+  for (const secret of secrets) addRow(secret.name, '', { set: secret.set });
+  if (editable && entries.length === 0 && secrets.length === 0) addRow();
 
   function read() {
     const variables = {};
     for (const row of rows.querySelectorAll('.var-row')) {
       const key = row.querySelector('.var-key').value.trim();
       const value = row.querySelector('.var-value').value;
+      const secret = row.querySelector('.var-secret').checked;
       if (!key && !value) continue; // an empty row is just unused
       if (!VARIABLE_NAME.test(key)) throw new Error(`“${key}” is not a valid variable name: letters, digits and “_”, not starting with a digit.`);
       // An object would silently keep only the last of two equal names.
       if (key in variables) throw new Error(`The variable ${key} appears twice.`);
-      variables[key] = value;
+      // A secret with an empty field keeps the value it has (or stays unset).
+      variables[key] = secret ? (value ? { value, secret: true } : { secret: true }) : value;
     }
     return variables;
   }
@@ -181,7 +196,7 @@ function variablesEditor(initial, editable) {
   const node = h(
     'div',
     { class: 'variables' },
-    entries.length === 0 && !editable ? h('p', { class: 'muted' }, 'No variables.') : rows,
+    entries.length === 0 && secrets.length === 0 && !editable ? h('p', { class: 'muted' }, 'No variables.') : rows,
     h(
       'div',
       { class: 'row' },
@@ -215,7 +230,7 @@ async function environmentPage({ id }) {
   const saved = h('div', { class: 'slot' });
   const title = h('span', {}, env.name);
   const facts = h('dl', { class: 'facts' });
-  const variables = variablesEditor(env.variables || {}, admin);
+  const variables = variablesEditor(env.variables || {}, env.secrets || [], admin);
 
   function show(next) {
     env = next;

@@ -4,7 +4,7 @@
 //! `plat test` compiles and runs it locally with the platform's own compiler
 //! and executor code, `plat deploy` sends it and waits for the build, and
 //! `plat invoke`, `executions`, `logs`, `ls`, `info`, `versions`,
-//! `rollback`, `deprecate`, `rm`, `login`, `logout` talk to the API
+//! `rollback`, `deprecate`, `retire`, `rm`, `login`, `logout` talk to the API
 //! ([`commands`]).
 //!
 //! For running Plat: `plat up` runs the whole platform in one process (API,

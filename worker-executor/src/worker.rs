@@ -71,6 +71,15 @@ impl ExecuteQueue {
     }
 
     async fn attempt_with(&self, job: &ExecutionJob, cancel: CancelFlag) -> Attempt {
+        if job.version_retired {
+            return Attempt::Finished(Finished::failed(
+                ErrorKind::Cancelled,
+                format!(
+                    "version {} was retired before this execution ran; retired versions never run",
+                    job.version
+                ),
+            ));
+        }
         let cached = match self
             .modules
             .get(&self.pool, job.function_id, job.version)

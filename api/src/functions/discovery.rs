@@ -456,7 +456,10 @@ pub(super) async fn list(
         }
     });
     Ok(Json(FunctionList {
-        items: rows.into_iter().map(|row| row.function).collect(),
+        items: rows
+            .into_iter()
+            .map(|row| row.function.for_caller(&caller))
+            .collect(),
         next_cursor,
         total,
     }))

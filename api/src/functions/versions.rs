@@ -6,6 +6,7 @@
 //! - `POST /functions/{f}/rollback` `{"version": "1.0.0" | 3}`
 //! - `POST /functions/{f}/versions/{v}/deprecate` `{"message": "..."}`
 //! - `DELETE /functions/{f}/versions/{v}/deprecation`
+//! - `POST /functions/{f}/versions/{v}/retire`: for good
 //!
 //! `{v}` is the running number (`3`) or the semantic version (`1.2.0`).
 //! Semantic versions only grow (see [`next_semver`]), so the running number
@@ -47,6 +48,7 @@ pub fn router() -> crate::openapi::ApiRouter {
         .routes(routes!(rollback))
         .routes(routes!(deprecate))
         .routes(routes!(undeprecate))
+        .routes(routes!(retire))
 }
 
 /// Parses a client's semantic version (SemVer 2.0.0, no leading `v`).
@@ -241,8 +243,19 @@ pub struct VersionView {
     deprecated: bool,
     deprecated_at: Option<DateTime<Utc>>,
     deprecation_message: Option<String>,
+    /// A retired version never runs again (nor becomes active).
+    retired: bool,
+    retired_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     source: Option<String>,
+}
+
+impl VersionView {
+    /// The view as `caller` may see it (see [`super::hide_values`]).
+    fn for_caller(mut self, caller: &Caller) -> Self {
+        super::hide_values(&mut self.execution_config, caller);
+        self
+    }
 }
 
 /// The columns of [`VersionView`] (`{source}`: `v.source` or `null`), of
@@ -254,6 +267,7 @@ fn select_version(with_source: bool) -> String {
                v.module_sha256, v.compile_duration_ms, v.created_at, v.compiled_at,
                coalesce(v.version = f.active_version, false) as active,
                v.deprecated_at is not null as deprecated, v.deprecated_at, v.deprecation_message,
+               v.retired_at is not null as retired, v.retired_at,
                {source} as source
         from function_versions v join functions f on f.id = v.function_id
         "#,
@@ -320,6 +334,7 @@ async fn list(
     .bind(function.id)
     .fetch_all(&db)
     .await?;
+    let items: Vec<VersionView> = items.into_iter().map(|v| v.for_caller(&caller)).collect();
     // From the same snapshot as the items' `active`.
     let active_version = items.iter().find(|v| v.active).map(|v| v.version);
     Ok(Json(VersionList {
@@ -352,7 +367,7 @@ async fn read(
     let function = find(&db, &caller, &key, false).await?;
     fetch(&db, function.id, &version, true)
         .await?
-        .map(Json)
+        .map(|v| Json(v.for_caller(&caller)))
         .ok_or_else(|| version.not_found(&key))
 }
 
@@ -378,7 +393,7 @@ struct RollbackBody {
         (status = 200, description = "The function, with the version active", body = FunctionView),
         (status = 400, description = "A malformed body"),
         (status = 404, description = "No such function or version, or not accessible"),
-        (status = 409, description = "The version is not READY"),
+        (status = 409, description = "The version is not READY, or is retired (`version-retired`)"),
         (status = 415, description = "The body is not `application/json`"),
     ),
 )]
@@ -396,6 +411,12 @@ async fn rollback(
     let version = fetch(&mut *tx, function.id, &target, false)
         .await?
         .ok_or_else(|| target.not_found(&key))?;
+    if version.retired {
+        return Err(Error::VersionRetired(format!(
+            "version {} ({}) of function {key} is retired; a retired version never becomes active again",
+            version.semver, version.version
+        )));
+    }
     if version.status != "READY" {
         return Err(Error::Conflict(format!(
             "version {} ({}) of function {key} is {}; only a READY version can be made active",
@@ -554,6 +575,91 @@ async fn set_deprecation(
         .ok_or_else(|| version.not_found(&key))?;
     tx.commit().await?;
     Ok(Json(version_view))
+}
+
+/// Retires a version for good (admins): it never runs again. Runs of it
+/// are refused (`409 version-retired`), its executions still queued are
+/// CANCELLED, a rollback to it is refused, and it stays in the history. The
+/// active version cannot be retired (make another one active first), nor
+/// one still building. Retiring a retired version changes nothing.
+#[utoipa::path(
+    post,
+    path = "/functions/{function}/versions/{version}/retire",
+    tag = "versions",
+    operation_id = "retireVersion",
+    params(
+        ("function" = String, Path, description = "The function's id or name"),
+        ("version" = String, Path, description = "The running number (`3`) or the semantic version (`1.2.0`)"),
+    ),
+    responses(
+        (status = 200, description = "The version, retired", body = VersionView),
+        (status = 403, description = "The caller is not an admin"),
+        (status = 404, description = "No such function or version, or not accessible"),
+        (status = 409, description = "It is the active version, or its build has not finished"),
+    ),
+)]
+async fn retire(
+    State(db): State<PgPool>,
+    caller: Caller,
+    Path((key, version)): Path<(String, String)>,
+) -> Result<Json<VersionView>> {
+    let (key, version) = (FunctionKey::parse(key), VersionKey::parse(version));
+    let mut tx = db.begin().await?;
+    // The row lock orders this against rollbacks and builds finishing, which
+    // change the active version.
+    let function = find(&mut *tx, &caller, &key, true).await?;
+    caller.require_admin("retire versions")?;
+    let found = fetch(&mut *tx, function.id, &version, false)
+        .await?
+        .ok_or_else(|| version.not_found(&key))?;
+    if found.retired {
+        tx.rollback().await?;
+        return Ok(Json(found));
+    }
+    if found.active {
+        return Err(Error::Conflict(format!(
+            "version {} ({}) is the active version of function {key}; make another version active first (POST /functions/{key}/rollback, or deploy a new one)",
+            found.semver, found.version
+        )));
+    }
+    if !matches!(found.status.as_str(), "READY" | "FAILED") {
+        return Err(Error::Conflict(format!(
+            "version {} ({}) of function {key} is {}; wait until its build finishes",
+            found.semver, found.version, found.status
+        )));
+    }
+    sqlx::query(
+        "update function_versions set retired_at = now(), updated_at = now() where function_id = $1 and version = $2",
+    )
+    .bind(function.id)
+    .bind(found.version)
+    .execute(&mut *tx)
+    .await?;
+    let cancelled = plat_common::queue::execute::cancel_queued_of_version(
+        &mut tx,
+        function.id,
+        found.version,
+        &format!(
+            "version {} ({}) was retired before this execution ran; retired versions never run",
+            found.version, found.semver
+        ),
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        &caller,
+        "function.retire",
+        ("function", function.id.to_string()),
+        json!({ "version": found.version, "semver": found.semver, "cancelledExecutions": cancelled }),
+    )
+    .await?;
+    let by_number = VersionKey::parse(found.version.to_string());
+    let retired = fetch(&mut *tx, function.id, &by_number, false)
+        .await?
+        .ok_or_else(|| version.not_found(&key))?;
+    tx.commit().await?;
+    tracing::info!(function_id = %function.id, version = found.version, cancelled, "version retired");
+    Ok(Json(retired))
 }
 
 #[cfg(test)]

@@ -63,6 +63,8 @@ pub enum Command {
     Rollback(versions::Rollback),
     /// Mark a version deprecated: runs of it still work, with a warning.
     Deprecate(versions::Deprecate),
+    /// Retire a version for good: it never runs again, and its queued runs are cancelled.
+    Retire(versions::Retire),
     /// Delete a function, its versions and its queued runs.
     Rm(functions::Remove),
     /// Check an API key and store it for later commands.
@@ -125,6 +127,7 @@ pub async fn run(command: Command, options: GlobalOptions) -> anyhow::Result<()>
         Command::Versions(list) => versions::list(&context, list).await,
         Command::Rollback(rollback) => versions::rollback(&context, rollback).await,
         Command::Deprecate(deprecate) => versions::deprecate(&context, deprecate).await,
+        Command::Retire(retire) => versions::retire(&context, retire).await,
         Command::Rm(remove) => functions::remove(&context, remove).await,
         Command::Login(login) => auth::login(&context, login).await,
         Command::Logout => auth::logout(&context),

@@ -1,5 +1,5 @@
 //! `plat versions NAME`, `plat rollback NAME VERSION`,
-//! `plat deprecate NAME VERSION --message M`.
+//! `plat deprecate NAME VERSION --message M`, `plat retire NAME VERSION`.
 
 use clap::Args;
 use serde_json::{json, Value};
@@ -32,6 +32,14 @@ pub struct Deprecate {
     pub message: String,
 }
 
+#[derive(Debug, Args)]
+pub struct Retire {
+    /// The function's name (or id).
+    pub name: String,
+    /// The version to retire for good (semver or number).
+    pub version: String,
+}
+
 pub async fn list(context: &Context, list: ListVersions) -> anyhow::Result<()> {
     let client = context.client()?;
     let versions = client
@@ -48,6 +56,7 @@ pub async fn list(context: &Context, list: ListVersions) -> anyhow::Result<()> {
         "STATUS",
         "ACTIVE",
         "DEPRECATED",
+        "RETIRED",
         "CREATED",
         "COMPILED",
     ]);
@@ -62,6 +71,11 @@ pub async fn list(context: &Context, list: ListVersions) -> anyhow::Result<()> {
                 String::new()
             },
             deprecation(version),
+            if version["retired"].as_bool() == Some(true) {
+                "yes".to_owned()
+            } else {
+                String::new()
+            },
             output::time(&version["createdAt"]),
             output::time(&version["compiledAt"]),
         ]);
@@ -129,6 +143,32 @@ pub async fn deprecate(context: &Context, deprecate: Deprecate) -> anyhow::Resul
         println!(
             "version {} of {} is deprecated; its callers are warned: {}",
             deprecate.version, deprecate.name, deprecate.message
+        );
+    }
+    Ok(())
+}
+
+pub async fn retire(context: &Context, retire: Retire) -> anyhow::Result<()> {
+    let client = context.client()?;
+    let answer = client
+        .post(
+            &[
+                "functions",
+                &retire.name,
+                "versions",
+                &retire.version,
+                "retire",
+            ],
+            &json!({}),
+        )
+        .await?
+        .body;
+    if context.json() {
+        output::print_json(&answer);
+    } else {
+        println!(
+            "version {} of {} is retired: it never runs again (queued runs of it were cancelled)",
+            retire.version, retire.name
         );
     }
     Ok(())

@@ -34,6 +34,11 @@ pub struct ExecutionJob {
     pub environment_revision: Option<i64>,
     /// The `X-Request-Id` of the call that queued it, for the run's logs.
     pub request_id: Option<String>,
+    /// The version was retired after this job was queued: it must not run
+    /// (the executor ends it CANCELLED). Retiring cancels the queued jobs it
+    /// sees; this catches one queued in the same instant, or one given back
+    /// to the queue by a lost worker.
+    pub version_retired: bool,
 }
 
 /// The terminal result of one execution.
@@ -244,10 +249,11 @@ pub async fn claim(
         )
         select c.id, c.function_id, c.version, c.attempt, c.max_attempts, c.lease_token,
                e.input::text as input, f.environment_id, env.revision as environment_revision,
-               e.request_id
+               e.request_id, v.retired_at is not null as version_retired
         from claimed c join executions e on e.id = c.id
         left join functions f on f.id = c.function_id
         left join environments env on env.id = f.environment_id
+        left join function_versions v on v.function_id = c.function_id and v.version = c.version
         cross join durability
         "#,
     )
@@ -635,6 +641,41 @@ pub async fn cancel_queued_of_function(
         "#,
     )
     .bind(function_id)
+    .bind(notify::EXECUTION_FINISHED)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Cancels the queued executions of one version of a function, with
+/// `message` as their error: what retiring a version does to the runs
+/// still waiting for it. Running ones finish.
+pub async fn cancel_queued_of_version(
+    conn: &mut sqlx::PgConnection,
+    function_id: Uuid,
+    version: i32,
+    message: &str,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        r#"
+        with j as (
+            delete from execution_jobs
+            where function_id = $1 and version = $2 and state = 'available'
+            returning id, attempt, worker_id, started_at
+        ), fin as (
+            update executions e
+            set status = 'CANCELLED', finished_at = now(), error_type = 'CANCELLED',
+                error_message = $3,
+                attempts = j.attempt, worker_id = j.worker_id, started_at = j.started_at
+            from j where e.id = j.id
+            returning e.id
+        )
+        select pg_notify($4, fin.id::text) from fin
+        "#,
+    )
+    .bind(function_id)
+    .bind(version)
+    .bind(message)
     .bind(notify::EXECUTION_FINISHED)
     .execute(&mut *conn)
     .await?;
