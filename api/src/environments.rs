@@ -263,7 +263,7 @@ async fn create(
     let key = key(&state)?;
     check_name(&body.name)?;
     check_description(body.description.as_deref())?;
-    let variables = variables::resolve(std::mem::take(&mut body.variables), &BTreeMap::new())?;
+    let resolved = variables::resolve(std::mem::take(&mut body.variables), &BTreeMap::new())?;
     let id = Uuid::now_v7();
     let mut tx = state.db.begin().await?;
     access::check(&mut tx, &mut body.allowed_users, &mut body.allowed_groups).await?;
@@ -276,8 +276,8 @@ async fn create(
     .bind(id)
     .bind(&body.name)
     .bind(&body.description)
-    .bind(key.seal(id, &variables.values))
-    .bind(&variables.secrets)
+    .bind(key.seal(id, &resolved.values))
+    .bind(&resolved.secrets)
     .bind(&body.allowed_users)
     .bind(&body.allowed_groups)
     .execute(&mut *tx)
@@ -292,8 +292,8 @@ async fn create(
         ("environment", id.to_string()),
         json!({
             "name": body.name,
-            "variableNames": variables.values.keys().collect::<Vec<_>>(),
-            "secretNames": variables.secrets,
+            "variableNames": resolved.values.keys().collect::<Vec<_>>(),
+            "secretNames": resolved.secrets,
             "allowedUsers": body.allowed_users,
             "allowedGroups": body.allowed_groups,
         }),
@@ -348,7 +348,7 @@ async fn update(
         check_name(name)?;
     }
     check_description(body.description.as_deref())?;
-    let variables = match body.variables {
+    let resolved = match body.variables {
         Some(sent) => Some(variables::resolve(sent, &row.values(key)?)?),
         None => None,
     };
@@ -356,7 +356,7 @@ async fn update(
     let mut users = body.allowed_users.unwrap_or(row.allowed_users);
     let mut groups = body.allowed_groups.unwrap_or(row.allowed_groups);
     access::check(&mut tx, &mut users, &mut groups).await?;
-    let sealed = variables.as_ref().map(|v| key.seal(row.id, &v.values));
+    let sealed = resolved.as_ref().map(|v| key.seal(row.id, &v.values));
     sqlx::query(
         r#"
         update environments
@@ -374,7 +374,7 @@ async fn update(
     .bind(&sealed)
     .bind(&users)
     .bind(&groups)
-    .bind(variables.as_ref().map(|v| &v.secrets))
+    .bind(resolved.as_ref().map(|v| &v.secrets))
     .execute(&mut *tx)
     .await
     .map_err(error::unique("environments_name_key", || {
@@ -391,8 +391,8 @@ async fn update(
         (target.0, target.1.clone()),
         json!({
             "name": body.name,
-            "variableNames": variables.as_ref().map(|v| v.values.keys().collect::<Vec<_>>()),
-            "secretNames": variables.as_ref().map(|v| &v.secrets),
+            "variableNames": resolved.as_ref().map(|v| v.values.keys().collect::<Vec<_>>()),
+            "secretNames": resolved.as_ref().map(|v| &v.secrets),
         }),
     )
     .await?;

@@ -437,6 +437,30 @@ test('operations and API keys (admin)', { timeout: 120_000 }, async () => {
   });
 });
 
+test('an environment: a secret shows as set, never its value, and saving keeps it', { timeout: 120_000 }, async () => {
+  const secretValue = `s3cret-${RUN}`;
+  const env = await call('POST', '/environments', {
+    name: `env-${RUN}`,
+    variables: { REGION: 'eu', TOKEN: { value: secretValue, secret: true } },
+  });
+  await inBrowser({}, async ({ page }) => {
+    await page.goto(url(`/environments/${env.id}`));
+    await page.getByRole('heading', { level: 1, name: `env-${RUN}` }).waitFor();
+    await page.locator('.var-row[data-secret="set"]').getByText('secret, set').waitFor();
+    assert.ok(!(await page.content()).includes(secretValue), 'the secret value is on the page');
+    assert.equal(await page.getByLabel('Variable 2 is secret').isChecked(), true);
+
+    // Saved with the secret's field left empty: the secret keeps its value.
+    await page.getByRole('button', { name: 'Save changes' }).click();
+    await page.getByRole('status').getByText('Saved.', { exact: false }).waitFor();
+    const saved = await call('GET', `/environments/${env.id}`);
+    assert.deepEqual(saved.secrets, [{ name: 'TOKEN', set: true }]);
+    assert.deepEqual(saved.variables, { REGION: 'eu' });
+    assert.ok(!JSON.stringify(saved).includes(secretValue));
+  });
+  await call('DELETE', `/environments/${env.id}`, undefined, { expect: 204 });
+});
+
 test('a phone-sized screen: no sideways scrolling, and the navigation works', { timeout: 120_000 }, async () => {
   await inBrowser({ viewport: PHONE }, async ({ page }) => {
     await page.goto(url('/functions'));
