@@ -21,10 +21,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use self::variables::{SecretView, VariableInput};
 use crate::auth::{self, Caller};
 use crate::error::{self, Error, Result};
 use crate::extract::{Json, Path};
-use self::variables::{SecretView, VariableInput};
 use crate::{access, audit, AppState};
 
 const MAX_NAME_CHARS: usize = 64;

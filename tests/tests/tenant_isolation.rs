@@ -89,7 +89,12 @@ async fn a_dev_cannot_read_list_or_cancel_their_executions_of_a_function_they_lo
     assert_eq!(restricted.status, StatusCode::OK, "{}", restricted.body);
 
     let read = app
-        .request_with(&alice, Method::GET, &format!("/executions/{execution}"), None)
+        .request_with(
+            &alice,
+            Method::GET,
+            &format!("/executions/{execution}"),
+            None,
+        )
         .await;
     read.problem(StatusCode::NOT_FOUND);
     let cancel = app
@@ -111,7 +116,10 @@ async fn a_dev_cannot_read_list_or_cancel_their_executions_of_a_function_they_lo
         .await;
     listed.problem(StatusCode::NOT_FOUND);
     let as_admin = app.get(&format!("/executions/{execution}")).await;
-    assert_eq!(as_admin.body["status"], "QUEUED", "the refused cancel changed nothing");
+    assert_eq!(
+        as_admin.body["status"], "QUEUED",
+        "the refused cancel changed nothing"
+    );
 
     // Given access again (a group now), the history is hers again.
     let group = app
@@ -138,7 +146,12 @@ async fn a_dev_cannot_read_list_or_cancel_their_executions_of_a_function_they_lo
     )
     .await;
     let again = app
-        .request_with(&alice, Method::GET, &format!("/executions/{execution}"), None)
+        .request_with(
+            &alice,
+            Method::GET,
+            &format!("/executions/{execution}"),
+            None,
+        )
         .await;
     assert_eq!(again.status, StatusCode::OK, "{}", again.body);
     let listed = app
@@ -168,7 +181,12 @@ async fn the_history_of_a_deleted_function_is_readable_by_admins_only(pool: PgPo
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
 
     let as_creator = app
-        .request_with(&alice, Method::GET, &format!("/executions/{execution}"), None)
+        .request_with(
+            &alice,
+            Method::GET,
+            &format!("/executions/{execution}"),
+            None,
+        )
         .await;
     as_creator.problem(StatusCode::NOT_FOUND);
     let as_admin = app.get(&format!("/executions/{execution}")).await;
@@ -223,7 +241,12 @@ async fn devs_run_only_the_active_version_and_versions_that_are_not_deprecated(p
         .await
         .problem(StatusCode::FORBIDDEN);
     let not_deprecated = queue_as(&app, &alice, &function, Some("2.0.0")).await;
-    assert_eq!(not_deprecated.status, StatusCode::ACCEPTED, "{}", not_deprecated.body);
+    assert_eq!(
+        not_deprecated.status,
+        StatusCode::ACCEPTED,
+        "{}",
+        not_deprecated.body
+    );
     assert_eq!(not_deprecated.body["functionVersion"], 2);
     let as_admin = queue_as(&app, &app.client, &function, Some("1")).await;
     assert_eq!(as_admin.status, StatusCode::ACCEPTED, "{}", as_admin.body);
@@ -291,9 +314,15 @@ async fn a_retired_version_never_runs_again_and_its_queued_runs_end_cancelled(po
         );
     }
     let untouched = app
-        .get(&format!("/executions/{}", other.body["id"].as_str().unwrap()))
+        .get(&format!(
+            "/executions/{}",
+            other.body["id"].as_str().unwrap()
+        ))
         .await;
-    assert_eq!(untouched.body["status"], "QUEUED", "other versions' runs stay");
+    assert_eq!(
+        untouched.body["status"], "QUEUED",
+        "other versions' runs stay"
+    );
 
     for refused in [
         queue_as(&app, &app.client, &function, Some("1")).await,
@@ -310,9 +339,7 @@ async fn a_retired_version_never_runs_again_and_its_queued_runs_end_cancelled(po
         assert!(detail.contains("retired"), "{detail}");
         assert_eq!(refused.body["type"], "urn:plat:problem:version-retired");
     }
-    let history = app
-        .get(&format!("/functions/{function}/versions/1"))
-        .await;
+    let history = app.get(&format!("/functions/{function}/versions/1")).await;
     assert_eq!(history.status, StatusCode::OK, "it stays readable");
     assert_eq!(history.body["retired"], true);
     let again = app
@@ -322,7 +349,11 @@ async fn a_retired_version_never_runs_again_and_its_queued_runs_end_cancelled(po
             None,
         )
         .await;
-    assert_eq!(again.status, StatusCode::OK, "retiring twice changes nothing");
+    assert_eq!(
+        again.status,
+        StatusCode::OK,
+        "retiring twice changes nothing"
+    );
     app.request(
         Method::POST,
         &format!("/functions/{function}/versions/3/retire"),
@@ -479,9 +510,7 @@ async fn a_secret_variables_value_is_never_returned_and_every_read_of_values_is_
         .await
         .unwrap();
     let key: plat_common::secrets::SecretsKey = plat_tests::SECRETS_KEY.parse().unwrap();
-    let values = key
-        .open(environment.parse().unwrap(), &stored.0)
-        .unwrap();
+    let values = key.open(environment.parse().unwrap(), &stored.0).unwrap();
     assert_eq!(values.get("TOKEN").map(String::as_str), Some(TOKEN), "kept");
     assert_eq!(values.get("LATER"), None, "still unset");
 
@@ -496,7 +525,9 @@ async fn a_secret_variables_value_is_never_returned_and_every_read_of_values_is_
     assert_eq!(as_reader.body["secrets"], expected_secrets);
 
     let reads = app
-        .get(&format!("/audit?action=environment.read&targetId={environment}"))
+        .get(&format!(
+            "/audit?action=environment.read&targetId={environment}"
+        ))
         .await
         .body;
     let readers: Vec<&str> = reads["items"]
@@ -505,7 +536,11 @@ async fn a_secret_variables_value_is_never_returned_and_every_read_of_values_is_
         .iter()
         .map(|entry| entry["actorEmail"].as_str().unwrap())
         .collect();
-    assert_eq!(readers, ["reader@example.com", "admin@localhost"], "{reads}");
+    assert_eq!(
+        readers,
+        ["reader@example.com", "admin@localhost"],
+        "{reads}"
+    );
     assert_eq!(
         reads["items"][0]["details"]["variableNames"],
         json!(["REGION"])
@@ -546,7 +581,9 @@ async fn a_secret_variable_reaches_runs_and_keeps_its_value_through_an_update(po
         )
         .await;
     let environment = created.body["id"].as_str().unwrap().to_owned();
-    let function = app.create_function("env-reader", ENV_READER, json!({})).await;
+    let function = app
+        .create_function("env-reader", ENV_READER, json!({}))
+        .await;
     put(
         &app,
         &format!("/functions/{function}"),

@@ -144,7 +144,10 @@ mod tests {
         )
         .unwrap();
 
-        assert_eq!(resolved.values.get("TOKEN").map(String::as_str), Some("old"));
+        assert_eq!(
+            resolved.values.get("TOKEN").map(String::as_str),
+            Some("old")
+        );
         assert_eq!(resolved.values.get("NEW"), None, "unset");
         assert_eq!(resolved.secrets, ["NEW", "TOKEN"]);
         let shown = show(resolved.values, &resolved.secrets, true);
