@@ -279,8 +279,17 @@ async function functionPage({ id }) {
         button.addEventListener('click', act(button, call));
         buttons.push(button);
       };
-      if (v.status === 'READY' && !v.active) {
+      if (v.status === 'READY' && !v.active && !v.retired) {
         add('Roll back', 'secondary', () => api(`${path}/rollback`, { method: 'POST', body: { version: v.version } }));
+      }
+      // Retiring is for good: the version never runs again, its queued runs
+      // are cancelled (docs/versions-and-discovery.md).
+      if (!v.active && !v.retired && (v.status === 'READY' || v.status === 'FAILED')) {
+        add('Retire', 'danger', () =>
+          window.confirm(`Retire version ${v.semver} for good? It never runs again, its queued runs are cancelled, and it cannot be rolled back to.`)
+            ? api(`${path}/versions/${v.version}/retire`, { method: 'POST' })
+            : null,
+        );
       }
       if (v.deprecated) {
         add('Undeprecate', 'secondary', () => api(`${path}/versions/${v.version}/deprecation`, { method: 'DELETE' }));
@@ -345,7 +354,7 @@ async function functionPage({ id }) {
                   h('td', {}, badge(v.status)),
                   h('td', { class: 'nowrap' }, when(v.createdAt)),
                   h('td', { class: 'nowrap' }, v.compileDurationMs !== null ? ms(v.compileDurationMs) : '—'),
-                  h('td', {}, v.deprecated ? [badge('DEPRECATED'), ' ', h('span', { class: 'muted' }, v.deprecationMessage || '')] : ''),
+                  h('td', {}, v.retired ? badge('RETIRED') : v.deprecated ? [badge('DEPRECATED'), ' ', h('span', { class: 'muted' }, v.deprecationMessage || '')] : ''),
                   isAdmin() ? actions(v) : h('td', {}, sourceButton(v)),
                 ),
               ),
