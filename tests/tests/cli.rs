@@ -521,3 +521,39 @@ async fn runs_are_followed_logged_deprecated_and_the_function_removed(pool: PgPo
     assert_eq!(gone.code, 1, "{gone}");
     assert!(gone.stderr.contains("no function named"), "{gone}");
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn plat_retire_retires_a_version_for_good_and_invoking_it_is_refused(pool: PgPool) {
+    // Arrange: a TypeScript function with versions 0.1.0 and 0.1.1 (active).
+    let app = TestApp::spawn(pool).await;
+    let plat = Plat::new(&app.base_url, Some(ADMIN_KEY));
+    let id = app
+        .ready_function_in(
+            "typescript",
+            "aging",
+            "export default () => 1;\n",
+            serde_json::json!({}),
+        )
+        .await;
+    app.request(
+        reqwest::Method::PUT,
+        "/functions/aging",
+        Some(serde_json::json!({ "source": "export default () => 2;\n" })),
+    )
+    .await;
+    app.wait_for_build(&id, 2).await;
+
+    let retired = plat.run(&["retire", "aging", "0.1.0"]).await;
+
+    retired.assert_success();
+    assert!(retired.stdout.contains("retired"), "{retired}");
+    let versions = plat.run(&["versions", "aging"]).await;
+    versions.assert_success();
+    assert!(versions.stdout.contains("RETIRED"), "{versions}");
+    let refused = plat.run(&["invoke", "aging", "--version", "0.1.0"]).await;
+    assert_ne!(refused.code, 0, "{refused}");
+    assert!(refused.stderr.contains("retired"), "{refused}");
+    let active = plat.run(&["retire", "aging", "0.1.1"]).await;
+    assert_ne!(active.code, 0, "{active}");
+    assert!(active.stderr.contains("active version"), "{active}");
+}
