@@ -537,6 +537,9 @@ async fn list(
             STATUSES.join(", ")
         )));
     }
+    // The function's access rule, read now: a DEV who lost access to the
+    // function gets 404 here, so the listing itself needs only the creator
+    // filter and keeps its plans (see `listing_query`).
     let function = functions::find(&state.db, &caller, &FunctionKey::parse(key), false).await?;
     let rows: Vec<ExecutionView> = sqlx::query_as(&listing_query(params.status.as_deref()))
         .bind(function.id)
