@@ -61,22 +61,30 @@ async fn plat_up_runs_each_component_as_its_own_role_on_a_cluster_that_wants_a_p
         .expect("start plat up");
     let stdout = child.stdout.take().unwrap();
     let running = Running(child);
-    // It prints the welcome once every component has connected.
-    let welcome = tokio::task::spawn_blocking(move || {
+    // It prints the welcome once every component has connected. The rest
+    // of its output is read to the end: a closed pipe would make its last
+    // lines ("stopping PostgreSQL") fail.
+    let (told, welcomed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
         let mut seen = String::new();
-        for line in BufReader::new(stdout).lines() {
-            let line = line.unwrap();
+        let mut told = Some(told);
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             seen.push_str(&line);
             seen.push('\n');
             if line.starts_with("Plat is running at") {
-                return Ok(seen);
+                if let Some(told) = told.take() {
+                    let _ = told.send(Ok(seen.clone()));
+                }
             }
         }
-        Err(seen)
-    })
-    .await
-    .unwrap()
-    .unwrap_or_else(|output| panic!("plat up ended before running:\n{output}"));
+        if let Some(told) = told {
+            let _ = told.send(Err(seen));
+        }
+    });
+    let welcome = tokio::task::spawn_blocking(move || welcomed.recv().unwrap())
+        .await
+        .unwrap()
+        .unwrap_or_else(|output| panic!("plat up ended before running:\n{output}"));
 
     // Act
     let password = secret(&data, "postgres-password");
