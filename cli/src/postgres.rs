@@ -230,9 +230,8 @@ impl LocalPostgres {
         let _ = std::fs::remove_file(&pwfile);
         write_private(&pwfile, &self.password)?;
         if let Some(owner) = &self.owner {
-            std::os::unix::fs::chown(&pwfile, Some(owner.uid), Some(owner.gid)).map_err(io(
-                format!("giving {} to {}", pwfile.display(), owner.name),
-            ))?;
+            std::os::unix::fs::chown(&pwfile, Some(owner.uid), Some(owner.gid))
+                .map_err(io(format!("giving {} to {}", pwfile.display(), owner.name)))?;
         }
         let mut pwfile_arg = OsString::from("--pwfile=");
         pwfile_arg.push(&pwfile);
@@ -242,11 +241,15 @@ impl LocalPostgres {
         // makes initdb fail); Plat compares names byte-wise anyway.
         let created = self.run(
             "initdb",
-            ["-D".as_ref(), dir, "-U".as_ref(), SUPERUSER.as_ref(), pwfile_arg.as_os_str()]
-                .into_iter()
-                .chain(
-                    ["--auth=scram-sha-256", "-E", "UTF8", "--no-locale"].map(AsRef::as_ref),
-                ),
+            [
+                "-D".as_ref(),
+                dir,
+                "-U".as_ref(),
+                SUPERUSER.as_ref(),
+                pwfile_arg.as_os_str(),
+            ]
+            .into_iter()
+            .chain(["--auth=scram-sha-256", "-E", "UTF8", "--no-locale"].map(AsRef::as_ref)),
         );
         let _ = std::fs::remove_file(&pwfile);
         created.map(drop)
@@ -297,10 +300,10 @@ impl LocalPostgres {
             });
         }
         let hba = self.options.data_dir.join("pg_hba.conf");
-        let text = std::fs::read_to_string(&hba).map_err(io(format!("reading {}", hba.display())))?;
+        let text =
+            std::fs::read_to_string(&hba).map_err(io(format!("reading {}", hba.display())))?;
         // Rewritten in place, so the file keeps its owner and mode.
-        std::fs::write(&hba, without_trust(&text))
-            .map_err(io(format!("writing {}", hba.display())))
+        std::fs::write(&hba, without_trust(&text)).map_err(io(format!("writing {}", hba.display())))
     }
 
     fn start_server(&self) -> Result<(), PostgresError> {
@@ -321,10 +324,7 @@ impl LocalPostgres {
             ("unix_socket_directories".to_owned(), socket_dir),
             // SCRAM for the passwords we set (PostgreSQL 13 stored md5,
             // which pg_hba.conf's scram-sha-256 would refuse).
-            (
-                "password_encryption".to_owned(),
-                "scram-sha-256".to_owned(),
-            ),
+            ("password_encryption".to_owned(), "scram-sha-256".to_owned()),
         ];
         settings.extend(self.options.settings.iter().cloned());
         // pg_ctl hands `-o` to `/bin/sh -c "exec postgres …"`, so each
@@ -1044,13 +1044,19 @@ mod tests {
         assert!(!refusal(&without).await.is_empty());
         assert_ne!(refusal(&without).await, "connected");
         assert_eq!(refusal(&wrong).await, INVALID_PASSWORD);
-        assert_eq!(refusal(&socket_url(&cluster.0, &wrong)).await, INVALID_PASSWORD);
+        assert_eq!(
+            refusal(&socket_url(&cluster.0, &wrong)).await,
+            INVALID_PASSWORD
+        );
         assert_eq!(refusal(&with).await, "connected");
         assert_eq!(refusal(&socket_url(&cluster.0, &with)).await, "connected");
         let file = std::fs::metadata(cluster.0.password_file()).unwrap();
         assert_eq!(file.mode() & 0o777, 0o600);
         let hba = std::fs::read_to_string(options.data_dir.join("pg_hba.conf")).unwrap();
-        assert!(!hba.lines().any(|line| method(line) == Some("trust")), "{hba}");
+        assert!(
+            !hba.lines().any(|line| method(line) == Some("trust")),
+            "{hba}"
+        );
     }
 
     /// A cluster as Plat made it before passwords: `initdb --auth=trust`.
@@ -1102,16 +1108,25 @@ mod tests {
                 .unwrap()
                 .unwrap_err()
         };
-        assert!(matches!(refused, PostgresError::TrustWhileRunning(_)), "{refused}");
+        assert!(
+            matches!(refused, PostgresError::TrustWhileRunning(_)),
+            "{refused}"
+        );
         drop(running);
 
         // Act: the next start, stopped.
         let cluster = start(&options).await;
 
         // Assert
-        assert_ne!(refusal(&cluster.0.display_url("postgres")).await, "connected");
+        assert_ne!(
+            refusal(&cluster.0.display_url("postgres")).await,
+            "connected"
+        );
         let wrong = cluster.0.url_as(SUPERUSER, "guessed", "postgres");
-        assert_eq!(refusal(&socket_url(&cluster.0, &wrong)).await, INVALID_PASSWORD);
+        assert_eq!(
+            refusal(&socket_url(&cluster.0, &wrong)).await,
+            INVALID_PASSWORD
+        );
         let pool = plat_common::db::connect(&cluster.0.url("postgres"), 1)
             .await
             .unwrap();

@@ -89,7 +89,11 @@ pub async fn create_login(
 /// `password` and belong to its group, whatever it was before. Not for
 /// concurrent callers: PostgreSQL refuses two `alter role` of one role at
 /// once.
-pub async fn set_password(db: &PgPool, role: ServiceRole, password: &str) -> Result<(), sqlx::Error> {
+pub async fn set_password(
+    db: &PgPool,
+    role: ServiceRole,
+    password: &str,
+) -> Result<(), sqlx::Error> {
     create_login(db, role, Some(password)).await?;
     let (alter, grant): (String, String) = sqlx::query_as(
         "select format('alter role %I login password %L', $1, $2), format('grant %I to %I', $3, $1)",

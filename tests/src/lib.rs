@@ -6,12 +6,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use plat_common::roles::ServiceRole;
 use plat_worker_compiler::compile::Toolchains;
 use plat_worker_compiler::CompilerConfig;
 use plat_worker_executor::ExecutorConfig;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use plat_common::roles::ServiceRole;
 use sqlx::postgres::{PgConnectOptions, PgListener};
 use sqlx::PgPool;
 use tokio::net::TcpListener;

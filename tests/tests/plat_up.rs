@@ -39,7 +39,10 @@ fn secret(data: &Path, name: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plat_up_runs_each_component_as_its_own_role_on_a_cluster_that_wants_a_password() {
-    let folder = tempfile::Builder::new().prefix("plat-up-").tempdir().unwrap();
+    let folder = tempfile::Builder::new()
+        .prefix("plat-up-")
+        .tempdir()
+        .unwrap();
     // When we are root the cluster runs as an unprivileged user, who must
     // be able to enter the folder.
     std::fs::set_permissions(folder.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -52,7 +55,10 @@ async fn plat_up_runs_each_component_as_its_own_role_on_a_cluster_that_wants_a_p
         .env("PLAT_PG_PORT", pg_port.to_string())
         .env("PLAT_LISTEN", format!("127.0.0.1:{api_port}"))
         // The tests' prepared toolchains, not a fresh build of serde.
-        .env("PLAT_CACHE_DIR", module_cache_dir().with_file_name("plat-test-cache"))
+        .env(
+            "PLAT_CACHE_DIR",
+            module_cache_dir().with_file_name("plat-test-cache"),
+        )
         .env("PLAT_MODULE_CACHE_DIR", module_cache_dir())
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())

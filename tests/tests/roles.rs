@@ -55,7 +55,10 @@ async fn the_compiler_cannot_read_users_keys_sessions_environments_or_inputs(poo
         );
     }
     // What it does need stays readable.
-    assert_eq!(sqlstate(&mut compiler, "select id, state from compile_jobs").await, None);
+    assert_eq!(
+        sqlstate(&mut compiler, "select id, state from compile_jobs").await,
+        None
+    );
     assert_eq!(
         sqlstate(&mut compiler, "select source from function_versions").await,
         None
