@@ -135,13 +135,13 @@ async fn every_component_of_the_test_app_connects_as_its_own_role(pool: PgPool) 
     .await
     .unwrap();
 
-    // The test's own pool (its superuser) is the only other user.
+    // Besides them, only the test's own pool (its superuser) is connected.
     let superuser = pool.connect_options().get_username().to_owned();
-    let mut expected: Vec<String> = ServiceRole::ALL
+    let services: Vec<&str> = users
         .iter()
-        .map(|role| role.login().to_owned())
+        .map(String::as_str)
+        .filter(|user| *user != superuser)
         .collect();
-    expected.retain(|login| *login != superuser);
-    let others: Vec<&String> = users.iter().filter(|user| **user != superuser).collect();
-    assert_eq!(others, expected.iter().collect::<Vec<_>>());
+    let expected: Vec<&str> = ServiceRole::ALL.iter().map(|role| role.login()).collect();
+    assert_eq!(services, expected);
 }
