@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use plat_api::ApiConfig;
+use plat_common::roles::ServiceRole;
 use plat_common::secrets::SecretsKey;
 use plat_worker_compiler::CompilerConfig;
 use plat_worker_executor::ExecutorConfig;
@@ -88,11 +89,42 @@ struct Up {
     #[command(flatten)]
     database: Database,
     #[command(flatten)]
+    service_urls: ServiceUrls,
+    #[command(flatten)]
     api: ApiConfig,
     #[command(flatten)]
     compiler: CompilerConfig,
     #[command(flatten)]
     executor: ExecutorConfig,
+}
+
+/// How each component connects. With Plat's own cluster, `plat up` makes a
+/// login role per service (members of the roles the migrations grant to,
+/// docs/security.md "Database roles") with passwords kept in the data
+/// folder, and these are ignored. With `DATABASE_URL`, that URL applies the
+/// migrations, and each component uses its own URL when given, else
+/// `DATABASE_URL` too.
+#[derive(Debug, Args)]
+struct ServiceUrls {
+    /// The API's connection string (a member of `plat_api`).
+    #[arg(long, env = "PLAT_API_DATABASE_URL")]
+    api_database_url: Option<String>,
+    /// The compiler's connection string (a member of `plat_compiler`).
+    #[arg(long, env = "PLAT_COMPILER_DATABASE_URL")]
+    compiler_database_url: Option<String>,
+    /// The executor's connection string (a member of `plat_executor`).
+    #[arg(long, env = "PLAT_EXECUTOR_DATABASE_URL")]
+    executor_database_url: Option<String>,
+}
+
+impl ServiceUrls {
+    fn given(&self, role: ServiceRole) -> Option<&String> {
+        match role {
+            ServiceRole::Api => self.api_database_url.as_ref(),
+            ServiceRole::Compiler => self.compiler_database_url.as_ref(),
+            ServiceRole::Executor => self.executor_database_url.as_ref(),
+        }
+    }
 }
 
 /// The local cluster's database.
@@ -113,16 +145,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             migrated?;
-            println!("migrations applied to {url}");
+            println!("migrations applied to {}", without_password(&url));
             Ok(())
         }
     }
 }
 
 async fn migrate(url: &str) -> anyhow::Result<()> {
-    let pool = plat_common::db::connect(url, 2)
-        .await
-        .with_context(|| format!("connecting to {url}"))?;
+    let pool = connect(url, 2).await?;
     plat_common::db::migrate(&pool)
         .await
         .context("applying migrations")?;
@@ -156,6 +186,10 @@ impl Database {
             );
         }
         println!("PostgreSQL log: {}", cluster.log_file().display());
+        println!(
+            "PostgreSQL superuser `postgres`, password in {}",
+            cluster.password_file().display()
+        );
         if let Err(error) = create_database(&cluster.url("postgres")).await {
             if !cluster.was_running() {
                 stop(cluster).await?;
@@ -169,9 +203,7 @@ impl Database {
 /// Creates [`DATABASE`] unless it exists (`create database` has no
 /// `if not exists`).
 async fn create_database(admin_url: &str) -> anyhow::Result<()> {
-    let admin = plat_common::db::connect(admin_url, 1)
-        .await
-        .with_context(|| format!("connecting to {admin_url}"))?;
+    let admin = connect(admin_url, 1).await?;
     let exists: bool =
         sqlx::query_scalar("select exists (select from pg_database where datname = $1)")
             .bind(DATABASE)
@@ -238,7 +270,10 @@ async fn run_up(mut up: Up) -> anyhow::Result<()> {
         key: admin_key.expose().to_owned(),
         password: admin_password.expose().to_owned(),
     };
-    let result = serve(&url, up, &admin).await;
+    let result = match service_urls(&url, cluster.as_ref(), &up).await {
+        Ok(urls) => serve(&urls, up, &admin).await,
+        Err(error) => Err(error),
+    };
     if let Some(cluster) = cluster {
         println!("stopping PostgreSQL");
         stop(cluster).await?;
@@ -270,15 +305,89 @@ struct Admin {
     password: String,
 }
 
-async fn serve(url: &str, up: Up, admin: &Admin) -> anyhow::Result<()> {
-    // The API and both workers share one pool; the workers need a few
-    // connections each (claims, heartbeats, LISTEN).
-    let pool = plat_common::db::connect(url, up.api.db_max_connections + 8)
-        .await
-        .with_context(|| format!("connecting to {url}"))?;
+/// Where each component connects, as its own role.
+struct Urls {
+    /// The owner's (the superuser's, with our own cluster), for migrations.
+    owner: String,
+    api: String,
+    compiler: String,
+    executor: String,
+}
+
+/// Applies the migrations as the owner (they create the service roles),
+/// then picks each component's URL: with our own cluster, a login role per
+/// service whose password `plat up` generates into the data folder
+/// (`api-db-password`, ...) and sets on every start; otherwise the URLs
+/// given, else the owner's.
+async fn service_urls(
+    owner: &str,
+    cluster: Option<&LocalPostgres>,
+    up: &Up,
+) -> anyhow::Result<Urls> {
+    let pool = connect(owner, 2).await?;
     plat_common::db::migrate(&pool)
         .await
         .context("applying migrations")?;
+    let mut urls = Vec::with_capacity(ServiceRole::ALL.len());
+    for role in ServiceRole::ALL {
+        let url = match (cluster, up.service_urls.given(role)) {
+            (Some(cluster), _) => {
+                let file = up
+                    .database
+                    .data_dir
+                    .join(format!("{}-db-password", role.name()));
+                let password = local_secret(&file, plat_api::new_password)?;
+                plat_common::roles::set_password(&pool, role, &password)
+                    .await
+                    .with_context(|| format!("setting up the {} login role", role.login()))?;
+                cluster.url_as(role.login(), &password, DATABASE)
+            }
+            (None, Some(url)) => url.clone(),
+            (None, None) => {
+                tracing::warn!(
+                    component = role.name(),
+                    "connecting as DATABASE_URL's user; give it a role of its own with PLAT_{}_DATABASE_URL (docs/security.md, \"Database roles\")",
+                    role.name().to_uppercase()
+                );
+                owner.to_owned()
+            }
+        };
+        urls.push(url);
+    }
+    pool.close().await;
+    let [api, compiler, executor] = <[String; 3]>::try_from(urls).expect("one URL per role");
+    Ok(Urls {
+        owner: owner.to_owned(),
+        api,
+        compiler,
+        executor,
+    })
+}
+
+async fn connect(url: &str, max_connections: u32) -> anyhow::Result<sqlx::PgPool> {
+    plat_common::db::connect(url, max_connections)
+        .await
+        .with_context(|| format!("connecting to {}", without_password(url)))
+}
+
+/// `url` with its password (if any) left out, to print.
+fn without_password(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+async fn serve(urls: &Urls, up: Up, admin: &Admin) -> anyhow::Result<()> {
+    // One pool per component, each as its own role, sized like the
+    // binaries' (the workers need a few connections: claims, heartbeats,
+    // LISTEN).
+    let api_pool = connect(&urls.api, up.api.db_max_connections).await?;
+    let compiler_pool = connect(&urls.compiler, 4).await?;
+    let executor_pool = connect(&urls.executor, 8).await?;
     // Bound here rather than in `plat_api::serve` so a taken port fails
     // before we claim to be running.
     let listen = up.api.listen;
@@ -290,17 +399,17 @@ async fn serve(url: &str, up: Up, admin: &Admin) -> anyhow::Result<()> {
     let mut components = tokio::task::JoinSet::new();
     components.spawn(named(
         "API",
-        plat_api::serve_on(listener, pool.clone(), up.api, shutdown.clone()),
+        plat_api::serve_on(listener, api_pool, up.api, shutdown.clone()),
     ));
     components.spawn(named(
         "compiler worker",
-        plat_worker_compiler::run(pool.clone(), up.compiler, shutdown.clone()),
+        plat_worker_compiler::run(compiler_pool, up.compiler, shutdown.clone()),
     ));
     components.spawn(named(
         "executor worker",
-        plat_worker_executor::run(pool, up.executor, shutdown.clone()),
+        plat_worker_executor::run(executor_pool, up.executor, shutdown.clone()),
     ));
-    print_welcome(listen, url, admin);
+    print_welcome(listen, &without_password(&urls.owner), admin);
 
     // The first component to stop (an error, or the shutdown signal) stops
     // the others; the first error is the result.

@@ -4,7 +4,11 @@
 //! It uses the system's PostgreSQL binaries (`initdb`, `pg_ctl`) on a data
 //! folder that survives restarts, listening on 127.0.0.1 only and on a unix
 //! socket inside the folder; the server log is a sibling file
-//! (`.plat/postgres` logs to `.plat/postgres.log`). PostgreSQL refuses to
+//! (`.plat/postgres` logs to `.plat/postgres.log`). Every connection, TCP
+//! or socket, needs the superuser's password (SCRAM), generated at the
+//! first start and kept next to the folder, readable by its owner only
+//! (`.plat/postgres-password`): with `trust`, any local user could have
+//! connected as the superuser. PostgreSQL refuses to
 //! run as root, so when we are root the folder belongs to an unprivileged
 //! user (`postgres`, else `nobody`) and the binaries run as that user.
 //!
@@ -40,6 +44,8 @@ pub enum PostgresError {
     NoUnprivilegedUser,
     #[error("PostgreSQL runs as `{user}` (it refuses root), but `{user}` cannot enter {}: make it traversable (`chmod o+x {}`) or choose a --data-dir elsewhere (e.g. under /var/lib or /tmp)", .path.display(), .path.display())]
     NotTraversable { user: String, path: PathBuf },
+    #[error("the PostgreSQL cluster in {} was made by an older Plat that let any local user connect as its superuser without a password, and it is running: stop it (`pg_ctl stop -D {}`, as the user that owns it) and start Plat again, which gives it a password and turns that off", .0.display(), .0.display())]
+    TrustWhileRunning(PathBuf),
 }
 
 /// Where and how to run the cluster.
@@ -78,6 +84,8 @@ pub struct LocalPostgres {
     bin: PathBuf,
     owner: Option<Owner>,
     log: PathBuf,
+    /// The superuser's password (base64url: no quoting needed in a URL or SQL).
+    password: String,
     was_running: bool,
 }
 
@@ -108,6 +116,7 @@ impl LocalPostgres {
         };
         let mut cluster = Self {
             log: log_file(&options.data_dir),
+            password: superuser_password(&password_file(&options.data_dir))?,
             options,
             bin,
             owner,
@@ -115,16 +124,12 @@ impl LocalPostgres {
         };
         cluster.prepare_folder()?;
         if !cluster.options.data_dir.join("PG_VERSION").exists() {
-            let dir = cluster.options.data_dir.as_os_str();
-            // `--no-locale`: the server must not depend on which locales the
-            // machine happens to have generated (a `LANG` naming a missing one
-            // makes initdb fail); Plat compares names byte-wise anyway.
-            cluster.run(
-                "initdb",
-                ["-D".as_ref(), dir, "-U".as_ref(), SUPERUSER.as_ref()]
-                    .into_iter()
-                    .chain(["--auth=trust", "-E", "UTF8", "--no-locale"].map(AsRef::as_ref)),
-            )?;
+            cluster.init()?;
+        } else if trusts_anyone(&cluster.options.data_dir)? {
+            if cluster.is_running() {
+                return Err(PostgresError::TrustWhileRunning(cluster.options.data_dir));
+            }
+            cluster.require_password()?;
         }
         if cluster.is_running() {
             // Left running by a `plat up` that crashed (or still running for
@@ -146,12 +151,33 @@ impl LocalPostgres {
         Ok(cluster)
     }
 
-    /// `postgres://postgres@127.0.0.1:PORT/DATABASE`.
+    /// `postgres://postgres:PASSWORD@127.0.0.1:PORT/DATABASE`.
     pub fn url(&self, database: &str) -> String {
+        format!(
+            "postgres://{SUPERUSER}:{}@127.0.0.1:{}/{database}",
+            self.password, self.options.port
+        )
+    }
+
+    /// [`url`](Self::url) without the password, to show.
+    pub fn display_url(&self, database: &str) -> String {
         format!(
             "postgres://{SUPERUSER}@127.0.0.1:{}/{database}",
             self.options.port
         )
+    }
+
+    /// A URL for another user of this cluster, e.g. a service's login role.
+    pub fn url_as(&self, user: &str, password: &str, database: &str) -> String {
+        format!(
+            "postgres://{user}:{password}@127.0.0.1:{}/{database}",
+            self.options.port
+        )
+    }
+
+    /// The file holding the superuser's password (mode 0600).
+    pub fn password_file(&self) -> PathBuf {
+        password_file(&self.options.data_dir)
     }
 
     /// The server's log file, next to its folder.
@@ -195,6 +221,91 @@ impl LocalPostgres {
         self.start_server()
     }
 
+    /// Creates the cluster, its superuser with our password, and password
+    /// authentication (SCRAM) for every connection.
+    fn init(&self) -> Result<(), PostgresError> {
+        // initdb reads the password from a file; when we are root it runs as
+        // the owner, who cannot read ours: it gets a copy of its own.
+        let pwfile = sibling(&self.options.data_dir, "-initdb-password");
+        let _ = std::fs::remove_file(&pwfile);
+        write_private(&pwfile, &self.password)?;
+        if let Some(owner) = &self.owner {
+            std::os::unix::fs::chown(&pwfile, Some(owner.uid), Some(owner.gid))
+                .map_err(io(format!("giving {} to {}", pwfile.display(), owner.name)))?;
+        }
+        let mut pwfile_arg = OsString::from("--pwfile=");
+        pwfile_arg.push(&pwfile);
+        let dir = self.options.data_dir.as_os_str();
+        // `--no-locale`: the server must not depend on which locales the
+        // machine happens to have generated (a `LANG` naming a missing one
+        // makes initdb fail); Plat compares names byte-wise anyway.
+        let created = self.run(
+            "initdb",
+            [
+                "-D".as_ref(),
+                dir,
+                "-U".as_ref(),
+                SUPERUSER.as_ref(),
+                pwfile_arg.as_os_str(),
+            ]
+            .into_iter()
+            .chain(["--auth=scram-sha-256", "-E", "UTF8", "--no-locale"].map(AsRef::as_ref)),
+        );
+        let _ = std::fs::remove_file(&pwfile);
+        created.map(drop)
+    }
+
+    /// Turns a cluster made by an older Plat (`trust`) into one that asks
+    /// for the password: sets it in single-user mode (the server is not
+    /// running, and no connection could authenticate yet), then rewrites
+    /// pg_hba.conf. The order matters: a crash in between leaves a cluster
+    /// that still trusts, and the next start does it again.
+    fn require_password(&self) -> Result<(), PostgresError> {
+        tracing::warn!(
+            folder = %self.options.data_dir.display(),
+            "this PostgreSQL cluster let any local user in as its superuser (trust); it now requires the password in {}",
+            self.password_file().display()
+        );
+        let mut command = self.command("postgres");
+        command
+            .args(["--single", "-c", "password_encryption=scram-sha-256", "-D"])
+            .arg(&self.options.data_dir)
+            .arg("postgres")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = command
+            .spawn()
+            .map_err(io("running postgres --single".to_owned()))?;
+        {
+            use std::io::Write as _;
+            let mut stdin = child.stdin.take().expect("stdin is piped");
+            writeln!(
+                stdin,
+                "alter role {SUPERUSER} password '{}';",
+                self.password
+            )
+            .map_err(io("writing to postgres --single".to_owned()))?;
+        }
+        let output = child
+            .wait_with_output()
+            .map_err(io("running postgres --single".to_owned()))?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        // Single-user mode reports a failed statement on stderr and still
+        // exits 0.
+        if !output.status.success() || stderr.contains("ERROR") {
+            return Err(PostgresError::CommandFailed {
+                command: "postgres --single (setting the superuser's password)".to_owned(),
+                output: stderr.trim().to_owned(),
+            });
+        }
+        let hba = self.options.data_dir.join("pg_hba.conf");
+        let text =
+            std::fs::read_to_string(&hba).map_err(io(format!("reading {}", hba.display())))?;
+        // Rewritten in place, so the file keeps its owner and mode.
+        std::fs::write(&hba, without_trust(&text)).map_err(io(format!("writing {}", hba.display())))
+    }
+
     fn start_server(&self) -> Result<(), PostgresError> {
         let dir = &self.options.data_dir;
         let socket_dir = match socket_directory(dir, self.options.port) {
@@ -211,6 +322,9 @@ impl LocalPostgres {
             ("listen_addresses".to_owned(), "127.0.0.1".to_owned()),
             ("port".to_owned(), self.options.port.to_string()),
             ("unix_socket_directories".to_owned(), socket_dir),
+            // SCRAM for the passwords we set (PostgreSQL 13 stored md5,
+            // which pg_hba.conf's scram-sha-256 would refuse).
+            ("password_encryption".to_owned(), "scram-sha-256".to_owned()),
         ];
         settings.extend(self.options.settings.iter().cloned());
         // pg_ctl hands `-o` to `/bin/sh -c "exec postgres …"`, so each
@@ -358,11 +472,103 @@ fn io(context: String) -> impl FnOnce(std::io::Error) -> PostgresError {
 
 /// `.plat/postgres` → `.plat/postgres.log`.
 fn log_file(data_dir: &Path) -> PathBuf {
+    sibling(data_dir, ".log")
+}
+
+/// `.plat/postgres` → `.plat/postgres<suffix>`.
+fn sibling(data_dir: &Path, suffix: &str) -> PathBuf {
     let mut name = data_dir
         .file_name()
         .map_or_else(|| OsString::from("postgres"), OsString::from);
-    name.push(".log");
+    name.push(suffix);
     data_dir.with_file_name(name)
+}
+
+/// `.plat/postgres` → `.plat/postgres-password`.
+fn password_file(data_dir: &Path) -> PathBuf {
+    sibling(data_dir, "-password")
+}
+
+/// The superuser's password from `path`, made (mode 0600) on first use.
+fn superuser_password(path: &Path) -> Result<String, PostgresError> {
+    match std::fs::read_to_string(path) {
+        Ok(password) => {
+            let password = password.trim().to_owned();
+            // It goes into a URL and a SQL literal unquoted: only what we
+            // generate is accepted.
+            if password.is_empty()
+                || !password
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(PostgresError::Io {
+                    context: format!("reading {}", path.display()),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "the password must be letters, digits, `-` and `_` (delete the file to generate one, if the cluster was never started with it)",
+                    ),
+                });
+            }
+            Ok(password)
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(io(format!("creating {}", parent.display())))?;
+            }
+            let password = plat_api::new_password();
+            write_private(path, &password)?;
+            Ok(password)
+        }
+        Err(error) => Err(PostgresError::Io {
+            context: format!("reading {}", path.display()),
+            source: error,
+        }),
+    }
+}
+
+/// Writes a new file only its owner can read (0600 from the start).
+fn write_private(path: &Path, text: &str) -> Result<(), PostgresError> {
+    use std::io::Write as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut file| writeln!(file, "{text}"))
+        .map_err(io(format!("writing {}", path.display())))
+}
+
+/// Whether pg_hba.conf lets anyone in without a password (`trust`, as
+/// older Plat versions made it).
+fn trusts_anyone(data_dir: &Path) -> Result<bool, PostgresError> {
+    let hba = data_dir.join("pg_hba.conf");
+    let text = std::fs::read_to_string(&hba).map_err(io(format!("reading {}", hba.display())))?;
+    Ok(text.lines().any(|line| method(line) == Some("trust")))
+}
+
+/// The authentication method of a pg_hba.conf rule: its last field.
+fn method(line: &str) -> Option<&str> {
+    let rule = line.split('#').next().unwrap_or_default();
+    rule.split_whitespace().last()
+}
+
+/// pg_hba.conf with every `trust` rule asking for a SCRAM password instead.
+fn without_trust(text: &str) -> String {
+    let mut rewritten = String::with_capacity(text.len() + 64);
+    for line in text.lines() {
+        let rule = line.split('#').next().unwrap_or_default();
+        match (method(line), rule.rfind("trust")) {
+            (Some("trust"), Some(at)) => {
+                rewritten.push_str(&line[..at]);
+                rewritten.push_str("scram-sha-256");
+                rewritten.push_str(&line[at + "trust".len()..]);
+            }
+            _ => rewritten.push_str(line),
+        }
+        rewritten.push('\n');
+    }
+    rewritten
 }
 
 /// The folder for the unix socket: the cluster's own, unless the socket's
@@ -570,7 +776,7 @@ mod tests {
     }
 
     #[test]
-    fn the_url_names_the_superuser_port_and_database() {
+    fn the_url_names_the_superuser_its_password_port_and_database() {
         let cluster = LocalPostgres {
             options: Options {
                 data_dir: PathBuf::from("/x/postgres"),
@@ -580,12 +786,17 @@ mod tests {
             bin: PathBuf::from("/bin"),
             owner: None,
             log: PathBuf::from("/x/postgres.log"),
+            password: "s3cret".to_owned(),
             was_running: false,
         };
 
         let url = cluster.url("plat");
 
-        assert_eq!(url, "postgres://postgres@127.0.0.1:54329/plat");
+        assert_eq!(url, "postgres://postgres:s3cret@127.0.0.1:54329/plat");
+        assert_eq!(
+            cluster.display_url("plat"),
+            "postgres://postgres@127.0.0.1:54329/plat"
+        );
     }
 
     #[test]
@@ -792,5 +1003,155 @@ mod tests {
         assert_eq!(kept, 42);
         assert!(!second.0.was_running());
         assert!(log_file(&options.data_dir).is_file());
+    }
+
+    /// The SQLSTATE (or the client's message) of a failed connection.
+    async fn refusal(url: &str) -> String {
+        match plat_common::db::connect(url, 1).await {
+            Ok(_) => "connected".to_owned(),
+            Err(error) => error
+                .as_database_error()
+                .and_then(|db| db.code().map(|code| code.into_owned()))
+                .unwrap_or_else(|| error.to_string()),
+        }
+    }
+
+    /// The unix socket's URL, for the same user and password as `url`.
+    fn socket_url(cluster: &LocalPostgres, url: &str) -> String {
+        format!(
+            "{url}?host={}&port={}",
+            cluster.options.data_dir.display(),
+            cluster.options.port
+        )
+    }
+
+    const INVALID_PASSWORD: &str = "28P01";
+
+    #[tokio::test]
+    async fn plat_up_s_cluster_refuses_connections_without_its_password() {
+        let parent = tempfile::Builder::new()
+            .prefix("plat-pg-test-")
+            .tempdir()
+            .unwrap();
+        let options = Options::scratch(parent.path()).unwrap();
+
+        let cluster = start(&options).await;
+
+        let without = cluster.0.display_url("postgres");
+        let wrong = cluster.0.url_as(SUPERUSER, "guessed", "postgres");
+        let with = cluster.0.url("postgres");
+        assert_ne!(without, with);
+        assert_ne!(refusal(&without).await, "connected");
+        assert_eq!(refusal(&wrong).await, INVALID_PASSWORD);
+        assert_eq!(
+            refusal(&socket_url(&cluster.0, &wrong)).await,
+            INVALID_PASSWORD
+        );
+        assert_eq!(refusal(&with).await, "connected");
+        assert_eq!(refusal(&socket_url(&cluster.0, &with)).await, "connected");
+        let file = std::fs::metadata(cluster.0.password_file()).unwrap();
+        assert_eq!(file.mode() & 0o777, 0o600);
+        let hba = std::fs::read_to_string(options.data_dir.join("pg_hba.conf")).unwrap();
+        assert!(
+            !hba.lines().any(|line| method(line) == Some("trust")),
+            "{hba}"
+        );
+    }
+
+    /// A cluster as Plat made it before passwords: `initdb --auth=trust`.
+    fn old_trusting_cluster(options: &Options) -> LocalPostgres {
+        let cluster = LocalPostgres {
+            log: log_file(&options.data_dir),
+            password: String::new(),
+            options: options.clone(),
+            bin: find_binaries(&Search::from_env()).unwrap(),
+            owner: is_root().then(|| unprivileged_user().unwrap()),
+            was_running: false,
+        };
+        cluster.prepare_folder().unwrap();
+        let dir = options.data_dir.as_os_str();
+        cluster
+            .run(
+                "initdb",
+                ["-D".as_ref(), dir, "-U".as_ref(), SUPERUSER.as_ref()]
+                    .into_iter()
+                    .chain(["--auth=trust", "-E", "UTF8", "--no-locale"].map(AsRef::as_ref)),
+            )
+            .unwrap();
+        cluster
+    }
+
+    #[tokio::test]
+    async fn an_old_trusting_cluster_requires_the_password_after_its_next_start() {
+        let parent = tempfile::Builder::new()
+            .prefix("plat-pg-test-")
+            .tempdir()
+            .unwrap();
+        let options = Options::scratch(parent.path()).unwrap();
+        let old = old_trusting_cluster(&options);
+        old.start_server().unwrap();
+        let running = Running(old);
+        let pool = plat_common::db::connect(&running.0.display_url("postgres"), 1)
+            .await
+            .unwrap();
+        sqlx::raw_sql("create table kept (n int); insert into kept values (7)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        // Running, it is refused rather than used as it is.
+        let refused = {
+            let options = options.clone();
+            tokio::task::spawn_blocking(move || LocalPostgres::start(options))
+                .await
+                .unwrap()
+                .unwrap_err()
+        };
+        assert!(
+            matches!(refused, PostgresError::TrustWhileRunning(_)),
+            "{refused}"
+        );
+        drop(running);
+
+        // Act: the next start, stopped.
+        let cluster = start(&options).await;
+
+        // Assert
+        assert_ne!(
+            refusal(&cluster.0.display_url("postgres")).await,
+            "connected"
+        );
+        let wrong = cluster.0.url_as(SUPERUSER, "guessed", "postgres");
+        assert_eq!(
+            refusal(&socket_url(&cluster.0, &wrong)).await,
+            INVALID_PASSWORD
+        );
+        let pool = plat_common::db::connect(&cluster.0.url("postgres"), 1)
+            .await
+            .unwrap();
+        let kept: i32 = sqlx::query_scalar("select n from kept")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        assert_eq!(kept, 7);
+    }
+
+    #[test]
+    fn only_trust_rules_are_rewritten() {
+        let hba = "# TYPE DATABASE USER ADDRESS METHOD\n\
+                   local all all trust\n\
+                   host all all 127.0.0.1/32 trust # trust me\n\
+                   host all all ::1/128 scram-sha-256\n";
+
+        let rewritten = without_trust(hba);
+
+        assert_eq!(
+            rewritten,
+            "# TYPE DATABASE USER ADDRESS METHOD\n\
+             local all all scram-sha-256\n\
+             host all all 127.0.0.1/32 scram-sha-256 # trust me\n\
+             host all all ::1/128 scram-sha-256\n"
+        );
     }
 }

@@ -10,6 +10,7 @@ pub mod js_module;
 pub mod metrics;
 pub mod notify;
 pub mod queue;
+pub mod roles;
 pub mod secrets;
 pub mod shutdown;
 pub mod telemetry;

@@ -6,12 +6,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use plat_common::roles::ServiceRole;
 use plat_worker_compiler::compile::Toolchains;
 use plat_worker_compiler::CompilerConfig;
 use plat_worker_executor::ExecutorConfig;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgConnectOptions, PgListener};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
@@ -169,6 +170,27 @@ pub fn api_config() -> plat_api::ApiConfig {
     }
 }
 
+/// The password of the services' login roles in test clusters. Not a
+/// secret: the clusters hold test data only (and scripts/test's trusts
+/// loopback anyway); it lets the tests' own SCRAM clusters (`plat up`'s,
+/// in outage tests) accept the roles too.
+const SERVICE_ROLE_PASSWORD: &str = "plat-test-service-role";
+
+/// How a component logs in to the database of `pool` (the test's, as its
+/// superuser): as the service's LOGIN role, a member of the role the
+/// migrations grant to, as a deployment does (docs/security.md, "Database
+/// roles"). The role is created on first use in the cluster.
+pub async fn service_options(pool: &PgPool, role: ServiceRole) -> PgConnectOptions {
+    plat_common::roles::create_login(pool, role, Some(SERVICE_ROLE_PASSWORD))
+        .await
+        .expect("the service's login role exists");
+    pool.connect_options()
+        .as_ref()
+        .clone()
+        .username(role.login())
+        .password(SERVICE_ROLE_PASSWORD)
+}
+
 /// An HTTP client that sends `Authorization: Bearer <key>` on every request.
 pub fn client_with_key(key: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
@@ -226,7 +248,10 @@ impl TestApp {
             shutdown,
             tasks: Vec::new(),
         };
-        let (shutdown, api_pool) = (app.api_shutdown.clone(), app.component_pool(10).await);
+        let (shutdown, api_pool) = (
+            app.api_shutdown.clone(),
+            app.component_pool(ServiceRole::Api, 10).await,
+        );
         app.tasks.push(tokio::spawn(async move {
             plat_api::serve_on(listener, api_pool, config, shutdown)
                 .await
@@ -242,11 +267,12 @@ impl TestApp {
     }
 
     /// A pool of its own for one component, on the test's database, as each
-    /// process has in production (a `LISTEN` holds one connection for good).
-    async fn component_pool(&self, max_connections: u32) -> PgPool {
-        let options = self.pool.connect_options().as_ref().clone();
+    /// process has in production (a `LISTEN` holds one connection for good),
+    /// logged in as the component's own role: every end-to-end test thus
+    /// proves that the grants of the service roles suffice.
+    async fn component_pool(&self, role: ServiceRole, max_connections: u32) -> PgPool {
         plat_common::db::pool_options(max_connections)
-            .connect_with(options)
+            .connect_with(service_options(&self.pool, role).await)
             .await
             .expect("component pool")
     }
@@ -263,7 +289,10 @@ impl TestApp {
             .await
             .expect("bind a loopback port");
         let base_url = format!("http://{}", listener.local_addr().unwrap());
-        let (shutdown, pool) = (self.shutdown.child_token(), self.component_pool(4).await);
+        let (shutdown, pool) = (
+            self.shutdown.child_token(),
+            self.component_pool(ServiceRole::Api, 4).await,
+        );
         self.tasks.push(tokio::spawn(async move {
             plat_api::serve_on(listener, pool, config, shutdown)
                 .await
@@ -274,7 +303,7 @@ impl TestApp {
 
     pub async fn start_compiler(&mut self) {
         let (pool, shutdown, toolchains) = (
-            self.component_pool(4).await,
+            self.component_pool(ServiceRole::Compiler, 4).await,
             self.shutdown.clone(),
             toolchains().await,
         );
@@ -290,7 +319,10 @@ impl TestApp {
     /// Starts an executor worker; the returned token stops just this one.
     pub async fn start_executor(&mut self, config: ExecutorConfig) -> CancellationToken {
         let stop = self.shutdown.child_token();
-        let (pool, token) = (self.component_pool(4).await, stop.clone());
+        let (pool, token) = (
+            self.component_pool(ServiceRole::Executor, 4).await,
+            stop.clone(),
+        );
         self.tasks.push(tokio::spawn(async move {
             plat_worker_executor::run(pool, config, token)
                 .await
