@@ -282,10 +282,11 @@ async fn an_admins_reset_token_sets_a_password_once_before_it_expires(pool: PgPo
     let app = TestApp::spawn_with(pool, Workers::NONE).await;
     let dev = app.create_user("dev@example.com", "DEV", None).await;
     let dev_key = client_with_key(&app.create_key(&dev).await);
-    let issue = || app.request(Method::POST, &format!("/users/{dev}/password-reset"), None);
+    let path = format!("/users/{dev}/password-reset");
+    let issue = || app.request(Method::POST, &path, None);
 
     let by_dev = app
-        .request_with(&dev_key, Method::POST, &format!("/users/{dev}/password-reset"), None)
+        .request_with(&dev_key, Method::POST, &path, None)
         .await;
     let superseded = issue().await;
     let issued = issue().await;
