@@ -18,19 +18,35 @@ use ipnet::IpNet;
 
 use crate::AppState;
 
-/// One entry of `PLAT_TRUSTED_PROXIES`: an address or a CIDR block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TrustedProxy(IpNet);
+/// `PLAT_TRUSTED_PROXIES`: comma-separated addresses or CIDR blocks; empty
+/// entries (and an empty value) are allowed and mean nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<IpNet>);
 
-impl FromStr for TrustedProxy {
+impl TrustedProxies {
+    fn contains(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+}
+
+impl FromStr for TrustedProxies {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let text = text.trim();
-        text.parse::<IpNet>()
-            .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
-            .map(|net| Self(net.trunc()))
-            .map_err(|_| format!("{text:?} is not an IP address or a CIDR block like 10.0.0.0/8"))
+        text.split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                entry
+                    .parse::<IpNet>()
+                    .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                    .map(|net| net.trunc())
+                    .map_err(|_| {
+                        format!("{entry:?} is not an IP address or a CIDR block like 10.0.0.0/8")
+                    })
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
     }
 }
 
@@ -39,7 +55,7 @@ impl FromStr for TrustedProxy {
 pub fn client_ip(
     extensions: &Extensions,
     headers: &HeaderMap,
-    trusted: &[TrustedProxy],
+    trusted: &TrustedProxies,
 ) -> Option<IpAddr> {
     let ConnectInfo(peer) = extensions.get::<ConnectInfo<SocketAddr>>()?;
     Some(resolve(peer.ip(), headers, trusted))
@@ -51,7 +67,10 @@ pub struct ClientIp(pub Option<IpAddr>);
 impl FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         Ok(Self(client_ip(
             &parts.extensions,
             &parts.headers,
@@ -60,8 +79,8 @@ impl FromRequestParts<AppState> for ClientIp {
     }
 }
 
-fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[TrustedProxy]) -> IpAddr {
-    let is_trusted = |ip: IpAddr| trusted.iter().any(|TrustedProxy(net)| net.contains(&ip));
+fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.contains(ip);
     let mut client = peer.to_canonical();
     if !is_trusted(client) {
         return client;
@@ -113,8 +132,8 @@ pub fn rate_key(ip: Option<IpAddr>) -> String {
 mod tests {
     use super::*;
 
-    fn trusted(list: &[&str]) -> Vec<TrustedProxy> {
-        list.iter().map(|entry| entry.parse().unwrap()).collect()
+    fn trusted(list: &str) -> TrustedProxies {
+        list.parse().unwrap()
     }
 
     fn forwarded(values: &[&str]) -> HeaderMap {
@@ -132,8 +151,11 @@ mod tests {
     #[test]
     fn an_untrusted_peer_is_the_client_whatever_it_forwards() {
         let headers = forwarded(&["203.0.113.9"]);
-        assert_eq!(resolve(ip("198.51.100.1"), &headers, &[]), ip("198.51.100.1"));
-        let others = trusted(&["10.0.0.0/8"]);
+        assert_eq!(
+            resolve(ip("198.51.100.1"), &headers, &TrustedProxies::default()),
+            ip("198.51.100.1")
+        );
+        let others = trusted("10.0.0.0/8");
         assert_eq!(
             resolve(ip("198.51.100.1"), &headers, &others),
             ip("198.51.100.1")
@@ -142,16 +164,25 @@ mod tests {
 
     #[test]
     fn behind_trusted_proxies_the_client_is_the_rightmost_untrusted_hop() {
-        let proxies = trusted(&["10.0.0.0/8", "192.0.2.7"]);
+        let proxies = trusted("10.0.0.0/8, 192.0.2.7");
         // The client claims to be 1.1.1.1; the first proxy saw 203.0.113.9;
         // the second (trusted) proxy appended the first.
         let headers = forwarded(&["1.1.1.1, 203.0.113.9", "192.0.2.7"]);
-        assert_eq!(resolve(ip("10.1.2.3"), &headers, &proxies), ip("203.0.113.9"));
+        assert_eq!(
+            resolve(ip("10.1.2.3"), &headers, &proxies),
+            ip("203.0.113.9")
+        );
         let with_port = forwarded(&["[2001:db8::5]:443"]);
-        assert_eq!(resolve(ip("10.1.2.3"), &with_port, &proxies), ip("2001:db8::5"));
+        assert_eq!(
+            resolve(ip("10.1.2.3"), &with_port, &proxies),
+            ip("2001:db8::5")
+        );
         let garbage = forwarded(&["203.0.113.9, not-an-ip"]);
         assert_eq!(resolve(ip("10.1.2.3"), &garbage, &proxies), ip("10.1.2.3"));
-        assert_eq!(resolve(ip("10.1.2.3"), &HeaderMap::new(), &proxies), ip("10.1.2.3"));
+        assert_eq!(
+            resolve(ip("10.1.2.3"), &HeaderMap::new(), &proxies),
+            ip("10.1.2.3")
+        );
     }
 
     #[test]
@@ -161,22 +192,28 @@ mod tests {
             rate_key(Some(ip("2001:db8:1:2:aaaa::1"))),
             rate_key(Some(ip("2001:db8:1:2:ffff::9")))
         );
-        assert_eq!(rate_key(Some(ip("2001:db8:1:2:aaaa::1"))), "2001:db8:1:2::/64");
+        assert_eq!(
+            rate_key(Some(ip("2001:db8:1:2:aaaa::1"))),
+            "2001:db8:1:2::/64"
+        );
         assert_ne!(
             rate_key(Some(ip("2001:db8:1:2::1"))),
             rate_key(Some(ip("2001:db8:1:3::1")))
         );
         assert_eq!(
-            resolve(ip("::ffff:203.0.113.9"), &HeaderMap::new(), &[]),
+            resolve(
+                ip("::ffff:203.0.113.9"),
+                &HeaderMap::new(),
+                &TrustedProxies::default()
+            ),
             ip("203.0.113.9")
         );
     }
 
     #[test]
     fn trusted_proxies_are_addresses_or_blocks() {
-        assert!("10.0.0.0/8".parse::<TrustedProxy>().is_ok());
-        assert!(" 127.0.0.1 ".parse::<TrustedProxy>().is_ok());
-        assert!("::1".parse::<TrustedProxy>().is_ok());
-        assert!("localhost".parse::<TrustedProxy>().is_err());
+        assert_eq!(trusted("10.0.0.0/8, 127.0.0.1,::1").0.len(), 3);
+        assert_eq!(trusted(""), TrustedProxies::default(), "none, the default");
+        assert!("10.0.0.0/8,localhost".parse::<TrustedProxies>().is_err());
     }
 }

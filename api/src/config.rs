@@ -89,14 +89,22 @@ pub struct ApiConfig {
     pub stats_retention_days: u32,
     /// Proxies whose `X-Forwarded-For` names the client: comma-separated
     /// addresses or CIDR blocks. Empty (the default): the TCP peer is the client.
-    #[arg(long, env = "PLAT_TRUSTED_PROXIES", value_delimiter = ',')]
-    pub trusted_proxies: Vec<crate::client_addr::TrustedProxy>,
+    #[arg(long, env = "PLAT_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: crate::client_addr::TrustedProxies,
     /// Login attempts per minute on one account, from any addresses.
-    #[arg(long, env = "PLAT_LOGIN_ATTEMPTS_PER_ACCOUNT_PER_MINUTE", default_value_t = 5)]
+    #[arg(
+        long,
+        env = "PLAT_LOGIN_ATTEMPTS_PER_ACCOUNT_PER_MINUTE",
+        default_value_t = 5
+    )]
     pub login_attempts_per_account_per_minute: u32,
     /// Requests with an unknown, expired or revoked API key or session
     /// accepted per minute from one client address before answering 429.
-    #[arg(long, env = "PLAT_INVALID_CREDENTIALS_PER_MINUTE", default_value_t = 30)]
+    #[arg(
+        long,
+        env = "PLAT_INVALID_CREDENTIALS_PER_MINUTE",
+        default_value_t = 30
+    )]
     pub invalid_credentials_per_minute: u32,
     /// Password hashes (argon2id, 19 MiB each) computed at once by this
     /// process; 0: one per CPU core.
@@ -132,7 +140,7 @@ impl Default for ApiConfig {
             login_attempts_per_minute: 10,
             retention_days: 30,
             stats_retention_days: 400,
-            trusted_proxies: Vec::new(),
+            trusted_proxies: Default::default(),
             login_attempts_per_account_per_minute: 5,
             invalid_credentials_per_minute: 30,
             password_hash_concurrency: 0,

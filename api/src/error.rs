@@ -38,7 +38,10 @@ pub enum Error {
     /// Another limit is spent (logins per address or per account, invalid
     /// credentials per address): `limit` names it and its setting.
     #[error("too many requests: {limit}; retry after {retry_after_secs} s")]
-    Throttled { limit: String, retry_after_secs: u64 },
+    Throttled {
+        limit: String,
+        retry_after_secs: u64,
+    },
     /// A feature the operator has not configured (e.g. environments need a secrets key).
     #[error("{0}")]
     NotConfigured(String),

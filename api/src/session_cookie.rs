@@ -86,7 +86,10 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::COOKIE, "plat_session=planted".parse().unwrap());
         assert_eq!(cookie.token(&headers), None);
-        headers.append(header::COOKIE, "a=b; __Host-plat_session=tok".parse().unwrap());
+        headers.append(
+            header::COOKIE,
+            "a=b; __Host-plat_session=tok".parse().unwrap(),
+        );
         assert_eq!(cookie.token(&headers), Some("tok"));
     }
 

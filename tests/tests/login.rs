@@ -80,7 +80,7 @@ async fn the_per_account_limit_holds_across_addresses_behind_a_trusted_proxy(poo
     let config = plat_api::ApiConfig {
         login_attempts_per_minute: 100,
         login_attempts_per_account_per_minute: 3,
-        trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
+        trusted_proxies: "127.0.0.1".parse().unwrap(),
         ..plat_tests::api_config()
     };
     let app = TestApp::spawn_configured(pool, Workers::NONE, config).await;
@@ -92,7 +92,15 @@ async fn the_per_account_limit_holds_across_addresses_behind_a_trusted_proxy(poo
         // The client claims 198.51.100.x; the trusted proxy appended the
         // address it saw: the right-most untrusted hop is the client.
         let forwarded = format!("198.51.100.{i}, 203.0.113.{i}");
-        guesses.push(login(&app, "Victim@example.com", "a wrong guess!", Some(&forwarded)).await);
+        guesses.push(
+            login(
+                &app,
+                "Victim@example.com",
+                "a wrong guess!",
+                Some(&forwarded),
+            )
+            .await,
+        );
     }
     let right_password_too = login(&app, "victim@example.com", PASSWORD, Some("203.0.113.9")).await;
     let other_account = login(&app, "other@example.com", PASSWORD, Some("203.0.113.4")).await;
@@ -101,7 +109,10 @@ async fn the_per_account_limit_holds_across_addresses_behind_a_trusted_proxy(poo
         guess.problem(StatusCode::UNAUTHORIZED);
     }
     assert_throttled(&guesses[3], "PLAT_LOGIN_ATTEMPTS_PER_ACCOUNT_PER_MINUTE");
-    assert_throttled(&right_password_too, "PLAT_LOGIN_ATTEMPTS_PER_ACCOUNT_PER_MINUTE");
+    assert_throttled(
+        &right_password_too,
+        "PLAT_LOGIN_ATTEMPTS_PER_ACCOUNT_PER_MINUTE",
+    );
     other_account.problem(StatusCode::UNAUTHORIZED);
     assert_eq!(
         failed_login_sources(&app).await,
@@ -114,14 +125,20 @@ async fn the_per_account_limit_holds_across_addresses_behind_a_trusted_proxy(poo
 async fn ipv6_clients_share_the_login_limit_of_their_64(pool: PgPool) {
     let config = plat_api::ApiConfig {
         login_attempts_per_minute: 2,
-        trusted_proxies: vec!["127.0.0.0/8".parse().unwrap()],
+        trusted_proxies: "127.0.0.0/8".parse().unwrap(),
         ..plat_tests::api_config()
     };
     let app = TestApp::spawn_configured(pool, Workers::NONE, config).await;
 
     let first = login(&app, "a@example.com", PASSWORD, Some("2001:db8:1:2::1")).await;
     let second = login(&app, "b@example.com", PASSWORD, Some("2001:db8:1:2::2")).await;
-    let same_64 = login(&app, "c@example.com", PASSWORD, Some("2001:db8:1:2:ffff::3")).await;
+    let same_64 = login(
+        &app,
+        "c@example.com",
+        PASSWORD,
+        Some("2001:db8:1:2:ffff::3"),
+    )
+    .await;
     let next_64 = login(&app, "d@example.com", PASSWORD, Some("2001:db8:1:3::1")).await;
 
     first.problem(StatusCode::UNAUTHORIZED);
@@ -136,7 +153,13 @@ async fn an_overlong_email_is_refused_before_the_lookup_and_writes_no_audit_row(
     let overlong = format!("{}@example.com", "a".repeat(250));
 
     let reply = login(&app, &overlong, PASSWORD, None).await;
-    let at_limit = login(&app, &format!("{}@example.com", "a".repeat(242)), PASSWORD, None).await;
+    let at_limit = login(
+        &app,
+        &format!("{}@example.com", "a".repeat(242)),
+        PASSWORD,
+        None,
+    )
+    .await;
 
     let detail = reply.problem(StatusCode::BAD_REQUEST);
     assert!(detail.contains("254"), "{detail}");
@@ -146,7 +169,11 @@ async fn an_overlong_email_is_refused_before_the_lookup_and_writes_no_audit_row(
             .await,
         0
     );
-    assert_eq!(app.count("audit_log where action = 'auth.login_failed'").await, 1);
+    assert_eq!(
+        app.count("audit_log where action = 'auth.login_failed'")
+            .await,
+        1
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -164,7 +191,11 @@ async fn concurrent_logins_all_finish_when_one_hash_runs_at_a_time(pool: PgPool)
     let logins: Vec<_> = (0..8)
         .map(|i| {
             let url = format!("{}/auth/login", app.base_url);
-            let password = if i % 2 == 0 { PASSWORD } else { "not the password" };
+            let password = if i % 2 == 0 {
+                PASSWORD
+            } else {
+                "not the password"
+            };
             tokio::spawn(async move {
                 let response = reqwest::Client::new()
                     .post(url)
@@ -189,12 +220,10 @@ async fn concurrent_logins_all_finish_when_one_hash_runs_at_a_time(pool: PgPool)
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
-async fn invalid_credentials_are_limited_per_address_and_valid_ones_from_it_are_not(
-    pool: PgPool,
-) {
+async fn invalid_credentials_are_limited_per_address_and_valid_ones_from_it_are_not(pool: PgPool) {
     let config = plat_api::ApiConfig {
         invalid_credentials_per_minute: 3,
-        trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
+        trusted_proxies: "127.0.0.1".parse().unwrap(),
         ..plat_tests::api_config()
     };
     let app = TestApp::spawn_configured(pool, Workers::NONE, config).await;
@@ -231,7 +260,11 @@ async fn invalid_credentials_are_limited_per_address_and_valid_ones_from_it_are_
     }
     assert_throttled(&limited_key, "PLAT_INVALID_CREDENTIALS_PER_MINUTE");
     assert_throttled(&limited_session, "PLAT_INVALID_CREDENTIALS_PER_MINUTE");
-    assert_eq!(valid.status, StatusCode::OK, "a valid key from the same address");
+    assert_eq!(
+        valid.status,
+        StatusCode::OK,
+        "a valid key from the same address"
+    );
     elsewhere.problem(StatusCode::UNAUTHORIZED);
 }
 
@@ -285,9 +318,7 @@ async fn an_admins_reset_token_sets_a_password_once_before_it_expires(pool: PgPo
     let path = format!("/users/{dev}/password-reset");
     let issue = || app.request(Method::POST, &path, None);
 
-    let by_dev = app
-        .request_with(&dev_key, Method::POST, &path, None)
-        .await;
+    let by_dev = app.request_with(&dev_key, Method::POST, &path, None).await;
     let superseded = issue().await;
     let issued = issue().await;
     let token = issued.body["token"].as_str().unwrap().to_owned();
@@ -298,18 +329,27 @@ async fn an_admins_reset_token_sets_a_password_once_before_it_expires(pool: PgPo
     let signed_in = login(&app, "dev@example.com", PASSWORD, None).await;
     let again = reset(&app, &token, "another password 2").await;
     let expiring = issue().await;
-    sqlx::query("update password_resets set expires_at = now() - interval '1 second' where id = $1")
-        .bind(uuid::Uuid::parse_str(expiring.body["id"].as_str().unwrap()).unwrap())
-        .execute(&app.pool)
-        .await
-        .unwrap();
-    let expired = reset(&app, expiring.body["token"].as_str().unwrap(), "another password 3").await;
+    sqlx::query(
+        "update password_resets set expires_at = now() - interval '1 second' where id = $1",
+    )
+    .bind(uuid::Uuid::parse_str(expiring.body["id"].as_str().unwrap()).unwrap())
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let expired = reset(
+        &app,
+        expiring.body["token"].as_str().unwrap(),
+        "another password 3",
+    )
+    .await;
 
     by_dev.problem(StatusCode::FORBIDDEN);
     assert_eq!(issued.status, StatusCode::CREATED, "{}", issued.body);
     assert!(token.starts_with("platreset_"), "{token}");
     assert!(issued.body["expiresAt"].is_string());
-    assert!(with_old.problem(StatusCode::BAD_REQUEST).contains("reset token"));
+    assert!(with_old
+        .problem(StatusCode::BAD_REQUEST)
+        .contains("reset token"));
     too_short.problem(StatusCode::BAD_REQUEST);
     assert_eq!(used.status, StatusCode::NO_CONTENT, "{}", used.body);
     assert_eq!(signed_in.status, StatusCode::OK, "{}", signed_in.body);

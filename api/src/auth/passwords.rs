@@ -130,7 +130,10 @@ mod tests {
     #[tokio::test]
     async fn a_hash_verifies_its_password_only_and_does_not_contain_it() {
         let hasher = Hasher::new(1);
-        let hash = hasher.hash("correct horse battery".to_owned()).await.unwrap();
+        let hash = hasher
+            .hash("correct horse battery".to_owned())
+            .await
+            .unwrap();
         assert!(hash.starts_with("$argon2id$"), "{hash}");
         assert!(!hash.contains("correct horse"));
         assert!(hasher
@@ -147,14 +150,24 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn no_more_hashes_run_at_once_than_the_hasher_has_permits_and_all_finish() {
         let hasher = Arc::new(Hasher::new(2));
-        let stored = hasher.hash("correct horse battery".to_owned()).await.unwrap();
+        let stored = hasher
+            .hash("correct horse battery".to_owned())
+            .await
+            .unwrap();
 
         let checks: Vec<_> = (0..12)
             .map(|i| {
                 let (hasher, stored) = (hasher.clone(), stored.clone());
                 tokio::spawn(async move {
-                    let password = if i % 2 == 0 { "correct horse battery" } else { "wrong" };
-                    hasher.verify(password.to_owned(), Some(stored)).await.unwrap()
+                    let password = if i % 2 == 0 {
+                        "correct horse battery"
+                    } else {
+                        "wrong"
+                    };
+                    hasher
+                        .verify(password.to_owned(), Some(stored))
+                        .await
+                        .unwrap()
                 })
             })
             .collect();

@@ -32,13 +32,19 @@ impl Throttle {
     /// named, of the account; refuses when either is used up. Called before
     /// any password is hashed. The account's bucket holds across addresses,
     /// so a botnet gets no more guesses at one account than a single client.
-    pub fn login_attempt(&self, client: Option<IpAddr>, account: Option<&str>) -> Result<(), Error> {
+    pub fn login_attempt(
+        &self,
+        client: Option<IpAddr>,
+        account: Option<&str>,
+    ) -> Result<(), Error> {
         let address = client_addr::rate_key(client);
         self.limiter
             .take(&format!("login:{address}"), self.login)
             .map_err(|wait| {
                 throttled(
-                    format!("too many login attempts from {address} (PLAT_LOGIN_ATTEMPTS_PER_MINUTE)"),
+                    format!(
+                        "too many login attempts from {address} (PLAT_LOGIN_ATTEMPTS_PER_MINUTE)"
+                    ),
                     wait,
                 )
             })?;
