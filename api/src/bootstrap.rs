@@ -39,7 +39,9 @@ pub async fn run(pool: &PgPool, config: &ApiConfig) -> anyhow::Result<()> {
             passwords::check(password)
                 .map_err(|e| anyhow::anyhow!("PLAT_BOOTSTRAP_ADMIN_PASSWORD: {e}"))?;
             Some(
-                passwords::hash(password.to_owned())
+                // At startup, before any login competes for the cores.
+                passwords::Hasher::new(1)
+                    .hash(password.to_owned())
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?,
             )

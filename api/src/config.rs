@@ -58,8 +58,10 @@ pub struct ApiConfig {
     /// A browser session ends this many hours after login, however active.
     #[arg(long, env = "PLAT_SESSION_MAX_HOURS", default_value_t = 168)]
     pub session_max_hours: u32,
-    /// Mark the session cookie `Secure`; by default it is, unless the API
-    /// listens on a loopback address (plain-HTTP local use).
+    /// Mark the session cookie `Secure` and name it `__Host-plat_session`
+    /// (the default). `false` is for plain-HTTP local use only (`plat up`
+    /// sets it): the cookie is then `plat_session`, as browsers refuse the
+    /// `__Host-` prefix without `Secure`.
     #[arg(long, env = "PLAT_COOKIE_SECURE")]
     pub cookie_secure: Option<bool>,
     /// Requests per second an ADMIN's credential may make, sustained (0: no limit).
@@ -74,7 +76,8 @@ pub struct ApiConfig {
     /// Requests a DEV's credential may make in a burst.
     #[arg(long, env = "PLAT_RATE_LIMIT_DEV_BURST", default_value_t = 400)]
     pub rate_limit_dev_burst: u32,
-    /// Login attempts per minute from one source address.
+    /// Login (and password reset) attempts per minute from one client
+    /// address (an IPv6 client by its /64), whatever the accounts.
     #[arg(long, env = "PLAT_LOGIN_ATTEMPTS_PER_MINUTE", default_value_t = 10)]
     pub login_attempts_per_minute: u32,
     /// Days of execution history kept (0: forever); older finished
@@ -84,6 +87,32 @@ pub struct ApiConfig {
     /// Days of per-function statistics kept (0: forever).
     #[arg(long, env = "PLAT_STATS_RETENTION_DAYS", default_value_t = 400)]
     pub stats_retention_days: u32,
+    /// Proxies whose `X-Forwarded-For` names the client: comma-separated
+    /// addresses or CIDR blocks. Empty (the default): the TCP peer is the client.
+    #[arg(long, env = "PLAT_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: crate::client_addr::TrustedProxies,
+    /// Login attempts per minute on one account, from any addresses.
+    #[arg(
+        long,
+        env = "PLAT_LOGIN_ATTEMPTS_PER_ACCOUNT_PER_MINUTE",
+        default_value_t = 5
+    )]
+    pub login_attempts_per_account_per_minute: u32,
+    /// Requests with an unknown, expired or revoked API key or session
+    /// accepted per minute from one client address before answering 429.
+    #[arg(
+        long,
+        env = "PLAT_INVALID_CREDENTIALS_PER_MINUTE",
+        default_value_t = 30
+    )]
+    pub invalid_credentials_per_minute: u32,
+    /// Password hashes (argon2id, 19 MiB each) computed at once by this
+    /// process; 0: one per CPU core.
+    #[arg(long, env = "PLAT_PASSWORD_HASH_CONCURRENCY", default_value_t = 0)]
+    pub password_hash_concurrency: usize,
+    /// Hours a password reset token stays usable.
+    #[arg(long, env = "PLAT_PASSWORD_RESET_HOURS", default_value_t = 24)]
+    pub password_reset_hours: u32,
 }
 
 impl Default for ApiConfig {
@@ -111,6 +140,11 @@ impl Default for ApiConfig {
             login_attempts_per_minute: 10,
             retention_days: 30,
             stats_retention_days: 400,
+            trusted_proxies: Default::default(),
+            login_attempts_per_account_per_minute: 5,
+            invalid_credentials_per_minute: 30,
+            password_hash_concurrency: 0,
+            password_reset_hours: 24,
         }
     }
 }

@@ -7,6 +7,7 @@ mod audit;
 mod auth;
 mod batches;
 mod bootstrap;
+pub mod client_addr;
 pub mod config;
 mod environments;
 mod error;
@@ -18,8 +19,10 @@ mod health;
 mod metrics;
 mod openapi;
 mod pagination;
+mod password_resets;
 mod queues;
 pub mod retention;
+mod session_cookie;
 mod sessions;
 mod stats;
 mod ui;
@@ -58,8 +61,12 @@ pub struct AppState {
     stopping: CancellationToken,
     /// Credentials, their cache and the rate limits.
     auth: Arc<auth::Authenticator>,
-    /// Whether the session cookie is marked `Secure`.
-    cookie_secure: bool,
+    /// The session cookie's name and attributes.
+    session_cookie: session_cookie::SessionCookie,
+    /// Hashes passwords, a bounded number at once.
+    passwords: Arc<auth::passwords::Hasher>,
+    /// Login attempts and invalid credentials, per client address.
+    throttle: Arc<auth::throttle::Throttle>,
 }
 
 impl AppState {
@@ -72,9 +79,14 @@ impl AppState {
             ),
             db,
             auth: Arc::new(auth::Authenticator::new(&config)),
-            cookie_secure: config
-                .cookie_secure
-                .unwrap_or(!config.listen.ip().is_loopback()),
+            // Secure unless the operator explicitly says plain HTTP.
+            session_cookie: session_cookie::SessionCookie::new(
+                config.cookie_secure.unwrap_or(true),
+            ),
+            passwords: Arc::new(auth::passwords::Hasher::new(
+                config.password_hash_concurrency,
+            )),
+            throttle: Arc::new(auth::throttle::Throttle::new(&config)),
             config: Arc::new(config),
             waiters: Arc::default(),
             stopping: CancellationToken::new(),
@@ -99,6 +111,7 @@ pub fn app(state: AppState) -> Router {
         .merge(executions::router(&state))
         .merge(batches::router(&state))
         .merge(users::router())
+        .merge(password_resets::router())
         .merge(groups::router())
         .merge(api_keys::router())
         .merge(environments::router())
@@ -111,6 +124,7 @@ pub fn app(state: AppState) -> Router {
     let (public, public_doc) = openapi::ApiRouter::new()
         .merge(health::router())
         .merge(sessions::public_router())
+        .merge(password_resets::public_router())
         .merge(openapi::router())
         .merge(ui::router())
         .split_for_parts();

@@ -264,8 +264,8 @@ fn security_schemes() -> Value {
         json!({
             "type": "apiKey",
             "in": "cookie",
-            "name": crate::auth::SESSION_COOKIE,
-            "description": "The browser session cookie that `POST /auth/login` sets."
+            "name": crate::session_cookie::SECURE_NAME,
+            "description": "The browser session cookie that `POST /auth/login` sets (`plat_session` instead where the operator turned `Secure` off for plain HTTP)."
         }),
     );
     schemes.insert(

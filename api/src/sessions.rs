@@ -1,11 +1,12 @@
-//! Browser sign-in: `POST /auth/login` starts a session (an `HttpOnly`,
-//! `SameSite=Strict` cookie holding an opaque token), `POST /auth/logout`
+//! Browser sign-in: `POST /auth/login` starts a session (a `Secure`,
+//! `HttpOnly`, `SameSite=Strict` cookie holding an opaque token, see
+//! `session_cookie`), `POST /auth/logout`
 //! ends it; `/sessions` lists and ends a user's sessions. Sessions slide
 //! forward with use (`PLAT_SESSION_IDLE_MINUTES`) up to an absolute end
 //! (`PLAT_SESSION_MAX_HOURS`).
 
 use axum::extract::{FromRequest as _, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -15,7 +16,8 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::audit::{self, Anonymous};
-use crate::auth::{self, passwords, tokens, Caller, Credential, Role, SESSION_COOKIE};
+use crate::auth::{self, passwords, tokens, Caller, Credential, Role};
+use crate::client_addr;
 use crate::error::{Error, Result};
 use crate::extract::{Json, Path, Query};
 use crate::AppState;
@@ -50,11 +52,31 @@ struct LoggedIn {
     expires_at: DateTime<Utc>,
 }
 
+impl Login {
+    /// No address is longer than 254 characters (RFC 5321), nor any
+    /// password we accept than 1024 bytes: refusing them here keeps
+    /// megabytes of "email" out of the lookup, the buckets and the audit
+    /// log, and of "password" out of argon2.
+    fn check_sizes(&self) -> Result<()> {
+        let max_email = crate::users::MAX_EMAIL_CHARS;
+        if self.email.trim().chars().count() > max_email
+            || self.password.len() > passwords::MAX_BYTES
+        {
+            return Err(Error::BadRequest(format!(
+                "`email` must be at most {max_email} characters and `password` at most {} bytes",
+                passwords::MAX_BYTES
+            )));
+        }
+        Ok(())
+    }
+}
+
 const WRONG: &str = "the email or password is wrong (or the account is disabled)";
 
-/// Starts a browser session: sets the `plat_session` cookie (`HttpOnly`,
-/// `SameSite=Strict`) and answers the CSRF token that requests changing
-/// something must send as `X-CSRF-Token`.
+/// Starts a browser session: sets the `__Host-plat_session` cookie
+/// (`Secure`, `HttpOnly`, `SameSite=Strict`; `plat_session` without
+/// `Secure` where the operator serves plain HTTP) and answers the CSRF token
+/// that requests changing something must send as `X-CSRF-Token`.
 #[utoipa::path(
     post,
     path = "/auth/login",
@@ -63,27 +85,33 @@ const WRONG: &str = "the email or password is wrong (or the account is disabled)
     request_body = Login,
     responses(
         (status = 200, description = "Logged in", body = LoggedIn,
-            headers(("Set-Cookie" = String, description = "`plat_session=...; Path=/; HttpOnly; SameSite=Strict; Max-Age=...`"))),
-        (status = 400, description = "A malformed body"),
+            headers(("Set-Cookie" = String, description = "`__Host-plat_session=...; Path=/; HttpOnly; SameSite=Strict; Max-Age=...; Secure`"))),
+        (status = 400, description = "A malformed body, or an email over 254 characters"),
         (status = 401, description = "Wrong email or password, or a disabled user"),
         (status = 413, description = "The body is too large"),
         (status = 415, description = "The body is not `application/json`"),
-        (status = 429, description = "Too many attempts from this address; see `Retry-After`"),
+        (status = 429, description = "Too many attempts from this address or on this account; see `Retry-After`"),
         (status = 500, description = "An unexpected error"),
         (status = 503, description = "The database is unavailable"),
     ),
 )]
 async fn login(State(state): State<AppState>, request: Request) -> Result<Response> {
-    let source = auth::source_address(&request);
+    let client = client_addr::client_ip(
+        request.extensions(),
+        request.headers(),
+        &state.config.trusted_proxies,
+    );
+    let source = client.map(|ip| ip.to_string());
     let user_agent = request
         .headers()
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.chars().take(256).collect::<String>());
     let Json(body) = Json::<Login>::from_request(request, &state).await?;
+    body.check_sizes()?;
     state
-        .auth
-        .take_login_attempt(source.as_deref().unwrap_or("unknown"))?;
+        .throttle
+        .login_attempt(client, Some(body.email.trim()))?;
 
     let user: Option<(Uuid, String, Role, Option<String>, bool)> = sqlx::query_as(
         "select id, email, role, password_hash, disabled from users where lower(email) = lower($1)",
@@ -92,7 +120,7 @@ async fn login(State(state): State<AppState>, request: Request) -> Result<Respon
     .fetch_optional(&state.db)
     .await?;
     let stored_hash = user.as_ref().and_then(|(_, _, _, hash, _)| hash.clone());
-    let password_ok = passwords::verify(body.password, stored_hash).await?;
+    let password_ok = state.passwords.verify(body.password, stored_hash).await?;
     let user = user.filter(|(_, _, _, _, disabled)| password_ok && !disabled);
     let Some((user_id, email, role, _, _)) = user else {
         let mut conn = state.db.acquire().await?;
@@ -154,11 +182,9 @@ async fn login(State(state): State<AppState>, request: Request) -> Result<Respon
     .await?;
     tx.commit().await?;
 
-    let cookie = format!(
-        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
-        (absolute - now).num_seconds(),
-        if state.cookie_secure { "; Secure" } else { "" }
-    );
+    let cookie = state
+        .session_cookie
+        .set(&token, (absolute - now).num_seconds());
     let body = LoggedIn {
         user_id,
         email,
@@ -167,10 +193,7 @@ async fn login(State(state): State<AppState>, request: Request) -> Result<Respon
         expires_at,
     };
     let mut response = Json(body).into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&cookie).map_err(anyhow::Error::from)?,
-    );
+    response.headers_mut().insert(header::SET_COOKIE, cookie);
     Ok(response)
 }
 
@@ -183,7 +206,7 @@ async fn login(State(state): State<AppState>, request: Request) -> Result<Respon
     operation_id = "logout",
     responses(
         (status = 204, description = "The session ended; the cookie is cleared",
-            headers(("Set-Cookie" = String, description = "`plat_session=; Max-Age=0`"))),
+            headers(("Set-Cookie" = String, description = "`__Host-plat_session=; Max-Age=0`"))),
         (status = 400, description = "The caller used an API key, not a session"),
     ),
 )]
@@ -195,10 +218,7 @@ async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Respons
     };
     end_session(&state, &caller, id).await?;
     let mut headers = HeaderMap::new();
-    headers.insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("plat_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
-    );
+    headers.insert(header::SET_COOKIE, state.session_cookie.clear());
     Ok((StatusCode::NO_CONTENT, headers).into_response())
 }
 

@@ -19,7 +19,7 @@ use crate::extract::{Json, Path, Query};
 use crate::pagination::{Page, PageParams, Position};
 use crate::AppState;
 
-const MAX_EMAIL_CHARS: usize = 254;
+pub(crate) const MAX_EMAIL_CHARS: usize = 254;
 const MAX_DISPLAY_NAME_CHARS: usize = 128;
 
 pub fn router() -> crate::openapi::ApiRouter {
@@ -233,7 +233,7 @@ async fn create(
     let password_hash = match body.password {
         Some(password) => {
             passwords::check(&password)?;
-            Some(passwords::hash(password).await?)
+            Some(state.passwords.hash(password).await?)
         }
         None => None,
     };
@@ -280,7 +280,8 @@ struct UpdateUser {
 /// `PUT /users/{id}`: an admin changes anything; a user changes their own
 /// display name and password (giving the current one).
 /// Changes a user: admins any field of anyone; a user their own display
-/// name and password (with `currentPassword`).
+/// name and password (with `currentPassword`). A user without a password
+/// cannot give themselves one: an admin sets it, or issues a reset token.
 #[utoipa::path(
     put,
     path = "/users/{id}",
@@ -290,7 +291,8 @@ struct UpdateUser {
     request_body = UpdateUser,
     responses(
         (status = 200, description = "The user", body = UserView),
-        (status = 400, description = "An invalid field, or a wrong current password"),
+        (status = 400, description = "An invalid field"),
+        (status = 403, description = "A wrong current password, a field only admins change, or a first password set without an admin"),
         (status = 404, description = "No such user"),
         (status = 409, description = "The email is taken, or no enabled admin would remain"),
         (status = 415, description = "The body is not `application/json`"),
@@ -324,16 +326,29 @@ async fn update(
                     .await?;
             let stored = stored.and_then(|(hash,)| hash);
             let current = body.current_password.clone().unwrap_or_default();
-            if stored.is_some() && !passwords::verify(current, stored).await? {
-                return Err(Error::Forbidden(
-                    "to change your own password, send the current one as `currentPassword`"
-                        .to_owned(),
-                ));
+            match stored {
+                Some(stored) => {
+                    if !state.passwords.verify(current, Some(stored)).await? {
+                        return Err(Error::Forbidden(
+                            "to change your own password, send the current one as `currentPassword`"
+                                .to_owned(),
+                        ));
+                    }
+                }
+                // Nothing to prove it with: whoever holds one of this
+                // account's API keys would turn it into a lasting
+                // dashboard login. An admin, or a reset token, decides.
+                None if !caller.is_admin() => {
+                    return Err(Error::Forbidden(
+                        "an account without a password gets its first one from an admin: ask one to set it (PUT /users/{id}) or to issue a reset token (POST /users/{id}/password-reset) for POST /auth/password-reset".to_owned(),
+                    ));
+                }
+                None => {}
             }
         }
     }
     let password_hash = match body.password {
-        Some(password) => Some(passwords::hash(password).await?),
+        Some(password) => Some(state.passwords.hash(password).await?),
         None => None,
     };
 
@@ -374,6 +389,7 @@ async fn update(
         .bind(id)
         .execute(&mut *tx)
         .await?;
+        crate::password_resets::void_tokens_of(&mut tx, id).await?;
     }
     auth::changed(&mut tx).await?;
     let mut changed = Vec::new();

@@ -92,12 +92,53 @@ function loginPage(_params, query) {
   return h('div', { class: 'login-page' }, form);
 }
 
+/**
+ * Sets a password with the one-time token an admin issued (their link puts
+ * it after the `#`, which browsers never send to a server or in a Referer).
+ */
+function resetPasswordPage(_params, query) {
+  const token = h('input', { type: 'text', name: 'token', autocomplete: 'off', required: true, value: query.token || '' });
+  const password = h('input', { type: 'password', name: 'password', autocomplete: 'new-password', minlength: 12, required: true });
+  const problem = h('div', { class: 'slot' });
+  const button = h('button', { type: 'submit' }, 'Set password');
+  const form = h(
+    'form',
+    {
+      class: 'card login',
+      onsubmit: async (event) => {
+        event.preventDefault();
+        button.disabled = true;
+        problem.replaceChildren();
+        try {
+          await api('/auth/password-reset', {
+            method: 'POST',
+            body: { token: token.value.trim(), password: password.value },
+            allowUnauthorized: true,
+          });
+          navigate('/login');
+        } catch (error) {
+          problem.replaceChildren(errorBox(error));
+          button.disabled = false;
+        }
+      },
+    },
+    h('h1', {}, h('img', { src: '/ui/icon.svg', alt: '' }), 'Set your password'),
+    problem,
+    field('Reset token', token),
+    field('New password', password, 'At least 12 characters.'),
+    button,
+    h('p', { class: 'muted' }, 'The token works once; ask an admin for a new one if it has expired.'),
+  );
+  return h('div', { class: 'login-page' }, form);
+}
+
 /** Only a dashboard path: `next` comes from the address bar. */
 function safeNext(next) {
   return next && next.startsWith('/') && !next.startsWith('//') && !next.startsWith('/login') ? next : '/functions';
 }
 
 route('/login', loginPage, { public: true });
+route('/reset-password', resetPasswordPage, { public: true });
 route('/', () => (navigate('/functions'), h('div')));
 for (const register of [functionsPages, functionPage, executionPage, operationsPage, usersPages, apiKeysPage, environmentsPages]) {
   register(route);

@@ -201,6 +201,26 @@ function userRow(user, groupNames, problem, reload) {
     user.disabled ? 'Enable' : 'Disable',
   );
 
+  // A one-time link the admin hands over: the user sets their own password
+  // with it (the only way besides an admin typing one in).
+  const resetLink = h(
+    'button',
+    {
+      type: 'button',
+      class: 'secondary',
+      onclick: async () => {
+        let issued;
+        const ok = await act(resetLink, problem, async () => {
+          issued = await api(`/users/${user.id}/password-reset`, { method: 'POST' });
+        });
+        if (!ok) return;
+        const url = `${location.origin}/ui#/reset-password?token=${encodeURIComponent(issued.token)}`;
+        window.prompt(`A one-time link for ${who} to set a password, valid until ${when(issued.expiresAt)}. It is shown only now; earlier links stop working.`, url);
+      },
+    },
+    'Reset link',
+  );
+
   const remove = h(
     'button',
     {
@@ -231,7 +251,7 @@ function userRow(user, groupNames, problem, reload) {
         : user.groups.map((id, i) => [i > 0 ? ', ' : null, h('a', { href: link(`/groups/${id}`) }, groupNames.get(id) || id)]),
     ),
     h('td', { class: 'nowrap' }, when(user.createdAt)),
-    h('td', {}, h('div', { class: 'row nowrap' }, role, toggle, remove)),
+    h('td', {}, h('div', { class: 'row nowrap' }, role, toggle, resetLink, remove)),
   );
 }
 

@@ -16,6 +16,7 @@ const PUBLIC: &[(&str, &str)] = &[
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("post", "/auth/login"),
+    ("post", "/auth/password-reset"),
     ("get", "/openapi.json"),
     ("get", "/docs"),
     ("get", "/docs/{asset}"),

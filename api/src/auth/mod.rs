@@ -11,14 +11,15 @@
 
 pub mod passwords;
 pub mod rate_limit;
+pub mod throttle;
 pub mod tokens;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
@@ -31,11 +32,10 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use self::rate_limit::{Rate, RateLimiter};
+use crate::client_addr;
 use crate::error::{Error, Result};
 use crate::AppState;
 
-/// The session cookie's name.
-pub const SESSION_COOKIE: &str = "plat_session";
 /// The header cookie-authenticated requests that change state must carry.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// How long a looked-up credential is trusted without asking the database
@@ -160,7 +160,6 @@ pub struct Authenticator {
     limiter: RateLimiter,
     admin_rate: Rate,
     dev_rate: Rate,
-    login_rate: Rate,
     session_idle_minutes: i32,
 }
 
@@ -202,10 +201,6 @@ impl Authenticator {
                 per_sec: config.rate_limit_dev_per_sec,
                 burst: config.rate_limit_dev_burst,
             },
-            login_rate: Rate {
-                per_sec: f64::from(config.login_attempts_per_minute) / 60.0,
-                burst: config.login_attempts_per_minute,
-            },
             session_idle_minutes: i32::try_from(config.session_idle_minutes).unwrap_or(i32::MAX),
         }
     }
@@ -221,13 +216,6 @@ impl Authenticator {
         self.cache
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Spends one login attempt of `source`; refuses when they are used up.
-    pub fn take_login_attempt(&self, source: &str) -> Result<()> {
-        self.limiter
-            .take(&format!("login:{source}"), self.login_rate)
-            .map_err(too_many)
     }
 
     fn take_request(&self, caller: &Caller) -> Result<()> {
@@ -343,11 +331,16 @@ pub async fn authenticate(State(state): State<AppState>, request: Request, next:
     // Only the parts, not the request, are held across the lookup: a body
     // is not `Sync`, and the future must be `Send`.
     let (parts, body) = request.into_parts();
-    let found = caller(&state, &parts.method, &parts.headers).await;
+    let client = client_addr::client_ip(
+        &parts.extensions,
+        &parts.headers,
+        &state.config.trusted_proxies,
+    );
+    let found = caller(&state, &parts.method, &parts.headers, client).await;
     let mut request = Request::from_parts(parts, body);
     match found {
         Ok(mut caller) => {
-            caller.source_address = source_address(&request);
+            caller.source_address = client.map(|ip| ip.to_string());
             request.extensions_mut().insert(caller);
             next.run(request).await
         }
@@ -355,7 +348,12 @@ pub async fn authenticate(State(state): State<AppState>, request: Request, next:
     }
 }
 
-async fn caller(state: &AppState, method: &Method, headers: &HeaderMap) -> Result<Caller> {
+async fn caller(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    client: Option<IpAddr>,
+) -> Result<Caller> {
     let caller = if let Some(value) = headers.get(header::AUTHORIZATION) {
         let key = value
             .to_str()
@@ -369,17 +367,17 @@ async fn caller(state: &AppState, method: &Method, headers: &HeaderMap) -> Resul
                 )
             })?;
         state.auth.by_api_key(&state.db, key).await?.ok_or_else(|| {
-            Error::Unauthorized("the API key is not valid: unknown, expired or revoked, or its user is disabled".to_owned())
+            state.throttle.invalid_credential(client, "the API key is not valid: unknown, expired or revoked, or its user is disabled")
         })?
-    } else if let Some(token) = session_cookie(headers) {
+    } else if let Some(token) = state.session_cookie.token(headers) {
         let caller = state
             .auth
             .by_session(&state.db, token)
             .await?
             .ok_or_else(|| {
-                Error::Unauthorized(
-                    "the session has expired or was ended; log in again with POST /auth/login"
-                        .to_owned(),
+                state.throttle.invalid_credential(
+                    client,
+                    "the session has expired or was ended; log in again with POST /auth/login",
                 )
             })?;
         check_csrf(method, headers, token)?;
@@ -406,27 +404,6 @@ fn check_csrf(method: &Method, headers: &HeaderMap, session_token: &str) -> Resu
             "a request that changes something with a session cookie must carry the X-CSRF-Token header with the csrfToken from POST /auth/login (or GET /me)".to_owned(),
         )),
     }
-}
-
-/// The session token from the `Cookie` header, if any.
-pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
-        .map(|(_, value)| value)
-        .filter(|value| !value.is_empty())
-}
-
-/// The peer's address, when the server was started with connection info.
-pub fn source_address<B>(request: &axum::http::Request<B>) -> Option<String> {
-    request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(address)| address.ip().to_string())
 }
 
 /// Marks, in the caller's transaction, that access may have been revoked

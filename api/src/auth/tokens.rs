@@ -37,6 +37,12 @@ pub fn new_session_token() -> String {
     random()
 }
 
+/// A new password reset token: `platreset_` and 43 random characters (the
+/// prefix tells it from an API key, for people and secret scanners).
+pub fn new_reset_token() -> String {
+    format!("platreset_{}", random())
+}
+
 /// The visible start of a key, stored and listed so people can tell keys apart.
 pub fn shown_prefix(key: &str) -> String {
     key.chars().take(SHOWN_CHARS).collect()
