@@ -59,7 +59,8 @@ grant usage on schema public to plat_api, plat_compiler, plat_executor;
 -- ---------------------------------------------------------------- plat_api
 grant select, insert, update, delete on
     functions, function_versions, compile_jobs, executions, execution_jobs,
-    users, groups, group_members, api_keys, sessions, environments, workers
+    users, groups, group_members, api_keys, sessions, environments, workers,
+    password_resets
     to plat_api;
 -- Append-only: an API compromise cannot erase its own tracks.
 grant select, insert on audit_log to plat_api;
@@ -91,7 +92,8 @@ grant select, update, delete on execution_jobs to plat_executor;
 grant select (id, input, request_id) on executions to plat_executor;
 grant update (status, output, error_type, error_message, logs, logs_truncated, duration_ms,
               finished_at, attempts, worker_id, started_at) on executions to plat_executor;
-grant select (function_id, version, status, module, execution_config, engine_sha256)
+-- retired_at: a job of a version retired after it was queued ends CANCELLED.
+grant select (function_id, version, status, module, execution_config, engine_sha256, retired_at)
     on function_versions to plat_executor;
 grant select (id, environment_id) on functions to plat_executor;
 -- Decrypts the function's environment at run time (PLAT_SECRETS_KEY).
