@@ -84,6 +84,15 @@ pub struct ApiConfig {
     /// Days of per-function statistics kept (0: forever).
     #[arg(long, env = "PLAT_STATS_RETENTION_DAYS", default_value_t = 400)]
     pub stats_retention_days: u32,
+    /// Most live API keys (neither revoked nor expired) one user may hold;
+    /// creating one more answers 409.
+    #[arg(long, env = "PLAT_MAX_API_KEYS_PER_USER", default_value_t = 100)]
+    pub max_api_keys_per_user: u32,
+    /// Seconds an API process trusts a looked-up credential without asking
+    /// the database again: the backstop should a revocation's notification
+    /// be missed (0: no cache).
+    #[arg(long, env = "PLAT_AUTH_CACHE_TTL_SECS", default_value_t = 5)]
+    pub auth_cache_ttl_secs: u64,
 }
 
 impl Default for ApiConfig {
@@ -111,6 +120,8 @@ impl Default for ApiConfig {
             login_attempts_per_minute: 10,
             retention_days: 30,
             stats_retention_days: 400,
+            max_api_keys_per_user: 100,
+            auth_cache_ttl_secs: 5,
         }
     }
 }

@@ -45,6 +45,13 @@ pub enum Error {
     Database(#[source] sqlx::Error),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
+    /// A user's rate limit cannot pay for the request; the detail names the
+    /// limit and its settings, and the call may be retried after this many seconds.
+    #[error("{detail}")]
+    RateLimited {
+        detail: String,
+        retry_after_secs: u64,
+    },
 }
 
 impl Error {
@@ -58,7 +65,9 @@ impl Error {
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::TooManyRequests { .. } | Error::RateLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Error::Unavailable(_) | Error::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -75,7 +84,7 @@ impl Error {
             Error::PayloadTooLarge(_) => "payload-too-large",
             Error::UnsupportedMediaType(_) => "unsupported-media-type",
             Error::MethodNotAllowed(_) => "method-not-allowed",
-            Error::TooManyRequests { .. } => "rate-limited",
+            Error::TooManyRequests { .. } | Error::RateLimited { .. } => "rate-limited",
             Error::NotConfigured(_) => "not-configured",
             Error::Unavailable(_) => "service-unavailable",
             Error::Database(_) | Error::Internal(_) => "internal-error",
@@ -148,7 +157,10 @@ impl IntoResponse for Error {
         let status = self.status();
         let retry_after = match &self {
             Error::Unavailable(_) => Some(RETRY_AFTER_SECS.to_owned()),
-            Error::TooManyRequests { retry_after_secs } => Some(retry_after_secs.to_string()),
+            Error::TooManyRequests { retry_after_secs }
+            | Error::RateLimited {
+                retry_after_secs, ..
+            } => Some(retry_after_secs.to_string()),
             _ => None,
         };
         let challenge = matches!(self, Error::Unauthorized(_));
