@@ -216,17 +216,12 @@ async fn create(
 /// after another and cannot together pass the cap (`no key update`: the
 /// weakest lock that two creations cannot both hold, and one that does not
 /// stop other tables' rows from referencing the user meanwhile).
-async fn ensure_room_for_a_key(
-    tx: &mut sqlx::PgConnection,
-    user_id: Uuid,
-    max: u32,
-) -> Result<()> {
-    let user: Option<(i64,)> = sqlx::query_as(
-        "select 1::int8 from users where id = $1 for no key update",
-    )
-    .bind(user_id)
-    .fetch_optional(&mut *tx)
-    .await?;
+async fn ensure_room_for_a_key(tx: &mut sqlx::PgConnection, user_id: Uuid, max: u32) -> Result<()> {
+    let user: Option<(i64,)> =
+        sqlx::query_as("select 1::int8 from users where id = $1 for no key update")
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
     if user.is_none() {
         return Err(Error::BadRequest(format!("no user with id {user_id}")));
     }

@@ -145,10 +145,7 @@ async fn a_batch_of_n_inputs_costs_n_requests_and_one_over_the_burst_is_refused_
     // Exactly 2 left.
     assert_eq!(me(&dev, &app.base_url).await, StatusCode::OK);
     assert_eq!(me(&dev, &app.base_url).await, StatusCode::OK);
-    assert_eq!(
-        me(&dev, &app.base_url).await,
-        StatusCode::TOO_MANY_REQUESTS
-    );
+    assert_eq!(me(&dev, &app.base_url).await, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(
         app.count("executions").await,
         6,
@@ -247,7 +244,11 @@ async fn until_refused(app: &TestApp, client: &reqwest::Client, base_url: &str) 
 /// A user whose key is cached in the API at `base_url` and then revoked
 /// behind the platform's back (no notification): from then on, only a
 /// cache hit in that process can still answer for it.
-async fn cached_then_revoked_quietly(app: &TestApp, base_url: &str, email: &str) -> reqwest::Client {
+async fn cached_then_revoked_quietly(
+    app: &TestApp,
+    base_url: &str,
+    email: &str,
+) -> reqwest::Client {
     let user = app.create_user(email, "DEV", None).await;
     let (id, key) = id_and_key(&new_key(&app.client, &app.base_url, &user).await);
     assert_eq!(me(&key, base_url).await, StatusCode::OK);
@@ -345,7 +346,9 @@ async fn a_keys_last_used_at_is_written_at_most_once_a_minute(pool: PgPool) {
 
     // Each API process looks the key up in the database once (its cache is empty).
     assert_eq!(me(&key, &app.base_url).await, StatusCode::OK);
-    let first = last_used(&app.pool, id).await.expect("the first use is recorded");
+    let first = last_used(&app.pool, id)
+        .await
+        .expect("the first use is recorded");
     assert_eq!(me(&key, &second_api).await, StatusCode::OK);
     assert_eq!(
         last_used(&app.pool, id).await,
