@@ -1,6 +1,8 @@
 //! `/api-keys`: keys for programs and CI. A key is shown once, at creation;
 //! the database keeps its SHA-256 and a short visible prefix. Users manage
 //! their own keys; admins manage everyone's and create keys for any user.
+//! A user holds at most `PLAT_MAX_API_KEYS_PER_USER` live keys, whoever
+//! creates them.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -152,6 +154,7 @@ struct CreatedKey {
     responses(
         (status = 201, description = "The key, with its secret `key` shown this once", body = CreatedKey),
         (status = 400, description = "An invalid field, an expiry in the past, an unknown user"),
+        (status = 409, description = "The user already holds `PLAT_MAX_API_KEYS_PER_USER` live keys"),
         (status = 415, description = "The body is not `application/json`"),
     ),
 )]
@@ -178,13 +181,7 @@ async fn create(
     let key = tokens::new_api_key();
     let id = Uuid::now_v7();
     let mut tx = state.db.begin().await?;
-    let user: Option<(bool,)> = sqlx::query_as("select disabled from users where id = $1")
-        .bind(user_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if user.is_none() {
-        return Err(Error::BadRequest(format!("no user with id {user_id}")));
-    }
+    ensure_room_for_a_key(&mut tx, user_id, state.config.max_api_keys_per_user).await?;
     let view: ApiKeyView = sqlx::query_as(
         r#"
         insert into api_keys (id, user_id, name, prefix, key_hash, expires_at)
@@ -210,6 +207,40 @@ async fn create(
     .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(CreatedKey { key, view })))
+}
+
+/// Refuses (409) when `user_id` already holds `max` live keys (neither
+/// revoked nor expired), whoever asks: an admin creating keys for someone
+/// is held to the same cap. The user's row is locked for the rest of the
+/// transaction, so concurrent creations, in any API process, count one
+/// after another and cannot together pass the cap (`no key update`: the
+/// weakest lock that two creations cannot both hold, and one that does not
+/// stop other tables' rows from referencing the user meanwhile).
+async fn ensure_room_for_a_key(tx: &mut sqlx::PgConnection, user_id: Uuid, max: u32) -> Result<()> {
+    let user: Option<(i64,)> =
+        sqlx::query_as("select 1::int8 from users where id = $1 for no key update")
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if user.is_none() {
+        return Err(Error::BadRequest(format!("no user with id {user_id}")));
+    }
+    let (live,): (i64,) = sqlx::query_as(
+        r#"
+        select count(*) from api_keys
+        where user_id = $1 and revoked_at is null
+          and (expires_at is null or expires_at > now())
+        "#,
+    )
+    .bind(user_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if live >= i64::from(max) {
+        return Err(Error::Conflict(format!(
+            "user {user_id} already holds {live} live API keys, the most allowed (PLAT_MAX_API_KEYS_PER_USER = {max}); revoke one (DELETE /api-keys/{{id}}) before creating another"
+        )));
+    }
+    Ok(())
 }
 
 /// Revokes the key at once, in every API process. Revoking a revoked key
@@ -239,7 +270,7 @@ async fn revoke(
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        auth::changed(&mut tx).await?;
+        auth::changed(&mut tx, auth::Affected::Key(id)).await?;
         audit::record(
             &mut tx,
             &caller,
@@ -250,6 +281,6 @@ async fn revoke(
         .await?;
     }
     tx.commit().await?;
-    state.auth.forget_all();
+    state.auth.forget(auth::Affected::Key(id));
     Ok(StatusCode::NO_CONTENT)
 }

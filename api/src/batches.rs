@@ -64,7 +64,8 @@ struct BatchParams {
 }
 
 /// Queues one run of the active version (or `?version=`) per input, all or
-/// nothing, and answers 202 with their ids in input order. A deprecated
+/// nothing, and answers 202 with their ids in input order. It costs one
+/// request of the caller's rate limit per input. A deprecated
 /// version's batch carries the deprecation headers, as single runs do.
 #[utoipa::path(
     post,
@@ -81,11 +82,12 @@ struct BatchParams {
             ("Deprecation" = String, description = "`@<unix seconds>` (RFC 9745) when the version run is deprecated"),
             ("Plat-Deprecation-Message" = String, description = "Why, percent-encoded"),
         )),
-        (status = 400, description = "Invalid JSON, 0 or over 1000 inputs, nesting too deep, an `Idempotency-Key` header"),
+        (status = 400, description = "Invalid JSON, 0 or over 1000 inputs, more inputs than the caller's rate-limit burst, nesting too deep, an `Idempotency-Key` header"),
         (status = 403, description = "A DEV named a deprecated version that is not the active one"),
         (status = 404, description = "No such function or version, or not accessible"),
         (status = 409, description = "No READY version, or the version is retired (`version-retired`)"),
         (status = 413, description = "An input over 1 MiB or the body over 16 MiB"),
+        (status = 429, description = "The user's rate limit cannot pay for the inputs now (a batch costs one request per input); see `Retry-After`"),
     ),
 )]
 async fn enqueue(
@@ -139,6 +141,8 @@ async fn enqueue(
             state.config.max_input_bytes
         )));
     }
+    // N runs cost N requests of the user's rate limit, before any database work.
+    state.auth.take_batch(&caller, batch.inputs.len())?;
 
     let key = FunctionKey::parse(key);
     let asked = params.version.map(VersionKey::parse);

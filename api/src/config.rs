@@ -113,6 +113,15 @@ pub struct ApiConfig {
     /// Hours a password reset token stays usable.
     #[arg(long, env = "PLAT_PASSWORD_RESET_HOURS", default_value_t = 24)]
     pub password_reset_hours: u32,
+    /// Most live API keys (neither revoked nor expired) one user may hold;
+    /// creating one more answers 409.
+    #[arg(long, env = "PLAT_MAX_API_KEYS_PER_USER", default_value_t = 100)]
+    pub max_api_keys_per_user: u32,
+    /// Seconds an API process trusts a looked-up credential without asking
+    /// the database again: the backstop should a revocation's notification
+    /// be missed (0: no cache).
+    #[arg(long, env = "PLAT_AUTH_CACHE_TTL_SECS", default_value_t = 5)]
+    pub auth_cache_ttl_secs: u64,
 }
 
 impl Default for ApiConfig {
@@ -145,6 +154,8 @@ impl Default for ApiConfig {
             invalid_credentials_per_minute: 30,
             password_hash_concurrency: 0,
             password_reset_hours: 24,
+            max_api_keys_per_user: 100,
+            auth_cache_ttl_secs: 5,
         }
     }
 }

@@ -35,16 +35,6 @@ pub enum Error {
     UnsupportedMediaType(String),
     #[error("{0}")]
     MethodNotAllowed(String),
-    /// The caller's rate limit is spent; the next call is allowed after this many seconds.
-    #[error("too many requests: the rate limit of this credential is spent; retry after {retry_after_secs} s")]
-    TooManyRequests { retry_after_secs: u64 },
-    /// Another limit is spent (logins per address or per account, invalid
-    /// credentials per address): `limit` names it and its setting.
-    #[error("too many requests: {limit}; retry after {retry_after_secs} s")]
-    Throttled {
-        limit: String,
-        retry_after_secs: u64,
-    },
     /// A feature the operator has not configured (e.g. environments need a secrets key).
     #[error("{0}")]
     NotConfigured(String),
@@ -55,6 +45,13 @@ pub enum Error {
     Database(#[source] sqlx::Error),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
+    /// A user's rate limit cannot pay for the request; the detail names the
+    /// limit and its settings, and the call may be retried after this many seconds.
+    #[error("{detail}")]
+    RateLimited {
+        detail: String,
+        retry_after_secs: u64,
+    },
 }
 
 impl Error {
@@ -68,9 +65,7 @@ impl Error {
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Error::TooManyRequests { .. } | Error::Throttled { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Unavailable(_) | Error::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -88,7 +83,7 @@ impl Error {
             Error::PayloadTooLarge(_) => "payload-too-large",
             Error::UnsupportedMediaType(_) => "unsupported-media-type",
             Error::MethodNotAllowed(_) => "method-not-allowed",
-            Error::TooManyRequests { .. } | Error::Throttled { .. } => "rate-limited",
+            Error::RateLimited { .. } => "rate-limited",
             Error::NotConfigured(_) => "not-configured",
             Error::Unavailable(_) => "service-unavailable",
             Error::Database(_) | Error::Internal(_) => "internal-error",
@@ -161,8 +156,7 @@ impl IntoResponse for Error {
         let status = self.status();
         let retry_after = match &self {
             Error::Unavailable(_) => Some(RETRY_AFTER_SECS.to_owned()),
-            Error::TooManyRequests { retry_after_secs }
-            | Error::Throttled {
+            Error::RateLimited {
                 retry_after_secs, ..
             } => Some(retry_after_secs.to_string()),
             _ => None,

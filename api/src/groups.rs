@@ -253,7 +253,7 @@ async fn remove(
     if deleted.rows_affected() == 0 {
         return Err(not_found(id));
     }
-    auth::changed(&mut tx).await?;
+    auth::changed(&mut tx, auth::Affected::All).await?;
     audit::record(
         &mut tx,
         &caller,
@@ -263,7 +263,7 @@ async fn remove(
     )
     .await?;
     tx.commit().await?;
-    state.auth.forget_all();
+    state.auth.forget(auth::Affected::All);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -357,7 +357,7 @@ async fn add_member(
     .rows_affected()
         == 1;
     if added {
-        auth::changed(&mut tx).await?;
+        auth::changed(&mut tx, auth::Affected::User(body.user_id)).await?;
         audit::record(
             &mut tx,
             &caller,
@@ -369,7 +369,7 @@ async fn add_member(
     }
     let group = view(&mut *tx, id).await?;
     tx.commit().await?;
-    state.auth.forget_all();
+    state.auth.forget(auth::Affected::User(body.user_id));
     let status = if added {
         StatusCode::CREATED
     } else {
@@ -411,7 +411,7 @@ async fn remove_member(
             "user {user_id} is not a member of group {id}"
         )));
     }
-    auth::changed(&mut tx).await?;
+    auth::changed(&mut tx, auth::Affected::User(user_id)).await?;
     audit::record(
         &mut tx,
         &caller,
@@ -421,6 +421,6 @@ async fn remove_member(
     )
     .await?;
     tx.commit().await?;
-    state.auth.forget_all();
+    state.auth.forget(auth::Affected::User(user_id));
     Ok(StatusCode::NO_CONTENT)
 }

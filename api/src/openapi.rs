@@ -237,7 +237,7 @@ fn operation_security(common: &mut Vec<(&str, &str)>, changes: bool) {
     ));
     common.push((
         "429",
-        "The credential's rate limit is spent; see `Retry-After`",
+        "The user's rate limit (all their keys and sessions together) is spent; see `Retry-After`",
     ));
     common.push((
         "500",

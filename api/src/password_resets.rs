@@ -200,7 +200,7 @@ async fn reset(
         .execute(&mut *tx)
         .await?;
     void_tokens_of(&mut tx, user_id).await?;
-    auth::changed(&mut tx).await?;
+    auth::changed(&mut tx, auth::Affected::User(user_id)).await?;
     let source = client.map(|ip| ip.to_string());
     audit::record_anonymous(
         &mut tx,
@@ -214,7 +214,7 @@ async fn reset(
     )
     .await?;
     tx.commit().await?;
-    state.auth.forget_all();
+    state.auth.forget(auth::Affected::User(user_id));
     Ok(StatusCode::NO_CONTENT)
 }
 

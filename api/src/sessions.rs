@@ -228,7 +228,7 @@ async fn end_session(state: &AppState, caller: &Caller, id: Uuid) -> Result<()> 
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    auth::changed(&mut tx).await?;
+    auth::changed(&mut tx, auth::Affected::Session(id)).await?;
     audit::record(
         &mut tx,
         caller,
@@ -238,7 +238,7 @@ async fn end_session(state: &AppState, caller: &Caller, id: Uuid) -> Result<()> 
     )
     .await?;
     tx.commit().await?;
-    state.auth.forget_all();
+    state.auth.forget(auth::Affected::Session(id));
     Ok(())
 }
 

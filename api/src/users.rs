@@ -391,7 +391,7 @@ async fn update(
         .await?;
         crate::password_resets::void_tokens_of(&mut tx, id).await?;
     }
-    auth::changed(&mut tx).await?;
+    auth::changed(&mut tx, auth::Affected::User(id)).await?;
     let mut changed = Vec::new();
     for (field, sent) in [
         ("email", email.is_some()),
@@ -414,7 +414,7 @@ async fn update(
     .await?;
     let user = view(&mut *tx, id).await?.ok_or_else(|| not_found(id))?;
     tx.commit().await?;
-    state.auth.forget_all();
+    state.auth.forget(auth::Affected::User(id));
     Ok(Json(user))
 }
 
@@ -470,7 +470,7 @@ async fn remove(
         return Err(not_found(id));
     }
     ensure_an_admin_remains(&mut tx).await?;
-    auth::changed(&mut tx).await?;
+    auth::changed(&mut tx, auth::Affected::User(id)).await?;
     audit::record(
         &mut tx,
         &caller,
@@ -480,6 +480,6 @@ async fn remove(
     )
     .await?;
     tx.commit().await?;
-    state.auth.forget_all();
+    state.auth.forget(auth::Affected::User(id));
     Ok(StatusCode::NO_CONTENT)
 }

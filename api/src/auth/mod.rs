@@ -1,13 +1,14 @@
 //! Who is calling: every request except `/healthz`, `/readyz` and login
 //! carries an API key (`Authorization: Bearer plat_...`) or a session cookie
 //! from `POST /auth/login`. The middleware here resolves it to a [`Caller`],
-//! applies the caller's rate limit and, for cookie-authenticated requests
+//! applies the user's rate limit and, for cookie-authenticated requests
 //! that change state, the CSRF check; handlers then take the `Caller`.
 //!
 //! Credentials are opaque and looked up in the database, so revoking one
 //! takes effect at once. Lookups are cached per process for a few seconds;
-//! every change that can revoke access (`auth::changed`) clears the caches
-//! of all API processes through `NOTIFY plat_auth_changed`.
+//! every change that can revoke access (`auth::changed`) tells all API
+//! processes, through `NOTIFY plat_auth_changed`, which key, session or
+//! user it concerns, and each drops only those cached credentials.
 
 pub mod passwords;
 pub mod rate_limit;
@@ -38,11 +39,12 @@ use crate::AppState;
 
 /// The header cookie-authenticated requests that change state must carry.
 pub const CSRF_HEADER: &str = "x-csrf-token";
-/// How long a looked-up credential is trusted without asking the database
-/// again (the backstop if a `plat_auth_changed` notification is missed).
-const CACHE_TTL: Duration = Duration::from_secs(5);
 /// Past this many cached credentials the cache starts over.
 const MAX_CACHED: usize = 10_000;
+/// `api_keys.last_used_at` is written at most this often per key: it is
+/// for people ("used today?"), and a write per lookup would make every
+/// cache miss, in every API process, a row update.
+const LAST_USED_EVERY_SECS: f64 = 60.0;
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema,
@@ -157,6 +159,10 @@ pub fn bind_caller<'q, O>(
 /// Resolves credentials, with a short-lived cache, and holds the rate limits.
 pub struct Authenticator {
     cache: Mutex<HashMap<[u8; 32], Cached>>,
+    /// How long a looked-up credential is trusted without asking the
+    /// database again (the backstop if a `plat_auth_changed` notification
+    /// is missed).
+    cache_ttl: Duration,
     limiter: RateLimiter,
     admin_rate: Rate,
     dev_rate: Rate,
@@ -192,6 +198,7 @@ impl Authenticator {
     pub fn new(config: &crate::ApiConfig) -> Self {
         Self {
             cache: Mutex::default(),
+            cache_ttl: Duration::from_secs(config.auth_cache_ttl_secs),
             limiter: RateLimiter::default(),
             admin_rate: Rate {
                 per_sec: config.rate_limit_admin_per_sec,
@@ -205,10 +212,18 @@ impl Authenticator {
         }
     }
 
-    /// Forgets every cached credential: called after any change that can
-    /// revoke access, here and (through the notification) in other processes.
-    pub fn forget_all(&self) {
-        self.lock().clear();
+    /// Forgets the cached credentials a change of access concerns: called
+    /// after committing the change here, and (through the notification) in
+    /// every other API process. Other users' credentials stay cached, so no
+    /// one can turn the cache off for everyone by revoking their own keys.
+    pub fn forget(&self, affected: Affected) {
+        let mut cache = self.lock();
+        match affected {
+            Affected::All => cache.clear(),
+            // A scan, not an index: at most `MAX_CACHED` entries, and
+            // changes of access are rare next to lookups.
+            _ => cache.retain(|_, entry| !affected.concerns(&entry.caller)),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Cached>> {
@@ -218,16 +233,64 @@ impl Authenticator {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The caller's rate limit and the settings that set it, for messages.
+    fn rate_of(&self, caller: &Caller) -> (Rate, &'static str) {
+        match caller.role {
+            Role::Admin => (
+                self.admin_rate,
+                "PLAT_RATE_LIMIT_ADMIN_PER_SEC, PLAT_RATE_LIMIT_ADMIN_BURST",
+            ),
+            Role::Dev => (
+                self.dev_rate,
+                "PLAT_RATE_LIMIT_DEV_PER_SEC, PLAT_RATE_LIMIT_DEV_BURST",
+            ),
+        }
+    }
+
+    /// Spends one request of the caller's user: one bucket per user, shared
+    /// by all their keys and sessions, so more keys do not buy more rate.
     fn take_request(&self, caller: &Caller) -> Result<()> {
-        let (key, rate) = match (&caller.credential, caller.role) {
-            (Credential::ApiKey { id }, role) => (format!("key:{id}"), role),
-            (Credential::Session { .. }, role) => (format!("user:{}", caller.user_id), role),
-        };
-        let rate = match rate {
-            Role::Admin => self.admin_rate,
-            Role::Dev => self.dev_rate,
-        };
-        self.limiter.take(&key, rate).map_err(too_many)
+        let (rate, settings) = self.rate_of(caller);
+        self.limiter
+            .take(&user_bucket(caller), rate)
+            .map_err(|wait| Error::RateLimited {
+                detail: format!(
+                    "too many requests: the rate limit of this user ({} per second, bursts of {}, shared by all their API keys and sessions; {settings}) is spent; retry after {} s",
+                    rate.per_sec,
+                    rate.burst(),
+                    retry_after_secs(wait)
+                ),
+                retry_after_secs: retry_after_secs(wait),
+            })
+    }
+
+    /// Charges a batch of `inputs` runs to the caller's rate limit: it
+    /// costs `inputs` requests in all, the one the request itself already
+    /// paid included. Refuses, spending nothing more, when the bucket cannot
+    /// pay now (429, retry later) or ever (400: the batch is over the burst,
+    /// so waiting would never help).
+    pub fn take_batch(&self, caller: &Caller, inputs: usize) -> Result<()> {
+        let (rate, settings) = self.rate_of(caller);
+        if !rate.limits() {
+            return Ok(());
+        }
+        let burst = rate.burst();
+        let cost = u32::try_from(inputs).unwrap_or(u32::MAX);
+        if cost > burst {
+            return Err(Error::BadRequest(format!(
+                "a batch of {inputs} inputs costs {inputs} requests, more than this user's rate limit allows at once (bursts of {burst}; {settings}): split it into batches of at most {burst} inputs"
+            )));
+        }
+        self.limiter
+            .take_many(&user_bucket(caller), rate, cost.saturating_sub(1))
+            .map_err(|wait| Error::RateLimited {
+                detail: format!(
+                    "too many requests: a batch of {inputs} inputs costs {inputs} requests, more than is left of this user's rate limit ({} per second, bursts of {burst}, shared by all their API keys and sessions; {settings}); retry after {} s or send a smaller batch",
+                    rate.per_sec,
+                    retry_after_secs(wait)
+                ),
+                retry_after_secs: retry_after_secs(wait),
+            })
     }
 
     async fn by_api_key(&self, db: &PgPool, key: &str) -> Result<Option<Caller>> {
@@ -235,20 +298,27 @@ impl Authenticator {
         if let Some(caller) = self.cached(&hash) {
             return Ok(Some(caller));
         }
-        // Stamps last_used_at on each cache miss: at most every few seconds
-        // per key, never on the hot path's every call.
+        // One statement: the lookup, and the last_used_at stamp when the
+        // last one is older than a minute (a data-modifying CTE runs
+        // whether or not the outer query reads it).
         let found: Option<Found> = sqlx::query_as(&format!(
             r#"
             with credential as (
-                update api_keys set last_used_at = now()
+                select id, user_id, expires_at, last_used_at from api_keys
                 where key_hash = $1 and revoked_at is null
                   and (expires_at is null or expires_at > now())
-                returning id, user_id, expires_at
+            ), stamped as (
+                update api_keys k set last_used_at = now()
+                from credential c
+                where k.id = c.id
+                  and (c.last_used_at is null
+                       or c.last_used_at < now() - make_interval(secs => $2))
             )
             {CALLER_OF_CREDENTIAL}
             "#,
         ))
         .bind(hash.as_slice())
+        .bind(LAST_USED_EVERY_SECS)
         .fetch_optional(db)
         .await?;
         Ok(found.map(|found| self.remember(hash, found, |id| Credential::ApiKey { id })))
@@ -283,11 +353,18 @@ impl Authenticator {
     }
 
     fn cached(&self, hash: &[u8; 32]) -> Option<Caller> {
-        let cache = self.lock();
-        let entry = cache.get(hash)?;
-        let fresh = entry.fetched.elapsed() < CACHE_TTL
-            && entry.expires_at.is_none_or(|at| at > Utc::now());
-        fresh.then(|| entry.caller.clone())
+        let found = {
+            let cache = self.lock();
+            cache.get(hash).and_then(|entry| {
+                let fresh = entry.fetched.elapsed() < self.cache_ttl
+                    && entry.expires_at.is_none_or(|at| at > Utc::now());
+                fresh.then(|| entry.caller.clone())
+            })
+        };
+        // Misses are database lookups: their rate shows whether the cache works.
+        let result = if found.is_some() { "hit" } else { "miss" };
+        ::metrics::counter!("plat_auth_cache_lookups_total", "result" => result).increment(1);
+        found
     }
 
     fn remember(
@@ -320,10 +397,14 @@ impl Authenticator {
     }
 }
 
-fn too_many(wait: Duration) -> Error {
-    Error::TooManyRequests {
-        retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
-    }
+/// `Retry-After` is in whole seconds: round up, and never say 0.
+fn retry_after_secs(wait: Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
+}
+
+/// The rate-limit bucket of the caller's user.
+fn user_bucket(caller: &Caller) -> String {
+    format!("user:{}", caller.user_id)
 }
 
 /// The middleware in front of every authenticated route.
@@ -406,24 +487,98 @@ fn check_csrf(method: &Method, headers: &HeaderMap, session_token: &str) -> Resu
     }
 }
 
+/// Whose cached credentials a change of access concerns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Affected {
+    /// One API key (revoked).
+    Key(Uuid),
+    /// One browser session (ended).
+    Session(Uuid),
+    /// Every key and session of one user: disabled, deleted, or their
+    /// role, groups or password changed.
+    User(Uuid),
+    /// Every cached credential (a group deleted: rare, and admins only).
+    All,
+}
+
+impl Affected {
+    fn concerns(self, caller: &Caller) -> bool {
+        match (self, &caller.credential) {
+            (Affected::All, _) => true,
+            (Affected::User(user), _) => caller.user_id == user,
+            (Affected::Key(key), Credential::ApiKey { id }) => *id == key,
+            (Affected::Session(session), Credential::Session { id, .. }) => *id == session,
+            _ => false,
+        }
+    }
+
+    /// The notification's payload: `key:<id>`, `session:<id>`, `user:<id>`,
+    /// or empty for everything.
+    fn payload(self) -> String {
+        match self {
+            Affected::Key(id) => format!("key:{id}"),
+            Affected::Session(id) => format!("session:{id}"),
+            Affected::User(id) => format!("user:{id}"),
+            Affected::All => String::new(),
+        }
+    }
+
+    /// Reads a payload back; anything it does not understand (an older or
+    /// newer sender) means everything, the safe side.
+    fn from_payload(payload: &str) -> Self {
+        let parsed = payload.split_once(':').and_then(|(kind, id)| {
+            let id = Uuid::parse_str(id).ok()?;
+            match kind {
+                "key" => Some(Affected::Key(id)),
+                "session" => Some(Affected::Session(id)),
+                "user" => Some(Affected::User(id)),
+                _ => None,
+            }
+        });
+        parsed.unwrap_or(Affected::All)
+    }
+}
+
 /// Marks, in the caller's transaction, that access may have been revoked
-/// (a key or session ended, a user disabled or changed, a group changed):
-/// every API process drops its cached credentials at the commit. The caller
-/// also calls [`Authenticator::forget_all`] after committing, so its own
-/// process does not wait for the notification.
-pub async fn changed(tx: &mut PgConnection) -> Result<()> {
-    sqlx::query("select pg_notify($1, '')")
+/// for `affected` (a key or session ended, a user disabled or changed, a
+/// group changed): every API process drops those cached credentials at the
+/// commit. The caller also calls [`Authenticator::forget`] after
+/// committing, so its own process does not wait for the notification.
+pub async fn changed(tx: &mut PgConnection, affected: Affected) -> Result<()> {
+    sqlx::query("select pg_notify($1, $2)")
         .bind(notify::AUTH_CHANGED)
+        .bind(affected.payload())
         .execute(tx)
         .await?;
     Ok(())
 }
 
-/// Drops cached credentials whenever another process changes access, and
-/// after any gap in listening.
+/// Drops the cached credentials another process's change concerns, and
+/// every one after any gap in listening (what was missed is unknown).
 pub async fn listen(pool: PgPool, auth: Arc<Authenticator>, shutdown: CancellationToken) {
     notify::listen(pool, notify::AUTH_CHANGED, shutdown, |heard| match heard {
-        Heard::Notification(_) | Heard::MaybeMissed => auth.forget_all(),
+        Heard::Notification(payload) => auth.forget(Affected::from_payload(payload)),
+        Heard::MaybeMissed => auth.forget(Affected::All),
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_notification_payload_reads_back_as_what_was_sent() {
+        let id = Uuid::now_v7();
+        for affected in [
+            Affected::Key(id),
+            Affected::Session(id),
+            Affected::User(id),
+            Affected::All,
+        ] {
+            assert_eq!(Affected::from_payload(&affected.payload()), affected);
+        }
+        assert_eq!(Affected::from_payload("group:x"), Affected::All);
+        assert_eq!(Affected::from_payload("key:not-a-uuid"), Affected::All);
+    }
 }

@@ -80,9 +80,10 @@ impl Throttle {
 }
 
 fn throttled(limit: String, wait: Duration) -> Error {
-    Error::Throttled {
-        limit,
-        retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+    let retry_after_secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    Error::RateLimited {
+        detail: format!("too many requests: {limit}; retry after {retry_after_secs} s"),
+        retry_after_secs,
     }
 }
 
