@@ -3,7 +3,8 @@
 
 use tokio::sync::OnceCell;
 
-use super::{TypeScriptToolchain, MAX_NESTING};
+use super::nesting::{MAX_CHAIN, MAX_NESTING};
+use super::TypeScriptToolchain;
 use crate::compile::CompileFailure;
 
 static TOOLCHAIN: OnceCell<TypeScriptToolchain> = OnceCell::const_new();
