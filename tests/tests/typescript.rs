@@ -385,10 +385,10 @@ async fn chains_of_operators_arrows_and_keywords_nested_past_the_limit_fail_the_
         ("arrows", chain("a => ", 12_000)),
         ("assignments", chain("a = ", 15_000)),
         ("news", chain("new ", 12_000)),
-        ("awaits", format!("export default async (a: any) => {}a;\n", "await ".repeat(10_000))),
+        ("awaits", format!("export default async (a: any) => {}a;\n", "await ".repeat(10_200))),
         (
             "ifs",
-            format!("export default (a: any) => {{ {}return a; }};\n", "if (a) ".repeat(9_000)),
+            format!("export default (a: any) => {{ {}return a; }};\n", "if(a)".repeat(11_000)),
         ),
         (
             "templates",

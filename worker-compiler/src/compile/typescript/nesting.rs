@@ -21,7 +21,9 @@
 //!
 //! Those counts start over at `;` and `,` (the end of a statement or a list
 //! item) and when the bracket they are in closes; a `<` only at `;` and at
-//! its bracket's close, since type arguments are separated by commas. The
+//! its bracket's close, since type arguments are separated by commas; an
+//! `else` only at its bracket's close, since `if (a) x; else if (b) y; else …`
+//! nests across semicolons. The
 //! scan is over bytes, without regard to strings and comments: it may count
 //! more than the parser sees, never less, and real code stays far inside
 //! the limits. Template nesting (`` `${`${…}`}` ``) is counted by its
@@ -37,10 +39,11 @@ pub(super) const MAX_NESTING: usize = 1_000;
 /// whole block's assignments and keywords as one statement.
 pub(super) const MAX_CHAIN: usize = 10_000;
 
-/// Words that make the parser recurse for what follows them.
+/// Words that make the parser recurse for what follows them (and `else`,
+/// counted apart).
 const NESTING_WORDS: &[&str] = &[
-    "new", "typeof", "void", "delete", "await", "yield", "if", "else", "while", "for", "with",
-    "do", "extends", "keyof", "readonly", "unique", "infer", "asserts",
+    "new", "typeof", "void", "delete", "await", "yield", "if", "while", "for", "with", "do",
+    "extends", "keyof", "readonly", "unique", "infer", "asserts",
 ];
 
 /// Refuses a source nested deeper than the limits, at the offending byte.
@@ -51,13 +54,31 @@ pub(super) fn check(source: &str) -> Result<(), String> {
     }
 }
 
-/// Open counts of one bracket level (the top level is one too).
+/// Open counts of one bracket level (the top level is one too), by what
+/// ends them.
 #[derive(Default)]
 struct Level {
-    /// Tokens since the last `;` or `,`.
-    chain: usize,
-    /// `<` since the last `;`.
-    angles: usize,
+    /// Ended by `;` or `,`: operators and most keywords.
+    item: usize,
+    /// Ended by `;`: `<`, whose type arguments are separated by commas.
+    statement: usize,
+    /// Ended only by the bracket's close: `else`, since in
+    /// `if (a) x; else if (b) y; else …` each `else` holds the rest.
+    block: usize,
+}
+
+impl Level {
+    fn total(&self) -> usize {
+        self.item + self.statement + self.block
+    }
+}
+
+/// What ends a count (see [`Level`]).
+#[derive(Clone, Copy)]
+enum Until {
+    Item,
+    Statement,
+    Block,
 }
 
 /// The scan's state: the open brackets, each with its counts, and the sum
@@ -70,21 +91,28 @@ struct Scan {
 }
 
 impl Scan {
-    fn add(&mut self, chain: usize, angles: usize) {
-        let level = self.levels.last_mut().expect("the top level is never popped");
-        level.chain += chain;
-        level.angles += angles;
-        self.open += chain + angles;
+    fn level(&mut self) -> &mut Level {
+        self.levels.last_mut().expect("the top level is never popped")
     }
 
-    fn end_item(&mut self, statement: bool) {
-        let level = self.levels.last_mut().expect("the top level is never popped");
-        self.open -= level.chain;
-        level.chain = 0;
-        if statement {
-            self.open -= level.angles;
-            level.angles = 0;
+    fn add(&mut self, until: Until) {
+        let level = self.level();
+        match until {
+            Until::Item => level.item += 1,
+            Until::Statement => level.statement += 1,
+            Until::Block => level.block += 1,
         }
+        self.open += 1;
+    }
+
+    /// A `,` (`statement == false`) or a `;`.
+    fn end(&mut self, statement: bool) {
+        let level = self.level();
+        let mut ended = std::mem::take(&mut level.item);
+        if statement {
+            ended += std::mem::take(&mut level.statement);
+        }
+        self.open -= ended;
     }
 
     fn push(&mut self) {
@@ -94,7 +122,7 @@ impl Scan {
     fn pop(&mut self) {
         if self.levels.len() > 1 {
             let level = self.levels.pop().expect("checked above");
-            self.open -= level.chain + level.angles;
+            self.open -= level.total();
         }
     }
 
@@ -129,15 +157,18 @@ fn deepest_point(source: &[u8]) -> Option<(usize, String)> {
                 scan.push();
             }
             b')' | b']' | b'}' => scan.pop(),
-            b';' => scan.end_item(true),
-            b',' => scan.end_item(false),
+            b';' => {
+                scan.in_namespace_name = false;
+                scan.end(true);
+            }
+            b',' => scan.end(false),
             // `??` and `?.` (not `?.5`, a ternary) do not nest.
             b'?' if next == Some(b'?') => i += 1,
             b'?' if next == Some(b'.')
                 && !source.get(i + 1).is_some_and(u8::is_ascii_digit) => {}
-            b'?' | b':' => scan.add(1, 0),
+            b'?' | b':' => scan.add(Until::Item),
             b'=' if next == Some(b'>') => {
-                scan.add(1, 0);
+                scan.add(Until::Item);
                 i += 1;
             }
             // `==` and `===` do not nest; `=` and `+=`, `**=`, … do.
@@ -146,20 +177,24 @@ fn deepest_point(source: &[u8]) -> Option<(usize, String)> {
                     i += 1;
                 }
             }
-            b'=' => scan.add(1, 0),
+            // The end of `!=`, `<=`, `>=`.
+            b'=' if start > 0 && matches!(source[start - 1], b'!' | b'<' | b'>') => {}
+            b'=' => scan.add(Until::Item),
             b'*' if next == Some(b'*') => {
-                scan.add(1, 0);
+                scan.add(Until::Item);
                 i += 1;
             }
-            b'<' => scan.add(0, 1),
-            b'.' if scan.in_namespace_name => scan.add(1, 0),
+            b'<' => scan.add(Until::Statement),
+            b'.' if scan.in_namespace_name => scan.add(Until::Item),
             _ if is_word_byte(byte) => {
                 while source.get(i).copied().is_some_and(is_word_byte) {
                     i += 1;
                 }
                 let word = &source[start..i];
-                if NESTING_WORDS.iter().any(|w| w.as_bytes() == word) {
-                    scan.add(1, 0);
+                if word == b"else" {
+                    scan.add(Until::Block);
+                } else if NESTING_WORDS.iter().any(|w| w.as_bytes() == word) {
+                    scan.add(Until::Item);
                 }
                 if word == b"namespace" || word == b"module" {
                     scan.in_namespace_name = true;
@@ -222,6 +257,7 @@ mod tests {
             "while (a) ",
             "for (;;) ",
             "label: ",
+            "if (a) a; else ",
             "A<x, ",
             "<T>",
             "keyof ",
