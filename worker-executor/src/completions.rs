@@ -129,7 +129,7 @@ mod tests {
             .await
             .unwrap();
         sqlx::query(
-            "insert into function_versions (function_id, version, source, execution_config) values ($1, 1, '', '{}')",
+            "insert into function_versions (function_id, version, semver, source, execution_config) values ($1, 1, '0.0.1', '', '{}')",
         )
         .bind(function)
         .execute(pool)
