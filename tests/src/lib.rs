@@ -286,10 +286,7 @@ impl TestApp {
         );
         self.tasks
             .push(tokio::spawn(plat_worker_compiler::run_with_toolchains(
-                pool,
-                config,
-                toolchains,
-                shutdown,
+                pool, config, toolchains, shutdown,
             )));
     }
 

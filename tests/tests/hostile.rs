@@ -382,9 +382,7 @@ async fn output_logs_and_errors_the_database_cannot_hold_are_still_recorded(pool
 // whole result batch (SQLSTATE 54001), so every run in it was lost and run
 // again when its lease expired, forever: it is the function's result instead.
 #[sqlx::test(migrator = "MIGRATOR")]
-async fn an_output_nested_200_000_deep_fails_as_invalid_output_and_is_not_run_again(
-    pool: PgPool,
-) {
+async fn an_output_nested_200_000_deep_fails_as_invalid_output_and_is_not_run_again(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let hostile = app.ready_function("hostile", HOSTILE, json!({})).await;
 
@@ -448,7 +446,9 @@ async fn a_build_over_the_module_size_limit_fails_and_names_the_limit(pool: PgPo
         let error = function["compileError"].as_str().unwrap();
         assert!(error.starts_with("the built module is "), "{error}");
         assert!(
-            error.ends_with(" bytes, over the limit of 64 bytes on a module's size (PLAT_MAX_MODULE_BYTES)"),
+            error.ends_with(
+                " bytes, over the limit of 64 bytes on a module's size (PLAT_MAX_MODULE_BYTES)"
+            ),
             "{error}"
         );
     }

@@ -336,17 +336,23 @@ async fn invented_methods_and_unknown_paths_add_no_metric_series(pool: PgPool) {
     let long_method = format!("X{}", Uuid::new_v4().simple()).repeat(1_000);
 
     for n in 0..20 {
-        let method = Method::from_bytes(format!("M{}", Uuid::new_v4().simple()).as_bytes()).unwrap();
+        let method =
+            Method::from_bytes(format!("M{}", Uuid::new_v4().simple()).as_bytes()).unwrap();
         let path = format!("/no-such-route-{}/{n}", Uuid::new_v4());
         let (method_reply, path_reply) = tokio::join!(
-            anonymous.request(method, format!("{}/functions", app.base_url)).send(),
+            anonymous
+                .request(method, format!("{}/functions", app.base_url))
+                .send(),
             anonymous.get(format!("{}{path}", app.base_url)).send(),
         );
         assert!(method_reply.unwrap().status().is_client_error());
         assert!(path_reply.unwrap().status().is_client_error());
     }
     let long = anonymous
-        .request(Method::from_bytes(long_method.as_bytes()).unwrap(), format!("{}/healthz", app.base_url))
+        .request(
+            Method::from_bytes(long_method.as_bytes()).unwrap(),
+            format!("{}/healthz", app.base_url),
+        )
         .send()
         .await
         .unwrap();
@@ -354,14 +360,29 @@ async fn invented_methods_and_unknown_paths_add_no_metric_series(pool: PgPool) {
 
     assert!(long.status().is_client_error(), "{}", long.status());
     let methods = label_values(&scrape, "plat_http_requests_total", "method");
-    let standard = ["CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "OTHER", "PATCH", "POST", "PUT", "TRACE"];
-    assert!(methods.iter().all(|m| standard.contains(&m.as_str())), "{methods:?}");
+    let standard = [
+        "CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "OTHER", "PATCH", "POST", "PUT", "TRACE",
+    ];
+    assert!(
+        methods.iter().all(|m| standard.contains(&m.as_str())),
+        "{methods:?}"
+    );
     assert!(methods.contains(&"OTHER".to_owned()), "{methods:?}");
     let routes = label_values(&scrape, "plat_http_requests_total", "route");
-    assert!(routes.iter().all(|r| !r.contains("no-such-route")), "{routes:?}");
+    assert!(
+        routes.iter().all(|r| !r.contains("no-such-route")),
+        "{routes:?}"
+    );
     assert!(routes.contains(&"unmatched".to_owned()), "{routes:?}");
-    let durations = label_values(&scrape, "plat_http_request_duration_seconds_count", "method");
-    assert!(!durations.is_empty() && durations.iter().all(|m| standard.contains(&m.as_str())), "{durations:?}");
+    let durations = label_values(
+        &scrape,
+        "plat_http_request_duration_seconds_count",
+        "method",
+    );
+    assert!(
+        !durations.is_empty() && durations.iter().all(|m| standard.contains(&m.as_str())),
+        "{durations:?}"
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

@@ -385,24 +385,44 @@ async fn chains_of_operators_arrows_and_keywords_nested_past_the_limit_fail_the_
         ("arrows", chain("a => ", 12_000)),
         ("assignments", chain("a = ", 15_000)),
         ("news", chain("new ", 12_000)),
-        ("awaits", format!("export default async (a: any) => {}a;\n", "await ".repeat(10_200))),
+        (
+            "awaits",
+            format!(
+                "export default async (a: any) => {}a;\n",
+                "await ".repeat(10_200)
+            ),
+        ),
         (
             "ifs",
-            format!("export default (a: any) => {{ {}return a; }};\n", "if(a)".repeat(11_000)),
+            format!(
+                "export default (a: any) => {{ {}return a; }};\n",
+                "if(a)".repeat(11_000)
+            ),
         ),
         (
             "templates",
-            format!("export default () => {}1{};\n", "`${".repeat(5_000), "}`".repeat(5_000)),
+            format!(
+                "export default () => {}1{};\n",
+                "`${".repeat(5_000),
+                "}`".repeat(5_000)
+            ),
         ),
         (
             "type-arguments",
-            format!("type A<T> = T;\nexport default (a: {}number{}) => a;\n", "A<".repeat(12_000), ">".repeat(12_000)),
+            format!(
+                "type A<T> = T;\nexport default (a: {}number{}) => a;\n",
+                "A<".repeat(12_000),
+                ">".repeat(12_000)
+            ),
         ),
     ];
 
     let mut errors = Vec::new();
     for (name, source) in &hostile {
-        assert!(source.len() < 64 * 1024, "{name} fits the test API's source limit");
+        assert!(
+            source.len() < 64 * 1024,
+            "{name} fits the test API's source limit"
+        );
         errors.push((name, compile_error(&app, name, source).await));
     }
     // The worker that refused them is still there, and still builds.
@@ -418,7 +438,10 @@ async fn chains_of_operators_arrows_and_keywords_nested_past_the_limit_fail_the_
 
     for (name, error) in &errors {
         assert!(error.starts_with("handler.ts:"), "{name}: {error}");
-        assert!(error.contains("the code is nested more than "), "{name}: {error}");
+        assert!(
+            error.contains("the code is nested more than "),
+            "{name}: {error}"
+        );
     }
     assert_eq!(answer["output"], 42, "{answer}");
 }

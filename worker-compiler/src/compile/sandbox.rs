@@ -326,7 +326,11 @@ mod tests {
         ])
         .await;
 
-        assert!(fits.status.success(), "{}", String::from_utf8_lossy(&fits.stderr));
+        assert!(
+            fits.status.success(),
+            "{}",
+            String::from_utf8_lossy(&fits.stderr)
+        );
         assert!(!too_much.status.success());
         let stderr = String::from_utf8_lossy(&too_much.stderr);
         assert!(stderr.contains("No space left on device"), "{stderr}");

@@ -369,7 +369,11 @@ mod tests {
     #[test]
     fn output_nested_deeper_than_an_input_may_be_is_invalid_output() {
         let deep = format!("{}{}", "[".repeat(200_000), "]".repeat(200_000));
-        let at_limit = format!("{}{}", "[".repeat(MAX_JSON_DEPTH), "]".repeat(MAX_JSON_DEPTH));
+        let at_limit = format!(
+            "{}{}",
+            "[".repeat(MAX_JSON_DEPTH),
+            "]".repeat(MAX_JSON_DEPTH)
+        );
 
         let failure = classify(ended(Ok(()), &deep)).unwrap_err();
 
@@ -377,7 +381,9 @@ mod tests {
             failure,
             RunFailure {
                 kind: ErrorKind::InvalidOutput,
-                message: "function output is nested too deeply: at most 128 levels of arrays and objects".into()
+                message:
+                    "function output is nested too deeply: at most 128 levels of arrays and objects"
+                        .into()
             }
         );
         assert_eq!(classify(ended(Ok(()), &at_limit)), Ok(at_limit));

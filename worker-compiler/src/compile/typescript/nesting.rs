@@ -92,7 +92,9 @@ struct Scan {
 
 impl Scan {
     fn level(&mut self) -> &mut Level {
-        self.levels.last_mut().expect("the top level is never popped")
+        self.levels
+            .last_mut()
+            .expect("the top level is never popped")
     }
 
     fn add(&mut self, until: Until) {
@@ -164,8 +166,7 @@ fn deepest_point(source: &[u8]) -> Option<(usize, String)> {
             b',' => scan.end(false),
             // `??` and `?.` (not `?.5`, a ternary) do not nest.
             b'?' if next == Some(b'?') => i += 1,
-            b'?' if next == Some(b'.')
-                && !source.get(i + 1).is_some_and(u8::is_ascii_digit) => {}
+            b'?' if next == Some(b'.') && !source.get(i + 1).is_some_and(u8::is_ascii_digit) => {}
             b'?' | b':' => scan.add(Until::Item),
             b'=' if next == Some(b'>') => {
                 scan.add(Until::Item);
@@ -269,7 +270,10 @@ mod tests {
                 "{unit:?}: {refused}"
             );
         }
-        let namespace = format!("namespace a{} {{}}\nexport default () => 1;\n", ".a".repeat(MAX_CHAIN + 1));
+        let namespace = format!(
+            "namespace a{} {{}}\nexport default () => 1;\n",
+            ".a".repeat(MAX_CHAIN + 1)
+        );
         assert!(check(&namespace).is_err());
     }
 

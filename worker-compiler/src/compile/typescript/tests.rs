@@ -107,7 +107,10 @@ async fn every_counted_form_just_inside_the_limit_builds_or_fails_without_exhaus
     // this test binary.
     let n = MAX_CHAIN - 20;
     let arrow = |unit: &str, count: usize, end: &str| {
-        format!("export default async (a: any) => {}{end};\n", unit.repeat(count))
+        format!(
+            "export default async (a: any) => {}{end};\n",
+            unit.repeat(count)
+        )
     };
     let sources = [
         ("ternaries", arrow("a ? a : ", n / 2, "a")),
@@ -120,11 +123,17 @@ async fn every_counted_form_just_inside_the_limit_builds_or_fails_without_exhaus
         ("assertions", arrow("<any>", n, "a")),
         (
             "ifs",
-            format!("export default (a: any) => {{ {}return a; }};\n", "if (a) ".repeat(n)),
+            format!(
+                "export default (a: any) => {{ {}return a; }};\n",
+                "if (a) ".repeat(n)
+            ),
         ),
         (
             "else-ifs",
-            format!("export default (a: any) => {{ {}return a; }};\n", "if (a) a; else ".repeat(n)),
+            format!(
+                "export default (a: any) => {{ {}return a; }};\n",
+                "if (a) a; else ".repeat(n)
+            ),
         ),
         (
             "type-arguments",
@@ -140,7 +149,10 @@ async fn every_counted_form_just_inside_the_limit_builds_or_fails_without_exhaus
         ),
         (
             "yields",
-            format!("export default function* () {{ {}1; }}\n", "yield ".repeat(n)),
+            format!(
+                "export default function* () {{ {}1; }}\n",
+                "yield ".repeat(n)
+            ),
         ),
         (
             "namespaces",
@@ -159,7 +171,10 @@ async fn every_counted_form_just_inside_the_limit_builds_or_fails_without_exhaus
         ),
     ];
     for (name, source) in sources {
-        assert!(super::nesting::check(&source).is_ok(), "{name} is inside the limits");
+        assert!(
+            super::nesting::check(&source).is_ok(),
+            "{name} is inside the limits"
+        );
         match toolchain().await.compile(&source).await {
             Ok(_) | Err(CompileFailure::User(_)) => {}
             Err(other) => panic!("{name}: {other:?}"),
