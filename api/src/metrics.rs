@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -22,17 +22,29 @@ pub fn router() -> crate::openapi::ApiRouter {
     OpenApiRouter::new().routes(routes!(scrape))
 }
 
+/// The `route` label of a request that matched no route.
+const UNMATCHED_ROUTE: &str = "unmatched";
+/// The `method` label of a method outside [`method_label`]'s set.
+const OTHER_METHOD: &str = "OTHER";
+
 /// Counts and times every request by method, route template (never the
 /// raw path: ids would make a series per resource) and status.
+///
+/// Every label has a fixed, small set of values, whatever the client sends:
+/// this runs before authentication, and each distinct label value is a new
+/// series held in memory for the life of the process. So the method is one
+/// of the standard ones or `OTHER` (HTTP allows any token as a method: a
+/// client looping `curl -X <random>` would otherwise grow memory without
+/// bound), and the route is a template or `unmatched`.
 pub async fn track(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method()).to_owned();
     // `/functions/:function/execute`: the `{function}` form breaks some
     // Prometheus text parsers (braces inside a label value).
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or("unmatched".to_owned(), |path| {
+        .map_or(UNMATCHED_ROUTE.to_owned(), |path| {
             path.as_str().replace('{', ":").replace('}', "")
         });
     let response = next.run(request).await;
@@ -42,6 +54,22 @@ pub async fn track(request: Request, next: Next) -> Response {
     ::metrics::histogram!("plat_http_request_duration_seconds", &labels)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The methods of RFC 9110 and PATCH keep their name; any other is `OTHER`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::CONNECT => "CONNECT",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::PATCH => "PATCH",
+        _ => OTHER_METHOD,
+    }
 }
 
 /// Prometheus's scrape (admins).
@@ -115,4 +143,18 @@ async fn record_queues(db: &PgPool) -> Result<()> {
         ::metrics::gauge!("plat_queue_oldest_ready_seconds", "queue" => row.queue).set(age);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standard_methods_keep_their_name_and_any_other_is_other() {
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        assert_eq!(method_label(&Method::GET), "GET");
+        let invented = Method::from_bytes("X".repeat(40_000).as_bytes()).unwrap();
+        assert_eq!(method_label(&invented), "OTHER");
+        assert_eq!(method_label(&Method::from_bytes(b"get").unwrap()), "OTHER");
+    }
 }

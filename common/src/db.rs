@@ -57,14 +57,16 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
 }
 
-/// Whether PostgreSQL refused a value itself (SQLSTATE class 22, "data
-/// exception": a `\u0000` escape or an out-of-range number in jsonb, a NUL
-/// in text), as opposed to the query or the connection failing. Such an error
-/// is about the data, so retrying cannot help; the server's message for it
-/// names the value's problem, never anything about the host.
+/// Whether PostgreSQL refused a value itself, as opposed to the query or the
+/// connection failing: SQLSTATE class 22, "data exception" (a `\u0000`
+/// escape or an out-of-range number in jsonb, a NUL in text), or class 54,
+/// "program limit exceeded" (a jsonb value nested so deep that its parser
+/// runs out of stack: 54001). Such an error is about the data, so retrying
+/// cannot help; the server's message for it names the value's problem,
+/// never anything about the host.
 pub fn data_exception(error: &sqlx::Error) -> Option<&str> {
     let db = error.as_database_error()?;
     db.code()
-        .is_some_and(|code| code.starts_with("22"))
+        .is_some_and(|code| code.starts_with("22") || code.starts_with("54"))
         .then(|| db.message())
 }

@@ -7,6 +7,7 @@ pub mod error_kind;
 pub mod execution_config;
 pub mod function_name;
 pub mod js_module;
+pub mod json_depth;
 pub mod metrics;
 pub mod notify;
 pub mod queue;

@@ -155,6 +155,7 @@ pub fn compiler_config() -> CompilerConfig {
         lease_secs: 3,
         poll_interval_ms: 1000,
         shutdown_grace_secs: 5,
+        max_module_bytes: plat_worker_compiler::compile::DEFAULT_MAX_MODULE_BYTES,
     }
 }
 
@@ -302,6 +303,11 @@ impl TestApp {
     }
 
     pub async fn start_compiler(&mut self) {
+        self.start_compiler_with(compiler_config()).await;
+    }
+
+    /// Starts a compiler worker with `config` (the shared toolchains).
+    pub async fn start_compiler_with(&mut self, config: CompilerConfig) {
         let (pool, shutdown, toolchains) = (
             self.component_pool(ServiceRole::Compiler, 4).await,
             self.shutdown.clone(),
@@ -309,10 +315,7 @@ impl TestApp {
         );
         self.tasks
             .push(tokio::spawn(plat_worker_compiler::run_with_toolchains(
-                pool,
-                compiler_config(),
-                toolchains,
-                shutdown,
+                pool, config, toolchains, shutdown,
             )));
     }
 

@@ -6,7 +6,8 @@
 //! Run-time cases share one source ([`HOSTILE`]) whose behaviour is picked by
 //! `input.case`, so a test compiles one module rather than one per case.
 
-use plat_tests::{assert_failed_with, TestApp, Workers, HELLO, MIGRATOR};
+use plat_tests::{assert_failed_with, compiler_config, TestApp, Workers, HELLO, MIGRATOR};
+use plat_worker_compiler::CompilerConfig;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -102,6 +103,13 @@ pub fn handler(input: Value) -> Result<Value, String> {
             // Valid JSON (the grammar has no range), but no database number holds it.
             let mut out = std::io::stdout();
             out.write_all(b"1e999999").and_then(|()| out.flush()).map_err(|e| e.to_string())?;
+            std::process::exit(0)
+        }
+        "deep_output" => {
+            // Valid JSON, 200 000 levels deep: deeper than jsonb can parse.
+            let deep = format!("{}{}", "[".repeat(200_000), "]".repeat(200_000));
+            let mut out = std::io::stdout();
+            out.write_all(deep.as_bytes()).and_then(|()| out.flush()).map_err(|e| e.to_string())?;
             std::process::exit(0)
         }
         other => Err(format!("unknown case {other:?}")),
@@ -370,6 +378,26 @@ async fn output_logs_and_errors_the_database_cannot_hold_are_still_recorded(pool
     }
 }
 
+// An output nested deeper than PostgreSQL's jsonb parser can go failed the
+// whole result batch (SQLSTATE 54001), so every run in it was lost and run
+// again when its lease expired, forever: it is the function's result instead.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn an_output_nested_200_000_deep_fails_as_invalid_output_and_is_not_run_again(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let hostile = app.ready_function("hostile", HOSTILE, json!({})).await;
+
+    let deep = app.run_case(&hostile, "deep_output").await;
+    let after = app.run_case(&hostile, "ok").await;
+
+    assert_failed_with(
+        &deep,
+        "INVALID_OUTPUT",
+        "function output is nested too deeply: at most 128 levels of arrays and objects",
+    );
+    assert_eq!(deep["attempts"], 1, "{deep}");
+    assert_eq!(after["output"], "still here", "{after}");
+}
+
 // ---------------------------------------------------------------------------
 // Compile time
 // ---------------------------------------------------------------------------
@@ -388,6 +416,42 @@ async fn failed_build(app: &TestApp, name: &str, source: &str) -> String {
         .to_owned();
     assert!(!error.is_empty());
     error
+}
+
+// Every executor loads and caches each module it runs, and the database
+// keeps one per version: the operator caps how large a build may be.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_build_over_the_module_size_limit_fails_and_names_the_limit(pool: PgPool) {
+    let mut app = TestApp::spawn_with(pool, Workers::NONE).await;
+    app.start_compiler_with(CompilerConfig {
+        max_module_bytes: 64,
+        ..compiler_config()
+    })
+    .await;
+
+    let rust = app.create_function("big-rust", HELLO, json!({})).await;
+    let typescript = app
+        .create_function_in(
+            "typescript",
+            "big-typescript",
+            "export default (input: { name: string }) => ({ greeting: `Hello, ${input.name}!` });\n",
+            json!({}),
+        )
+        .await;
+    let rust = app.wait_for_build(&rust, 1).await;
+    let typescript = app.wait_for_build(&typescript, 1).await;
+
+    for function in [&rust, &typescript] {
+        assert_eq!(function["status"], "FAILED", "{function}");
+        let error = function["compileError"].as_str().unwrap();
+        assert!(error.starts_with("the built module is "), "{error}");
+        assert!(
+            error.ends_with(
+                " bytes, over the limit of 64 bytes on a module's size (PLAT_MAX_MODULE_BYTES)"
+            ),
+            "{error}"
+        );
+    }
 }
 
 /// Host paths and file contents that must never reach a user.

@@ -314,6 +314,77 @@ async fn metrics_parse_as_prometheus_text_and_move_when_executions_run(pool: PgP
     as_dev.problem(StatusCode::FORBIDDEN);
 }
 
+/// The values a label takes across a metric's series.
+fn label_values(scrape: &prometheus_parse::Scrape, metric: &str, label: &str) -> Vec<String> {
+    let mut values: Vec<String> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == metric)
+        .filter_map(|s| s.labels.get(label).map(str::to_owned))
+        .collect();
+    values.sort();
+    values.dedup();
+    values
+}
+
+// Anyone can send any token as a method and any path, before authenticating:
+// were they labels, each would be a new series kept in memory for good.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn invented_methods_and_unknown_paths_add_no_metric_series(pool: PgPool) {
+    let app = TestApp::spawn_with(pool, Workers::NONE).await;
+    let anonymous = reqwest::Client::new();
+    let long_method = format!("X{}", Uuid::new_v4().simple()).repeat(1_000);
+
+    for n in 0..20 {
+        let method =
+            Method::from_bytes(format!("M{}", Uuid::new_v4().simple()).as_bytes()).unwrap();
+        let path = format!("/no-such-route-{}/{n}", Uuid::new_v4());
+        let (method_reply, path_reply) = tokio::join!(
+            anonymous
+                .request(method, format!("{}/functions", app.base_url))
+                .send(),
+            anonymous.get(format!("{}{path}", app.base_url)).send(),
+        );
+        assert!(method_reply.unwrap().status().is_client_error());
+        assert!(path_reply.unwrap().status().is_client_error());
+    }
+    let long = anonymous
+        .request(
+            Method::from_bytes(long_method.as_bytes()).unwrap(),
+            format!("{}/healthz", app.base_url),
+        )
+        .send()
+        .await
+        .unwrap();
+    let scrape = scrape(&app).await;
+
+    assert!(long.status().is_client_error(), "{}", long.status());
+    let methods = label_values(&scrape, "plat_http_requests_total", "method");
+    let standard = [
+        "CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "OTHER", "PATCH", "POST", "PUT", "TRACE",
+    ];
+    assert!(
+        methods.iter().all(|m| standard.contains(&m.as_str())),
+        "{methods:?}"
+    );
+    assert!(methods.contains(&"OTHER".to_owned()), "{methods:?}");
+    let routes = label_values(&scrape, "plat_http_requests_total", "route");
+    assert!(
+        routes.iter().all(|r| !r.contains("no-such-route")),
+        "{routes:?}"
+    );
+    assert!(routes.contains(&"unmatched".to_owned()), "{routes:?}");
+    let durations = label_values(
+        &scrape,
+        "plat_http_request_duration_seconds_count",
+        "method",
+    );
+    assert!(
+        !durations.is_empty() && durations.iter().all(|m| standard.contains(&m.as_str())),
+        "{durations:?}"
+    );
+}
+
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn queues_show_depths_and_the_workers_with_the_jobs_they_did(pool: PgPool) {
     let app = TestApp::spawn(pool).await;

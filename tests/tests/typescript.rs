@@ -371,6 +371,81 @@ async fn bad_typescript_fails_the_build_at_the_users_line(pool: PgPool) {
     assert_eq!(answer["output"], 42, "{answer}");
 }
 
+// oxc recurses once per level of these as it does per bracket, and a stack
+// overflow is a process abort: one such source took the whole compiler down,
+// and its retried job took down the next one. Each is counted, and refused.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn chains_of_operators_arrows_and_keywords_nested_past_the_limit_fail_the_build_and_the_worker_survives(
+    pool: PgPool,
+) {
+    let app = TestApp::spawn(pool).await;
+    let chain = |unit: &str, n: usize| format!("export default (a: any) => {}a;\n", unit.repeat(n));
+    let hostile = [
+        ("ternaries", chain("a ? a : ", 7_000)),
+        ("arrows", chain("a => ", 12_000)),
+        ("assignments", chain("a = ", 15_000)),
+        ("news", chain("new ", 12_000)),
+        (
+            "awaits",
+            format!(
+                "export default async (a: any) => {}a;\n",
+                "await ".repeat(10_200)
+            ),
+        ),
+        (
+            "ifs",
+            format!(
+                "export default (a: any) => {{ {}return a; }};\n",
+                "if(a)".repeat(11_000)
+            ),
+        ),
+        (
+            "templates",
+            format!(
+                "export default () => {}1{};\n",
+                "`${".repeat(5_000),
+                "}`".repeat(5_000)
+            ),
+        ),
+        (
+            "type-arguments",
+            format!(
+                "type A<T> = T;\nexport default (a: {}number{}) => a;\n",
+                "A<".repeat(12_000),
+                ">".repeat(12_000)
+            ),
+        ),
+    ];
+
+    let mut errors = Vec::new();
+    for (name, source) in &hostile {
+        assert!(
+            source.len() < 64 * 1024,
+            "{name} fits the test API's source limit"
+        );
+        errors.push((name, compile_error(&app, name, source).await));
+    }
+    // The worker that refused them is still there, and still builds.
+    let fine = app
+        .ready_function_in(
+            "typescript",
+            "fine",
+            "export default (input: { a: number }) => input.a + 1;\n",
+            json!({}),
+        )
+        .await;
+    let answer = app.execute(&fine, json!({ "a": 41 }), 30).await.body;
+
+    for (name, error) in &errors {
+        assert!(error.starts_with("handler.ts:"), "{name}: {error}");
+        assert!(
+            error.contains("the code is nested more than "),
+            "{name}: {error}"
+        );
+    }
+    assert_eq!(answer["output"], 42, "{answer}");
+}
+
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_typescript_function_has_web_globals_and_cannot_reach_the_host(pool: PgPool) {
     let app = TestApp::spawn(pool).await;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use plat_common::worker::LoopConfig;
 
-use crate::compile::CompileLimits;
+use crate::compile::{CompileLimits, DEFAULT_MAX_MODULE_BYTES};
 
 /// Where the compiler keeps its cache unless told otherwise.
 pub const DEFAULT_CACHE_DIR: &str = ".plat/cache";
@@ -31,6 +31,10 @@ pub struct CompilerConfig {
     /// Address-space limit of the compiler process, in MiB (rustc needs ~600).
     #[arg(long, env = "PLAT_COMPILE_MEMORY_MB", default_value_t = 2048)]
     pub compile_memory_mb: u64,
+    /// Largest module a build may produce, in bytes (Rust and TypeScript); a
+    /// build over it is FAILED with a compileError naming the limit.
+    #[arg(long, env = "PLAT_MAX_MODULE_BYTES", default_value_t = DEFAULT_MAX_MODULE_BYTES)]
+    pub max_module_bytes: u64,
     /// Seconds a claimed compile job stays ours without a heartbeat.
     #[arg(
         id = "compile_lease_secs",
@@ -72,6 +76,7 @@ impl CompilerConfig {
         CompileLimits {
             timeout: Duration::from_secs(self.compile_timeout_secs.max(1)),
             memory_bytes: self.compile_memory_mb.saturating_mul(1024 * 1024),
+            max_module_bytes: self.max_module_bytes,
         }
     }
 }

@@ -73,7 +73,12 @@ impl Queue for CompileQueue {
             other => Err(CompileFailure::User(format!(
                 "this compiler worker does not build `{other}` functions"
             ))),
-        };
+        }
+        .and_then(|built| {
+            self.limits
+                .check_module_size(built.module.len() as u64)
+                .map(|()| built)
+        });
         let duration_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
         let language: &'static str = match job.language.as_str() {
             RUST => RUST,

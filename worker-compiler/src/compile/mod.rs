@@ -76,13 +76,47 @@ pub struct CompileLimits {
     /// Address-space limit (`RLIMIT_AS`) of the compiler process. rustc maps about
     /// 500 MiB before compiling anything: below ~600 MiB every compile fails.
     pub memory_bytes: u64,
+    /// Largest module a build may produce, in any language: every executor
+    /// loads, compiles and caches each module it runs, and the database keeps
+    /// one per version, so one function must not be able to make them huge.
+    pub max_module_bytes: u64,
 }
+
+/// The default of [`CompileLimits::max_module_bytes`]: real Rust functions
+/// build to 100 KB–2 MB, TypeScript ones to a few KB.
+pub const DEFAULT_MAX_MODULE_BYTES: u64 = 32 * 1024 * 1024;
 
 impl Default for CompileLimits {
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(120),
             memory_bytes: 2 * 1024 * 1024 * 1024,
+            max_module_bytes: DEFAULT_MAX_MODULE_BYTES,
         }
+    }
+}
+
+impl CompileLimits {
+    /// A build whose module is `module_bytes` long fails, as the user's to
+    /// fix, when that is over [`max_module_bytes`](Self::max_module_bytes).
+    pub fn check_module_size(&self, module_bytes: u64) -> Result<(), CompileFailure> {
+        if module_bytes <= self.max_module_bytes {
+            return Ok(());
+        }
+        Err(CompileFailure::User(format!(
+            "the built module is {module_bytes} bytes, over the limit of {} on a module's size \
+             (PLAT_MAX_MODULE_BYTES)",
+            human_bytes(self.max_module_bytes)
+        )))
+    }
+}
+
+/// "32 MiB" for a whole number of MiB, else exact bytes.
+fn human_bytes(bytes: u64) -> String {
+    const MIB: u64 = 1024 * 1024;
+    if bytes >= MIB && bytes.is_multiple_of(MIB) {
+        format!("{} MiB", bytes / MIB)
+    } else {
+        format!("{bytes} bytes")
     }
 }

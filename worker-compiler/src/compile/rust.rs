@@ -179,6 +179,12 @@ impl RustToolchain {
             Err(e) => return Err(infra("running rustc in the sandbox", e)),
         };
         interpret(&finished, limits)?;
+        // Checked before reading, so an oversized module is never held in memory.
+        let output_bytes = tokio::fs::metadata(job.path().join(OUTPUT))
+            .await
+            .map_err(|e| infra("reading the compiled module", e))?
+            .len();
+        limits.check_module_size(output_bytes)?;
         let wasm = tokio::fs::read(job.path().join(OUTPUT))
             .await
             .map_err(|e| infra("reading the compiled module", e))?;

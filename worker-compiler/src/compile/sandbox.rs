@@ -35,6 +35,13 @@ pub(super) const JOB_DIR: &str = "/build";
 /// Largest file the compiler may write (`RLIMIT_FSIZE`); modules are ~100–150 KB.
 const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
 const MAX_OPEN_FILES: u64 = 1024;
+/// Size of the `/tmp` tmpfs. tmpfs pages are memory that `RLIMIT_AS` does not
+/// count, and unsized they may take half the host's RAM. rustc writes its
+/// objects next to its output (in the job folder), so `/tmp` only ever holds
+/// what a linker spills (a response file of a few KB): 64 MiB is far more.
+pub(super) const TMP_TMPFS_BYTES: u64 = 64 * 1024 * 1024;
+/// Size of the `/usr/lib` tmpfs, which holds only symlinks and mount points.
+const USR_LIB_TMPFS_BYTES: u64 = 1024 * 1024;
 /// How much of the compiler's stderr we keep. A macro can make rustc print millions
 /// of diagnostics; the rest is drained and dropped so the worker's memory stays bounded.
 const MAX_STDERR_BYTES: u64 = 8 * 1024 * 1024;
@@ -192,6 +199,8 @@ impl Sandbox {
             ])
             // /usr/lib is a tmpfs holding only the host's multiarch library folder and
             // links to the toolchain's libraries (see the module docs for why).
+            .arg("--size")
+            .arg(USR_LIB_TMPFS_BYTES.to_string())
             .args(["--tmpfs", "/usr/lib"]);
         if let Some(dir) = &self.multiarch_lib_dir {
             command.arg("--ro-bind").arg(dir).arg(dir);
@@ -217,7 +226,9 @@ impl Sandbox {
             command.arg("--symlink").arg(target).arg(link);
         }
         command
-            .args(["--dev", "/dev", "--tmpfs", "/tmp"])
+            .args(["--dev", "/dev", "--size"])
+            .arg(TMP_TMPFS_BYTES.to_string())
+            .args(["--tmpfs", "/tmp"])
             .arg("--ro-bind")
             .arg(&self.toolchain)
             .arg(TOOLCHAIN_DIR)
@@ -254,4 +265,74 @@ pub(super) fn find_program(name: &str) -> Option<PathBuf> {
                 .metadata()
                 .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sandbox rustc runs in, with the host's `dd` mounted into it: user
+    /// code cannot write files at compile time, so this stands in for anything
+    /// in the sandbox that would fill `/tmp`.
+    async fn sandboxed_dd(args: &[&str]) -> Finished {
+        let sysroot = std::process::Command::new("rustc")
+            .args(["--print", "sysroot"])
+            .output()
+            .expect("rustc runs");
+        let sysroot = PathBuf::from(String::from_utf8(sysroot.stdout).unwrap().trim());
+        let deps = tempfile::tempdir().unwrap();
+        let job = tempfile::tempdir().unwrap();
+        let sandbox = Sandbox::new(
+            find_program("prlimit").expect("prlimit"),
+            find_program("bwrap").expect("bwrap"),
+            &sysroot,
+            deps.path(),
+        )
+        .unwrap();
+        let dd = find_program("dd").expect("dd");
+        let mut command = sandbox.command(job.path(), JOB_DIR, &CompileLimits::default());
+        command
+            .arg("--ro-bind")
+            .arg(&dd)
+            .arg("/dd")
+            .arg("/dd")
+            .args(args)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let output = command.output().await.expect("the sandbox starts");
+        Finished {
+            status: output.status,
+            stderr: output.stderr,
+        }
+    }
+
+    #[tokio::test]
+    async fn writing_more_than_the_tmp_tmpfs_holds_fails_with_no_space_left() {
+        let mib = TMP_TMPFS_BYTES / (1024 * 1024);
+        let fits = sandboxed_dd(&[
+            "if=/dev/zero",
+            "of=/tmp/fits",
+            "bs=1M",
+            &format!("count={}", mib / 2),
+        ])
+        .await;
+        let too_much = sandboxed_dd(&[
+            "if=/dev/zero",
+            "of=/tmp/fill",
+            "bs=1M",
+            &format!("count={}", mib * 2),
+        ])
+        .await;
+
+        assert!(
+            fits.status.success(),
+            "{}",
+            String::from_utf8_lossy(&fits.stderr)
+        );
+        assert!(!too_much.status.success());
+        let stderr = String::from_utf8_lossy(&too_much.stderr);
+        assert!(stderr.contains("No space left on device"), "{stderr}");
+    }
 }

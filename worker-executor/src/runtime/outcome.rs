@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use plat_common::json_depth::{nesting_depth, MAX_JSON_DEPTH};
 use serde_json::value::RawValue;
 use wasmtime::Trap;
 use wasmtime_wasi::I32Exit;
@@ -153,6 +154,17 @@ fn output(stdout: Vec<u8>, max_output_bytes: usize) -> Result<String, RunFailure
     }
     let text =
         String::from_utf8(stdout).map_err(|e| invalid_output(format!("it is not UTF-8 ({e})")))?;
+    // `RawValue` validates without serde_json's depth limit, and PostgreSQL
+    // cannot store what is much deeper than this (SQLSTATE 54001, which
+    // failed the whole result batch): the input's limit holds for output.
+    if nesting_depth(text.as_bytes()) > MAX_JSON_DEPTH {
+        return Err(failure(
+            ErrorKind::InvalidOutput,
+            format!(
+                "function output is nested too deeply: at most {MAX_JSON_DEPTH} levels of arrays and objects"
+            ),
+        ));
+    }
     let json = serde_json::from_str::<&RawValue>(&text)
         .map_err(|e| invalid_output(e.to_string()))?
         .get();
@@ -352,6 +364,29 @@ mod tests {
                 message: "output exceeds 6 bytes".into()
             }
         );
+    }
+
+    #[test]
+    fn output_nested_deeper_than_an_input_may_be_is_invalid_output() {
+        let deep = format!("{}{}", "[".repeat(200_000), "]".repeat(200_000));
+        let at_limit = format!(
+            "{}{}",
+            "[".repeat(MAX_JSON_DEPTH),
+            "]".repeat(MAX_JSON_DEPTH)
+        );
+
+        let failure = classify(ended(Ok(()), &deep)).unwrap_err();
+
+        assert_eq!(
+            failure,
+            RunFailure {
+                kind: ErrorKind::InvalidOutput,
+                message:
+                    "function output is nested too deeply: at most 128 levels of arrays and objects"
+                        .into()
+            }
+        );
+        assert_eq!(classify(ended(Ok(()), &at_limit)), Ok(at_limit));
     }
 
     #[test]

@@ -13,6 +13,7 @@
 
 mod artifact;
 mod engine;
+mod nesting;
 mod position_map;
 mod source_text;
 mod transform;
@@ -32,12 +33,10 @@ use super::{BuiltFunction, CompileFailure};
 /// The stack of the thread that parses and transforms a source. oxc's
 /// parser and visitors recurse once per nesting level of the program, so a
 /// hostile source of deeply nested brackets or operators would overflow a
-/// normal thread stack and abort the worker. The nesting limit below keeps
-/// real use far inside this; the memory is only reserved, not committed.
+/// normal thread stack and abort the worker. The nesting limits ([`nesting`])
+/// keep every source far inside this; the memory is only reserved, and
+/// pages are committed only as deep as a compile actually goes.
 const TRANSFORM_STACK_BYTES: usize = 256 << 20;
-/// Deeper nesting than this is refused before parsing (see
-/// [`check_nesting`]). Real code stays under a few dozen levels.
-const MAX_NESTING: usize = 1_000;
 
 /// Compiles TypeScript handlers. Immutable after [`prepare`](Self::prepare):
 /// share one instance between concurrent compiles.
@@ -95,7 +94,7 @@ impl TypeScriptToolchain {
 }
 
 fn build(engine: &JsEngine, source: &str) -> Result<BuiltFunction, CompileFailure> {
-    check_nesting(source).map_err(CompileFailure::User)?;
+    nesting::check(source).map_err(CompileFailure::User)?;
     let transformed = transform::transform(source).map_err(CompileFailure::User)?;
     let bytecode = engine
         .compile(&transformed.javascript)
@@ -111,35 +110,6 @@ fn build(engine: &JsEngine, source: &str) -> Result<BuiltFunction, CompileFailur
         module,
         engine_sha256: Some(engine.sha256.clone()),
     })
-}
-
-/// Refuses sources nested deeper than [`MAX_NESTING`] brackets, counted
-/// without regard to strings and comments: cheap, and no real handler is
-/// anywhere near it.
-fn check_nesting(source: &str) -> Result<(), String> {
-    let mut depth = 0usize;
-    let mut prefix_run = 0usize;
-    for (offset, byte) in source.bytes().enumerate() {
-        match byte {
-            b'(' | b'[' | b'{' => depth += 1,
-            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-        // Runs of prefix operators (`!!!!x`, `- - -x`, `typeof typeof …`
-        // is bounded by the length of the words) recurse like brackets.
-        prefix_run = match byte {
-            b'!' | b'-' | b'+' | b'~' => prefix_run + 1,
-            b' ' | b'\t' | b'\n' | b'\r' => prefix_run,
-            _ => 0,
-        };
-        if depth > MAX_NESTING || prefix_run > MAX_NESTING {
-            return Err(SourceText::new(source).message_at(
-                offset as u32,
-                &format!("the code is nested more than {MAX_NESTING} levels deep"),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// QuickJS's compile error (`SyntaxError: … at handler.js:L:C`) with its

@@ -3,7 +3,8 @@
 
 use tokio::sync::OnceCell;
 
-use super::{TypeScriptToolchain, MAX_NESTING};
+use super::nesting::{MAX_CHAIN, MAX_NESTING};
+use super::TypeScriptToolchain;
 use crate::compile::CompileFailure;
 
 static TOOLCHAIN: OnceCell<TypeScriptToolchain> = OnceCell::const_new();
@@ -95,4 +96,88 @@ async fn a_megabyte_long_operator_chain_compiles() {
     let chain = format!("export default () => 1{};\n", "+1".repeat(500_000));
     let built = toolchain().await.compile(&chain).await.expect("compiles");
     assert!(!built.module.is_empty());
+}
+
+#[tokio::test]
+async fn every_counted_form_just_inside_the_limit_builds_or_fails_without_exhausting_the_stack() {
+    // The nesting limits are only a guard if the compile thread's stack
+    // holds whatever they let through: the deepest accepted source of each
+    // form goes through the whole build (oxc's parser, semantic analysis,
+    // transformer and printer, then QuickJS). A stack overflow would abort
+    // this test binary.
+    let n = MAX_CHAIN - 20;
+    let arrow = |unit: &str, count: usize, end: &str| {
+        format!(
+            "export default async (a: any) => {}{end};\n",
+            unit.repeat(count)
+        )
+    };
+    let sources = [
+        ("ternaries", arrow("a ? a : ", n / 2, "a")),
+        ("arrows", arrow("a => ", n, "a")),
+        ("assignments", arrow("a = ", n, "1")),
+        ("exponents", arrow("a ** ", n, "a")),
+        ("news", arrow("new ", n, "Object")),
+        ("typeofs", arrow("typeof ", n, "a")),
+        ("awaits", arrow("await ", n, "a")),
+        ("assertions", arrow("<any>", n, "a")),
+        (
+            "ifs",
+            format!(
+                "export default (a: any) => {{ {}return a; }};\n",
+                "if (a) ".repeat(n)
+            ),
+        ),
+        (
+            "else-ifs",
+            format!(
+                "export default (a: any) => {{ {}return a; }};\n",
+                "if (a) a; else ".repeat(n)
+            ),
+        ),
+        (
+            "type-arguments",
+            format!(
+                "type A<T> = T;\nexport default (a: {}number{}) => a;\n",
+                "A<".repeat(n),
+                ">".repeat(n)
+            ),
+        ),
+        (
+            "keyofs",
+            format!("export default (a: {}{{}}) => a;\n", "keyof ".repeat(n)),
+        ),
+        (
+            "yields",
+            format!(
+                "export default function* () {{ {}1; }}\n",
+                "yield ".repeat(n)
+            ),
+        ),
+        (
+            "namespaces",
+            format!(
+                "namespace a{} {{ export const b = 1; }}\nexport default () => 1;\n",
+                ".a".repeat(n)
+            ),
+        ),
+        (
+            "templates",
+            format!(
+                "export default () => {}1{};\n",
+                "`${".repeat(MAX_NESTING - 2),
+                "}`".repeat(MAX_NESTING - 2)
+            ),
+        ),
+    ];
+    for (name, source) in sources {
+        assert!(
+            super::nesting::check(&source).is_ok(),
+            "{name} is inside the limits"
+        );
+        match toolchain().await.compile(&source).await {
+            Ok(_) | Err(CompileFailure::User(_)) => {}
+            Err(other) => panic!("{name}: {other:?}"),
+        }
+    }
 }
