@@ -84,6 +84,11 @@ pub struct ApiConfig {
     /// Days of per-function statistics kept (0: forever).
     #[arg(long, env = "PLAT_STATS_RETENTION_DAYS", default_value_t = 400)]
     pub stats_retention_days: u32,
+    /// Most executions one user may have QUEUED or RUNNING at once (a batch
+    /// of N inputs counts N); more are refused with 429. Admins are exempt.
+    #[arg(long, env = "PLAT_MAX_QUEUED_PER_USER", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_queued_per_user: u32,
 }
 
 impl Default for ApiConfig {
@@ -111,6 +116,7 @@ impl Default for ApiConfig {
             login_attempts_per_minute: 10,
             retention_days: 30,
             stats_retention_days: 400,
+            max_queued_per_user: 10_000,
         }
     }
 }

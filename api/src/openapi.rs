@@ -55,6 +55,10 @@ pub struct ExecutionConfig {
     memory_limit_mb: u32,
     /// The only environment variables the function sees.
     environment_variables: std::collections::BTreeMap<String, String>,
+    /// Most runs of this function RUNNING at once across all executors;
+    /// absent: no limit. Runs over it wait QUEUED, in order.
+    #[schema(minimum = 1)]
+    max_concurrency: Option<u32>,
 }
 
 /// The base of the document: what no route attribute says.
