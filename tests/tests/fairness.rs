@@ -209,7 +209,7 @@ async fn every_way_out_of_the_queue_leaves_the_owners_count(pool: PgPool) {
         .unwrap();
 
     assert_eq!(in_flight(&pool, alice).await, 1, "the one still running");
-    let fixed: i64 = sqlx::query_scalar("select plat_recount_queue_owners()")
+    let fixed: i64 = sqlx::query_scalar("select plat_recount_queue()")
         .fetch_one(&pool)
         .await
         .unwrap();
