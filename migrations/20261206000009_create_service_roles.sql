@@ -60,7 +60,7 @@ grant usage on schema public to plat_api, plat_compiler, plat_executor;
 grant select, insert, update, delete on
     functions, function_versions, compile_jobs, executions, execution_jobs,
     users, groups, group_members, api_keys, sessions, environments, workers,
-    password_resets
+    password_resets, queue_owners, queue_flows, function_slots
     to plat_api;
 -- Append-only: an API compromise cannot erase its own tracks.
 grant select, insert on audit_log to plat_api;
@@ -89,6 +89,10 @@ grant select, insert, update on workers to plat_compiler;
 
 -- ----------------------------------------------------------- plat_executor
 grant select, update, delete on execution_jobs to plat_executor;
+-- Every job a result or a rescue deletes leaves its owner's in_flight count
+-- and gives back its function's slot, admitting a parked run: the trigger
+-- execution_jobs_gone does it as the deleting role.
+grant select, update on queue_owners, function_slots to plat_executor;
 grant select (id, input, request_id) on executions to plat_executor;
 grant update (status, output, error_type, error_message, logs, logs_truncated, duration_ms,
               finished_at, attempts, worker_id, started_at) on executions to plat_executor;

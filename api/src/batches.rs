@@ -18,7 +18,9 @@ use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::error::{Error, Result};
-use crate::executions::{nesting_depth, unstorable_input, IDEMPOTENCY_KEY, MAX_INPUT_DEPTH};
+use crate::executions::{
+    nesting_depth, queue_quota, unstorable_input, IDEMPOTENCY_KEY, MAX_INPUT_DEPTH,
+};
 use crate::extract::{Json, Path, Query};
 use crate::functions::versions::VersionKey;
 use crate::functions::{self, FunctionKey};
@@ -87,7 +89,7 @@ struct BatchParams {
         (status = 404, description = "No such function or version, or not accessible"),
         (status = 409, description = "No READY version, or the version is retired (`version-retired`)"),
         (status = 413, description = "An input over 1 MiB or the body over 16 MiB"),
-        (status = 429, description = "The user's rate limit cannot pay for the inputs now (a batch costs one request per input); see `Retry-After`"),
+        (status = 429, description = "The user's rate limit cannot pay for the inputs now (a batch costs one request per input), or the batch would take the caller over the most executions queued or running one user may have (`PLAT_MAX_QUEUED_PER_USER`); nothing was queued; see `Retry-After`"),
     ),
 )]
 async fn enqueue(
@@ -152,17 +154,26 @@ async fn enqueue(
     // v7 ids in input order keep the history in input order too.
     let ids: Vec<Uuid> = batch.inputs.iter().map(|_| Uuid::now_v7()).collect();
     let inputs: Vec<&str> = batch.inputs.iter().map(|input| input.get()).collect();
-    execute::enqueue_batch(
+    let queued = execute::enqueue_batch(
         &state.db,
-        function.id,
-        version,
-        &ids,
-        &inputs,
-        Some(caller.user_id),
-        crate::request_id(&headers),
+        execute::NewBatch {
+            function_id: function.id,
+            version,
+            ids: &ids,
+            inputs: &inputs,
+            created_by: Some(caller.user_id),
+            request_id: crate::request_id(&headers),
+            max_in_flight: queue_quota(&state, &caller),
+        },
     )
     .await
     .map_err(unstorable_input)?;
+    if queued == execute::BatchEnqueued::OverQuota {
+        return Err(Error::QueueQuotaExceeded {
+            limit: state.config.max_queued_per_user,
+            adding: ids.len(),
+        });
+    }
     state.new_jobs.send();
     let mut response = (
         StatusCode::ACCEPTED,

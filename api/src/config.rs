@@ -122,6 +122,11 @@ pub struct ApiConfig {
     /// be missed (0: no cache).
     #[arg(long, env = "PLAT_AUTH_CACHE_TTL_SECS", default_value_t = 5)]
     pub auth_cache_ttl_secs: u64,
+    /// Most executions one user may have QUEUED or RUNNING at once (a batch
+    /// of N inputs counts N); more are refused with 429. Admins are exempt.
+    #[arg(long, env = "PLAT_MAX_QUEUED_PER_USER", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_queued_per_user: u32,
 }
 
 impl Default for ApiConfig {
@@ -156,6 +161,7 @@ impl Default for ApiConfig {
             password_reset_hours: 24,
             max_api_keys_per_user: 100,
             auth_cache_ttl_secs: 5,
+            max_queued_per_user: 10_000,
         }
     }
 }

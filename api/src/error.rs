@@ -9,6 +9,9 @@ use serde::Serialize;
 
 /// Seconds a client should wait before retrying when the database is away.
 const RETRY_AFTER_SECS: &str = "5";
+/// When a user over the queue quota should try again: runs last up to
+/// minutes, but most finish in milliseconds, so a few seconds frees room.
+const QUOTA_RETRY_AFTER_SECS: u64 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -52,6 +55,10 @@ pub enum Error {
         detail: String,
         retry_after_secs: u64,
     },
+    /// The caller has as many executions queued or running as the operator
+    /// allows one user (`PLAT_MAX_QUEUED_PER_USER`).
+    #[error("queue quota reached: one user may have at most {limit} executions queued or running (the operator's PLAT_MAX_QUEUED_PER_USER), and this request would queue {adding} more; retry when some have finished")]
+    QueueQuotaExceeded { limit: u32, adding: usize },
 }
 
 impl Error {
@@ -65,7 +72,9 @@ impl Error {
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::RateLimited { .. } | Error::QueueQuotaExceeded { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Error::Unavailable(_) | Error::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -84,6 +93,7 @@ impl Error {
             Error::UnsupportedMediaType(_) => "unsupported-media-type",
             Error::MethodNotAllowed(_) => "method-not-allowed",
             Error::RateLimited { .. } => "rate-limited",
+            Error::QueueQuotaExceeded { .. } => "queue-quota-exceeded",
             Error::NotConfigured(_) => "not-configured",
             Error::Unavailable(_) => "service-unavailable",
             Error::Database(_) | Error::Internal(_) => "internal-error",
@@ -159,6 +169,7 @@ impl IntoResponse for Error {
             Error::RateLimited {
                 retry_after_secs, ..
             } => Some(retry_after_secs.to_string()),
+            Error::QueueQuotaExceeded { .. } => Some(QUOTA_RETRY_AFTER_SECS.to_string()),
             _ => None,
         };
         let challenge = matches!(self, Error::Unauthorized(_));

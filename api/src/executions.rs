@@ -225,6 +225,7 @@ struct ExecuteParams {
         (status = 404, description = "No such function or version, or not accessible"),
         (status = 409, description = "No READY version, the version is retired (`version-retired`), or the `Idempotency-Key` was used with another input"),
         (status = 413, description = "The input is over the limit"),
+        (status = 429, description = "The caller already has the most executions queued or running one user may have (`PLAT_MAX_QUEUED_PER_USER`); see `Retry-After`"),
     ),
 )]
 async fn execute(
@@ -272,6 +273,7 @@ async fn execute(
         // keeps their commits off PostgreSQL's notify lock (waking in every
         // statement cost 32 durable waiting clients 3.5-7.5% of their calls/s).
         wake_executors: wait > 0 && state.waiters.is_empty(),
+        max_in_flight: queue_quota(&state, &caller),
     };
     // Registered before the job exists, so even an instant finish is seen.
     let waiter = state.waiters.register(new.id);
@@ -289,6 +291,12 @@ async fn execute(
             (new.id, waiter, false)
         }
         Enqueued::Existing { id, same_input: true } => (id, state.waiters.register(id), true),
+        Enqueued::OverQuota => {
+            return Err(Error::QueueQuotaExceeded {
+                limit: state.config.max_queued_per_user,
+                adding: 1,
+            })
+        }
         Enqueued::Existing { id, same_input: false } => {
             return Err(Error::Conflict(format!(
                 "the Idempotency-Key was already used for execution {id} with a different input; use a new key for a new request"
@@ -429,6 +437,12 @@ async fn cancel(
 
 /// Valid JSON that PostgreSQL's jsonb refuses (a `\u0000` escape, a number
 /// beyond its range) is the client's to fix.
+/// How many executions the caller may have queued or running: the operator's
+/// per-user quota, none for admins. The enqueue statement enforces it.
+pub(crate) fn queue_quota(state: &AppState, caller: &Caller) -> Option<i64> {
+    (!caller.is_admin()).then_some(i64::from(state.config.max_queued_per_user))
+}
+
 pub(crate) fn unstorable_input(error: sqlx::Error) -> Error {
     match plat_common::db::data_exception(&error) {
         Some(reason) => Error::BadRequest(format!(

@@ -57,6 +57,10 @@ pub struct ExecutionConfig {
     /// them at a run). Only admins read the values: for anyone else each
     /// value is `"***"`, so the names show but the values do not.
     environment_variables: std::collections::BTreeMap<String, String>,
+    /// Most runs of this function RUNNING at once across all executors;
+    /// absent: no limit. Runs over it wait QUEUED, in order.
+    #[schema(minimum = 1)]
+    max_concurrency: Option<u32>,
 }
 
 /// The base of the document: what no route attribute says.

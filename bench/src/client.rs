@@ -25,10 +25,15 @@ pub struct Api {
 
 impl Api {
     pub fn new(base_url: String) -> anyhow::Result<Self> {
+        Self::with_key(base_url, crate::platform::BENCH_KEY)
+    }
+
+    /// A client that calls as the owner of `key`.
+    pub fn with_key(base_url: String, key: &str) -> anyhow::Result<Self> {
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(
             reqwest::header::AUTHORIZATION,
-            format!("Bearer {}", crate::platform::BENCH_KEY).parse()?,
+            format!("Bearer {key}").parse()?,
         );
         let http = reqwest::Client::builder()
             .default_headers(headers)
@@ -50,6 +55,25 @@ impl Api {
         let status = response.status();
         let body: Value = response.json().await?;
         anyhow::ensure!(status.is_success(), "GET {path}: {status} {body}");
+        Ok(body)
+    }
+
+    /// A new DEV user (created by this client, an admin): their id and a
+    /// client that calls as them.
+    pub async fn new_dev(&self, email: &str) -> anyhow::Result<(Uuid, Self)> {
+        let user = self.post_ok("/users", &json!({ "email": email, "role": "DEV" })).await?;
+        let key = self
+            .post_ok("/api-keys", &json!({ "userId": user["id"], "name": "bench" }))
+            .await?;
+        let key = key["key"].as_str().context("the new key has no `key`")?;
+        Ok((id_of(&user["id"])?, Self::with_key(self.base_url.clone(), key)?))
+    }
+
+    /// `POST path` with a JSON body, which must succeed; returns the body.
+    async fn post_ok(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let response = self.http.post(self.url(path)).json(body).send().await?;
+        let (status, body) = read(response).await?;
+        anyhow::ensure!(status.is_success(), "POST {path}: {status} {body}");
         Ok(body)
     }
 

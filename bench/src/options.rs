@@ -47,10 +47,11 @@ pub enum Scenario {
     Backlog,
     Contention,
     Stats,
+    Fairness,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::Throughput,
         Scenario::Latency,
         Scenario::ColdStart,
@@ -58,6 +59,7 @@ impl Scenario {
         Scenario::Backlog,
         Scenario::Contention,
         Scenario::Stats,
+        Scenario::Fairness,
     ];
 
     /// The group name in the table and the JSON.
@@ -70,6 +72,7 @@ impl Scenario {
             Scenario::Backlog => "backlog",
             Scenario::Contention => "contention",
             Scenario::Stats => "stats",
+            Scenario::Fairness => "fairness",
         }
     }
 }
@@ -114,6 +117,7 @@ impl Options {
                 claims: 100,
                 runs: 1_000,
                 hold: hold(5),
+                fairness_backlog: 2_000,
             }
         } else {
             Scale {
@@ -126,6 +130,7 @@ impl Options {
                 claims: 500,
                 runs: 1_000,
                 hold: hold(60),
+                fairness_backlog: 200_000,
             }
         }
     }
@@ -152,4 +157,6 @@ pub struct Scale {
     pub runs: usize,
     /// Contention: the length of each measured window.
     pub hold: Duration,
+    /// User A's backlog in the fairness scenario.
+    pub fairness_backlog: usize,
 }

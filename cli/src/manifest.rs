@@ -93,6 +93,7 @@ impl ManifestExecutionConfig {
             timeout_ms: self.timeout_ms.unwrap_or(defaults.timeout_ms),
             memory_limit_mb: self.memory_limit_mb.unwrap_or(defaults.memory_limit_mb),
             environment_variables: self.environment_variables.clone(),
+            max_concurrency: None,
         }
     }
 

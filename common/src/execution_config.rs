@@ -16,6 +16,11 @@ pub struct ExecutionConfig {
     /// The only environment variables the function sees.
     #[serde(default)]
     pub environment_variables: BTreeMap<String, String>,
+    /// Most runs of the function RUNNING at once across all executors
+    /// (`None`: no limit). Enforced by the queue: see
+    /// `migrations/20261206000001_fair_queue_and_quotas.sql`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
 }
 
 impl Default for ExecutionConfig {
@@ -24,6 +29,7 @@ impl Default for ExecutionConfig {
             timeout_ms: 10_000,
             memory_limit_mb: 128,
             environment_variables: BTreeMap::new(),
+            max_concurrency: None,
         }
     }
 }

@@ -231,6 +231,7 @@ async fn an_enqueue_wakes_the_executors_in_its_own_statement_only_when_asked(poo
                 created_by: None,
                 request_id: None,
                 wake_executors,
+                max_in_flight: None,
             };
             execute::enqueue(&mut pool.acquire().await.unwrap(), new).await
         }
@@ -348,9 +349,20 @@ async fn results_update_history_rows_in_place_and_stay_listable_by_status(pool: 
     let ids: Vec<Uuid> = (0..60).map(|_| Uuid::new_v4()).collect();
     let inputs: Vec<String> = (0..60).map(|i| json!({ "name": i }).to_string()).collect();
     let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-    execute::enqueue_batch(&pool, function_id, 1, &ids, &inputs, None, None)
-        .await
-        .unwrap();
+    execute::enqueue_batch(
+        &pool,
+        execute::NewBatch {
+            function_id,
+            version: 1,
+            ids: &ids,
+            inputs: &inputs,
+            created_by: None,
+            request_id: None,
+            max_in_flight: None,
+        },
+    )
+    .await
+    .unwrap();
     let jobs = execute::claim(&pool, "in-place", Duration::from_secs(60), 60)
         .await
         .unwrap();

@@ -17,6 +17,9 @@ const MAX_TAGS: usize = 20;
 const MAX_TAG_CHARS: usize = 64;
 const MAX_ENV_VARS: usize = 100;
 const MAX_ENV_BYTES: usize = 32 * 1024;
+/// Highest `executionConfig.maxConcurrency`: far above any fleet, and an
+/// `integer` in PostgreSQL.
+const MAX_CONCURRENCY: u64 = 1_000_000;
 
 /// `POST /functions`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -75,6 +78,11 @@ pub struct ExecutionConfigInput {
     pub timeout_ms: Option<u64>,
     pub memory_limit_mb: Option<u64>,
     pub environment_variables: Option<BTreeMap<String, String>>,
+    /// Most runs RUNNING at once across all executors; `null` removes the
+    /// limit, omitted keeps the current one.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>, minimum = 1)]
+    pub max_concurrency: Option<Option<u64>>,
 }
 
 pub fn check_name(name: &str) -> Result<(), Error> {
@@ -182,6 +190,17 @@ pub fn execution_config(
         check_variables("environmentVariables", &vars)?;
         result.environment_variables = vars;
     }
+    if let Some(max) = input.max_concurrency {
+        result.max_concurrency = match max {
+            None => None,
+            Some(n @ 1..=MAX_CONCURRENCY) => Some(n as u32),
+            Some(n) => {
+                return Err(Error::BadRequest(format!(
+                    "`executionConfig.maxConcurrency` must be between 1 and {MAX_CONCURRENCY} (or null for no limit), got {n}"
+                )))
+            }
+        };
+    }
     Ok(result)
 }
 
@@ -237,6 +256,24 @@ mod tests {
             ..Default::default()
         };
         assert!(execution_config(ExecutionConfig::default(), Some(too_much), &config).is_err());
+    }
+
+    #[test]
+    fn max_concurrency_is_at_least_one_and_null_removes_it() {
+        let config = ApiConfig::default();
+        let with = |max| ExecutionConfigInput {
+            max_concurrency: Some(max),
+            ..Default::default()
+        };
+
+        let limited = execution_config(ExecutionConfig::default(), Some(with(Some(3))), &config);
+        let limited = limited.unwrap();
+        assert_eq!(limited.max_concurrency, Some(3));
+        let kept = execution_config(limited.clone(), None, &config).unwrap();
+        assert_eq!(kept.max_concurrency, Some(3));
+        let removed = execution_config(limited, Some(with(None)), &config).unwrap();
+        assert_eq!(removed.max_concurrency, None);
+        assert!(execution_config(ExecutionConfig::default(), Some(with(Some(0))), &config).is_err());
     }
 
     #[test]

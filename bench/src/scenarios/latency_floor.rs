@@ -182,6 +182,7 @@ impl QueueChain {
                 request_id: None,
                 // As a waiting execute does.
                 wake_executors: true,
+                max_in_flight: None,
             },
         )
         .await?;

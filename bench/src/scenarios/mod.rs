@@ -6,6 +6,7 @@ pub mod backlog;
 pub mod cold_start;
 pub mod compile;
 pub mod contention;
+pub mod fairness;
 pub mod latency;
 pub mod latency_floor;
 pub mod stats;
@@ -32,5 +33,6 @@ pub async fn run(
         Scenario::Backlog => backlog::run(platform, scale, notes).await,
         Scenario::Contention => contention::run(platform, scale, notes).await,
         Scenario::Stats => stats::run(platform, scale, notes).await,
+        Scenario::Fairness => fairness::run(platform, scale, notes).await,
     }
 }

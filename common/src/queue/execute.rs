@@ -90,6 +90,9 @@ pub enum Enqueued {
         /// Whether the earlier request had the same input.
         same_input: bool,
     },
+    /// Nothing was created: the owner already has `max_in_flight`
+    /// executions queued or running.
+    OverQuota,
 }
 
 /// What to enqueue: one run of a function version.
@@ -116,6 +119,85 @@ pub struct NewExecution<'a> {
     /// for many enqueues and keeps their commits off PostgreSQL's notify
     /// lock, which serialises every committing transaction that notifies.
     pub wake_executors: bool,
+    /// The most executions the owner (`created_by`) may have queued or
+    /// running, this one included; `None` for no limit (admins).
+    pub max_in_flight: Option<i64>,
+}
+
+/// Runs queued without a user share this owner in the queue's fairness and
+/// counts.
+pub const NO_OWNER: Uuid = Uuid::nil();
+
+/// The start of both enqueue statements: stamps `$3` new runs of function
+/// `$2` for owner `$1` and counts them against the owner's quota `$4` (null:
+/// none). It ends with a CTE `flow (start, step)`, one row when the runs are
+/// admitted and none when they would take the owner over `$4`; the i-th run
+/// (from 0) gets the stamp `start + i * step`. Then `admit (limited, n)`:
+/// the first `n` runs are admitted (under the concurrency limit of version
+/// `$5` if `limited`), the others parked. A macro so that each statement
+/// stays one literal.
+///
+/// Start-time fair queueing, done at enqueue so that the claim stays one
+/// index scan (docs/architecture.md, "Fairness and quotas"):
+/// - `clock`: the queue's virtual time, the smallest stamp still waiting to
+///   be claimed (0 when nothing waits).
+/// - `owner`: the owner's row, which counts QUEUED + RUNNING runs; the
+///   upsert adds `$3` only if that stays within `$4`, atomically, so API
+///   processes cannot race past the quota. Its lock orders concurrent
+///   enqueues of one owner (not of different owners).
+/// - `step`: what one run costs the flow (owner, function): the owner's
+///   busy flows (stamped ahead of the clock), this one included, over the
+///   owner's weight, so that an owner's flows share one owner's part.
+/// - `flow`: the flow's clock. A flow starts at the queue's virtual time if
+///   it is behind it (no banked credit for the idle), and never further
+///   ahead of it than the owner's runs in flight justify (no debt once a
+///   backlog has drained).
+/// - `cap`, `slots`, `admit`: `executionConfig.maxConcurrency` of the version
+///   run. Only functions with a limit (now or before) touch their slot row,
+///   in `plat_take_function_slots` (migration 20261206000001).
+macro_rules! stamp_ctes {
+    () => {
+        r#"
+        with clock as (
+            select coalesce((select vt from execution_jobs
+                             where state = 'available' and not parked and run_at <= now()
+                             order by vt, id limit 1), 0) as vt
+        ), owner as (
+            insert into queue_owners as q (owner_id, in_flight)
+            select $1::uuid, $3::bigint where $4::bigint is null or $3::bigint <= $4::bigint
+            on conflict (owner_id) do update
+                set in_flight = q.in_flight + excluded.in_flight, updated_at = now()
+                where $4::bigint is null or q.in_flight + excluded.in_flight <= $4::bigint
+            returning q.in_flight - $3::bigint as before, q.weight
+        ), step as (
+            select clock.vt as floor, owner.before,
+                   (1 + (select count(*) from queue_flows f
+                         where f.owner_id = $1::uuid and f.function_id <> $2::uuid
+                           and f.next_vt > clock.vt)) / owner.weight as step
+            from owner, clock
+        ), flow as (
+            insert into queue_flows as f (owner_id, function_id, next_vt)
+            select $1::uuid, $2::uuid, step.floor + $3::bigint * step.step from step
+            on conflict (owner_id, function_id) do update
+                set next_vt = (select greatest(step.floor, least(f.next_vt, step.floor + step.before * step.step))
+                                      + $3::bigint * step.step from step),
+                    updated_at = now()
+            returning f.next_vt - $3::bigint * (select step from step) as start,
+                      (select step from step) as step
+        ), cap as (
+            select (v.execution_config ->> 'maxConcurrency')::int as max_running
+            from function_versions v where v.function_id = $2::uuid and v.version = $5::int
+        ), slots as (
+            select plat_take_function_slots($2::uuid, (select max_running from cap), $3::bigint) as n
+            from flow
+            where (select max_running from cap) is not null
+               or exists (select from function_slots s
+                          where s.function_id = $2::uuid and s.max_running is not null)
+        ), admit as (
+            select (select max_running from cap) is not null and exists (select from slots) as limited,
+                   coalesce((select n from slots), $3::bigint) as n
+        )"#
+    };
 }
 
 /// Creates the execution record (QUEUED) and its job in one statement (one
@@ -128,41 +210,62 @@ pub async fn enqueue(
     conn: &mut sqlx::PgConnection,
     new: NewExecution<'_>,
 ) -> Result<Enqueued, sqlx::Error> {
-    let created: Option<(Uuid, i64)> = sqlx::query_as(
-        r#"
-        with e as (
+    let owner = new.created_by.unwrap_or(NO_OWNER);
+    let (created, admitted, took_slot, _woken): (Option<Uuid>, bool, bool, i64) =
+        sqlx::query_as(concat!(
+        stamp_ctes!(),
+        r#", e as (
             insert into executions (id, function_id, function_version, input, idempotency_key, created_by, request_id)
-            values ($1, $2, $3, $4::jsonb, $5, $6, $7)
+            select $6, $2, $5, $7::jsonb, $8, $9, $10 from flow
             on conflict (function_id, created_by, idempotency_key) where idempotency_key is not null do nothing
             returning id
         ), j as (
-            insert into execution_jobs (id, function_id, version) select id, $2, $3 from e
+            insert into execution_jobs (id, function_id, version, owner_id, vt, parked, holds_slot)
+            select e.id, $2, $5, $1, flow.start, admit.n < 1, admit.limited and admit.n >= 1
+            from e, flow, admit
             returning id
         ), wake as (
-            select pg_notify($9, '') from j where $8
+            select pg_notify($12, '') from j where $11
         )
-        select id, (select count(*) from wake) from j
-        "#,
-    )
-    .bind(new.id)
+        select (select id from j), exists (select from flow),
+               (select limited and n >= 1 from admit), (select count(*) from wake)
+        "#
+    ))
+    .bind(owner)
     .bind(new.function_id)
+    .bind(1_i64)
+    .bind(new.max_in_flight)
     .bind(new.version)
+    .bind(new.id)
     .bind(new.input_json)
     .bind(new.idempotency_key)
     .bind(new.created_by)
     .bind(new.request_id)
     .bind(new.wake_executors)
     .bind(notify::EXECUTION_JOBS)
-    .fetch_optional(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
     if created.is_some() {
         return Ok(Enqueued::New);
     }
-    // The insert waited for a concurrent request with the same key to commit,
-    // so its execution is visible to this next statement.
-    let (id, same_input): (Uuid, bool) = sqlx::query_as(
+    if !admitted && new.idempotency_key.is_none() {
+        return Ok(Enqueued::OverQuota);
+    }
+    // The key was used before (the insert waited for a concurrent request
+    // with the same key to commit, so its execution is visible to this next
+    // statement), or the owner is at the quota and the key may name an
+    // execution to answer instead. An admitted run that was not created
+    // gives its place in the count (and its function's slot) back here.
+    let existing: Option<(Uuid, bool)> = sqlx::query_as(
         r#"
-        select id, input = $3::jsonb from executions
+        with undo as (
+            update queue_owners set in_flight = greatest(in_flight - 1, 0), updated_at = now()
+            where owner_id = $5 and $6
+        ), slot as (
+            select plat_release_function_slots($1, 1) where $7
+        )
+        select id, input = $3::jsonb
+        from executions cross join (select count(*) from slot) as released
         where function_id = $1 and idempotency_key = $2 and created_by is not distinct from $4
         "#,
     )
@@ -170,46 +273,94 @@ pub async fn enqueue(
     .bind(new.idempotency_key)
     .bind(new.input_json)
     .bind(new.created_by)
-    .fetch_one(&mut *conn)
+    .bind(owner)
+    .bind(admitted)
+    .bind(took_slot)
+    .fetch_optional(&mut *conn)
     .await?;
-    Ok(Enqueued::Existing { id, same_input })
+    Ok(match existing {
+        Some((id, same_input)) => Enqueued::Existing { id, same_input },
+        None if !admitted => Enqueued::OverQuota,
+        None => return Err(sqlx::Error::RowNotFound),
+    })
 }
 
-/// Queues one execution of `version` per input (JSON texts), with the given
-/// ids, in one statement; the caller wakes the executors as after
-/// [`enqueue`], all started by `created_by` in the request `request_id`.
-/// All or nothing: an input PostgreSQL refuses fails the whole batch.
+/// What to enqueue as a batch: one run of a function version per input.
+#[derive(Debug, Clone, Copy)]
+pub struct NewBatch<'a> {
+    /// The function to run.
+    pub function_id: Uuid,
+    /// The version to run.
+    pub version: i32,
+    /// The ids the executions get, one per input.
+    pub ids: &'a [Uuid],
+    /// The inputs, as JSON texts.
+    pub inputs: &'a [&'a str],
+    /// The user who asked for the runs.
+    pub created_by: Option<Uuid>,
+    /// The `X-Request-Id` of the call.
+    pub request_id: Option<&'a str>,
+    /// As in [`NewExecution`]: the batch is refused whole if it would take
+    /// the owner over this many executions queued or running.
+    pub max_in_flight: Option<i64>,
+}
+
+/// What [`enqueue_batch`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchEnqueued {
+    /// Every run was queued.
+    Queued,
+    /// None was: the batch would take the owner over its quota.
+    OverQuota,
+}
+
+/// Queues one execution per input, in one statement; the caller wakes the
+/// executors as after [`enqueue`]. All or nothing: an input PostgreSQL
+/// refuses fails the whole batch, and a batch over the owner's quota is
+/// refused whole. The runs get consecutive stamps of their flow, so they
+/// share the owner's part of the executors with its other runs.
 pub async fn enqueue_batch(
     db: impl PgExecutor<'_>,
-    function_id: Uuid,
-    version: i32,
-    ids: &[Uuid],
-    inputs: &[&str],
-    created_by: Option<Uuid>,
-    request_id: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        r#"
-        with e as (
+    batch: NewBatch<'_>,
+) -> Result<BatchEnqueued, sqlx::Error> {
+    let (admitted,): (bool,) = sqlx::query_as(concat!(
+        stamp_ctes!(),
+        r#", e as (
             insert into executions (id, function_id, function_version, input, created_by, request_id)
-            select id, $3, $4, input::jsonb, $5, $6 from unnest($1::uuid[], $2::text[]) as t (id, input)
+            select t.id, $2, $5, t.input::jsonb, $8, $9
+            from flow, unnest($6::uuid[], $7::text[]) as t (id, input)
             returning id
+        ), j as (
+            insert into execution_jobs (id, function_id, version, owner_id, vt, parked, holds_slot)
+            select e.id, $2, $5, $1, flow.start + (t.n - 1) * flow.step,
+                   t.n > admit.n, admit.limited and t.n <= admit.n
+            from e join unnest($6::uuid[]) with ordinality as t (id, n) on t.id = e.id, flow, admit
+            returning 1
         )
-        insert into execution_jobs (id, function_id, version) select id, $3, $4 from e
-        "#,
-    )
-    .bind(ids)
-    .bind(inputs)
-    .bind(function_id)
-    .bind(version)
-    .bind(created_by)
-    .bind(request_id)
-    .execute(db)
+        select exists (select from flow)
+        "#
+    ))
+    .bind(batch.created_by.unwrap_or(NO_OWNER))
+    .bind(batch.function_id)
+    .bind(batch.ids.len() as i64)
+    .bind(batch.max_in_flight)
+    .bind(batch.version)
+    .bind(batch.ids)
+    .bind(batch.inputs)
+    .bind(batch.created_by)
+    .bind(batch.request_id)
+    .fetch_one(db)
     .await?;
-    Ok(())
+    Ok(if admitted {
+        BatchEnqueued::Queued
+    } else {
+        BatchEnqueued::OverQuota
+    })
 }
 
-/// Claims up to `limit` ready jobs, in one statement. Only the job row is
+/// Claims up to `limit` ready jobs, in one statement, in the order of their
+/// fairness stamps (see [`enqueue`]): the claim itself does no fairness
+/// work, it walks the `(vt, id)` index like a FIFO would. Only the job row is
 /// written: while it is claimed its execution reads as RUNNING, with the
 /// job's start time, attempt and worker (see [`crate::queue`]); the result
 /// copies them onto the execution.
@@ -235,8 +386,8 @@ pub async fn claim(
             select set_config('synchronous_commit', 'off', true)
         ), next as (
             select id from execution_jobs
-            where state = 'available' and run_at <= now()
-            order by run_at, created_at
+            where state = 'available' and not parked and run_at <= now()
+            order by vt, id
             limit $1
             for update skip locked
         ), claimed as (
