@@ -27,8 +27,9 @@ use crate::waiters::Waiter;
 use crate::AppState;
 
 const DEFAULT_WAIT_SECS: u32 = 30;
-/// serde_json's own limit, so anything accepted can be read back as a `Value`.
-pub(crate) const MAX_INPUT_DEPTH: usize = 128;
+/// serde_json's own limit, so anything accepted can be read back as a
+/// `Value`; the executor holds outputs to the same.
+pub(crate) use plat_common::json_depth::{nesting_depth, MAX_JSON_DEPTH as MAX_INPUT_DEPTH};
 /// Longest wait a cancel call spends for the run to actually stop.
 const CANCEL_WAIT_SECS: u32 = 10;
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
@@ -473,33 +474,6 @@ fn parse_input(body: &[u8]) -> Result<Box<RawValue>> {
     })
 }
 
-/// The deepest nesting of arrays and objects in a JSON text, counting only
-/// brackets outside strings. Validity is checked separately.
-pub(crate) fn nesting_depth(json: &[u8]) -> usize {
-    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
-    for &byte in json {
-        if in_string {
-            match byte {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match byte {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                deepest = deepest.max(depth);
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    deepest
-}
-
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -641,16 +615,4 @@ async fn read(
         .await?
         .map(Json)
         .ok_or_else(not_found)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nesting_depth_counts_brackets_outside_strings_only() {
-        assert_eq!(nesting_depth(br#"1"#), 0);
-        assert_eq!(nesting_depth(br#"{"a": [1, {"b": []}]}"#), 4);
-        assert_eq!(nesting_depth(br#"["[[[[", "\"[[["]"#), 1);
-    }
 }

@@ -137,9 +137,16 @@ mod tests {
         .unwrap();
         let ids: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
         let inputs = vec!["null"; n];
-        execute::enqueue_batch(pool, function, 1, &ids, &inputs, None, None)
-            .await
-            .unwrap();
+        let batch = execute::NewBatch {
+            function_id: function,
+            version: 1,
+            ids: &ids,
+            inputs: &inputs,
+            created_by: None,
+            request_id: None,
+            max_in_flight: None,
+        };
+        execute::enqueue_batch(pool, batch).await.unwrap();
         let jobs = execute::claim(pool, "writer-test", Duration::from_secs(60), n as i64)
             .await
             .unwrap();
