@@ -200,6 +200,25 @@ macro_rules! stamp_ctes {
     };
 }
 
+/// The end of both single-run enqueue statements, after [`stamp_ctes`] and a
+/// CTE `e (id)` naming the execution to queue: its job (parked when
+/// `admit` gave it no slot), and the executors woken when `$11`. Answers the
+/// job's id, null when the owner is over the quota.
+macro_rules! queue_job {
+    () => {
+        r#", j as (
+            insert into execution_jobs (id, function_id, version, owner_id, vt, parked, holds_slot)
+            select e.id, $2, $5, $1, flow.start, admit.n < 1, admit.limited and admit.n >= 1
+            from e, flow, admit
+            returning id
+        ), wake as (
+            select pg_notify($12, '') from j where $11
+        )
+        select (select id from j) from (select count(*) from wake) as woken
+        "#
+    };
+}
+
 /// Creates the execution record (QUEUED) and its job in one statement (one
 /// round trip, atomic without an explicit transaction), and with
 /// `wake_executors` notifies [`notify::EXECUTION_JOBS`]; otherwise the
@@ -210,28 +229,19 @@ pub async fn enqueue(
     conn: &mut sqlx::PgConnection,
     new: NewExecution<'_>,
 ) -> Result<Enqueued, sqlx::Error> {
-    let owner = new.created_by.unwrap_or(NO_OWNER);
-    let (created, admitted, took_slot, _woken): (Option<Uuid>, bool, bool, i64) =
-        sqlx::query_as(concat!(
+    if new.idempotency_key.is_some() {
+        return enqueue_with_key(conn, new).await;
+    }
+    let created: Option<Uuid> = sqlx::query_scalar(concat!(
         stamp_ctes!(),
         r#", e as (
             insert into executions (id, function_id, function_version, input, idempotency_key, created_by, request_id)
             select $6, $2, $5, $7::jsonb, $8, $9, $10 from flow
-            on conflict (function_id, created_by, idempotency_key) where idempotency_key is not null do nothing
             returning id
-        ), j as (
-            insert into execution_jobs (id, function_id, version, owner_id, vt, parked, holds_slot)
-            select e.id, $2, $5, $1, flow.start, admit.n < 1, admit.limited and admit.n >= 1
-            from e, flow, admit
-            returning id
-        ), wake as (
-            select pg_notify($12, '') from j where $11
-        )
-        select (select id from j), exists (select from flow),
-               (select limited and n >= 1 from admit), (select count(*) from wake)
-        "#
+        )"#,
+        queue_job!()
     ))
-    .bind(owner)
+    .bind(new.created_by.unwrap_or(NO_OWNER))
     .bind(new.function_id)
     .bind(1_i64)
     .bind(new.max_in_flight)
@@ -245,44 +255,93 @@ pub async fn enqueue(
     .bind(notify::EXECUTION_JOBS)
     .fetch_one(&mut *conn)
     .await?;
-    if created.is_some() {
-        return Ok(Enqueued::New);
-    }
-    if !admitted && new.idempotency_key.is_none() {
-        return Ok(Enqueued::OverQuota);
-    }
-    // The key was used before (the insert waited for a concurrent request
-    // with the same key to commit, so its execution is visible to this next
-    // statement), or the owner is at the quota and the key may name an
-    // execution to answer instead. An admitted run that was not created
-    // gives its place in the count (and its function's slot) back here.
-    let existing: Option<(Uuid, bool)> = sqlx::query_as(
+    Ok(match created {
+        Some(_) => Enqueued::New,
+        None => Enqueued::OverQuota,
+    })
+}
+
+/// [`enqueue`] with an idempotency key: the execution row first, then its
+/// place in the queue, in one transaction.
+///
+/// The order matters. Inserting a key another execution already has waits
+/// for any transaction updating that execution, such as an executor writing
+/// its result, whose statement then takes the owner's row in
+/// `queue_owners` (and the function's in `function_slots`) to count the run
+/// out. Taking those rows before the insert, as the one-statement form
+/// does, deadlocked such a request with the result writer (seen in
+/// `concurrent_requests_with_one_key_create_one_execution`). Here nothing of
+/// the queue is locked while the insert may wait.
+async fn enqueue_with_key(
+    conn: &mut sqlx::PgConnection,
+    new: NewExecution<'_>,
+) -> Result<Enqueued, sqlx::Error> {
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    let inserted: Option<Uuid> = sqlx::query_scalar(
         r#"
-        with undo as (
-            update queue_owners set in_flight = greatest(in_flight - 1, 0), updated_at = now()
-            where owner_id = $5 and $6
-        ), slot as (
-            select plat_release_function_slots($1, 1) where $7
-        )
-        select id, input = $3::jsonb
-        from executions cross join (select count(*) from slot) as released
-        where function_id = $1 and idempotency_key = $2 and created_by is not distinct from $4
+        insert into executions (id, function_id, function_version, input, idempotency_key, created_by, request_id)
+        values ($1, $2, $3, $4::jsonb, $5, $6, $7)
+        on conflict (function_id, created_by, idempotency_key) where idempotency_key is not null do nothing
+        returning id
         "#,
     )
+    .bind(new.id)
     .bind(new.function_id)
-    .bind(new.idempotency_key)
+    .bind(new.version)
     .bind(new.input_json)
+    .bind(new.idempotency_key)
     .bind(new.created_by)
-    .bind(owner)
-    .bind(admitted)
-    .bind(took_slot)
-    .fetch_optional(&mut *conn)
+    .bind(new.request_id)
+    .fetch_optional(&mut *tx)
     .await?;
-    Ok(match existing {
-        Some((id, same_input)) => Enqueued::Existing { id, same_input },
-        None if !admitted => Enqueued::OverQuota,
-        None => return Err(sqlx::Error::RowNotFound),
-    })
+    if inserted.is_none() {
+        // The insert waited for a concurrent request with the same key to
+        // commit, so its execution is visible to this next statement.
+        let (id, same_input): (Uuid, bool) = sqlx::query_as(
+            r#"
+            select id, input = $3::jsonb from executions
+            where function_id = $1 and idempotency_key = $2 and created_by is not distinct from $4
+            "#,
+        )
+        .bind(new.function_id)
+        .bind(new.idempotency_key)
+        .bind(new.input_json)
+        .bind(new.created_by)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.rollback().await?;
+        return Ok(Enqueued::Existing { id, same_input });
+    }
+    let queued: Option<Uuid> = sqlx::query_scalar(concat!(
+        stamp_ctes!(),
+        r#", e as (
+            select $6::uuid as id from flow
+        )"#,
+        queue_job!()
+    ))
+    .bind(new.created_by.unwrap_or(NO_OWNER))
+    .bind(new.function_id)
+    .bind(1_i64)
+    .bind(new.max_in_flight)
+    .bind(new.version)
+    .bind(new.id)
+    // $7-$10 are the execution's, already inserted: bound unused so that
+    // both statements number their parameters alike.
+    .bind(new.input_json)
+    .bind(new.idempotency_key)
+    .bind(new.created_by)
+    .bind(new.request_id)
+    .bind(new.wake_executors)
+    .bind(notify::EXECUTION_JOBS)
+    .fetch_one(&mut *tx)
+    .await?;
+    if queued.is_none() {
+        // Over the quota: the execution row goes with the transaction.
+        tx.rollback().await?;
+        return Ok(Enqueued::OverQuota);
+    }
+    tx.commit().await?;
+    Ok(Enqueued::New)
 }
 
 /// What to enqueue as a batch: one run of a function version per input.
