@@ -834,27 +834,13 @@ pub async fn cancel_queued_of_function(
     conn: &mut sqlx::PgConnection,
     function_id: Uuid,
 ) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        r#"
-        with j as (
-            delete from execution_jobs where function_id = $1 and state = 'available'
-            returning id, attempt, worker_id, started_at
-        ), fin as (
-            update executions e
-            set status = 'CANCELLED', finished_at = now(), error_type = 'CANCELLED',
-                error_message = 'the function was deleted before this execution ran',
-                attempts = j.attempt, worker_id = j.worker_id, started_at = j.started_at
-            from j where e.id = j.id
-            returning e.id
-        )
-        select pg_notify($2, fin.id::text) from fin
-        "#,
+    cancel_queued(
+        conn,
+        function_id,
+        None,
+        "the function was deleted before this execution ran",
     )
-    .bind(function_id)
-    .bind(notify::EXECUTION_FINISHED)
-    .execute(&mut *conn)
-    .await?;
-    Ok(done.rows_affected())
+    .await
 }
 
 /// Cancels the queued executions of one version of a function, with
@@ -866,11 +852,22 @@ pub async fn cancel_queued_of_version(
     version: i32,
     message: &str,
 ) -> Result<u64, sqlx::Error> {
+    cancel_queued(conn, function_id, Some(version), message).await
+}
+
+/// Ends the queued runs of a function (of one version, or all) CANCELLED
+/// with `message`, waking whoever waits for them.
+async fn cancel_queued(
+    conn: &mut sqlx::PgConnection,
+    function_id: Uuid,
+    version: Option<i32>,
+    message: &str,
+) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(
         r#"
         with j as (
             delete from execution_jobs
-            where function_id = $1 and version = $2 and state = 'available'
+            where function_id = $1 and ($2::int is null or version = $2) and state = 'available'
             returning id, attempt, worker_id, started_at
         ), fin as (
             update executions e
