@@ -61,12 +61,20 @@ impl Api {
     /// A new DEV user (created by this client, an admin): their id and a
     /// client that calls as them.
     pub async fn new_dev(&self, email: &str) -> anyhow::Result<(Uuid, Self)> {
-        let user = self.post_ok("/users", &json!({ "email": email, "role": "DEV" })).await?;
+        let user = self
+            .post_ok("/users", &json!({ "email": email, "role": "DEV" }))
+            .await?;
         let key = self
-            .post_ok("/api-keys", &json!({ "userId": user["id"], "name": "bench" }))
+            .post_ok(
+                "/api-keys",
+                &json!({ "userId": user["id"], "name": "bench" }),
+            )
             .await?;
         let key = key["key"].as_str().context("the new key has no `key`")?;
-        Ok((id_of(&user["id"])?, Self::with_key(self.base_url.clone(), key)?))
+        Ok((
+            id_of(&user["id"])?,
+            Self::with_key(self.base_url.clone(), key)?,
+        ))
     }
 
     /// `POST path` with a JSON body, which must succeed; returns the body.

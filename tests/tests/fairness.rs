@@ -201,7 +201,9 @@ async fn every_way_out_of_the_queue_leaves_the_owners_count(pool: PgPool) {
     }
     let running = claim(&pool, 1, 5).await;
     succeed(&pool, &running[..3]).await;
-    execute::release(&pool, running[3].lease_token).await.unwrap();
+    execute::release(&pool, running[3].lease_token)
+        .await
+        .unwrap();
     assert_eq!(in_flight(&pool, alice).await, 5, "1 running + 4 queued");
     let mut conn = pool.acquire().await.unwrap();
     execute::cancel_queued_of_function(&mut conn, function)
@@ -323,13 +325,17 @@ async fn a_batch_that_would_go_over_the_quota_is_refused_whole(pool: PgPool) {
         .await;
     assert_eq!(queued.status, StatusCode::ACCEPTED, "{}", queued.body);
 
-    let refused = app.request_with(&dev, Method::POST, &batch, Some(two)).await;
+    let refused = app
+        .request_with(&dev, Method::POST, &batch, Some(two))
+        .await;
 
     let detail = refused.problem(StatusCode::TOO_MANY_REQUESTS);
     assert!(detail.contains("would queue 2 more"), "{detail}");
     assert!(refused.headers.contains_key("retry-after"));
     assert_eq!(app.count("executions").await, 2, "none of the batch queued");
     let one = json!({ "inputs": [{ "name": "c" }] });
-    let fits = app.request_with(&dev, Method::POST, &batch, Some(one)).await;
+    let fits = app
+        .request_with(&dev, Method::POST, &batch, Some(one))
+        .await;
     assert_eq!(fits.status, StatusCode::ACCEPTED, "{}", fits.body);
 }

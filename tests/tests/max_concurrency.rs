@@ -5,9 +5,7 @@
 
 use std::process::{Child, Command, Stdio};
 
-use plat_tests::{
-    executor_config, module_cache_dir, workspace_binary, TestApp, Workers, MIGRATOR,
-};
+use plat_tests::{executor_config, module_cache_dir, workspace_binary, TestApp, Workers, MIGRATOR};
 use reqwest::Method;
 use serde_json::json;
 use sqlx::PgPool;
@@ -131,24 +129,25 @@ async fn four_executor_processes_never_run_more_than_max_concurrency_at_once(poo
     let (most, checked) = most_running(&pool).await;
     assert!(most <= 3, "{most} runs ran at once, over the limit of 3");
     assert!(checked >= 14, "every claim was checked ({checked})");
-    let workers: i64 =
-        sqlx::query_scalar("select count(distinct worker_id) from executions")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let workers: i64 = sqlx::query_scalar("select count(distinct worker_id) from executions")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert!(workers > 1, "the runs were shared between processes");
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
-async fn runs_over_the_limit_wait_queued_and_a_version_without_a_limit_frees_them(
-    pool: PgPool,
-) {
+async fn runs_over_the_limit_wait_queued_and_a_version_without_a_limit_frees_them(pool: PgPool) {
     let mut app = TestApp::spawn_with(pool.clone(), Workers::COMPILER_ONLY).await;
     let function = app
         .ready_function("one-at-a-time", SLEEPER, json!({ "maxConcurrency": 1 }))
         .await;
     let shown = app.get(&format!("/functions/{function}")).await;
-    assert_eq!(shown.body["executionConfig"]["maxConcurrency"], 1, "{}", shown.body);
+    assert_eq!(
+        shown.body["executionConfig"]["maxConcurrency"], 1,
+        "{}",
+        shown.body
+    );
     let ids = queue(&app, &function, 3, 1).await;
     assert_eq!(app.count("execution_jobs where parked").await, 2);
     let waiting = app.get(&format!("/executions/{}", ids[2])).await;
@@ -165,7 +164,10 @@ async fn runs_over_the_limit_wait_queued_and_a_version_without_a_limit_frees_the
         .await;
     assert!(lifted.status.is_success(), "{}", lifted.body);
     let version = app.wait_for_build(&function, 2).await;
-    assert!(version["executionConfig"].get("maxConcurrency").is_none(), "{version}");
+    assert!(
+        version["executionConfig"].get("maxConcurrency").is_none(),
+        "{version}"
+    );
     let more = queue(&app, &function, 1, 1).await;
     assert_eq!(app.count("execution_jobs where parked").await, 0);
 
@@ -190,5 +192,8 @@ async fn max_concurrency_must_be_a_positive_integer(pool: PgPool) {
         .await;
 
     let detail = zero.problem(reqwest::StatusCode::BAD_REQUEST);
-    assert!(detail.contains("executionConfig.maxConcurrency"), "{detail}");
+    assert!(
+        detail.contains("executionConfig.maxConcurrency"),
+        "{detail}"
+    );
 }

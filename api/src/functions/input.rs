@@ -273,7 +273,9 @@ mod tests {
         assert_eq!(kept.max_concurrency, Some(3));
         let removed = execution_config(limited, Some(with(None)), &config).unwrap();
         assert_eq!(removed.max_concurrency, None);
-        assert!(execution_config(ExecutionConfig::default(), Some(with(Some(0))), &config).is_err());
+        assert!(
+            execution_config(ExecutionConfig::default(), Some(with(Some(0))), &config).is_err()
+        );
     }
 
     #[test]

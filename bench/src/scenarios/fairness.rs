@@ -37,7 +37,10 @@ pub async fn run(
     let function = platform.echo_function().await?;
     let a = platform.api.clone();
     let (b_id, b) = a
-        .new_dev(&format!("fairness-{}@bench.invalid", Uuid::now_v7().simple()))
+        .new_dev(&format!(
+            "fairness-{}@bench.invalid",
+            Uuid::now_v7().simple()
+        ))
         .await?;
     let backlog = scale.fairness_backlog;
 
@@ -167,12 +170,11 @@ async fn drain(
 /// Cancels `stop` once every job left is `owner`'s: A's backlog is done.
 async fn stop_when_only(db: PgPool, owner: Uuid, stop: CancellationToken) -> anyhow::Result<()> {
     loop {
-        let others: bool = sqlx::query_scalar(
-            "select exists (select from execution_jobs where owner_id <> $1)",
-        )
-        .bind(owner)
-        .fetch_one(&db)
-        .await?;
+        let others: bool =
+            sqlx::query_scalar("select exists (select from execution_jobs where owner_id <> $1)")
+                .bind(owner)
+                .fetch_one(&db)
+                .await?;
         if !others {
             stop.cancel();
             return Ok(());
