@@ -4,7 +4,7 @@
 //!
 //! The engine is a separate cargo workspace because it targets wasm32 and
 //! builds C (QuickJS) with Debian's clang-16 against wasi-libc; the recipe and
-//! its measurements are in /work/shared/notes/typescript-to-wasm.md. The
+//! its measurements are in docs/architecture.md ("TypeScript"). The
 //! compiler pre-initialises this module with wizer when it starts (see
 //! `src/compile/typescript/engine.rs`), so the bytes here are the raw build.
 

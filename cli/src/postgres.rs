@@ -920,7 +920,7 @@ mod tests {
 
     #[test]
     fn a_too_deep_folder_gets_no_unix_socket() {
-        let shallow = Path::new("/work/main/.plat/postgres");
+        let shallow = Path::new("/home/dev/hello/.plat/postgres");
         let deep = PathBuf::from(format!("/{}", "d".repeat(100)));
 
         assert_eq!(socket_directory(shallow, 54329), Some(shallow));

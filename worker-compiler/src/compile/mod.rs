@@ -3,7 +3,7 @@
 //! [`RustToolchain`] compiles a user's Rust `handler.rs` by calling `rustc` directly,
 //! inside a bubblewrap sandbox, against a read-only set of prebuilt dependencies
 //! (serde, serde_json), into a WASI preview 1 command. The recipe and its
-//! measurements: /work/shared/notes/rust-to-wasm.md.
+//! measurements: docs/architecture.md, "Compile pipeline (Rust)".
 //!
 //! [`TypeScriptToolchain`] compiles a `handler.ts` in-process (oxc, then QuickJS
 //! inside wasmtime) into a small module that links against the shared

@@ -3,7 +3,7 @@
 //!
 //! Compiles never share a writable cargo target dir: two jobs on one target dir
 //! were seen to receive each other's `.wasm`, and user code could `include_bytes!` a
-//! previous tenant's artifact (/work/shared/notes/rust-to-wasm.md). Instead, this
+//! previous tenant's artifact (docs/architecture.md, "Compile pipeline (Rust)"). Instead, this
 //! trusted step runs cargo once, keeps only the artifacts rustc needs, and records the
 //! `--extern` flags; compiles then call rustc directly.
 //!

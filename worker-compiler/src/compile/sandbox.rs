@@ -4,7 +4,7 @@
 //! so rustc sees a filesystem that holds only the toolchain, the prebuilt dependencies
 //! and the job folder, with no network and an empty environment. Without this,
 //! `include_str!("/etc/passwd")` and `env!("DATABASE_URL")` end up inside the module
-//! (measured: /work/shared/notes/rust-to-wasm.md, "Compile-time security").
+//! (docs/architecture.md, "Compile pipeline (Rust)").
 //!
 //! Two deliberate differences from the recipe in the note:
 //! - no `/proc`: `/proc/self/mountinfo` would show the host paths of every bind mount

@@ -9,7 +9,7 @@
 //! 3. [`artifact`]: the bytecode and the map become a module of a few
 //!    hundred bytes, recording which engine build it needs.
 //!
-//! The route and its measurements: /work/shared/notes/typescript-to-wasm.md.
+//! The route and its measurements: docs/architecture.md, "TypeScript".
 
 mod artifact;
 mod engine;
