@@ -35,11 +35,25 @@ pub const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 /// A busy connection that breaks fails its next query, as it would between
 /// a ping and the query anyway, and sqlx discards it when it comes back
 /// (it pings every connection returned to the pool, off the caller's path).
+///
+/// Every connection turns PostgreSQL's JIT compilation off. It compiles a
+/// statement with LLVM whenever the planner's *estimate* of its cost passes
+/// `jit_above_cost`, and the estimates of Plat's short statements can: the
+/// enqueue's CTEs over a table not yet analyzed were estimated at 200,000,
+/// and a 0.7 ms enqueue spent 49 ms compiling, on every call (seen in
+/// `plat-bench`'s fairness scenario). None of Plat's statements runs long
+/// enough to win that back.
 pub fn pool_options(max_connections: u32) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .test_before_acquire(false)
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                sqlx::Executor::execute(&mut *conn, "set jit = off").await?;
+                Ok(())
+            })
+        })
         .before_acquire(|conn, meta| {
             Box::pin(async move {
                 if meta.idle_for >= PING_IF_IDLE_FOR {

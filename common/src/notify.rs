@@ -13,6 +13,12 @@ use tokio_util::sync::CancellationToken;
 pub const COMPILE_JOBS: &str = "plat_compile_jobs";
 /// An execution job became claimable.
 pub const EXECUTION_JOBS: &str = "plat_execution_jobs";
+/// The payload of an [`EXECUTION_JOBS`] notification for runs that came
+/// back to the queue with their old fairness stamps (admitted after waiting
+/// for a concurrency slot, given back at shutdown, rescued): they may be
+/// behind where executors start their scans, so the next claim starts from
+/// the beginning (`plat_worker_executor`'s `ScanStart`).
+pub const OLD_STAMPS: &str = "old-stamps";
 /// Executions reached a terminal state; the payload is their ids, comma
 /// separated (results are written in batches, one notification per batch).
 pub const EXECUTION_FINISHED: &str = "plat_execution_finished";

@@ -21,6 +21,14 @@ use uuid::Uuid;
 
 use crate::notify;
 
+/// Jobs claimed when told of new jobs while a backlog is being worked
+/// through. The claim order is fair (the execution queue stamps another
+/// user's new run at the front), so a new run is among the first few
+/// claimed; waiting for the next refill would hold it for up to a whole
+/// batch of runs. Small, so that frequent wake-ups do not turn the
+/// backlog's large claims into many small ones.
+const WOKEN_CLAIM: usize = 4;
+
 /// A unique name for one worker process: kind, host, pid and a random suffix.
 pub fn worker_id(kind: &str) -> String {
     let suffix: u32 = rand::thread_rng().gen();
@@ -80,7 +88,8 @@ pub trait Queue: Send + Sync + 'static {
     fn channel(&self) -> &'static str;
     /// Whether this worker can start another job now (e.g. a run thread is
     /// idle). Asked before each claim, so a worker busy with long jobs leaves
-    /// new ones to others.
+    /// new ones to others; except the few claimed when woken in a backlog,
+    /// which [`Queue::wanted`] still bounds.
     fn ready_for_more(&self) -> bool {
         true
     }
@@ -91,6 +100,9 @@ pub trait Queue: Send + Sync + 'static {
     fn wanted(&self, concurrency: usize) -> usize {
         concurrency
     }
+    /// Told of a notification on [`Queue::channel`], with its payload,
+    /// before the loop wakes to claim.
+    fn heard(&self, _payload: &str) {}
     /// Claims up to `limit` jobs.
     fn claim(
         &self,
@@ -125,12 +137,17 @@ pub async fn run<Q: Queue>(
 ) {
     crate::metrics::handle();
     let wake = Arc::new(Notify::new());
-    let waker = wake.clone();
+    let (waker, hearer) = (wake.clone(), queue.clone());
     let listener = tokio::spawn(notify::listen(
         pool.clone(),
         queue.channel(),
         shutdown.clone(),
-        move |_| waker.notify_one(),
+        move |heard| {
+            if let notify::Heard::Notification(payload) = heard {
+                hearer.heard(payload);
+            }
+            waker.notify_one();
+        },
     ));
     let in_flight: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
     let jobs_done = Arc::new(AtomicU64::new(0));
@@ -154,15 +171,23 @@ pub async fn run<Q: Queue>(
     // of new jobs or when polling.
     let mut backlog = false;
     let mut claim_now = true;
+    // Told of new jobs while working through a backlog: claim a few at once
+    // (see `WOKEN_CLAIM`).
+    let mut claim_few = false;
     let wanted = || queue.wanted(config.concurrency).min(config.concurrency);
     while !shutdown.is_cancelled() {
         let free = wanted().saturating_sub(tasks.len());
-        if claim_now && free > 0 && queue.ready_for_more() {
-            claim_now = false;
-            match queue.claim(free).await {
+        if claim_now && free > 0 && (claim_few || queue.ready_for_more()) {
+            let limit = if claim_few {
+                free.min(WOKEN_CLAIM)
+            } else {
+                free
+            };
+            (claim_now, claim_few) = (false, false);
+            match queue.claim(limit).await {
                 Ok(jobs) => {
                     claim_failures = 0;
-                    backlog = jobs.len() == free;
+                    backlog = jobs.len() == limit;
                     for job in jobs {
                         let token = Q::lease_token(&job);
                         let span = Q::span(&job);
@@ -211,8 +236,10 @@ pub async fn run<Q: Queue>(
                 claim_now = claim_now || refill(&tasks);
             }
             _ = wake.notified(), if tasks.len() < wanted() => {
-                // New jobs: claim now, unless a refill is due soon anyway.
-                claim_now = claim_now || !backlog || refill(&tasks);
+                // New jobs: claim now. In a backlog, only a few unless a
+                // refill is due anyway.
+                claim_few = !claim_now && backlog && !refill(&tasks);
+                claim_now = true;
             }
             _ = tokio::time::sleep(jittered(config.poll_interval)) => claim_now = true,
         }

@@ -77,11 +77,13 @@ async fn succeed(pool: &PgPool, jobs: &[ExecutionJob]) {
 }
 
 async fn in_flight(pool: &PgPool, owner: Uuid) -> i64 {
-    sqlx::query_scalar("select in_flight from queue_owners where owner_id = $1")
-        .bind(owner)
-        .fetch_one(pool)
-        .await
-        .unwrap()
+    sqlx::query_scalar(
+        "select coalesce(sum(in_flight), 0)::bigint from queue_in_flight where owner_id = $1",
+    )
+    .bind(owner)
+    .fetch_one(pool)
+    .await
+    .unwrap()
 }
 
 fn owned_by(jobs: &[ExecutionJob], ids: &[Uuid]) -> usize {
@@ -338,4 +340,131 @@ async fn a_batch_that_would_go_over_the_quota_is_refused_whole(pool: PgPool) {
         .request_with(&dev, Method::POST, &batch, Some(one))
         .await;
     assert_eq!(fits.status, StatusCode::ACCEPTED, "{}", fits.body);
+}
+
+/// `n` connections of their own whose statements use different lanes and
+/// count shards (`plat_count_shard`), as busy API processes' do.
+async fn connections_on_distinct_lanes(pool: &PgPool, n: usize) -> Vec<sqlx::PgConnection> {
+    use sqlx::Connection as _;
+    let (mut chosen, mut lanes, mut others) = (Vec::new(), Vec::new(), Vec::new());
+    while chosen.len() < n {
+        let mut conn = sqlx::PgConnection::connect_with(&pool.connect_options())
+            .await
+            .unwrap();
+        let lane: i16 = sqlx::query_scalar("select plat_count_shard()")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        if lanes.contains(&lane) {
+            // Kept open so that the next connection gets another process.
+            others.push(conn);
+        } else {
+            lanes.push(lane);
+            chosen.push(conn);
+        }
+    }
+    chosen
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_flow_queued_from_many_connections_gets_one_flows_part(pool: PgPool) {
+    let (alice, bob, f, g) = (
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+    );
+    let bobs = queue_batch(&pool, bob, g, 300).await;
+    let mut lanes = connections_on_distinct_lanes(&pool, 4).await;
+    let mut alices = Vec::new();
+    for i in 0..200 {
+        let new = NewExecution {
+            id: Uuid::now_v7(),
+            function_id: f,
+            version: 1,
+            input_json: "{}",
+            idempotency_key: None,
+            created_by: Some(alice),
+            request_id: None,
+            wake_executors: false,
+            max_in_flight: None,
+        };
+        let conn = &mut lanes[i % 4];
+        assert_eq!(execute::enqueue(conn, new).await.unwrap(), Enqueued::New);
+        alices.push(new.id);
+    }
+
+    let first = claim(&pool, 4, 50).await;
+
+    let (a, b) = (owned_by(&first, &alices), owned_by(&first, &bobs));
+    assert!(
+        (85..=115).contains(&b),
+        "Bob gets about half of the first 200 runs although Alice queued from 4 connections, got {b} (Alice {a})"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn concurrent_enqueues_of_one_user_never_go_over_the_quota(pool: PgPool) {
+    let (alice, function) = (Uuid::now_v7(), Uuid::now_v7());
+    let tries: Vec<_> = (0..40)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move { queue_one(&pool, alice, function, Some(10)).await })
+        })
+        .collect();
+    let mut queued = 0;
+    for attempt in tries {
+        if attempt.await.unwrap() == Enqueued::New {
+            queued += 1;
+        }
+    }
+
+    assert_eq!(queued, 10, "exactly the quota was queued");
+    assert_eq!(in_flight(&pool, alice).await, 10);
+    let executions: i64 = sqlx::query_scalar("select count(*) from executions")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(executions, 10);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn counts_stay_exact_when_many_connections_queue_and_finish_at_once(pool: PgPool) {
+    let (alice, function) = (Uuid::now_v7(), Uuid::now_v7());
+    let workers: Vec<_> = (0..8)
+        .map(|i| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                for _ in 0..25 {
+                    // Half as a user under a quota would, half exempt.
+                    let quota = (i % 2 == 0).then_some(1_000_000);
+                    assert_eq!(
+                        queue_one(&pool, alice, function, quota).await,
+                        Enqueued::New
+                    );
+                    let jobs = claim(&pool, 1, 2).await;
+                    succeed(&pool, &jobs).await;
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    assert_eq!(in_flight(&pool, alice).await, 200 - finished(&pool).await);
+    succeed(&pool, &claim(&pool, 1, 1000).await).await;
+
+    assert_eq!(in_flight(&pool, alice).await, 0);
+    let fixed: i64 = sqlx::query_scalar("select plat_recount_queue()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(fixed, 0, "the counts were exact");
+}
+
+async fn finished(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("select count(*) from executions where finished_at is not null")
+        .fetch_one(pool)
+        .await
+        .unwrap()
 }

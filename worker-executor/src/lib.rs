@@ -7,6 +7,7 @@ mod environments;
 mod modules;
 mod prefetch;
 pub mod runtime;
+mod scan_start;
 mod worker;
 
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub async fn run(
         runtime,
         run_threads: runtime::RunThreads::start(config.runs_at_once())?,
         prefetch: prefetch::Prefetch::new(config.prefetch),
+        scan_start: scan_start::ScanStart::default(),
         worker_id: plat_common::worker::worker_id("execute"),
         lease: loop_config.lease,
         running: Default::default(),

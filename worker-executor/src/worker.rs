@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use plat_common::queue::execute::{self, ExecutionJob, Finished};
 use plat_common::worker::Queue;
@@ -18,6 +18,7 @@ use crate::environments::{self, EnvironmentError, Environments};
 use crate::modules::{LoadError, ModuleCache};
 use crate::prefetch::Prefetch;
 use crate::runtime::{CancelFlag, RunLimits, RunThreads, Runtime};
+use crate::scan_start::ScanStart;
 
 pub(crate) struct ExecuteQueue {
     pub(crate) pool: PgPool,
@@ -26,6 +27,8 @@ pub(crate) struct ExecuteQueue {
     pub(crate) run_threads: RunThreads,
     /// How many jobs to claim ahead of the run threads.
     pub(crate) prefetch: Prefetch,
+    /// Where claims start their scan of the claim index.
+    pub(crate) scan_start: ScanStart,
     pub(crate) modules: ModuleCache,
     pub(crate) environments: Environments,
     /// Where finished runs are recorded, in batches.
@@ -124,7 +127,7 @@ impl ExecuteQueue {
         // deadline passes; keep it off the async workers, on a thread whose
         // stack holds the guest's.
         let (done, outcome) = oneshot::channel();
-        self.run_threads.execute(move || {
+        self.run_threads.execute(job.owner_id, move || {
             let outcome = span.in_scope(|| {
                 let limits = limits.as_ref().unwrap_or(&cached.limits);
                 runtime.run_cancellable(&cached.module, &input, limits, &cancel)
@@ -174,8 +177,19 @@ impl Queue for ExecuteQueue {
         notify::EXECUTION_JOBS
     }
 
+    fn heard(&self, payload: &str) {
+        if payload == notify::OLD_STAMPS {
+            self.scan_start.sweep_next();
+        }
+    }
+
     async fn claim(&self, limit: usize) -> Result<Vec<ExecutionJob>, sqlx::Error> {
-        execute::claim(&self.pool, &self.worker_id, self.lease, limit as i64).await
+        let from = self.scan_start.next(Instant::now());
+        let jobs = execute::claim_from(&self.pool, &self.worker_id, self.lease, limit as i64, from)
+            .await?;
+        self.scan_start
+            .claimed(limit, jobs.iter().map(|job| job.vt));
+        Ok(jobs)
     }
 
     fn lease_token(job: &ExecutionJob) -> Uuid {

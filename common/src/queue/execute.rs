@@ -17,6 +17,11 @@ pub struct ExecutionJob {
     pub id: Uuid,
     /// The function to run.
     pub function_id: Uuid,
+    /// The user who queued it ([`NO_OWNER`] for none): its runs take turns
+    /// with other owners' on the executor's run threads too.
+    pub owner_id: Uuid,
+    /// Its fairness stamp (see [`enqueue`]).
+    pub vt: f64,
     /// The version to run (the active version when it was enqueued).
     pub version: i32,
     /// 1 for the first attempt.
@@ -138,20 +143,32 @@ pub const NO_OWNER: Uuid = Uuid::nil();
 /// stays one literal.
 ///
 /// Start-time fair queueing, done at enqueue so that the claim stays one
-/// index scan (docs/architecture.md, "Fairness and quotas"):
+/// index scan (docs/architecture.md, "Fairness and quotas"). No row here is
+/// one that every enqueue of an owner takes (migration 20261206000010):
 /// - `clock`: the queue's virtual time, the smallest stamp still waiting to
-///   be claimed (0 when nothing waits).
-/// - `owner`: the owner's row, which counts QUEUED + RUNNING runs; the
-///   upsert adds `$3` only if that stays within `$4`, atomically, so API
-///   processes cannot race past the quota. Its lock orders concurrent
-///   enqueues of one owner (not of different owners).
-/// - `step`: what one run costs the flow (owner, function): the owner's
-///   busy flows (stamped ahead of the clock), this one included, over the
-///   owner's weight, so that an owner's flows share one owner's part.
-/// - `flow`: the flow's clock. A flow starts at the queue's virtual time if
-///   it is behind it (no banked credit for the idle), and never further
-///   ahead of it than the owner's runs in flight justify (no debt once a
-///   backlog has drained).
+///   be claimed, looked for from `queue_clock` (where the latest claim
+///   began) rather than from the start of the index, which holds an entry
+///   for every run claimed since the last vacuum; `queue_clock` itself
+///   when nothing waits after it.
+/// - `counts`, `counted`: the owner's QUEUED + RUNNING runs are the sum of
+///   their rows in `queue_owner_counts`. Without a quota the runs are added
+///   to this connection's shard. Under a quota they are added to shard 0
+///   only if the sum stays within `$4`, under that row's lock, so API
+///   processes cannot race past the quota (the other shards only shrink
+///   meanwhile: results take off there).
+/// - `lanes`, `busy`, `step`: what one run costs the flow (owner, function):
+///   the owner's busy functions over the owner's weight, so that an owner's
+///   functions share one owner's part; times the flow's busy lanes, as each
+///   connection stamps the flow's runs on a lane (clock) of its own, so
+///   that concurrent enqueues of one flow do not take turns on one row. A
+///   clock ahead of the virtual time is busy only as far as the owner has
+///   runs in flight: one that ran ahead for runs since finished or
+///   cancelled is not.
+/// - `flow`: the lane's clock. A lane with runs ahead of the queue's virtual
+///   time goes on from its clock; an idle lane starts behind the flow's
+///   busy lanes, or at the virtual time (no banked credit for the idle).
+///   Neither is ever further ahead of the virtual time than the owner's
+///   runs in flight justify (no debt once a backlog has drained).
 /// - `cap`, `slots`, `admit`: `executionConfig.maxConcurrency` of the version
 ///   run. Only functions with a limit (now or before) touch their slot row,
 ///   in `plat_take_function_slots` (migration 20261206000001).
@@ -161,25 +178,53 @@ macro_rules! stamp_ctes {
         with clock as (
             select coalesce((select vt from execution_jobs
                              where state = 'available' and not parked and run_at <= now()
-                             order by vt, id limit 1), 0) as vt
-        ), owner as (
-            insert into queue_owners as q (owner_id, in_flight)
-            select $1::uuid, $3::bigint where $4::bigint is null or $3::bigint <= $4::bigint
-            on conflict (owner_id) do update
-                set in_flight = q.in_flight + excluded.in_flight, updated_at = now()
-                where $4::bigint is null or q.in_flight + excluded.in_flight <= $4::bigint
-            returning q.in_flight - $3::bigint as before, q.weight
+                               and vt >= c.vt
+                             order by vt, id limit 1), c.vt) as vt
+            from queue_clock c
+        ), counts as (
+            select coalesce(sum(n) filter (where shard <> 0), 0)::bigint as others,
+                   coalesce(sum(n), 0)::bigint as total
+            from queue_owner_counts where owner_id = $1::uuid
+        ), counted as (
+            insert into queue_owner_counts as c (owner_id, shard, n)
+            select $1::uuid, case when $4::bigint is null then plat_count_shard() else 0 end, $3::bigint
+            from counts where $4::bigint is null or counts.others + $3::bigint <= $4::bigint
+            on conflict (owner_id, shard) do update
+                set n = c.n + excluded.n, updated_at = now()
+                where $4::bigint is null or c.n + excluded.n + (select others from counts) <= $4::bigint
+            returning 1
+        ), lanes as (
+            select count(*) as busy, max(f.next_vt) as front
+            from queue_flows f, clock
+            where f.owner_id = $1::uuid and f.function_id = $2::uuid
+              and f.lane <> plat_count_shard() and f.next_vt > clock.vt
+        ), busy as (
+            select clock.vt as floor, counts.total as before,
+                   least((select count(distinct f.function_id) from queue_flows f
+                          where f.owner_id = $1::uuid and f.function_id <> $2::uuid
+                            and f.next_vt > clock.vt), counts.total) as functions,
+                   least(lanes.busy, counts.total) as lanes,
+                   lanes.front
+            from clock, counts, lanes
         ), step as (
-            select clock.vt as floor, owner.before,
-                   (1 + (select count(*) from queue_flows f
-                         where f.owner_id = $1::uuid and f.function_id <> $2::uuid
-                           and f.next_vt > clock.vt)) / owner.weight as step
-            from owner, clock
+            select floor, before, front,
+                   (1 + functions) * (1 + lanes)
+                   / coalesce((select weight from queue_owners where owner_id = $1::uuid), 1) as step
+            from busy
+            where exists (select from counted)
         ), flow as (
-            insert into queue_flows as f (owner_id, function_id, next_vt)
-            select $1::uuid, $2::uuid, step.floor + $3::bigint * step.step from step
-            on conflict (owner_id, function_id) do update
-                set next_vt = (select greatest(step.floor, least(f.next_vt, step.floor + step.before * step.step))
+            insert into queue_flows as f (owner_id, function_id, lane, next_vt)
+            select $1::uuid, $2::uuid, plat_count_shard(),
+                   greatest(step.floor, least(coalesce(step.front, step.floor),
+                                            step.floor + step.before * step.step))
+                   + $3::bigint * step.step
+            from step
+            on conflict (owner_id, function_id, lane) do update
+                set next_vt = (select greatest(step.floor,
+                                               least(case when f.next_vt > step.floor
+                                                          then f.next_vt
+                                                          else coalesce(step.front, step.floor) end,
+                                                     step.floor + step.before * step.step))
                                       + $3::bigint * step.step from step),
                     updated_at = now()
             returning f.next_vt - $3::bigint * (select step from step) as start,
@@ -266,10 +311,10 @@ pub async fn enqueue(
 ///
 /// The order matters. Inserting a key another execution already has waits
 /// for any transaction updating that execution, such as an executor writing
-/// its result, whose statement then takes the owner's row in
-/// `queue_owners` (and the function's in `function_slots`) to count the run
-/// out. Taking those rows before the insert, as the one-statement form
-/// does, deadlocked such a request with the result writer (seen in
+/// its result, whose statement then takes the owner's count row of its
+/// shard in `queue_owner_counts` (and the function's in `function_slots`)
+/// to count the run out. Taking those rows before the insert, as the
+/// one-statement form does, deadlocked such a request with the result writer (seen in
 /// `concurrent_requests_with_one_key_create_one_execution`). Here nothing of
 /// the queue is locked while the insert may wait.
 async fn enqueue_with_key(
@@ -422,7 +467,8 @@ pub async fn enqueue_batch(
 /// work, it walks the `(vt, id)` index like a FIFO would. Only the job row is
 /// written: while it is claimed its execution reads as RUNNING, with the
 /// job's start time, attempt and worker (see [`crate::queue`]); the result
-/// copies them onto the execution.
+/// copies them onto the execution. The claim also moves `queue_clock` up to
+/// its smallest stamp, where enqueues look for the queue's front.
 ///
 /// The claim's commit does not wait for its WAL flush
 /// (`synchronous_commit` off for this transaction only): a flush costs
@@ -439,6 +485,22 @@ pub async fn claim(
     lease: Duration,
     limit: i64,
 ) -> Result<Vec<ExecutionJob>, sqlx::Error> {
+    claim_from(db, worker_id, lease, limit, None).await
+}
+
+/// [`claim`], with the index scan starting at stamp `from` (`None`: at the
+/// beginning). The start of the index holds an entry for every run claimed
+/// since the last vacuum, which a scan from the beginning visits one by one:
+/// 1-6 ms per claim in the middle of a 200,000-run drain. Runs stamped
+/// before `from` are not claimed: the caller claims from the beginning now
+/// and then to pick those up (docs/architecture.md, "Where a scan starts").
+pub async fn claim_from(
+    db: impl PgExecutor<'_>,
+    worker_id: &str,
+    lease: Duration,
+    limit: i64,
+    from: Option<f64>,
+) -> Result<Vec<ExecutionJob>, sqlx::Error> {
     sqlx::query_as(
         r#"
         with durability as (
@@ -446,6 +508,7 @@ pub async fn claim(
         ), next as (
             select id from execution_jobs
             where state = 'available' and not parked and run_at <= now()
+              and vt >= coalesce($4, '-infinity'::float8)
             order by vt, id
             limit $1
             for update skip locked
@@ -455,11 +518,17 @@ pub async fn claim(
                 lease_expires_at = now() + make_interval(secs => $2), worker_id = $3,
                 started_at = now()
             from next where j.id = next.id
-            returning j.id, j.function_id, j.version, j.attempt, j.max_attempts, j.lease_token
+            returning j.id, j.function_id, j.owner_id, j.vt, j.version, j.attempt, j.max_attempts,
+                      j.lease_token
+        ), tick as (
+            update queue_clock c set vt = m.vt, updated_at = now()
+            from (select min(vt) as vt from claimed) m
+            where m.vt > c.vt
         )
-        select c.id, c.function_id, c.version, c.attempt, c.max_attempts, c.lease_token,
-               e.input::text as input, f.environment_id, env.revision as environment_revision,
-               e.request_id, v.retired_at is not null as version_retired
+        select c.id, c.function_id, c.owner_id, c.vt, c.version, c.attempt, c.max_attempts,
+               c.lease_token, e.input::text as input, f.environment_id,
+               env.revision as environment_revision, e.request_id,
+               v.retired_at is not null as version_retired
         from claimed c join executions e on e.id = c.id
         left join functions f on f.id = c.function_id
         left join environments env on env.id = f.environment_id
@@ -470,6 +539,7 @@ pub async fn claim(
     .bind(limit)
     .bind(secs(lease))
     .bind(worker_id)
+    .bind(from)
     .fetch_all(db)
     .await
 }
@@ -630,11 +700,12 @@ pub async fn release(db: &PgPool, lease_token: Uuid) -> Result<(), sqlx::Error> 
             where lease_token = $1 and not cancel_requested
             returning id
         )
-        select pg_notify($2, '') from j
+        select pg_notify($2, $3) from j
         "#,
     )
     .bind(lease_token)
     .bind(notify::EXECUTION_JOBS)
+    .bind(notify::OLD_STAMPS)
     .execute(db)
     .await?;
     Ok(())
@@ -792,8 +863,9 @@ pub async fn rescue_expired(db: &PgPool) -> Result<u64, sqlx::Error> {
     .fetch_one(db)
     .await?;
     if requeued > 0 {
-        sqlx::query("select pg_notify($1, '')")
+        sqlx::query("select pg_notify($1, $2)")
             .bind(notify::EXECUTION_JOBS)
+            .bind(notify::OLD_STAMPS)
             .execute(db)
             .await?;
     }
