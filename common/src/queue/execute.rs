@@ -314,9 +314,9 @@ pub async fn enqueue(
 /// its result, whose statement then takes the owner's count row of its
 /// shard in `queue_owner_counts` (and the function's in `function_slots`)
 /// to count the run out. Taking those rows before the insert, as the
-/// one-statement form does, deadlocked such a request with the result writer (seen in
-/// `concurrent_requests_with_one_key_create_one_execution`). Here nothing of
-/// the queue is locked while the insert may wait.
+/// one-statement form does, deadlocked such a request with the result
+/// writer (seen in `concurrent_requests_with_one_key_create_one_execution`).
+/// Here nothing of the queue is locked while the insert may wait.
 async fn enqueue_with_key(
     conn: &mut sqlx::PgConnection,
     new: NewExecution<'_>,
