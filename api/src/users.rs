@@ -326,24 +326,20 @@ async fn update(
                     .await?;
             let stored = stored.and_then(|(hash,)| hash);
             let current = body.current_password.clone().unwrap_or_default();
-            match stored {
-                Some(stored) => {
-                    if !state.passwords.verify(current, Some(stored)).await? {
-                        return Err(Error::Forbidden(
-                            "to change your own password, send the current one as `currentPassword`"
-                                .to_owned(),
-                        ));
-                    }
+            if let Some(stored) = stored {
+                if !state.passwords.verify(current, Some(stored)).await? {
+                    return Err(Error::Forbidden(
+                        "to change your own password, send the current one as `currentPassword`"
+                            .to_owned(),
+                    ));
                 }
+            } else if !caller.is_admin() {
                 // Nothing to prove it with: whoever holds one of this
                 // account's API keys would turn it into a lasting
                 // dashboard login. An admin, or a reset token, decides.
-                None if !caller.is_admin() => {
-                    return Err(Error::Forbidden(
-                        "an account without a password gets its first one from an admin: ask one to set it (PUT /users/{id}) or to issue a reset token (POST /users/{id}/password-reset) for POST /auth/password-reset".to_owned(),
-                    ));
-                }
-                None => {}
+                return Err(Error::Forbidden(
+                    "an account without a password gets its first one from an admin: ask one to set it (PUT /users/{id}) or to issue a reset token (POST /users/{id}/password-reset) for POST /auth/password-reset".to_owned(),
+                ));
             }
         }
     }
