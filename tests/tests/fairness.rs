@@ -38,7 +38,15 @@ async fn queue_batch(pool: &PgPool, owner: Uuid, function: Uuid, n: usize) -> Ve
 
 /// Queues one run as a single execute does, with the owner's quota.
 async fn queue_one(pool: &PgPool, owner: Uuid, function: Uuid, quota: Option<i64>) -> Enqueued {
-    let new = NewExecution {
+    let new = one_run(owner, function, quota);
+    execute::enqueue(&mut pool.acquire().await.unwrap(), new)
+        .await
+        .unwrap()
+}
+
+/// One run of `function` for `owner`, as a single execute queues it.
+fn one_run(owner: Uuid, function: Uuid, quota: Option<i64>) -> NewExecution<'static> {
+    NewExecution {
         id: Uuid::now_v7(),
         function_id: function,
         version: 1,
@@ -48,10 +56,7 @@ async fn queue_one(pool: &PgPool, owner: Uuid, function: Uuid, quota: Option<i64
         request_id: None,
         wake_executors: false,
         max_in_flight: quota,
-    };
-    execute::enqueue(&mut pool.acquire().await.unwrap(), new)
-        .await
-        .unwrap()
+    }
 }
 
 /// Claims `claims` batches of `size`, as an executor would.
@@ -378,17 +383,7 @@ async fn a_flow_queued_from_many_connections_gets_one_flows_part(pool: PgPool) {
     let mut lanes = connections_on_distinct_lanes(&pool, 4).await;
     let mut alices = Vec::new();
     for i in 0..200 {
-        let new = NewExecution {
-            id: Uuid::now_v7(),
-            function_id: f,
-            version: 1,
-            input_json: "{}",
-            idempotency_key: None,
-            created_by: Some(alice),
-            request_id: None,
-            wake_executors: false,
-            max_in_flight: None,
-        };
+        let new = one_run(alice, f, None);
         let conn = &mut lanes[i % 4];
         assert_eq!(execute::enqueue(conn, new).await.unwrap(), Enqueued::New);
         alices.push(new.id);
