@@ -2,17 +2,29 @@
 //! and one notification per batch instead of per execution, which is what
 //! lets a worker keep up with functions that run in microseconds.
 //!
-//! Runs hand their results to one writer task. It takes whatever has
-//! arrived (up to [`MAX_COMPLETION_BATCH`]) and writes it; results that
-//! arrive during a write form the next batch. So a lone result is written at
-//! once, and under load batches grow by themselves: no timer, no added delay.
+//! Runs hand their results to a writer task. It takes whatever has arrived
+//! (up to [`MAX_COMPLETION_BATCH`]) and writes it; results that arrive
+//! during a write form the next batch. So a lone result is written at once,
+//! and under load batches grow by themselves: no timer, no added delay.
+//!
+//! There are two writers, so that results take turns by owner as runs do
+//! (docs/architecture.md, "Claimed runs take turns too"). A result whose
+//! owner has no other result waiting to be written, while another owner
+//! has, goes to the *express* writer; the rest go to the *bulk* writer.
+//! While one owner's backlog drains, its results fill the bulk writer's
+//! batches, and another owner's occasional run is written beside them, on a
+//! connection of its own, instead of waiting for the batch being written and
+//! then riding in the next one. A single owner's results all take the bulk
+//! writer, as they did before there were two.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use plat_common::queue::execute::{self, ExecutionJob, Finished, MAX_COMPLETION_BATCH};
 use plat_common::ErrorKind;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
 
 /// Whether the result was recorded: `Ok(false)` when the lease was lost
 /// first (another attempt owns the job).
@@ -24,34 +36,100 @@ struct Pending {
     written: oneshot::Sender<Written>,
 }
 
-/// The handle runs use; the writer stops when every handle is dropped,
-/// after writing what it holds.
+/// The handle runs use; the writers stop when every handle is dropped,
+/// after writing what they hold.
 pub(crate) struct Completions {
-    pending: mpsc::UnboundedSender<Pending>,
+    bulk: mpsc::UnboundedSender<Pending>,
+    express: mpsc::UnboundedSender<Pending>,
+    /// Results handed over and not yet written, by owner.
+    unwritten: Mutex<HashMap<Uuid, usize>>,
 }
 
 impl Completions {
     pub(crate) fn start(pool: PgPool) -> Self {
-        let (pending, queue) = mpsc::unbounded_channel();
-        tokio::spawn(write_batches(pool, queue));
-        Self { pending }
+        let (bulk, bulk_queue) = mpsc::unbounded_channel();
+        let (express, express_queue) = mpsc::unbounded_channel();
+        tokio::spawn(write_batches(pool.clone(), bulk_queue));
+        tokio::spawn(write_batches(pool, express_queue));
+        Self {
+            bulk,
+            express,
+            unwritten: Mutex::default(),
+        }
     }
 
-    /// Records `finished` under the job's lease, with the next batch.
+    /// Records `finished` under the job's lease, with the next batch of
+    /// its writer.
     pub(crate) async fn record(&self, job: ExecutionJob, finished: Finished) -> Written {
-        let (written, result) = oneshot::channel();
-        let pending = Pending {
-            job,
-            finished,
-            written,
+        let unwritten = Unwritten::count(self, job.owner_id);
+        let writer = if unwritten.express {
+            &self.express
+        } else {
+            &self.bulk
         };
-        if self.pending.send(pending).is_err() {
-            return Err(Arc::new(sqlx::Error::PoolClosed));
-        }
-        result
-            .await
-            .unwrap_or_else(|_| Err(Arc::new(sqlx::Error::PoolClosed)))
+        send(writer, job, finished).await
     }
+
+    fn unwritten(&self) -> MutexGuard<'_, HashMap<Uuid, usize>> {
+        // Counts only: a panic cannot leave the map inconsistent.
+        self.unwritten
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// One result of an owner, counted from its hand-over until it is written
+/// (or the recording is dropped).
+struct Unwritten<'a> {
+    completions: &'a Completions,
+    owner: Uuid,
+    /// The owner had no other result waiting, and another owner had.
+    express: bool,
+}
+
+impl<'a> Unwritten<'a> {
+    fn count(completions: &'a Completions, owner: Uuid) -> Self {
+        let mut unwritten = completions.unwritten();
+        let others_waiting = unwritten.keys().any(|other| *other != owner);
+        let count = unwritten.entry(owner).or_default();
+        *count += 1;
+        Self {
+            completions,
+            owner,
+            express: *count == 1 && others_waiting,
+        }
+    }
+}
+
+impl Drop for Unwritten<'_> {
+    fn drop(&mut self) {
+        let mut unwritten = self.completions.unwritten();
+        if let Some(count) = unwritten.get_mut(&self.owner) {
+            *count -= 1;
+            if *count == 0 {
+                unwritten.remove(&self.owner);
+            }
+        }
+    }
+}
+
+async fn send(
+    writer: &mpsc::UnboundedSender<Pending>,
+    job: ExecutionJob,
+    finished: Finished,
+) -> Written {
+    let (written, result) = oneshot::channel();
+    let pending = Pending {
+        job,
+        finished,
+        written,
+    };
+    if writer.send(pending).is_err() {
+        return Err(Arc::new(sqlx::Error::PoolClosed));
+    }
+    result
+        .await
+        .unwrap_or_else(|_| Err(Arc::new(sqlx::Error::PoolClosed)))
 }
 
 async fn write_batches(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Pending>) {
@@ -152,6 +230,66 @@ mod tests {
             .unwrap();
         assert_eq!(jobs.len(), n);
         jobs
+    }
+
+    async fn status(pool: &PgPool, id: Uuid) -> String {
+        sqlx::query_scalar("select status::text from executions where id = $1")
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    }
+
+    #[sqlx::test(migrator = "MIGRATOR")]
+    async fn another_owners_result_is_written_while_a_batch_of_the_first_is_stuck(pool: PgPool) {
+        let mut jobs = claimed(&pool, 2).await;
+        jobs[1].owner_id = Uuid::new_v4();
+        let (stuck, other) = (jobs[0].clone(), jobs[1].clone());
+        // Holds the row the first owner's result statement must update.
+        let mut lock = pool.begin().await.unwrap();
+        sqlx::query("select 1 from execution_jobs where id = $1 for update")
+            .bind(stuck.id)
+            .execute(&mut *lock)
+            .await
+            .unwrap();
+        let completions = Arc::new(Completions::start(pool.clone()));
+        let first_owners = tokio::spawn({
+            let completions = completions.clone();
+            async move { completions.record(stuck, Finished::succeeded("1", 1)).await }
+        });
+
+        // With one writer the other owner's result would wait behind the
+        // stuck batch until the lock is gone; the bound only keeps a
+        // failure from hanging the suite.
+        let written = tokio::time::timeout(Duration::from_secs(60), async {
+            while !waiting_for_a_lock(&pool).await {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            completions.record(other, Finished::succeeded("2", 1)).await
+        })
+        .await
+        .expect("the other owner's result waited for the stuck batch");
+
+        assert!(matches!(written, Ok(true)));
+        assert_eq!(status(&pool, jobs[1].id).await, "SUCCEEDED");
+        assert_ne!(
+            status(&pool, jobs[0].id).await,
+            "SUCCEEDED",
+            "held by the lock"
+        );
+        lock.commit().await.unwrap();
+        assert!(matches!(first_owners.await.unwrap(), Ok(true)));
+        assert_eq!(status(&pool, jobs[0].id).await, "SUCCEEDED");
+    }
+
+    /// Whether a statement of this test's database waits for a row lock.
+    async fn waiting_for_a_lock(pool: &PgPool) -> bool {
+        sqlx::query_scalar(
+            "select exists (select from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock')",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap()
     }
 
     /// Valid JSON that PostgreSQL's recursive jsonb parser cannot parse.
