@@ -10,6 +10,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use plat_common::queue::execute::{self, CancelOutcome, Enqueued, NewExecution};
+use plat_common::ExecutionStatus;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sqlx::PgExecutor;
@@ -37,7 +38,6 @@ pub(crate) static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempot
 /// Set on a response that returns the execution an earlier request with the
 /// same `Idempotency-Key` created.
 static IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
-const STATUSES: &[&str] = &["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"];
 
 pub fn router(state: &AppState) -> crate::openapi::ApiRouter {
     OpenApiRouter::new()
@@ -54,7 +54,7 @@ pub struct ExecutionView {
     id: Uuid,
     function_id: Uuid,
     function_version: i32,
-    status: String,
+    status: ExecutionStatus,
     /// Any JSON value.
     #[sqlx(json)]
     #[schema(value_type = serde_json::Value)]
@@ -124,7 +124,7 @@ impl Serialize for ErrorColumns {
 
 impl ExecutionView {
     fn is_finished(&self) -> bool {
-        matches!(self.status.as_str(), "SUCCEEDED" | "FAILED" | "CANCELLED")
+        self.status.is_finished()
     }
 }
 
@@ -133,7 +133,7 @@ impl ExecutionView {
 /// see `plat_common::queue`). A finished execution has no job any more.
 const SELECT_EXECUTION: &str = r#"
     select e.id, e.function_id, e.function_version,
-           case when j.state = 'running' then 'RUNNING' else e.status::text end as status,
+           case when j.state = 'running' then 'RUNNING' else e.status end as status,
            e.input, e.output, e.error_type, e.error_message, e.logs, e.logs_truncated,
            e.duration_ms,
            (extract(epoch from (coalesce(j.started_at, e.started_at) - e.created_at)) * 1000)::int8 as queued_ms,
@@ -519,19 +519,19 @@ async fn list(
     Query(params): Query<ListParams>,
 ) -> Result<Json<ExecutionList>> {
     let page = Page::parse(params.limit, params.cursor.as_deref())?;
-    if let Some(status) = params.status.as_deref().filter(|s| !STATUSES.contains(s)) {
-        return Err(Error::BadRequest(format!(
-            "`status` {status:?} is not one of {}",
-            STATUSES.join(", ")
-        )));
-    }
+    let status = params
+        .status
+        .as_deref()
+        .map(str::parse::<ExecutionStatus>)
+        .transpose()
+        .map_err(|unknown| Error::BadRequest(unknown.to_string()))?;
     // The function's access rule, read now: a DEV who lost access to the
     // function gets 404 here, so the listing itself needs only the creator
     // filter and keeps its plans (see `listing_query`).
     let function = functions::find(&state.db, &caller, &FunctionKey::parse(key), false).await?;
-    let rows: Vec<ExecutionView> = sqlx::query_as(&listing_query(params.status.as_deref()))
+    let rows: Vec<ExecutionView> = sqlx::query_as(&listing_query(status))
         .bind(function.id)
-        .bind(params.status.as_deref())
+        .bind(status.map(ExecutionStatus::as_str))
         .bind(page.after_created_at())
         .bind(page.after_id())
         .bind(page.fetch_limit())
@@ -559,23 +559,22 @@ async fn list(
 /// - SUCCEEDED: the function's history newest first, skipping the rest,
 ///   which are usually few. A function that mostly fails reads further for
 ///   a page of successes.
-fn listing_query(status: Option<&str>) -> String {
+fn listing_query(status: Option<ExecutionStatus>) -> String {
     // (what to join, the filter, the table whose order the page follows)
     let (join, filter, key) = match status {
         None => ("", "e.function_id = $1 and $2::text is null", "e"),
-        Some("QUEUED" | "RUNNING") => (
+        Some(ExecutionStatus::Queued | ExecutionStatus::Running) => (
             "",
             "j.function_id = $1 \
              and j.state = case when $2 = 'RUNNING' then 'running' else 'available' end::job_state",
             "e",
         ),
-        Some("FAILED" | "CANCELLED") => (
+        Some(ExecutionStatus::Failed | ExecutionStatus::Cancelled) => (
             "join unsuccessful_executions u on u.id = e.id",
             "u.function_id = $1 and u.status = $2::execution_status",
             "u",
         ),
-        // SUCCEEDED (`list` refuses any other).
-        Some(_) => (
+        Some(ExecutionStatus::Succeeded) => (
             "",
             "e.function_id = $1 and e.status = $2::execution_status",
             "e",

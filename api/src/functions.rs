@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use plat_common::queue::compile;
-use plat_common::ExecutionConfig;
+use plat_common::{ExecutionConfig, Language, VersionStatus};
 use serde::Serialize;
 use serde_json::json;
 use sqlx::types::Json as SqlJson;
@@ -52,10 +52,10 @@ pub fn router(state: &AppState) -> crate::openapi::ApiRouter {
 pub struct FunctionView {
     id: Uuid,
     name: String,
-    language: String,
+    language: Language,
     description: Option<String>,
     tags: Vec<String>,
-    status: String,
+    status: VersionStatus,
     compile_error: Option<String>,
     #[sqlx(rename = "latest_version")]
     version: i32,
@@ -107,7 +107,7 @@ pub(crate) fn hide_values(config: &mut ExecutionConfig, caller: &Caller) {
 /// The columns of [`FunctionView`], over [`FUNCTION_FROM`].
 const FUNCTION_COLUMNS: &str = r#"
     f.id, f.name, f.language, f.description, f.tags, f.latest_version, f.active_version,
-    f.created_at, f.updated_at, v.status::text as status, v.compile_error, v.execution_config,
+    f.created_at, f.updated_at, v.status, v.compile_error, v.execution_config,
     f.allowed_users, f.allowed_groups, f.environment_id,
     v.semver, av.semver as active_semver,
     coalesce(s.executions, 0) as execution_count, s.success_rate
@@ -184,7 +184,7 @@ impl std::fmt::Display for FunctionKey {
 #[derive(sqlx::FromRow)]
 pub struct FunctionRef {
     pub id: Uuid,
-    pub status: String,
+    pub status: VersionStatus,
     allowed_users: Vec<Uuid>,
     allowed_groups: Vec<Uuid>,
 }
@@ -201,7 +201,7 @@ pub async fn find(
     let lock = if for_update { "for update of f" } else { "" };
     let row: Option<FunctionRef> = sqlx::query_as(&format!(
         r#"
-        select f.id, v.status::text as status, f.allowed_users, f.allowed_groups
+        select f.id, v.status, f.allowed_users, f.allowed_groups
         from functions f
         join function_versions v on v.function_id = f.id and v.version = f.latest_version
         where f.id = $1 or f.name = $2
@@ -224,7 +224,7 @@ pub struct RunTarget {
     pub function: FunctionRef,
     /// The version asked for (or the active one); null if there is none.
     version: Option<i32>,
-    version_status: Option<String>,
+    version_status: Option<VersionStatus>,
     semver: Option<String>,
     deprecated_at: Option<DateTime<Utc>>,
     deprecation_message: Option<String>,
@@ -252,15 +252,15 @@ impl RunTarget {
                 at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             )));
         }
-        match (self.version, self.version_status.as_deref(), asked) {
-            (Some(version), Some("READY"), _)
+        match (self.version, self.version_status, asked) {
+            (Some(version), Some(VersionStatus::Ready), _)
                 if self.deprecated_at.is_some() && !self.active && !caller.is_admin() =>
             {
                 Err(Error::Forbidden(format!(
                     "version {version} ({semver}) of function {key} is deprecated and not the active version: only admins may run it; run the active version (leave out `version`)"
                 )))
             }
-            (Some(version), Some("READY"), _) => Ok(version),
+            (Some(version), Some(VersionStatus::Ready), _) => Ok(version),
             (None, _, None) => Err(Error::Conflict(format!(
                 "function {} has no READY version yet (its newest version is {}); wait until GET /functions/{} shows status READY",
                 function.id, function.status, function.id
@@ -268,7 +268,7 @@ impl RunTarget {
             (None, _, Some(asked)) => Err(asked.not_found(key)),
             (Some(version), status, _) => Err(Error::Conflict(format!(
                 "version {version} of function {key} is {}; only a READY version can run",
-                status.unwrap_or("unknown")
+                status.map_or("unknown", VersionStatus::as_str)
             ))),
         }
     }
@@ -294,8 +294,8 @@ pub async fn find_to_run(
         version,
         sqlx::query_as(&format!(
             r#"
-            select f.id, v.status::text as status, f.allowed_users, f.allowed_groups,
-                   t.version, t.status::text as version_status, t.semver, t.deprecated_at,
+            select f.id, v.status, f.allowed_users, f.allowed_groups,
+                   t.version, t.status as version_status, t.semver, t.deprecated_at,
                    t.deprecation_message, t.retired_at,
                    coalesce(t.version = f.active_version, false) as active
             from functions f
@@ -368,7 +368,7 @@ async fn create(
     caller.require_admin("create functions")?;
     let config = &state.config;
     input::check_name(&body.name)?;
-    input::check_language(&body.language)?;
+    let language = input::language(&body.language)?;
     input::check_source(&body.source, config)?;
     input::check_description(body.description.as_deref())?;
     let tags = body.tags.unwrap_or_default();
@@ -391,7 +391,7 @@ async fn create(
     )
     .bind(id)
     .bind(&body.name)
-    .bind(&body.language)
+    .bind(language)
     .bind(&body.description)
     .bind(&tags)
     .bind(&body.allowed_users)
@@ -421,7 +421,7 @@ async fn create(
         ("function", id.to_string()),
         json!({
             "name": body.name,
-            "language": body.language,
+            "language": language,
             "semver": semver,
             "allowedUsers": body.allowed_users,
             "allowedGroups": body.allowed_groups,

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use chrono::{DateTime, Duration, DurationRound, Utc};
+use plat_common::ExecutionStatus;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -61,7 +62,7 @@ struct StatsParams {
 /// Counts and duration histogram of a set of executions.
 #[derive(Debug, Default, Clone)]
 struct Tally {
-    by_status: BTreeMap<String, i64>,
+    by_status: BTreeMap<ExecutionStatus, i64>,
     errors: BTreeMap<String, i64>,
     /// Over SUCCEEDED and FAILED runs (a cancelled one may never have run).
     histogram: Vec<i64>,
@@ -73,13 +74,16 @@ struct Tally {
 
 impl Tally {
     fn add(&mut self, row: &Row) {
-        *self.by_status.entry(row.status.clone()).or_default() += row.executions;
+        *self.by_status.entry(row.status).or_default() += row.executions;
         if !row.error_type.is_empty() {
             *self.errors.entry(row.error_type.clone()).or_default() += row.executions;
         }
         self.total += row.executions;
         self.queued_ms_sum += row.queued_ms_sum;
-        if matches!(row.status.as_str(), "SUCCEEDED" | "FAILED") {
+        if matches!(
+            row.status,
+            ExecutionStatus::Succeeded | ExecutionStatus::Failed
+        ) {
             self.ran += row.executions;
             self.duration_ms_sum += row.duration_ms_sum;
             if self.histogram.len() < row.duration_histogram.len() {
@@ -121,15 +125,15 @@ impl Tally {
         }
     }
 
-    fn count(&self, status: &str) -> i64 {
-        self.by_status.get(status).copied().unwrap_or(0)
+    fn count(&self, status: ExecutionStatus) -> i64 {
+        self.by_status.get(&status).copied().unwrap_or(0)
     }
 }
 
 #[derive(sqlx::FromRow)]
 struct Row {
     hour: DateTime<Utc>,
-    status: String,
+    status: ExecutionStatus,
     error_type: String,
     executions: i64,
     duration_ms_sum: i64,
@@ -164,7 +168,7 @@ struct Stats {
     to: DateTime<Utc>,
     bucket: Bucket,
     total: i64,
-    by_status: BTreeMap<String, i64>,
+    by_status: BTreeMap<ExecutionStatus, i64>,
     /// SUCCEEDED over all finished; null without executions.
     success_rate: Option<f64>,
     duration_ms: Durations,
@@ -233,7 +237,7 @@ async fn stats(
         .await?;
     let rows: Vec<Row> = sqlx::query_as(
         r#"
-        select hour, status::text as status, error_type, executions, duration_ms_sum,
+        select hour, status, error_type, executions, duration_ms_sum,
                queued_ms_sum, duration_histogram
         from execution_rollups
         where function_id = $1 and hour >= $2 and hour < $3
@@ -264,7 +268,8 @@ async fn stats(
         to,
         bucket,
         total: finished,
-        success_rate: (finished > 0).then(|| overall.count("SUCCEEDED") as f64 / finished as f64),
+        success_rate: (finished > 0)
+            .then(|| overall.count(ExecutionStatus::Succeeded) as f64 / finished as f64),
         duration_ms: overall.durations(&bounds),
         queued_ms: QueuedMs {
             avg: (finished > 0).then(|| overall.queued_ms_sum as f64 / finished as f64),
@@ -274,9 +279,9 @@ async fn stats(
             .map(|(start, tally)| Point {
                 start,
                 total: tally.total,
-                succeeded: tally.count("SUCCEEDED"),
-                failed: tally.count("FAILED"),
-                cancelled: tally.count("CANCELLED"),
+                succeeded: tally.count(ExecutionStatus::Succeeded),
+                failed: tally.count(ExecutionStatus::Failed),
+                cancelled: tally.count(ExecutionStatus::Cancelled),
                 duration_ms: tally.durations(&bounds),
             })
             .collect(),

@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 pub const FILE_NAME: &str = "function.json";
 /// The version `plat init` starts at.
 pub const FIRST_VERSION: &str = "0.1.0";
-/// The languages Plat builds, as the API names them.
+/// The languages Plat builds ([`plat_common::Language`]) as the command
+/// line takes them (`plat init --language ts`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Language {
@@ -23,12 +24,19 @@ pub enum Language {
     TypeScript,
 }
 
-impl Language {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Language::Rust => "rust",
-            Language::TypeScript => "typescript",
+impl From<Language> for plat_common::Language {
+    fn from(language: Language) -> Self {
+        match language {
+            Language::Rust => plat_common::Language::Rust,
+            Language::TypeScript => plat_common::Language::TypeScript,
         }
+    }
+}
+
+impl Language {
+    /// The API's name, e.g. `typescript`.
+    pub fn as_str(self) -> &'static str {
+        plat_common::Language::from(self).as_str()
     }
 
     /// Where `plat init` puts the handler, relative to the function folder.
@@ -243,6 +251,16 @@ mod tests {
         assert_eq!(json["environment"], Value::Null);
         let back: Manifest = serde_json::from_value(json).unwrap();
         back.check().unwrap();
+    }
+
+    #[test]
+    fn the_manifest_names_languages_as_the_api_does() {
+        for language in [Language::Rust, Language::TypeScript] {
+            assert_eq!(
+                serde_json::to_value(language).unwrap(),
+                serde_json::to_value(plat_common::Language::from(language)).unwrap()
+            );
+        }
     }
 
     #[test]

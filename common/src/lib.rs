@@ -8,14 +8,18 @@ pub mod execution_config;
 pub mod function_name;
 pub mod js_module;
 pub mod json_depth;
+pub mod language;
 pub mod metrics;
 pub mod notify;
 pub mod queue;
 pub mod roles;
 pub mod secrets;
 pub mod shutdown;
+pub mod status;
 pub mod telemetry;
 pub mod worker;
 
 pub use error_kind::ErrorKind;
 pub use execution_config::ExecutionConfig;
+pub use language::Language;
+pub use status::{ExecutionStatus, VersionStatus};

@@ -29,6 +29,42 @@ use crate::notify;
 /// backlog's large claims into many small ones.
 const WOKEN_CLAIM: usize = 4;
 
+/// What became of one job in one worker: the `outcome` label of
+/// `plat_jobs_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// A build produced a module.
+    Ready,
+    /// A run produced an output.
+    Succeeded,
+    /// The build or run failed for a reason of the user's (recorded).
+    Failed,
+    /// The run was cancelled (recorded).
+    Cancelled,
+    /// Our infrastructure failed; the job went back to the queue.
+    Retried,
+    /// Another attempt owned the job by the time the result was written.
+    LeaseLost,
+    /// The result could not be written; the job's lease expires and the
+    /// rescuer hands it to another attempt.
+    Unrecorded,
+}
+
+impl JobOutcome {
+    /// The metric label, e.g. `lease_lost`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobOutcome::Ready => "ready",
+            JobOutcome::Succeeded => "succeeded",
+            JobOutcome::Failed => "failed",
+            JobOutcome::Cancelled => "cancelled",
+            JobOutcome::Retried => "retried",
+            JobOutcome::LeaseLost => "lease_lost",
+            JobOutcome::Unrecorded => "unrecorded",
+        }
+    }
+}
+
 /// A unique name for one worker process: kind, host, pid and a random suffix.
 pub fn worker_id(kind: &str) -> String {
     let suffix: u32 = rand::thread_rng().gen();
@@ -111,9 +147,8 @@ pub trait Queue: Send + Sync + 'static {
     /// The lease token of a claimed job.
     fn lease_token(job: &Self::Job) -> Uuid;
     /// Runs one job to the end, including writing its result (or retrying
-    /// it); returns the outcome, a label of `plat_jobs_total` (`succeeded`,
-    /// `failed`, `retried`, ...).
-    fn process(self: Arc<Self>, job: Self::Job) -> impl Future<Output = &'static str> + Send;
+    /// it); returns what became of it.
+    fn process(self: Arc<Self>, job: Self::Job) -> impl Future<Output = JobOutcome> + Send;
     /// The span `job` is processed in: its fields (request, job and function
     /// ids) go on every log line, and it joins the request's trace
     /// ([`crate::telemetry::join_request`]).
@@ -201,7 +236,7 @@ pub async fn run<Q: Queue>(
                                 let outcome = queue.process(job).instrument(span).await;
                                 lock(&in_flight).remove(&token);
                                 jobs_done.fetch_add(1, Ordering::Relaxed);
-                                ::metrics::counter!("plat_jobs_total", "kind" => kind, "outcome" => outcome)
+                                ::metrics::counter!("plat_jobs_total", "kind" => kind, "outcome" => outcome.as_str())
                                     .increment(1);
                                 ::metrics::histogram!("plat_job_duration_seconds", "kind" => kind)
                                     .record(started.elapsed().as_secs_f64());

@@ -6,19 +6,14 @@ use std::time::{Duration, Instant};
 
 use plat_common::notify;
 use plat_common::queue::compile::{self, CompileJob, CompileResult};
-use plat_common::telemetry;
-use plat_common::worker::Queue;
+use plat_common::worker::{JobOutcome, Queue};
+use plat_common::{telemetry, Language};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use tracing::{info, info_span, warn, Span};
 use uuid::Uuid;
 
 use crate::compile::{BuiltFunction, CompileFailure, CompileLimits, Toolchains};
-
-/// Languages this worker builds. The API refuses others before they reach the
-/// queue; a job in another language (a newer API) fails with a clear message.
-const RUST: &str = "rust";
-const TYPESCRIPT: &str = "typescript";
 
 pub(crate) struct CompileQueue {
     pub(crate) pool: PgPool,
@@ -57,10 +52,13 @@ impl Queue for CompileQueue {
         span
     }
 
-    async fn process(self: Arc<Self>, job: CompileJob) -> &'static str {
+    async fn process(self: Arc<Self>, job: CompileJob) -> JobOutcome {
         let started = Instant::now();
-        let built = match job.language.as_str() {
-            RUST => self
+        // A job in a language this worker does not know (a newer API's)
+        // fails with a clear message.
+        let language = job.language.parse::<Language>();
+        let built = match language {
+            Ok(Language::Rust) => self
                 .toolchains
                 .rust
                 .compile(&job.source, &self.limits)
@@ -69,9 +67,10 @@ impl Queue for CompileQueue {
                     module,
                     engine_sha256: None,
                 }),
-            TYPESCRIPT => self.toolchains.typescript.compile(&job.source).await,
-            other => Err(CompileFailure::User(format!(
-                "this compiler worker does not build `{other}` functions"
+            Ok(Language::TypeScript) => self.toolchains.typescript.compile(&job.source).await,
+            Err(_) => Err(CompileFailure::User(format!(
+                "this compiler worker does not build `{}` functions",
+                job.language
             ))),
         }
         .and_then(|built| {
@@ -80,11 +79,7 @@ impl Queue for CompileQueue {
                 .map(|()| built)
         });
         let duration_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
-        let language: &'static str = match job.language.as_str() {
-            RUST => RUST,
-            TYPESCRIPT => TYPESCRIPT,
-            _ => "other",
-        };
+        let language = language.map_or("other", Language::as_str);
         metrics::histogram!("plat_compile_duration_seconds", "language" => language)
             .record(started.elapsed().as_secs_f64());
         let written = match &built {
@@ -120,26 +115,26 @@ impl Queue for CompileQueue {
                         wasm_bytes = built.module.len(),
                         "function version READY"
                     );
-                    "ready"
+                    JobOutcome::Ready
                 }
                 Err(CompileFailure::User(_)) => {
                     info!(duration_ms, "function version FAILED to compile");
-                    "failed"
+                    JobOutcome::Failed
                 }
                 Err(CompileFailure::Infra(error)) => {
                     warn!(%error, "compile will be retried");
-                    "retried"
+                    JobOutcome::Retried
                 }
             },
             Ok(false) => {
                 warn!("lease lost before the result was written; another attempt owns the job");
-                "lease_lost"
+                JobOutcome::LeaseLost
             }
             // The lease will expire and the rescuer hands the job to another
             // attempt: nothing is lost, only delayed.
             Err(error) => {
                 warn!(%error, "could not record the compile result");
-                "unrecorded"
+                JobOutcome::Unrecorded
             }
         }
     }

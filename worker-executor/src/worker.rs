@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use plat_common::queue::execute::{self, ExecutionJob, Finished};
-use plat_common::worker::Queue;
-use plat_common::{notify, telemetry, ErrorKind};
+use plat_common::worker::{JobOutcome, Queue};
+use plat_common::{notify, telemetry, ErrorKind, ExecutionStatus};
 use sqlx::PgPool;
 use tokio::sync::oneshot;
 use tracing::{debug, info, info_span, warn, Span};
@@ -211,18 +211,18 @@ impl Queue for ExecuteQueue {
         span
     }
 
-    async fn process(self: Arc<Self>, job: ExecutionJob) -> &'static str {
-        let mut outcome = "retried";
+    async fn process(self: Arc<Self>, job: ExecutionJob) -> JobOutcome {
+        let mut outcome = JobOutcome::Retried;
         let written = match self.attempt(&job).await {
             Attempt::Finished(finished) => {
                 let status = match &finished.result {
-                    Ok(_) => "SUCCEEDED",
+                    Ok(_) => ExecutionStatus::Succeeded.as_str(),
                     Err((kind, _)) => kind.as_str(),
                 };
                 outcome = match &finished.result {
-                    Ok(_) => "succeeded",
-                    Err((ErrorKind::Cancelled, _)) => "cancelled",
-                    Err(_) => "failed",
+                    Ok(_) => JobOutcome::Succeeded,
+                    Err((ErrorKind::Cancelled, _)) => JobOutcome::Cancelled,
+                    Err(_) => JobOutcome::Failed,
                 };
                 let duration_ms = finished.duration_ms;
                 let written = self.completions.record(job, finished).await;
@@ -242,12 +242,12 @@ impl Queue for ExecuteQueue {
             Ok(true) => outcome,
             Ok(false) => {
                 warn!("lease lost before the result was written; another attempt owns the job");
-                "lease_lost"
+                JobOutcome::LeaseLost
             }
             // The lease expires and the rescuer re-queues the job.
             Err(error) => {
                 warn!(%error, "could not record the execution result");
-                "unrecorded"
+                JobOutcome::Unrecorded
             }
         }
     }

@@ -17,6 +17,8 @@
 
 use axum::extract::State;
 use chrono::{DateTime, Utc};
+use plat_common::status::UnknownStatus;
+use plat_common::{Language, VersionStatus};
 use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -27,8 +29,6 @@ use crate::error::{Error, Result};
 use crate::extract::{Json, Query};
 use crate::pagination::{Cursor, Page};
 
-/// Statuses a version can have (`status` shows them all).
-const STATUSES: &[&str] = &["PENDING", "COMPILING", "READY", "FAILED"];
 const SORTS: &[&str] = &["relevance", "created", "updated", "name"];
 const MAX_QUERY_CHARS: usize = 500;
 const MAX_FILTER_TAGS: usize = 20;
@@ -141,8 +141,8 @@ struct Filters {
     prefix: Option<String>,
     /// Sorted and deduplicated.
     tags: Vec<String>,
-    language: Option<String>,
-    status: Option<String>,
+    language: Option<Language>,
+    status: Option<VersionStatus>,
 }
 
 impl Filters {
@@ -203,10 +203,10 @@ impl Filters {
         if !self.tags.is_empty() {
             query = query.bind(&self.tags);
         }
-        if let Some(language) = &self.language {
+        if let Some(language) = self.language {
             query = query.bind(language);
         }
-        if let Some(status) = &self.status {
+        if let Some(status) = self.status {
             query = query.bind(status);
         }
         query
@@ -273,18 +273,12 @@ impl ListRequest {
                         .filter(|t| !t.is_empty())
                         .map(str::to_owned),
                 ),
-                "language" => {
-                    input::check_language(value)?;
-                    filters.language = Some(value.clone());
-                }
+                "language" => filters.language = Some(input::language(value)?),
                 "status" => {
-                    if !STATUSES.contains(&value.as_str()) {
-                        return Err(Error::BadRequest(format!(
-                            "`status` {value:?} is not one of {}",
-                            STATUSES.join(", ")
-                        )));
-                    }
-                    filters.status = Some(value.clone());
+                    let status = value
+                        .parse()
+                        .map_err(|unknown: UnknownStatus| Error::BadRequest(unknown.to_string()))?;
+                    filters.status = Some(status);
                 }
                 "sort" => sort = Some(Sort::parse(value)?),
                 "limit" => {
@@ -552,7 +546,7 @@ mod tests {
             prefix: Some("x:*A".to_owned()),
             tags: vec!["t".to_owned()],
             language: None,
-            status: Some("READY".to_owned()),
+            status: Some(VersionStatus::Ready),
         };
 
         let (sql, next) = filters.where_sql();

@@ -3,15 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use plat_common::{function_name, ExecutionConfig};
+use plat_common::language::UnknownLanguage;
+use plat_common::{function_name, ExecutionConfig, Language};
 use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::config::ApiConfig;
 use crate::error::Error;
 
-/// Languages the platform builds.
-pub const LANGUAGES: &[&str] = &["rust", "typescript"];
 const MAX_DESCRIPTION_CHARS: usize = 2000;
 const MAX_TAGS: usize = 20;
 const MAX_TAG_CHARS: usize = 64;
@@ -26,6 +25,8 @@ const MAX_CONCURRENCY: u64 = 1_000_000;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateFunction {
     pub name: String,
+    /// Parsed by [`language`], which says which languages there are.
+    #[schema(value_type = Language)]
     pub language: String,
     pub source: String,
     pub description: Option<String>,
@@ -96,15 +97,9 @@ pub fn check_name(name: &str) -> Result<(), Error> {
     }
 }
 
-pub fn check_language(language: &str) -> Result<(), Error> {
-    if LANGUAGES.contains(&language) {
-        Ok(())
-    } else {
-        Err(Error::BadRequest(format!(
-            "`language` {language:?} is not supported; supported: {}",
-            LANGUAGES.join(", ")
-        )))
-    }
+pub fn language(name: &str) -> Result<Language, Error> {
+    name.parse()
+        .map_err(|unknown: UnknownLanguage| Error::BadRequest(unknown.to_string()))
 }
 
 pub fn check_source(source: &str, config: &ApiConfig) -> Result<(), Error> {

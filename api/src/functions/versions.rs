@@ -17,7 +17,7 @@ use std::cmp::Ordering;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use chrono::{DateTime, Utc};
-use plat_common::ExecutionConfig;
+use plat_common::{ExecutionConfig, VersionStatus};
 use semver::Version;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -229,7 +229,7 @@ fn header_safe(text: &str) -> String {
 pub struct VersionView {
     version: i32,
     semver: String,
-    status: String,
+    status: VersionStatus,
     compile_error: Option<String>,
     #[sqlx(json)]
     #[schema(value_type = crate::openapi::ExecutionConfig)]
@@ -263,7 +263,7 @@ impl VersionView {
 fn select_version(with_source: bool) -> String {
     format!(
         r#"
-        select v.version, v.semver, v.status::text as status, v.compile_error, v.execution_config,
+        select v.version, v.semver, v.status, v.compile_error, v.execution_config,
                v.module_sha256, v.compile_duration_ms, v.created_at, v.compiled_at,
                coalesce(v.version = f.active_version, false) as active,
                v.deprecated_at is not null as deprecated, v.deprecated_at, v.deprecation_message,
@@ -417,7 +417,7 @@ async fn rollback(
             version.semver, version.version
         )));
     }
-    if version.status != "READY" {
+    if version.status != VersionStatus::Ready {
         return Err(Error::Conflict(format!(
             "version {} ({}) of function {key} is {}; only a READY version can be made active",
             version.semver, version.version, version.status
@@ -622,7 +622,7 @@ async fn retire(
             found.semver, found.version
         )));
     }
-    if !matches!(found.status.as_str(), "READY" | "FAILED") {
+    if !found.status.is_built() {
         return Err(Error::Conflict(format!(
             "version {} ({}) of function {key} is {}; wait until its build finishes",
             found.semver, found.version, found.status

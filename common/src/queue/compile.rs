@@ -6,7 +6,7 @@ use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
 use super::{retry_backoff, secs};
-use crate::notify;
+use crate::{notify, VersionStatus};
 
 /// A claimed compile job, with what the compiler needs to build it.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -23,7 +23,9 @@ pub struct CompileJob {
     pub max_attempts: i32,
     /// The lease token this worker holds.
     pub lease_token: Uuid,
-    /// `rust` or `typescript`.
+    /// The function's [`crate::Language`], as text: a compiler that does
+    /// not know a newer API's language fails that job with a clear message,
+    /// instead of failing every claim that meets it.
     pub language: String,
     /// The user's source.
     pub source: String,
@@ -105,7 +107,7 @@ pub async fn claim(
             returning v.function_id, v.version, v.source
         )
         select c.id, c.function_id, c.version, c.attempt, c.max_attempts, c.lease_token,
-               f.language, m.source, c.request_id
+               f.language::text as language, m.source, c.request_id
         from claimed c
         join marked m on m.function_id = c.function_id and m.version = c.version
         join functions f on f.id = c.function_id
@@ -132,16 +134,21 @@ pub async fn complete(
             duration_ms,
             engine_sha256,
         } => (
-            "READY",
+            VersionStatus::Ready,
             Some(module),
             Some(sha256),
             Some(duration_ms),
             engine_sha256,
             None,
         ),
-        CompileResult::Failed { compile_error } => {
-            ("FAILED", None, None, None, None, Some(compile_error))
-        }
+        CompileResult::Failed { compile_error } => (
+            VersionStatus::Failed,
+            None,
+            None,
+            None,
+            None,
+            Some(compile_error),
+        ),
     };
     // The version becomes active only if it is newer than the active one, so
     // builds finishing out of order never roll a function back.

@@ -8,7 +8,7 @@ use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
 use super::{retry_backoff, secs};
-use crate::{notify, ErrorKind};
+use crate::{notify, ErrorKind, ExecutionStatus};
 
 /// A claimed execution job.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -595,15 +595,28 @@ pub async fn complete_batch(
     );
     for (job, finished) in results {
         let (status, output, error_type, error_message) = match &finished.result {
-            Ok(output) => ("SUCCEEDED", Some(output.as_str()), None, None),
-            Err((ErrorKind::Cancelled, message)) => {
-                ("CANCELLED", None, Some("CANCELLED"), Some(message.as_str()))
-            }
-            Err((kind, message)) => ("FAILED", None, Some(kind.as_str()), Some(message.as_str())),
+            Ok(output) => (
+                ExecutionStatus::Succeeded,
+                Some(output.as_str()),
+                None,
+                None,
+            ),
+            Err((kind @ ErrorKind::Cancelled, message)) => (
+                ExecutionStatus::Cancelled,
+                None,
+                Some(kind.as_str()),
+                Some(message.as_str()),
+            ),
+            Err((kind, message)) => (
+                ExecutionStatus::Failed,
+                None,
+                Some(kind.as_str()),
+                Some(message.as_str()),
+            ),
         };
         ids.push(job.id);
         tokens.push(job.lease_token);
-        statuses.push(status);
+        statuses.push(status.as_str());
         outputs.push(output);
         error_types.push(error_type);
         error_messages.push(error_message);
