@@ -7,10 +7,11 @@
 //! woken, because notifications sent while it was down are lost; so a lost
 //! notification can never leave a caller waiting for a result that exists.
 
+use parking_lot::Mutex;
 use plat_common::notify::{self, Heard};
 use sqlx::PgPool;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -36,7 +37,11 @@ impl Waiters {
     /// before the caller starts waiting.
     pub fn register(&self, id: Uuid) -> Waiter<'_> {
         let notify = Arc::new(Notify::new());
-        self.lock().entry(id).or_default().push(notify.clone());
+        self.by_execution
+            .lock()
+            .entry(id)
+            .or_default()
+            .push(notify.clone());
         Waiter {
             waiters: self,
             id,
@@ -46,11 +51,11 @@ impl Waiters {
 
     /// Whether no caller waits for any execution.
     pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        self.by_execution.lock().is_empty()
     }
 
     fn wake(&self, ids: impl IntoIterator<Item = Uuid>) {
-        let by_execution = self.lock();
+        let by_execution = self.by_execution.lock();
         for id in ids {
             for notify in by_execution.get(&id).into_iter().flatten() {
                 notify.notify_one();
@@ -59,16 +64,9 @@ impl Waiters {
     }
 
     fn wake_all(&self) {
-        for notify in self.lock().values().flatten() {
+        for notify in self.by_execution.lock().values().flatten() {
             notify.notify_one();
         }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, HashMap<Uuid, Vec<Arc<Notify>>>> {
-        // Plain inserts and removals: a panic cannot leave the map inconsistent.
-        self.by_execution
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -81,7 +79,7 @@ impl Waiter<'_> {
 
 impl Drop for Waiter<'_> {
     fn drop(&mut self) {
-        let mut by_execution = self.waiters.lock();
+        let mut by_execution = self.waiters.by_execution.lock();
         if let Some(list) = by_execution.get_mut(&self.id) {
             list.retain(|notify| !Arc::ptr_eq(notify, &self.notify));
             if list.is_empty() {

@@ -8,9 +8,10 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use rand::Rng;
 use sqlx::PgPool;
 use tokio::sync::Notify;
@@ -226,7 +227,7 @@ pub async fn run<Q: Queue>(
                     for job in jobs {
                         let token = Q::lease_token(&job);
                         let span = Q::span(&job);
-                        lock(&in_flight).insert(token);
+                        in_flight.lock().insert(token);
                         let (queue, in_flight, jobs_done) =
                             (queue.clone(), in_flight.clone(), jobs_done.clone());
                         tasks.spawn(
@@ -234,7 +235,7 @@ pub async fn run<Q: Queue>(
                                 let kind = queue.kind();
                                 let started = Instant::now();
                                 let outcome = queue.process(job).instrument(span).await;
-                                lock(&in_flight).remove(&token);
+                                in_flight.lock().remove(&token);
                                 jobs_done.fetch_add(1, Ordering::Relaxed);
                                 ::metrics::counter!("plat_jobs_total", "kind" => kind, "outcome" => outcome.as_str())
                                     .increment(1);
@@ -290,7 +291,7 @@ pub async fn run<Q: Queue>(
     })
     .await;
     if drained.is_err() {
-        let tokens: Vec<Uuid> = lock(&in_flight).iter().copied().collect();
+        let tokens: Vec<Uuid> = in_flight.lock().iter().copied().collect();
         tracing::warn!(
             kind = queue.kind(),
             jobs = tokens.len(),
@@ -334,7 +335,7 @@ async fn maintain<Q: Queue>(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = heartbeat.tick() => {
-                let tokens: Vec<Uuid> = lock(&in_flight).iter().copied().collect();
+                let tokens: Vec<Uuid> = in_flight.lock().iter().copied().collect();
                 if !tokens.is_empty() {
                     if let Err(error) = queue.heartbeat(&tokens).await {
                         tracing::warn!(%error, kind = queue.kind(), "heartbeat failed");
@@ -356,11 +357,4 @@ async fn maintain<Q: Queue>(
 
 fn jittered(base: Duration) -> Duration {
     base.mul_f64(rand::thread_rng().gen_range(0.8..=1.2))
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding this lock cannot leave the set inconsistent.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

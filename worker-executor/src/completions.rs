@@ -18,8 +18,9 @@
 //! writer, as they did before there were two.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
+use parking_lot::Mutex;
 use plat_common::queue::execute::{self, ExecutionJob, Finished, MAX_COMPLETION_BATCH};
 use plat_common::ErrorKind;
 use sqlx::PgPool;
@@ -69,13 +70,6 @@ impl Completions {
         };
         send(writer, job, finished).await
     }
-
-    fn unwritten(&self) -> MutexGuard<'_, HashMap<Uuid, usize>> {
-        // Counts only: a panic cannot leave the map inconsistent.
-        self.unwritten
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
 }
 
 /// One result of an owner, counted from its hand-over until it is written
@@ -89,7 +83,7 @@ struct Unwritten<'a> {
 
 impl<'a> Unwritten<'a> {
     fn count(completions: &'a Completions, owner: Uuid) -> Self {
-        let mut unwritten = completions.unwritten();
+        let mut unwritten = completions.unwritten.lock();
         let others_waiting = unwritten.keys().any(|other| *other != owner);
         let count = unwritten.entry(owner).or_default();
         *count += 1;
@@ -103,7 +97,7 @@ impl<'a> Unwritten<'a> {
 
 impl Drop for Unwritten<'_> {
     fn drop(&mut self) {
-        let mut unwritten = self.completions.unwritten();
+        let mut unwritten = self.completions.unwritten.lock();
         if let Some(count) = unwritten.get_mut(&self.owner) {
             *count -= 1;
             if *count == 0 {

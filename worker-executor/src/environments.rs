@@ -6,8 +6,9 @@
 //! run, and an unchanged one costs no query.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use parking_lot::Mutex;
 use plat_common::secrets::{SecretsError, SecretsKey};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -50,7 +51,7 @@ impl Environments {
         id: Uuid,
         revision: i64,
     ) -> Result<Variables, EnvironmentError> {
-        if let Some((cached_revision, variables)) = self.lock().get(&id) {
+        if let Some((cached_revision, variables)) = self.cached.lock().get(&id) {
             if *cached_revision >= revision {
                 return Ok(variables.clone());
             }
@@ -65,7 +66,7 @@ impl Environments {
         // the retry's claim will see the function's new reference.
         let (revision, sealed) = row.ok_or(EnvironmentError::Changed(id))?;
         let variables: Variables = Arc::new(key.open(id, &sealed)?.into_iter().collect());
-        let mut cached = self.lock();
+        let mut cached = self.cached.lock();
         let newest = cached
             .get(&id)
             .is_none_or(|(cached_revision, _)| *cached_revision < revision);
@@ -73,13 +74,6 @@ impl Environments {
             cached.insert(id, (revision, variables.clone()));
         }
         Ok(variables)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (i64, Variables)>> {
-        // Plain inserts and reads: a panic cannot leave the map inconsistent.
-        self.cached
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -11,9 +11,10 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use lru::LruCache;
+use parking_lot::Mutex;
 use plat_common::ExecutionConfig;
 use sqlx::PgPool;
 use tokio::sync::OnceCell;
@@ -72,10 +73,7 @@ impl ModuleCache {
         version: i32,
     ) -> Result<Arc<Cached>, LoadError> {
         let slot = {
-            let mut slots = self
-                .slots
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut slots = self.slots.lock();
             slots
                 .get_or_insert((function_id, version), Slot::default)
                 .clone()
@@ -148,7 +146,6 @@ impl ModuleCache {
         let slot = self
             .engines
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
             .entry(sha256.clone())
             .or_default()
             .clone();

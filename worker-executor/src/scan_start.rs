@@ -12,8 +12,9 @@
 //! short claim, and when told of such runs, a claim starts from the
 //! beginning. docs/architecture.md, "Where a scan starts".
 
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 /// The longest a run behind the scans' start waits for a claim from the
 /// beginning.
@@ -37,15 +38,9 @@ struct State {
 }
 
 impl ScanStart {
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// The stamp the next claim starts at; `None`: from the beginning.
     pub(crate) fn next(&self, now: Instant) -> Option<f64> {
-        let mut state = self.state();
+        let mut state = self.state.lock();
         let due = state
             .swept_at
             .is_none_or(|at| now.duration_since(at) >= SWEEP_EVERY);
@@ -60,7 +55,7 @@ impl ScanStart {
 
     /// Records a claim of `limit` that got `stamps`.
     pub(crate) fn claimed(&self, limit: usize, stamps: impl Iterator<Item = f64>) {
-        let mut state = self.state();
+        let mut state = self.state.lock();
         let (mut got, mut smallest) = (0, f64::INFINITY);
         for stamp in stamps {
             got += 1;
@@ -78,7 +73,7 @@ impl ScanStart {
 
     /// Runs came back to the queue with old stamps.
     pub(crate) fn sweep_next(&self) {
-        self.state().sweep = true;
+        self.state.lock().sweep = true;
     }
 }
 

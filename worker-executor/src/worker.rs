@@ -2,9 +2,10 @@
 //! its module in wasmtime, write the terminal record under the lease.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use plat_common::queue::execute::{self, ExecutionJob, Finished};
 use plat_common::worker::{JobOutcome, Queue};
 use plat_common::{notify, telemetry, ErrorKind, ExecutionStatus};
@@ -51,25 +52,19 @@ enum Attempt {
 impl ExecuteQueue {
     /// Stops the run of `execution_id` if this worker has it.
     pub(crate) fn cancel_execution(&self, execution_id: Uuid) {
-        if let Some((_, flag)) = self.running().get(&execution_id) {
+        if let Some((_, flag)) = self.running.lock().get(&execution_id) {
             info!(%execution_id, "cancelling the running execution");
             flag.cancel();
         }
     }
 
-    fn running(&self) -> MutexGuard<'_, HashMap<Uuid, (Uuid, CancelFlag)>> {
-        // Plain inserts and removals: a panic cannot leave the map inconsistent.
-        self.running
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     async fn attempt(&self, job: &ExecutionJob) -> Attempt {
         let cancel = CancelFlag::new();
-        self.running()
+        self.running
+            .lock()
             .insert(job.id, (job.lease_token, cancel.clone()));
         let attempt = self.attempt_with(job, cancel).await;
-        self.running().remove(&job.id);
+        self.running.lock().remove(&job.id);
         attempt
     }
 
@@ -255,7 +250,7 @@ impl Queue for ExecuteQueue {
     async fn heartbeat(&self, tokens: &[Uuid]) -> Result<u64, sqlx::Error> {
         let cancelled = execute::heartbeat(&self.pool, tokens, self.lease).await?;
         // The backstop for a cancel notification this worker missed.
-        for (_, (token, flag)) in self.running().iter() {
+        for (_, (token, flag)) in self.running.lock().iter() {
             if cancelled.contains(token) {
                 flag.cancel();
             }
@@ -270,7 +265,7 @@ impl Queue for ExecuteQueue {
     /// outcome cannot be written; stopped first, it would be.
     async fn release(&self, token: Uuid) -> Result<(), sqlx::Error> {
         execute::release(&self.pool, token).await?;
-        for (_, (lease_token, flag)) in self.running().iter() {
+        for (_, (lease_token, flag)) in self.running.lock().iter() {
             if *lease_token == token {
                 flag.cancel();
             }

@@ -17,7 +17,7 @@ pub mod tokens;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{FromRequestParts, Request, State};
@@ -26,6 +26,7 @@ use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
 use plat_common::notify::{self, Heard};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
@@ -217,20 +218,13 @@ impl Authenticator {
     /// every other API process. Other users' credentials stay cached, so no
     /// one can turn the cache off for everyone by revoking their own keys.
     pub fn forget(&self, affected: Affected) {
-        let mut cache = self.lock();
+        let mut cache = self.cache.lock();
         match affected {
             Affected::All => cache.clear(),
             // A scan, not an index: at most `MAX_CACHED` entries, and
             // changes of access are rare next to lookups.
             _ => cache.retain(|_, entry| !affected.concerns(&entry.caller)),
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Cached>> {
-        // Plain inserts and removals: a panic cannot leave the map inconsistent.
-        self.cache
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The caller's rate limit and the settings that set it, for messages.
@@ -354,7 +348,7 @@ impl Authenticator {
 
     fn cached(&self, hash: &[u8; 32]) -> Option<Caller> {
         let found = {
-            let cache = self.lock();
+            let cache = self.cache.lock();
             cache.get(hash).and_then(|entry| {
                 let fresh = entry.fetched.elapsed() < self.cache_ttl
                     && entry.expires_at.is_none_or(|at| at > Utc::now());
@@ -381,7 +375,7 @@ impl Authenticator {
             credential: credential(found.credential_id),
             source_address: None,
         };
-        let mut cache = self.lock();
+        let mut cache = self.cache.lock();
         if cache.len() >= MAX_CACHED {
             cache.clear();
         }

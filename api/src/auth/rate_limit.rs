@@ -5,8 +5,9 @@
 //! number of processes (docs/security.md says why).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 /// Past this many buckets, full ones (idle callers) are forgotten.
 const MAX_BUCKETS: usize = 10_000;
@@ -60,10 +61,7 @@ impl RateLimiter {
         }
         let burst = f64::from(rate.burst());
         let cost = f64::from(cost);
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut buckets = self.buckets.lock();
         if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(key) {
             buckets.retain(|_, bucket| {
                 bucket.tokens + now.duration_since(bucket.updated).as_secs_f64() * rate.per_sec

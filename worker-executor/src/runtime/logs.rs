@@ -8,10 +8,11 @@
 //! dropped the rest.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
@@ -52,14 +53,8 @@ impl LogPipe {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Captured> {
-        // Every critical section is a plain append; a panic elsewhere cannot
-        // leave the buffer half-updated, so a poisoned lock is still usable.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     fn append(&self, data: &[u8]) {
-        let mut captured = self.lock();
+        let mut captured = self.inner.lock();
         let room = captured.cap.saturating_sub(captured.bytes.len());
         let kept = data.len().min(room);
         captured.bytes.extend_from_slice(&data[..kept]);
@@ -70,7 +65,7 @@ impl LogPipe {
 
     /// Takes what was captured, leaving the pipe empty.
     pub(crate) fn take(&self) -> CapturedLogs {
-        let mut captured = self.lock();
+        let mut captured = self.inner.lock();
         CapturedLogs {
             bytes: std::mem::take(&mut captured.bytes),
             truncated: captured.truncated,

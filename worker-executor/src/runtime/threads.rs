@@ -6,9 +6,10 @@ use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use parking_lot::{Condvar, Mutex};
 use uuid::Uuid;
 
 use super::engine::RUN_THREAD_STACK;
@@ -103,16 +104,9 @@ struct Shared {
 }
 
 impl Shared {
-    fn waiting(&self) -> MutexGuard<'_, Waiting> {
-        // Plain queue operations: a panic cannot leave the lines inconsistent.
-        self.waiting
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// The next job, or `None` once closed and empty.
     fn next(&self) -> Option<Job> {
-        let mut waiting = self.waiting();
+        let mut waiting = self.waiting.lock();
         loop {
             if let Some(job) = waiting.pop() {
                 return Some(job);
@@ -120,10 +114,7 @@ impl Shared {
             if waiting.closed {
                 return None;
             }
-            waiting = self
-                .ready
-                .wait(waiting)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            self.ready.wait(&mut waiting);
         }
     }
 }
@@ -168,7 +159,7 @@ impl RunThreads {
     /// other waiting jobs, and served in turn with other owners' jobs.
     pub fn execute(&self, owner: Uuid, job: impl FnOnce() + Send + 'static) {
         self.taken.fetch_add(1, Ordering::Relaxed);
-        self.shared.waiting().push(owner, Box::new(job));
+        self.shared.waiting.lock().push(owner, Box::new(job));
         self.shared.ready.notify_one();
     }
 
@@ -186,7 +177,7 @@ impl RunThreads {
 
 impl Drop for RunThreads {
     fn drop(&mut self) {
-        self.shared.waiting().closed = true;
+        self.shared.waiting.lock().closed = true;
         self.shared.ready.notify_all();
     }
 }
