@@ -53,6 +53,16 @@ impl ErrorKind {
     }
 }
 
+/// Why a run did not produce output: its kind, and a message for the user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunFailure {
+    /// The `error.type` of the API.
+    pub kind: ErrorKind,
+    /// For the user: the handler's or panic's message, or what limit was hit.
+    /// Never contains host paths or host backtraces.
+    pub message: String,
+}
+
 impl std::fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

@@ -19,7 +19,7 @@ pub mod status;
 pub mod telemetry;
 pub mod worker;
 
-pub use error_kind::ErrorKind;
+pub use error_kind::{ErrorKind, RunFailure};
 pub use execution_config::ExecutionConfig;
 pub use language::Language;
 pub use status::{ExecutionStatus, VersionStatus};

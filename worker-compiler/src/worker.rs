@@ -104,7 +104,7 @@ impl Queue for CompileQueue {
                 .await
             }
             Err(CompileFailure::Infra(error)) => {
-                compile::retry_or_fail(&self.pool, &job, error).await
+                compile::retry_or_fail(&self.pool, &job, &error.to_string()).await
             }
         };
         match written {

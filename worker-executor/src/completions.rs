@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use plat_common::queue::execute::{self, ExecutionJob, Finished, MAX_COMPLETION_BATCH};
-use plat_common::ErrorKind;
+use plat_common::{ErrorKind, RunFailure};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -169,10 +169,10 @@ async fn write_one(pool: &PgPool, job: &ExecutionJob, finished: Finished) -> Wri
     match (plat_common::db::data_exception(&error), &finished.result) {
         (Some(reason), Ok(_)) => {
             let unstorable = Finished {
-                result: Err((
-                    ErrorKind::InvalidOutput,
-                    format!("the output is valid JSON but cannot be stored: {reason}"),
-                )),
+                result: Err(RunFailure {
+                    kind: ErrorKind::InvalidOutput,
+                    message: format!("the output is valid JSON but cannot be stored: {reason}"),
+                }),
                 ..finished
             };
             execute::complete(pool, job, &unstorable)

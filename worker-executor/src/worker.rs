@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use plat_common::queue::execute::{self, ExecutionJob, Finished};
 use plat_common::worker::{JobOutcome, Queue};
-use plat_common::{notify, telemetry, ErrorKind, ExecutionStatus};
+use plat_common::{notify, telemetry, ErrorKind, ExecutionStatus, RunFailure};
 use sqlx::PgPool;
 use tokio::sync::oneshot;
 use tracing::{debug, info, info_span, warn, Span};
@@ -46,7 +46,21 @@ enum Attempt {
     /// A terminal result, the function's own (success, handler error, limit hit).
     Finished(Finished),
     /// Our infrastructure failed: the job goes back to the queue.
-    Retry(String),
+    Retry(RetryCause),
+}
+
+/// What failed on our side of an attempt, with its cause.
+#[derive(Debug, thiserror::Error)]
+enum RetryCause {
+    /// The module could not be read from the database.
+    #[error(transparent)]
+    Module(LoadError),
+    /// The environment could not be read, or changed while being read.
+    #[error(transparent)]
+    Environment(EnvironmentError),
+    /// The host panicked mid-run (never the guest's doing).
+    #[error("the run's thread ended without a result")]
+    RunThreadLost,
 }
 
 impl ExecuteQueue {
@@ -91,7 +105,7 @@ impl ExecuteQueue {
                 ))
             }
             Err(error @ (LoadError::Database(_) | LoadError::Join(_))) => {
-                return Attempt::Retry(error.to_string())
+                return Attempt::Retry(RetryCause::Module(error))
             }
         };
         // The function's environment, if it has one, joins its variables.
@@ -109,7 +123,7 @@ impl ExecuteQueue {
                         ))
                     }
                     Err(error @ (EnvironmentError::Database(_) | EnvironmentError::Changed(_))) => {
-                        return Attempt::Retry(error.to_string())
+                        return Attempt::Retry(RetryCause::Environment(error))
                     }
                 }
             }
@@ -133,16 +147,16 @@ impl ExecuteQueue {
             Ok(outcome) => {
                 self.prefetch.record(outcome.duration);
                 Attempt::Finished(Finished {
-                    result: outcome
-                        .result
-                        .map_err(|failure| (failure.kind, storable_text(failure.message))),
+                    result: outcome.result.map_err(|failure| RunFailure {
+                        message: storable_text(failure.message),
+                        ..failure
+                    }),
                     logs: storable_text(outcome.logs),
                     logs_truncated: outcome.logs_truncated,
                     duration_ms: i32::try_from(outcome.duration.as_millis()).unwrap_or(i32::MAX),
                 })
             }
-            // The host panicked mid-run (never the guest's doing).
-            Err(_) => Attempt::Retry("the run's thread ended without a result".to_owned()),
+            Err(_) => Attempt::Retry(RetryCause::RunThreadLost),
         }
     }
 }
@@ -212,11 +226,14 @@ impl Queue for ExecuteQueue {
             Attempt::Finished(finished) => {
                 let status = match &finished.result {
                     Ok(_) => ExecutionStatus::Succeeded.as_str(),
-                    Err((kind, _)) => kind.as_str(),
+                    Err(failure) => failure.kind.as_str(),
                 };
                 outcome = match &finished.result {
                     Ok(_) => JobOutcome::Succeeded,
-                    Err((ErrorKind::Cancelled, _)) => JobOutcome::Cancelled,
+                    Err(RunFailure {
+                        kind: ErrorKind::Cancelled,
+                        ..
+                    }) => JobOutcome::Cancelled,
                     Err(_) => JobOutcome::Failed,
                 };
                 let duration_ms = finished.duration_ms;
@@ -228,7 +245,7 @@ impl Queue for ExecuteQueue {
             }
             Attempt::Retry(error) => {
                 warn!(%error, "execution attempt failed; retrying");
-                execute::retry_or_fail(&self.pool, &job, &error)
+                execute::retry_or_fail(&self.pool, &job, &error.to_string())
                     .await
                     .map_err(Arc::new)
             }

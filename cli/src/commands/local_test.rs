@@ -151,8 +151,8 @@ async fn compile(
     match built {
         Ok(built) => Ok(Ok(built)),
         Err(CompileFailure::User(message)) => Ok(Err(message)),
-        Err(CompileFailure::Infra(message)) => {
-            Err(anyhow::anyhow!("the compiler could not run: {message}"))
+        Err(CompileFailure::Infra(error)) => {
+            Err(anyhow::Error::new(error).context("the compiler could not run"))
         }
     }
 }

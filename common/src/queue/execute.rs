@@ -8,7 +8,7 @@ use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
 use super::{retry_backoff, secs};
-use crate::{notify, ErrorKind, ExecutionStatus};
+use crate::{notify, ErrorKind, ExecutionStatus, RunFailure};
 
 /// A claimed execution job.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -49,8 +49,8 @@ pub struct ExecutionJob {
 /// The terminal result of one execution.
 #[derive(Debug, Clone)]
 pub struct Finished {
-    /// `Ok(output JSON text)` or `Err((kind, message))`.
-    pub result: Result<String, (ErrorKind, String)>,
+    /// The output JSON text, or why there is none.
+    pub result: Result<String, RunFailure>,
     /// What the function wrote to stderr (capped).
     pub logs: String,
     /// Whether the logs were cut at the cap.
@@ -74,7 +74,7 @@ impl Finished {
     /// with no logs and no duration.
     pub fn failed(kind: ErrorKind, message: String) -> Self {
         Self {
-            result: Err((kind, message)),
+            result: Err(RunFailure { kind, message }),
             logs: String::new(),
             logs_truncated: false,
             duration_ms: 0,
@@ -601,14 +601,11 @@ pub async fn complete_batch(
                 None,
                 None,
             ),
-            Err((kind @ ErrorKind::Cancelled, message)) => (
-                ExecutionStatus::Cancelled,
-                None,
-                Some(kind.as_str()),
-                Some(message.as_str()),
-            ),
-            Err((kind, message)) => (
-                ExecutionStatus::Failed,
+            Err(RunFailure { kind, message }) => (
+                match kind {
+                    ErrorKind::Cancelled => ExecutionStatus::Cancelled,
+                    _ => ExecutionStatus::Failed,
+                },
                 None,
                 Some(kind.as_str()),
                 Some(message.as_str()),

@@ -18,9 +18,33 @@ pub mod typescript;
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+mod failure_tests {
+    use std::error::Error as _;
+
+    use super::{CompileFailure, InfraError, SandboxError};
+
+    #[test]
+    fn an_infrastructure_failure_keeps_its_cause() {
+        let failure = CompileFailure::from(InfraError::Sandbox(SandboxError::Spawn(
+            std::io::Error::new(std::io::ErrorKind::NotFound, "bwrap"),
+        )));
+
+        assert_eq!(
+            failure.to_string(),
+            "running rustc in the sandbox: could not start the sandbox (prlimit + bwrap): bwrap"
+        );
+        let sandbox = failure.source().expect("the sandbox's error");
+        let io = sandbox.source().expect("the I/O error under it");
+        let io = io.downcast_ref::<std::io::Error>().expect("an io::Error");
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+    }
+}
+
 use std::time::Duration;
 
 pub use rust::{RustToolchain, ToolchainError};
+pub use sandbox::SandboxError;
 pub use typescript::TypeScriptToolchain;
 
 /// A built function.
@@ -62,9 +86,40 @@ pub enum CompileFailure {
     /// (rustc diagnostics with line:column in THEIR file, named `handler.rs`; never host paths/content).
     #[error("{0}")]
     User(String),
-    /// Our infrastructure failed (sandbox could not start, I/O error...): the job will be retried.
-    #[error("{0}")]
-    Infra(String),
+    /// Our infrastructure failed: the job will be retried.
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+/// What failed on our side of a compile, with its cause.
+#[derive(Debug, thiserror::Error)]
+pub enum InfraError {
+    /// A file or folder of the job could not be written or read.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, e.g. `reading the compiled module`.
+        context: &'static str,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The sandbox could not run the compiler.
+    #[error("running rustc in the sandbox: {0}")]
+    Sandbox(#[source] SandboxError),
+    /// rustc ended without diagnostics, a known exit code or a signal.
+    #[error("rustc failed without diagnostics ({status}): {stderr}")]
+    RustcSilent {
+        /// How it exited.
+        status: std::process::ExitStatus,
+        /// The end of its standard error, printable.
+        stderr: String,
+    },
+    /// The TypeScript compile thread could not start.
+    #[error("could not start a compile thread: {0}")]
+    Thread(#[source] std::io::Error),
+    /// The TypeScript compile thread ended without a result (it panicked).
+    #[error("the compile thread died")]
+    ThreadDied,
 }
 
 /// Resource limits for one compile. The compiler runs under all of them at once;

@@ -16,7 +16,7 @@ use tracing::{debug, info, instrument, warn};
 use super::diagnostics::{self, Verdict, GENERATED_FILE, USER_FILE};
 use super::prebuilt::{self, PrebuiltDeps, HOST_LIBS, TARGET, TARGET_LIBS};
 use super::sandbox::{self, Finished, Sandbox, SandboxError, DEPS_DIR, JOB_DIR, TOOLCHAIN_DIR};
-use super::{CompileFailure, CompileLimits};
+use super::{CompileFailure, CompileLimits, InfraError};
 
 /// The generated entry point around the user's handler.
 const ENTRY_POINT: &str = include_str!("template/main.rs");
@@ -157,7 +157,7 @@ impl RustToolchain {
         let job = self
             .create_job(source)
             .await
-            .map_err(|e| infra("preparing the job folder", e))?;
+            .map_err(|e| infra_io("preparing the job folder", e))?;
         let finished = match self
             .sandbox
             .run(
@@ -176,18 +176,18 @@ impl RustToolchain {
                     limit.as_secs()
                 )))
             }
-            Err(e) => return Err(infra("running rustc in the sandbox", e)),
+            Err(e) => return Err(infra(InfraError::Sandbox(e))),
         };
         interpret(&finished, limits)?;
         // Checked before reading, so an oversized module is never held in memory.
         let output_bytes = tokio::fs::metadata(job.path().join(OUTPUT))
             .await
-            .map_err(|e| infra("reading the compiled module", e))?
+            .map_err(|e| infra_io("reading the compiled module", e))?
             .len();
         limits.check_module_size(output_bytes)?;
         let wasm = tokio::fs::read(job.path().join(OUTPUT))
             .await
-            .map_err(|e| infra("reading the compiled module", e))?;
+            .map_err(|e| infra_io("reading the compiled module", e))?;
         debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             wasm_bytes = wasm.len(),
@@ -253,8 +253,10 @@ fn interpret(finished: &Finished, limits: &CompileLimits) -> Result<(), CompileF
                 limits.memory_bytes / (1024 * 1024)
             ))),
             _ => {
-                let detail = format!("rustc failed without diagnostics ({}): {}", finished.status, plain_lines(&stderr, 1000));
-                Err(infra("compiling", detail))
+                Err(infra(InfraError::RustcSilent {
+                    status: finished.status,
+                    stderr: plain_lines(&stderr, 1000),
+                }))
             }
         },
     }
@@ -293,9 +295,13 @@ fn plain_lines(stderr: &str, max: usize) -> String {
     diagnostics::printable(&plain[start..])
 }
 
-fn infra(context: &str, error: impl std::fmt::Display) -> CompileFailure {
-    warn!(%error, context, "compile infrastructure failure");
-    CompileFailure::Infra(format!("{context}: {error}"))
+fn infra(error: InfraError) -> CompileFailure {
+    warn!(%error, "compile infrastructure failure");
+    CompileFailure::Infra(error)
+}
+
+fn infra_io(context: &'static str, source: io::Error) -> CompileFailure {
+    infra(InfraError::Io { context, source })
 }
 
 /// rustc's arguments; the flags match the allowlist's release profile

@@ -75,12 +75,16 @@ pub(super) struct Finished {
     pub stderr: Vec<u8>,
 }
 
+/// Why the sandbox did not give a compiler's exit.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum SandboxError {
+pub enum SandboxError {
+    /// `prlimit` or `bwrap` could not be started.
     #[error("could not start the sandbox (prlimit + bwrap): {0}")]
     Spawn(#[source] io::Error),
+    /// Waiting for the process failed.
     #[error("lost track of the sandboxed process: {0}")]
     Wait(#[source] io::Error),
+    /// The wall-clock limit passed.
     #[error("the sandboxed process was killed after the {0:?} wall-clock limit")]
     TimedOut(std::time::Duration),
 }

@@ -144,14 +144,7 @@ impl CancelFlag {
     }
 }
 
-/// Why a run did not produce output.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunFailure {
-    pub kind: ErrorKind,
-    /// For the user: the handler's or panic's message, or what limit was hit.
-    /// Never contains host paths or host backtraces.
-    pub message: String,
-}
+pub use plat_common::RunFailure;
 
 /// Everything a run produced.
 #[derive(Debug)]

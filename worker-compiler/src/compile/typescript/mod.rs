@@ -28,7 +28,7 @@ use tokio::sync::oneshot;
 use self::engine::{EngineCompileError, JsEngine};
 use self::position_map::PositionMap;
 use self::source_text::SourceText;
-use super::{BuiltFunction, CompileFailure};
+use super::{BuiltFunction, CompileFailure, InfraError};
 
 /// The stack of the thread that parses and transforms a source. oxc's
 /// parser and visitors recurse once per nesting level of the program, so a
@@ -86,10 +86,8 @@ impl TypeScriptToolchain {
             .spawn(move || {
                 let _ = done.send(build(&engine, &source));
             })
-            .map_err(|e| CompileFailure::Infra(format!("could not start a compile thread: {e}")))?;
-        result
-            .await
-            .map_err(|_| CompileFailure::Infra("the compile thread died".to_owned()))?
+            .map_err(InfraError::Thread)?;
+        result.await.map_err(|_| InfraError::ThreadDied)?
     }
 }
 
