@@ -481,14 +481,16 @@ fn welcome(listen: SocketAddr, database_url: &str, admin: &Admin) -> String {
         .ok()
         .and_then(|exe| exe.parent().map(|dir| dir.display().to_string()))
         .unwrap_or_else(|| "target/release".to_owned());
-    let body = format!(
-        r#"{{"name":"hello","language":"rust","source":"{}"}}"#,
-        json_escape(HELLO_SOURCE)
-    );
-    let ts_body = format!(
-        r#"{{"name":"hello-ts","language":"typescript","source":"{}"}}"#,
-        json_escape(HELLO_TS_SOURCE)
-    );
+    let body = quotable_json(&serde_json::json!({
+        "name": "hello",
+        "language": plat_common::Language::Rust,
+        "source": HELLO_SOURCE,
+    }));
+    let ts_body = quotable_json(&serde_json::json!({
+        "name": "hello-ts",
+        "language": plat_common::Language::TypeScript,
+        "source": HELLO_TS_SOURCE,
+    }));
     format!(
         r#"
 Plat is running at {base}
@@ -523,21 +525,10 @@ The same in TypeScript (READY in milliseconds):
     )
 }
 
-/// Escapes `text` as the inside of a JSON string, for a shell's single
-/// quotes (so no `'` may appear: it is written `\u0027`).
-fn json_escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '"' => escaped.push_str("\\\""),
-            '\\' => escaped.push_str("\\\\"),
-            '\n' => escaped.push_str("\\n"),
-            '\'' => escaped.push_str("\\u0027"),
-            c if c.is_control() => escaped.push_str(&format!("\\u{:04x}", c as u32)),
-            c => escaped.push(c),
-        }
-    }
-    escaped
+/// `value` as compact JSON for a shell's single quotes: a `'` can only be
+/// inside a JSON string, where `\u0027` means the same.
+fn quotable_json(value: &serde_json::Value) -> String {
+    value.to_string().replace('\'', "\\u0027")
 }
 
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {

@@ -62,33 +62,25 @@ impl Table {
         self.rows.is_empty()
     }
 
+    /// Columns padded to their widest cell, two spaces apart; on a
+    /// terminal, wide cells wrap so that a row fits its width.
     pub fn render(&self) -> String {
-        let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
-        for row in &self.rows {
-            for (width, cell) in widths.iter_mut().zip(row) {
-                *width = (*width).max(cell.chars().count());
-            }
+        let mut table = comfy_table::Table::new();
+        table
+            .load_preset(comfy_table::presets::NOTHING)
+            .set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
+            .set_header(&self.header)
+            .add_rows(&self.rows);
+        let last = self.header.len().saturating_sub(1);
+        for column in table.column_iter_mut() {
+            column.set_padding((0, if column.index == last { 0 } else { 2 }));
         }
-        let line = |cells: &mut dyn Iterator<Item = &str>| {
-            let mut text = String::new();
-            for (index, (cell, width)) in cells.zip(&widths).enumerate() {
-                if index > 0 {
-                    text.push_str("  ");
-                }
-                text.push_str(cell);
-                if index + 1 < widths.len() {
-                    let pad = width - cell.chars().count();
-                    text.extend(std::iter::repeat_n(' ', pad));
-                }
-            }
-            text.trim_end().to_owned()
-        };
-        let mut out = line(&mut self.header.iter().copied());
-        for row in &self.rows {
-            out.push('\n');
-            out.push_str(&line(&mut row.iter().map(String::as_str)));
-        }
-        out
+        // The last column's cells are padded to its width too.
+        table
+            .lines()
+            .map(|line| line.trim_end().to_owned())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     pub fn print(&self) {
