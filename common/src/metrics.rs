@@ -1,7 +1,8 @@
 //! Prometheus metrics. Every component records into one process-wide
 //! registry (the `metrics` facade with the Prometheus recorder); the API
 //! serves it at `GET /metrics`, and a worker process serves it on its own
-//! address when `PLAT_METRICS_LISTEN` is set. Under `plat up` the three
+//! address when `PLAT_METRICS_LISTEN` is set, through the exporter's own
+//! listener. Under `plat up` the three
 //! components share one process, so the API's `/metrics` shows them all.
 //!
 //! The metric names are listed in docs/observability.md.
@@ -10,7 +11,9 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{
+    BuildError, ExporterFuture, Matcher, PrometheusBuilder, PrometheusHandle,
+};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -20,14 +23,18 @@ const DURATION_BUCKETS: &[f64] = &[
     60.0, 300.0,
 ];
 
+fn builder() -> PrometheusBuilder {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), DURATION_BUCKETS)
+        .expect("the buckets are not empty")
+}
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
 /// The process's registry, installed on first use.
 pub fn handle() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), DURATION_BUCKETS)
-            .expect("the buckets are not empty")
-            .build_recorder();
+        let recorder = builder().build_recorder();
         let handle = recorder.handle();
         // Fails only if another recorder is installed already (a test
         // binary's second harness): that one then keeps recording.
@@ -43,17 +50,45 @@ pub fn render() -> String {
     handle().render()
 }
 
-/// Serves `GET /metrics` (unauthenticated) on `listen` until `shutdown`: for
-/// worker processes, which have no API of their own. Bind it to an address
+/// Why a worker's scrape endpoint could not be set up.
+#[derive(Debug, thiserror::Error)]
+enum EndpointError {
+    /// The exporter could not bind `listen` or build its recorder.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// Something recorded metrics before the endpoint was set up, so the
+    /// registry exists already without it.
+    #[error("the registry was installed before its endpoint")]
+    AlreadyInstalled,
+}
+
+/// Installs the registry with a scrape endpoint of its own on `listen`
+/// (unauthenticated, at any path, `/metrics` included) and serves it in the
+/// background until the process ends: for worker processes, which have no
+/// API. Call it first thing in `main`, inside the runtime. A failure is
+/// logged, and the worker runs without the endpoint. Bind it to an address
 /// only the scraper reaches.
-pub async fn serve(listen: SocketAddr, shutdown: CancellationToken) -> std::io::Result<()> {
-    handle();
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    tracing::info!(address = %listener.local_addr()?, "serving metrics at /metrics");
-    let app = axum::Router::new().route("/metrics", axum::routing::get(|| async { render() }));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+pub fn start_endpoint(listen: SocketAddr) {
+    match endpoint(listen) {
+        Ok(exporter) => {
+            tracing::info!(address = %listen, "serving metrics at /metrics");
+            tokio::spawn(async move {
+                if let Err(error) = exporter.await {
+                    tracing::error!(?error, %listen, "the metrics endpoint stopped");
+                }
+            });
+        }
+        Err(error) => tracing::error!(%error, %listen, "cannot serve metrics"),
+    }
+}
+
+fn endpoint(listen: SocketAddr) -> Result<ExporterFuture, EndpointError> {
+    let (recorder, exporter) = builder().with_http_listener(listen).build()?;
+    HANDLE
+        .set(recorder.handle())
+        .map_err(|_| EndpointError::AlreadyInstalled)?;
+    ::metrics::set_global_recorder(recorder).map_err(|_| EndpointError::AlreadyInstalled)?;
+    Ok(exporter)
 }
 
 /// Reports the pool's connections (`in_use`, `idle`) every few seconds as

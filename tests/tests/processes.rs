@@ -218,3 +218,42 @@ async fn after_the_grace_period_a_stopping_executor_releases_its_run_and_exits(p
         1
     );
 }
+
+/// `PLAT_METRICS_LISTEN` gives a worker process a scrape endpoint of its
+/// own (the exporter's listener; the worker has no HTTP server otherwise),
+/// with what that process recorded.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn an_executor_serves_its_own_metrics_where_it_is_told(pool: PgPool) {
+    let app = TestApp::spawn_with(pool.clone(), Workers::COMPILER_ONLY).await;
+    let id = app.ready_function("sleeper", SLEEPER, json!({})).await;
+    let listen = format!("127.0.0.1:{}", plat_tests::free_port());
+    let mut executor =
+        start_executor_with(&app.database_url(), &[("PLAT_METRICS_LISTEN", &listen)]);
+    let finished = app.execute(&id, json!(1), 30).await;
+    assert_eq!(finished.body["status"], "SUCCEEDED", "{}", finished.body);
+
+    let client = reqwest::Client::new();
+    let mut metrics = String::new();
+    // The run's count is recorded just after its result is written.
+    for _ in 0..100 {
+        metrics = client
+            .get(format!("http://{listen}/metrics"))
+            .send()
+            .await
+            .expect("the executor's metrics endpoint answers")
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains(r#"plat_jobs_total{kind="execute",outcome="succeeded"} 1"#) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    kill_all(std::slice::from_mut(&mut executor));
+
+    assert!(
+        metrics.contains(r#"plat_jobs_total{kind="execute",outcome="succeeded"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("plat_db_pool_connections"), "{metrics}");
+}

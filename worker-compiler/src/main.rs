@@ -22,12 +22,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let shutdown = plat_common::shutdown::on_signal();
     if let Some(listen) = cli.metrics_listen {
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            if let Err(error) = plat_common::metrics::serve(listen, shutdown).await {
-                tracing::error!(%error, %listen, "cannot serve metrics");
-            }
-        });
+        plat_common::metrics::start_endpoint(listen);
     }
     let pool = plat_common::db::connect(&cli.database_url, 4).await?;
     plat_worker_compiler::run(pool, cli.config, shutdown).await

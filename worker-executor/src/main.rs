@@ -28,12 +28,7 @@ async fn main() -> anyhow::Result<()> {
     cli.config.secrets_key = cli.secrets_key.take();
     let shutdown = plat_common::shutdown::on_signal();
     if let Some(listen) = cli.metrics_listen {
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            if let Err(error) = plat_common::metrics::serve(listen, shutdown).await {
-                tracing::error!(%error, %listen, "cannot serve metrics");
-            }
-        });
+        plat_common::metrics::start_endpoint(listen);
     }
     let pool = plat_common::db::connect(&cli.database_url, 8).await?;
     plat_worker_executor::run(pool, cli.config, shutdown).await
