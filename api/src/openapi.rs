@@ -269,7 +269,10 @@ fn security_schemes() -> Value {
             "type": "apiKey",
             "in": "cookie",
             "name": crate::session_cookie::SECURE_NAME,
-            "description": "The browser session cookie that `POST /auth/login` sets (`plat_session` instead where the operator turned `Secure` off for plain HTTP)."
+            "description": format!(
+                "The browser session cookie that `POST /auth/login` sets (`{}` instead where the operator turned `Secure` off for plain HTTP).",
+                crate::session_cookie::PLAIN_NAME
+            )
         }),
     );
     schemes.insert(

@@ -11,6 +11,7 @@
 //! a `__Host-` cookie without `Secure`: the name becomes `plat_session`.
 
 use axum::http::{header, HeaderMap, HeaderValue};
+use cookie::{Cookie, SameSite};
 
 /// The cookie's name when it is `Secure` (the default).
 pub const SECURE_NAME: &str = "__Host-plat_session";
@@ -46,16 +47,18 @@ impl SessionCookie {
     }
 
     fn header(self, value: &str, max_age_secs: i64) -> HeaderValue {
-        let secure = if self.secure { "; Secure" } else { "" };
-        let text = format!(
-            "{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}",
-            self.name()
-        );
+        let cookie = Cookie::build((self.name(), value))
+            .path("/")
+            .http_only(true)
+            .same_site(SameSite::Strict)
+            .max_age(cookie::time::Duration::seconds(max_age_secs))
+            .secure(self.secure)
+            .build();
         // Tokens are URL-safe base64: always a valid header value.
-        HeaderValue::from_str(&text).expect("a cookie of visible ASCII")
+        HeaderValue::from_str(&cookie.to_string()).expect("a cookie of visible ASCII")
     }
 
-    /// The session token from the request's `Cookie` header, if any. Only
+    /// The session token from the request's `Cookie` headers, if any. Only
     /// the configured name counts: with `Secure` on, a `plat_session` a
     /// subdomain or plain-HTTP attacker planted is ignored.
     pub fn token(self, headers: &HeaderMap) -> Option<&str> {
@@ -63,10 +66,10 @@ impl SessionCookie {
             .get_all(header::COOKIE)
             .iter()
             .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(name, _)| *name == self.name())
-            .map(|(_, value)| value)
+            .flat_map(Cookie::split_parse)
+            .filter_map(Result::ok)
+            .find(|cookie| cookie.name() == self.name())
+            .and_then(|cookie| cookie.value_raw())
             .filter(|value| !value.is_empty())
     }
 }
@@ -81,7 +84,7 @@ mod tests {
         let set = cookie.set("tok", 60);
         assert_eq!(
             set.to_str().unwrap(),
-            "__Host-plat_session=tok; Path=/; HttpOnly; SameSite=Strict; Max-Age=60; Secure"
+            "__Host-plat_session=tok; HttpOnly; SameSite=Strict; Secure; Path=/; Max-Age=60"
         );
         let mut headers = HeaderMap::new();
         headers.insert(header::COOKIE, "plat_session=planted".parse().unwrap());
@@ -98,7 +101,7 @@ mod tests {
         let cookie = SessionCookie::new(false);
         assert_eq!(
             cookie.clear().to_str().unwrap(),
-            "plat_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
+            "plat_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"
         );
         let mut headers = HeaderMap::new();
         headers.insert(header::COOKIE, "plat_session=tok".parse().unwrap());

@@ -85,7 +85,7 @@ const WRONG: &str = "the email or password is wrong (or the account is disabled)
     request_body = Login,
     responses(
         (status = 200, description = "Logged in", body = LoggedIn,
-            headers(("Set-Cookie" = String, description = "`__Host-plat_session=...; Path=/; HttpOnly; SameSite=Strict; Max-Age=...; Secure`"))),
+            headers(("Set-Cookie" = String, description = "`__Host-plat_session=...; HttpOnly; SameSite=Strict; Secure; Path=/; Max-Age=...`"))),
         (status = 400, description = "A malformed body, or an email over 254 characters"),
         (status = 401, description = "Wrong email or password, or a disabled user"),
         (status = 413, description = "The body is too large"),
