@@ -4,12 +4,12 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use sqlx::Type;
+use utoipa::ToSchema;
 
 /// A function's source language: the `language` of the API and the
 /// database's `function_language` type.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Type, ToSchema)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(type_name = "function_language", rename_all = "lowercase")]
 pub enum Language {
@@ -47,11 +47,16 @@ impl FromStr for Language {
     type Err = UnknownLanguage;
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
-        Language::ALL
-            .into_iter()
-            .find(|language| language.as_str() == name)
-            .ok_or_else(|| UnknownLanguage(name.to_owned()))
+        by_name(&Language::ALL, name).ok_or_else(|| UnknownLanguage(name.to_owned()))
     }
+}
+
+/// The one of `values` named `name`.
+pub(crate) fn by_name<T: Copy + fmt::Display>(values: &[T], name: &str) -> Option<T> {
+    values
+        .iter()
+        .copied()
+        .find(|value| value.to_string() == name)
 }
 
 /// `a, b, c` of the names of `values`, for error messages.
@@ -64,38 +69,50 @@ pub(crate) fn names<T: fmt::Display>(values: &[T]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use std::fmt::{Debug, Display};
+
+    use sqlx::{Decode, Encode, PgPool, Postgres};
+
     use super::*;
 
-    #[test]
-    fn names_parse_back_and_match_serde() {
-        for language in Language::ALL {
-            assert_eq!(language.as_str().parse::<Language>().unwrap(), language);
-            let json = serde_json::to_string(&language).unwrap();
-            assert_eq!(json, format!("\"{language}\""));
+    /// Each of `all` parses back from its name, is its name in JSON, and
+    /// decodes from and encodes to the database type `type_name`, whose
+    /// values are exactly these names in this order.
+    pub(crate) async fn agrees_with_the_database<T>(pool: &PgPool, type_name: &str, all: &[T])
+    where
+        T: Copy + PartialEq + Debug + Display + FromStr<Err: Debug> + Serialize + Send + Unpin,
+        T: Type<Postgres> + for<'q> Encode<'q, Postgres> + for<'r> Decode<'r, Postgres>,
+    {
+        for &value in all {
+            assert_eq!(value.to_string().parse::<T>().unwrap(), value);
+            assert_eq!(
+                serde_json::to_string(&value).unwrap(),
+                format!("\"{value}\"")
+            );
+            let read: T = sqlx::query_scalar(&format!("select $1::{type_name}"))
+                .bind(value)
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            assert_eq!(read, value);
         }
+        let names: Vec<String> = sqlx::query_scalar(&format!(
+            "select unnest(enum_range(null::{type_name}))::text"
+        ))
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        assert_eq!(names, all.iter().map(T::to_string).collect::<Vec<_>>());
     }
 
     #[sqlx::test(migrator = "crate::db::MIGRATOR")]
-    async fn each_language_is_a_value_of_the_database_type(pool: sqlx::PgPool) {
-        for language in Language::ALL {
-            let stored: Language = sqlx::query_scalar("select $1::text::function_language")
-                .bind(language.as_str())
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-            assert_eq!(stored, language);
-        }
-        let names: Vec<String> =
-            sqlx::query_scalar("select unnest(enum_range(null::function_language))::text")
-                .fetch_all(&pool)
-                .await
-                .unwrap();
-        assert_eq!(names, Language::ALL.map(|l| l.as_str().to_owned()));
+    async fn the_languages_are_the_database_type(pool: PgPool) {
+        agrees_with_the_database(&pool, "function_language", &Language::ALL).await;
     }
 
     #[sqlx::test(migrator = "crate::db::MIGRATOR")]
-    async fn the_database_refuses_a_function_in_another_language(pool: sqlx::PgPool) {
+    async fn the_database_refuses_a_function_in_another_language(pool: PgPool) {
         let error = sqlx::query(
             "insert into functions (id, name, language) values (gen_random_uuid(), 'old', 'cobol')",
         )

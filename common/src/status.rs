@@ -6,24 +6,13 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use sqlx::Type;
+use utoipa::ToSchema;
 
-use crate::language::names;
+use crate::language::{by_name, names};
 
 /// Where a version's build is.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    sqlx::Type,
-    utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Type, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[sqlx(type_name = "version_status", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum VersionStatus {
@@ -63,19 +52,9 @@ impl VersionStatus {
 }
 
 /// Where an execution is.
+// Ordered, for maps by status in the order of an execution's life.
 #[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    sqlx::Type,
-    utoipa::ToSchema,
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Type, ToSchema,
 )]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[sqlx(type_name = "execution_status", rename_all = "SCREAMING_SNAKE_CASE")]
@@ -139,13 +118,10 @@ macro_rules! names_and_parsing {
             type Err = UnknownStatus;
 
             fn from_str(name: &str) -> Result<Self, Self::Err> {
-                <$status>::ALL
-                    .into_iter()
-                    .find(|status| status.as_str() == name)
-                    .ok_or_else(|| UnknownStatus {
-                        given: name.to_owned(),
-                        expected: names(&<$status>::ALL),
-                    })
+                by_name(&<$status>::ALL, name).ok_or_else(|| UnknownStatus {
+                    given: name.to_owned(),
+                    expected: names(&<$status>::ALL),
+                })
             }
         }
     };
@@ -156,62 +132,15 @@ names_and_parsing!(ExecutionStatus);
 
 #[cfg(test)]
 mod tests {
+    use sqlx::PgPool;
+
     use super::*;
-
-    #[test]
-    fn names_parse_back_and_match_serde() {
-        for status in VersionStatus::ALL {
-            assert_eq!(status.as_str().parse::<VersionStatus>().unwrap(), status);
-            assert_eq!(
-                serde_json::to_string(&status).unwrap(),
-                format!("\"{status}\"")
-            );
-        }
-        for status in ExecutionStatus::ALL {
-            assert_eq!(status.as_str().parse::<ExecutionStatus>().unwrap(), status);
-            assert_eq!(
-                serde_json::to_string(&status).unwrap(),
-                format!("\"{status}\"")
-            );
-        }
-    }
-
-    /// The database type's values, in its order.
-    async fn values_of(pool: &sqlx::PgPool, type_name: &str) -> Vec<String> {
-        sqlx::query_scalar(&format!(
-            "select unnest(enum_range(null::{type_name}))::text"
-        ))
-        .fetch_all(pool)
-        .await
-        .unwrap()
-    }
+    use crate::language::tests::agrees_with_the_database;
 
     #[sqlx::test(migrator = "crate::db::MIGRATOR")]
-    async fn the_enums_are_the_database_types(pool: sqlx::PgPool) {
-        assert_eq!(
-            values_of(&pool, "version_status").await,
-            VersionStatus::ALL.map(|s| s.as_str().to_owned())
-        );
-        assert_eq!(
-            values_of(&pool, "execution_status").await,
-            ExecutionStatus::ALL.map(|s| s.as_str().to_owned())
-        );
-        for status in ExecutionStatus::ALL {
-            let read: ExecutionStatus = sqlx::query_scalar("select $1::execution_status")
-                .bind(status)
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-            assert_eq!(read, status);
-        }
-        for status in VersionStatus::ALL {
-            let read: VersionStatus = sqlx::query_scalar("select $1::version_status")
-                .bind(status)
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-            assert_eq!(read, status);
-        }
+    async fn the_statuses_are_the_database_types(pool: PgPool) {
+        agrees_with_the_database(&pool, "version_status", &VersionStatus::ALL).await;
+        agrees_with_the_database(&pool, "execution_status", &ExecutionStatus::ALL).await;
     }
 
     #[test]
