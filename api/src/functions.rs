@@ -27,7 +27,7 @@ use self::versions::{Deprecation, VersionKey};
 use crate::auth::Caller;
 use crate::error::{self, Error, Result};
 use crate::extract::{Json, Path};
-use crate::{access, audit, AppState};
+use crate::{access, audit, ApiConfig, AppState};
 
 pub fn router(state: &AppState) -> crate::openapi::ApiRouter {
     // JSON escaping can make a source up to six times longer on the wire
@@ -512,99 +512,128 @@ async fn update(
     caller: Caller,
     headers: HeaderMap,
     Path(key): Path<String>,
-    Json(body): Json<UpdateFunction>,
+    Json(mut body): Json<UpdateFunction>,
 ) -> Result<impl IntoResponse> {
-    let config = &state.config;
-    if body.source.is_none()
-        && body.execution_config.is_none()
-        && body.version.is_none()
-        && body.description.is_none()
-        && body.tags.is_none()
-        && body.allowed_users.is_none()
-        && body.allowed_groups.is_none()
-        && body.environment_id.is_none()
-    {
-        return Err(Error::BadRequest(
-            "nothing to update: send at least one of `source`, `executionConfig`, `version`, `description`, `tags`, `allowedUsers`, `allowedGroups`, `environmentId`".to_owned(),
-        ));
-    }
-    if let Some(source) = &body.source {
-        input::check_source(source, config)?;
-    }
-    // Checked before any lookup: garbage is a 400 whatever the function.
-    let requested_semver = body
-        .version
-        .as_deref()
-        .map(versions::parse_semver)
-        .transpose()?;
-    input::check_description(body.description.as_deref())?;
-    if let Some(tags) = &body.tags {
-        input::check_tags(tags)?;
-    }
-
+    let requested_semver = body.check(&state.config)?;
+    let (sent, permissions_sent) = (body.sent(), body.changes_permissions());
     let mut tx = state.db.begin().await?;
     let key = FunctionKey::parse(key);
     let function = find(&mut *tx, &caller, &key, true).await?;
     caller.require_admin("change functions")?;
-    let permissions_sent = body.allowed_users.is_some() || body.allowed_groups.is_some();
-    let mut users = body.allowed_users.unwrap_or(function.allowed_users);
-    let mut groups = body.allowed_groups.unwrap_or(function.allowed_groups);
+    let mut users = body.allowed_users.take().unwrap_or(function.allowed_users);
+    let mut groups = body
+        .allowed_groups
+        .take()
+        .unwrap_or(function.allowed_groups);
     access::check(&mut tx, &mut users, &mut groups).await?;
     if let Some(Some(environment_id)) = body.environment_id {
         check_environment(&mut tx, environment_id).await?;
     }
-    let new_version =
-        body.source.is_some() || body.execution_config.is_some() || body.version.is_some();
-    let mut changed = Vec::new();
-    for (field, sent) in [
-        ("source", body.source.is_some()),
-        ("executionConfig", body.execution_config.is_some()),
-        ("version", body.version.is_some()),
-        ("description", body.description.is_some()),
-        ("tags", body.tags.is_some()),
-        ("environmentId", body.environment_id.is_some()),
-    ] {
-        if sent {
-            changed.push(field);
-        }
-    }
-    let mut new_semver = None;
-    if new_version {
-        // The newest version has the greatest semver: every version was
-        // checked against it when written, under this same row lock.
-        let (latest, latest_semver, source, SqlJson(current)): (i32, String, String, SqlJson<ExecutionConfig>) = sqlx::query_as(
-            r#"
-            select v.version, v.semver, v.source, v.execution_config
-            from functions f join function_versions v on v.function_id = f.id and v.version = f.latest_version
-            where f.id = $1
-            "#,
+    let new_semver = if body.makes_a_version() {
+        let change = VersionChange {
+            source: body.source.take(),
+            execution_config: body.execution_config.take(),
+            semver: requested_semver,
+        };
+        let request_id = crate::request_id(&headers);
+        Some(
+            add_version(
+                &mut tx,
+                function.id,
+                &key,
+                change,
+                &state.config,
+                request_id,
+            )
+            .await?,
         )
-        .bind(function.id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let semver = versions::next_semver(requested_semver.as_ref(), &latest_semver, &key)?;
-        let execution_config = input::execution_config(current, body.execution_config, config)?;
-        let source = body.source.unwrap_or(source);
-        insert_version(
-            &mut tx,
-            NewVersion {
-                function_id: function.id,
-                version: latest + 1,
-                semver: &semver,
-                source: &source,
-                execution_config: &execution_config,
-            },
-            crate::request_id(&headers),
-        )
-        .await?;
-        sqlx::query("update functions set latest_version = $2 where id = $1")
-            .bind(function.id)
-            .bind(latest + 1)
-            .execute(&mut *tx)
-            .await?;
-        tracing::info!(function_id = %function.id, version = latest + 1, %semver, "new version; compile queued");
-        new_semver = Some(semver);
+    } else {
+        None
+    };
+    change_in_place(&mut tx, function.id, &body, &users, &groups).await?;
+    let target = ("function", function.id.to_string());
+    let changed: Vec<_> = sent
+        .into_iter()
+        .filter(|field| !matches!(*field, "allowedUsers" | "allowedGroups"))
+        .collect();
+    if !changed.is_empty() {
+        let details = json!({ "changed": changed, "environmentId": body.environment_id, "semver": new_semver });
+        audit::record(&mut tx, &caller, "function.update", target.clone(), details).await?;
     }
+    if permissions_sent {
+        let details = json!({ "allowedUsers": users, "allowedGroups": groups });
+        audit::record(&mut tx, &caller, "function.permissions", target, details).await?;
+    }
+    let view = view(&mut *tx, function.id).await?;
+    tx.commit().await?;
+    let status = if new_semver.is_some() {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view)))
+}
+
+/// What an update changes of the newest version's values.
+struct VersionChange {
+    source: Option<String>,
+    execution_config: Option<input::ExecutionConfigInput>,
+    /// The semantic version asked for; the next patch if none.
+    semver: Option<semver::Version>,
+}
+
+/// Writes the function's next version from the newest one with `change`,
+/// and queues its build; returns its semantic version.
+async fn add_version(
+    tx: &mut sqlx::PgConnection,
+    function_id: Uuid,
+    key: &FunctionKey,
+    change: VersionChange,
+    config: &ApiConfig,
+    request_id: Option<&str>,
+) -> Result<String> {
+    // The newest version has the greatest semver: every version was
+    // checked against it when written, under the function's row lock.
+    let (latest, latest_semver, source, SqlJson(current)): (i32, String, String, SqlJson<ExecutionConfig>) = sqlx::query_as(
+        r#"
+        select v.version, v.semver, v.source, v.execution_config
+        from functions f join function_versions v on v.function_id = f.id and v.version = f.latest_version
+        where f.id = $1
+        "#,
+    )
+    .bind(function_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let semver = versions::next_semver(change.semver.as_ref(), &latest_semver, key)?;
+    let execution_config = input::execution_config(current, change.execution_config, config)?;
+    let source = change.source.unwrap_or(source);
+    let version = latest + 1;
+    let new = NewVersion {
+        function_id,
+        version,
+        semver: &semver,
+        source: &source,
+        execution_config: &execution_config,
+    };
+    insert_version(tx, new, request_id).await?;
+    sqlx::query("update functions set latest_version = $2 where id = $1")
+        .bind(function_id)
+        .bind(version)
+        .execute(&mut *tx)
+        .await?;
+    tracing::info!(%function_id, version, %semver, "new version; compile queued");
+    Ok(semver)
+}
+
+/// Writes what `body` changes on the function itself: description, tags,
+/// permissions (`users`, `groups`, checked) and environment.
+async fn change_in_place(
+    tx: &mut sqlx::PgConnection,
+    function_id: Uuid,
+    body: &UpdateFunction,
+    users: &[Uuid],
+    groups: &[Uuid],
+) -> Result<()> {
     sqlx::query(
         r#"
         update functions
@@ -615,44 +644,16 @@ async fn update(
         where id = $1
         "#,
     )
-    .bind(function.id)
+    .bind(function_id)
     .bind(&body.description)
     .bind(&body.tags)
-    .bind(&users)
-    .bind(&groups)
+    .bind(users)
+    .bind(groups)
     .bind(body.environment_id.is_some())
     .bind(body.environment_id.flatten())
     .execute(&mut *tx)
     .await?;
-    let target = ("function", function.id.to_string());
-    if !changed.is_empty() {
-        audit::record(
-            &mut tx,
-            &caller,
-            "function.update",
-            (target.0, target.1.clone()),
-            json!({ "changed": changed, "environmentId": body.environment_id, "semver": new_semver }),
-        )
-        .await?;
-    }
-    if permissions_sent {
-        audit::record(
-            &mut tx,
-            &caller,
-            "function.permissions",
-            target,
-            json!({ "allowedUsers": users, "allowedGroups": groups }),
-        )
-        .await?;
-    }
-    let view = view(&mut *tx, function.id).await?;
-    tx.commit().await?;
-    let status = if new_version {
-        StatusCode::ACCEPTED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(view)))
+    Ok(())
 }
 
 /// Deletes the function, its versions and pending builds, and cancels its

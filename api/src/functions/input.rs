@@ -62,6 +62,57 @@ pub struct UpdateFunction {
     pub version: Option<String>,
 }
 
+impl UpdateFunction {
+    /// The fields sent, by their API names, in the order of the docs.
+    pub fn sent(&self) -> Vec<&'static str> {
+        [
+            ("source", self.source.is_some()),
+            ("executionConfig", self.execution_config.is_some()),
+            ("version", self.version.is_some()),
+            ("description", self.description.is_some()),
+            ("tags", self.tags.is_some()),
+            ("allowedUsers", self.allowed_users.is_some()),
+            ("allowedGroups", self.allowed_groups.is_some()),
+            ("environmentId", self.environment_id.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(field, sent)| sent.then_some(field))
+        .collect()
+    }
+
+    /// Whether the update makes a new version (a new source, config or
+    /// semantic version) rather than changing the function in place.
+    pub fn makes_a_version(&self) -> bool {
+        self.source.is_some() || self.execution_config.is_some() || self.version.is_some()
+    }
+
+    /// Whether it changes who may see and run the function.
+    pub fn changes_permissions(&self) -> bool {
+        self.allowed_users.is_some() || self.allowed_groups.is_some()
+    }
+
+    /// Checks every field that needs no lookup (garbage is a 400 whatever
+    /// the function); returns the requested semantic version, if any.
+    pub fn check(&self, config: &ApiConfig) -> Result<Option<semver::Version>, Error> {
+        if self.sent().is_empty() {
+            return Err(Error::BadRequest(
+                "nothing to update: send at least one of `source`, `executionConfig`, `version`, `description`, `tags`, `allowedUsers`, `allowedGroups`, `environmentId`".to_owned(),
+            ));
+        }
+        if let Some(source) = &self.source {
+            check_source(source, config)?;
+        }
+        check_description(self.description.as_deref())?;
+        if let Some(tags) = &self.tags {
+            check_tags(tags)?;
+        }
+        self.version
+            .as_deref()
+            .map(super::versions::parse_semver)
+            .transpose()
+    }
+}
+
 /// Tells a field sent as `null` (`Some(None)`) from one not sent (`None`).
 fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
 where
@@ -233,6 +284,33 @@ pub fn check_variables(field: &str, vars: &BTreeMap<String, String>) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn update(body: serde_json::Value) -> UpdateFunction {
+        serde_json::from_value(body).unwrap()
+    }
+
+    #[test]
+    fn an_update_names_what_it_sends_and_what_kind_of_change_it_is() {
+        let config = ApiConfig::default();
+        let empty = update(serde_json::json!({}));
+        let refused = empty.check(&config).unwrap_err().to_string();
+        assert!(
+            refused.starts_with("nothing to update: send at least one of"),
+            "{refused}"
+        );
+
+        let in_place = update(serde_json::json!({"tags": ["a"], "allowedUsers": []}));
+        assert_eq!(in_place.sent(), ["tags", "allowedUsers"]);
+        assert!(!in_place.makes_a_version());
+        assert!(in_place.changes_permissions());
+
+        let versioned = update(serde_json::json!({"version": "2.0.0", "environmentId": null}));
+        assert_eq!(versioned.sent(), ["version", "environmentId"]);
+        assert!(versioned.makes_a_version());
+        assert!(!versioned.changes_permissions());
+        let semver = versioned.check(&config).unwrap().unwrap();
+        assert_eq!(semver.to_string(), "2.0.0");
+    }
 
     #[test]
     fn a_partial_config_keeps_the_other_fields_and_respects_caps() {
