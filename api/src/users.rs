@@ -277,6 +277,27 @@ struct UpdateUser {
     current_password: Option<String>,
 }
 
+impl UpdateUser {
+    /// Whether it changes what only admins may change.
+    fn needs_an_admin(&self) -> bool {
+        self.email.is_some() || self.role.is_some() || self.disabled.is_some()
+    }
+
+    /// The fields it changes, by their API names, for the audit log.
+    fn changed(&self) -> Vec<&'static str> {
+        [
+            ("email", self.email.is_some()),
+            ("displayName", self.display_name.is_some()),
+            ("role", self.role.is_some()),
+            ("disabled", self.disabled.is_some()),
+            ("password", self.password.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(field, sent)| sent.then_some(field))
+        .collect()
+    }
+}
+
 /// `PUT /users/{id}`: an admin changes anything; a user changes their own
 /// display name and password (giving the current one).
 /// Changes a user: admins any field of anyone; a user their own display
@@ -307,9 +328,7 @@ async fn update(
     if id != caller.user_id && !caller.is_admin() {
         return Err(not_found(id));
     }
-    if !caller.is_admin()
-        && (body.email.is_some() || body.role.is_some() || body.disabled.is_some())
-    {
+    if !caller.is_admin() && body.needs_an_admin() {
         return Err(Error::Forbidden(
             "only admins may change a user's email, role or disabled flag".to_owned(),
         ));
@@ -319,30 +338,10 @@ async fn update(
     if let Some(password) = &body.password {
         passwords::check(password)?;
         if id == caller.user_id {
-            let stored: Option<(Option<String>,)> =
-                sqlx::query_as("select password_hash from users where id = $1")
-                    .bind(id)
-                    .fetch_optional(&state.db)
-                    .await?;
-            let stored = stored.and_then(|(hash,)| hash);
-            let current = body.current_password.clone().unwrap_or_default();
-            if let Some(stored) = stored {
-                if !state.passwords.verify(current, Some(stored)).await? {
-                    return Err(Error::Forbidden(
-                        "to change your own password, send the current one as `currentPassword`"
-                            .to_owned(),
-                    ));
-                }
-            } else if !caller.is_admin() {
-                // Nothing to prove it with: whoever holds one of this
-                // account's API keys would turn it into a lasting
-                // dashboard login. An admin, or a reset token, decides.
-                return Err(Error::Forbidden(
-                    "an account without a password gets its first one from an admin: ask one to set it (PUT /users/{id}) or to issue a reset token (POST /users/{id}/password-reset) for POST /auth/password-reset".to_owned(),
-                ));
-            }
+            check_own_password_change(&state, &caller, body.current_password.clone()).await?;
         }
     }
+    let changed = body.changed();
     let password_hash = match body.password {
         Some(password) => Some(state.passwords.hash(password).await?),
         None => None,
@@ -379,39 +378,65 @@ async fn update(
     // A disabled user, a changed role or a new password must not keep old
     // credentials working from a cache; a new password also ends sessions.
     if password_hash.is_some() {
-        sqlx::query(
-            "update sessions set revoked_at = now() where user_id = $1 and revoked_at is null",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        crate::password_resets::void_tokens_of(&mut tx, id).await?;
+        end_sessions_and_resets(&mut tx, id).await?;
     }
     auth::changed(&mut tx, auth::Affected::User(id)).await?;
-    let mut changed = Vec::new();
-    for (field, sent) in [
-        ("email", email.is_some()),
-        ("displayName", body.display_name.is_some()),
-        ("role", body.role.is_some()),
-        ("disabled", body.disabled.is_some()),
-        ("password", password_hash.is_some()),
-    ] {
-        if sent {
-            changed.push(field);
-        }
-    }
+    let details = json!({ "changed": changed, "role": body.role, "disabled": body.disabled });
     audit::record(
         &mut tx,
         &caller,
         "user.update",
         ("user", id.to_string()),
-        json!({ "changed": changed, "role": body.role, "disabled": body.disabled }),
+        details,
     )
     .await?;
     let user = view(&mut *tx, id).await?.ok_or_else(|| not_found(id))?;
     tx.commit().await?;
     state.auth.forget(auth::Affected::User(id));
     Ok(Json(user))
+}
+
+/// A user changing their own password proves they know the current one.
+/// An account without one cannot give itself one: whoever holds one of its
+/// API keys would turn it into a lasting dashboard login. An admin, or a
+/// reset token, decides.
+async fn check_own_password_change(
+    state: &AppState,
+    caller: &Caller,
+    current: Option<String>,
+) -> Result<()> {
+    let stored: Option<(Option<String>,)> =
+        sqlx::query_as("select password_hash from users where id = $1")
+            .bind(caller.user_id)
+            .fetch_optional(&state.db)
+            .await?;
+    match stored.and_then(|(hash,)| hash) {
+        Some(stored) => {
+            let current = current.unwrap_or_default();
+            if state.passwords.verify(current, Some(stored)).await? {
+                Ok(())
+            } else {
+                Err(Error::Forbidden(
+                    "to change your own password, send the current one as `currentPassword`"
+                        .to_owned(),
+                ))
+            }
+        }
+        None if caller.is_admin() => Ok(()),
+        None => Err(Error::Forbidden(
+            "an account without a password gets its first one from an admin: ask one to set it (PUT /users/{id}) or to issue a reset token (POST /users/{id}/password-reset) for POST /auth/password-reset".to_owned(),
+        )),
+    }
+}
+
+/// A new password ends the user's sessions and voids their reset tokens.
+async fn end_sessions_and_resets(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<()> {
+    sqlx::query("update sessions set revoked_at = now() where user_id = $1 and revoked_at is null")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    crate::password_resets::void_tokens_of(tx, id).await?;
+    Ok(())
 }
 
 /// Refuses a change that would leave no enabled admin: nobody could manage
