@@ -112,33 +112,79 @@ async fn login(State(state): State<AppState>, request: Request) -> Result<Respon
     state
         .throttle
         .login_attempt(client, Some(body.email.trim()))?;
+    let user = authenticate(&state, body, source.as_deref()).await?;
+    let session = start_session(&state, &user, source, user_agent).await?;
 
+    let cookie = state.session_cookie.set(
+        &session.token,
+        (session.absolute_expires_at - session.started_at).num_seconds(),
+    );
+    let body = LoggedIn {
+        user_id: user.id,
+        email: user.email,
+        role: user.role,
+        csrf_token: tokens::csrf_token(&session.token),
+        expires_at: session.expires_at,
+    };
+    let mut response = Json(body).into_response();
+    response.headers_mut().insert(header::SET_COOKIE, cookie);
+    Ok(response)
+}
+
+/// Who signed in.
+struct SignedIn {
+    id: Uuid,
+    email: String,
+    role: Role,
+}
+
+/// The enabled user with `login`'s email and password; a failure is
+/// audited (with the client's address) and gets the one message that does
+/// not say which part was wrong. The password is verified even for an
+/// unknown email, so the answer takes as long either way.
+async fn authenticate(state: &AppState, login: Login, source: Option<&str>) -> Result<SignedIn> {
+    let email = login.email.trim();
     let user: Option<(Uuid, String, Role, Option<String>, bool)> = sqlx::query_as(
         "select id, email, role, password_hash, disabled from users where lower(email) = lower($1)",
     )
-    .bind(body.email.trim())
+    .bind(email)
     .fetch_optional(&state.db)
     .await?;
     let stored_hash = user.as_ref().and_then(|(_, _, _, hash, _)| hash.clone());
-    let password_ok = state.passwords.verify(body.password, stored_hash).await?;
-    let user = user.filter(|(_, _, _, _, disabled)| password_ok && !disabled);
-    let Some((user_id, email, role, _, _)) = user else {
-        let mut conn = state.db.acquire().await?;
-        audit::record_anonymous(
-            &mut conn,
-            Anonymous {
-                email: Some(body.email.trim()),
-                source_address: source.as_deref(),
-            },
-            "auth.login_failed",
-            None,
-            json!({ "email": body.email.trim() }),
-        )
-        .await?;
-        tracing::info!(source = ?source, "failed login");
-        return Err(Error::Unauthorized(WRONG.to_owned()));
-    };
+    let password_ok = state.passwords.verify(login.password, stored_hash).await?;
+    match user.filter(|(_, _, _, _, disabled)| password_ok && !disabled) {
+        Some((id, email, role, _, _)) => Ok(SignedIn { id, email, role }),
+        None => {
+            let mut conn = state.db.acquire().await?;
+            let who = Anonymous {
+                email: Some(email),
+                source_address: source,
+            };
+            let details = json!({ "email": email });
+            audit::record_anonymous(&mut conn, who, "auth.login_failed", None, details).await?;
+            tracing::info!(source = ?source, "failed login");
+            Err(Error::Unauthorized(WRONG.to_owned()))
+        }
+    }
+}
 
+/// A session just started.
+struct NewSession {
+    token: String,
+    started_at: DateTime<Utc>,
+    /// When it ends unless used (it slides forward with use).
+    expires_at: DateTime<Utc>,
+    /// When it ends whatever happens.
+    absolute_expires_at: DateTime<Utc>,
+}
+
+/// Stores a new session of `user` and audits the sign-in.
+async fn start_session(
+    state: &AppState,
+    user: &SignedIn,
+    source: Option<String>,
+    user_agent: Option<String>,
+) -> Result<NewSession> {
     let token = tokens::new_session_token();
     let now = Utc::now();
     let idle = Duration::minutes(i64::from(state.config.session_idle_minutes));
@@ -153,7 +199,7 @@ async fn login(State(state): State<AppState>, request: Request) -> Result<Respon
         "#,
     )
     .bind(session_id)
-    .bind(user_id)
+    .bind(user.id)
     .bind(tokens::hash(&token).as_slice())
     .bind(expires_at)
     .bind(absolute)
@@ -162,9 +208,9 @@ async fn login(State(state): State<AppState>, request: Request) -> Result<Respon
     .execute(&mut *tx)
     .await?;
     let caller = Caller {
-        user_id,
-        email: email.clone(),
-        role,
+        user_id: user.id,
+        email: user.email.clone(),
+        role: user.role,
         groups: Default::default(),
         credential: Credential::Session {
             id: session_id,
@@ -172,29 +218,15 @@ async fn login(State(state): State<AppState>, request: Request) -> Result<Respon
         },
         source_address: source,
     };
-    audit::record(
-        &mut tx,
-        &caller,
-        "auth.login",
-        ("session", session_id.to_string()),
-        json!({}),
-    )
-    .await?;
+    let target = ("session", session_id.to_string());
+    audit::record(&mut tx, &caller, "auth.login", target, json!({})).await?;
     tx.commit().await?;
-
-    let cookie = state
-        .session_cookie
-        .set(&token, (absolute - now).num_seconds());
-    let body = LoggedIn {
-        user_id,
-        email,
-        role,
-        csrf_token: tokens::csrf_token(&token),
+    Ok(NewSession {
+        token,
+        started_at: now,
         expires_at,
-    };
-    let mut response = Json(body).into_response();
-    response.headers_mut().insert(header::SET_COOKIE, cookie);
-    Ok(response)
+        absolute_expires_at: absolute,
+    })
 }
 
 /// Ends the caller's session (for an API key, there is none to end: 400)
