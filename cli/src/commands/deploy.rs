@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use plat_common::VersionStatus;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use super::{shown, Backoff, Context, FunctionDirArg};
-use crate::client::{ApiClient, ApiError};
+use crate::client::{ApiClient, ApiError, ApiResponse};
 use crate::failure::FunctionFailed;
 use crate::manifest::FunctionDir;
 use crate::{output, source_location};
@@ -30,7 +31,7 @@ pub struct Deploy {
 
 /// Where the build of the deployed version ended.
 struct Build {
-    status: String,
+    status: VersionStatus,
     compile_error: Option<String>,
 }
 
@@ -39,46 +40,22 @@ pub async fn run(context: &Context, deploy: Deploy) -> anyhow::Result<()> {
     let manifest = &function.manifest;
     let client = context.client()?;
     let name = manifest.name.as_str();
-
     let existing = match client.get(&["functions", name], &[]).await {
         Ok(found) => Some(found.body),
         Err(error) if error.is_not_found() => None,
         Err(error) => return Err(error.into()),
     };
-    let mut body = manifest.common_fields(&function.source);
-    let accepted = match &existing {
-        None => {
-            body.insert("name".into(), json!(name));
-            body.insert("language".into(), json!(manifest.language.as_str()));
-            client
-                .post(&["functions"], &Value::Object(body))
-                .await
-                .with_context(|| format!("creating function {name}"))?
-        }
-        Some(current) => {
-            let language = current["language"].as_str().unwrap_or_default();
-            if language != manifest.language.as_str() {
-                anyhow::bail!(
-                    "function {name} exists as a {language} function; function.json says {}. A function keeps its language: choose another name, or `plat rm {name}` first",
-                    manifest.language.as_str()
-                );
-            }
-            client
-                .put(&["functions", name], &Value::Object(body))
-                .await
-                .with_context(|| format!("deploying version {} of {name}", manifest.version))?
-        }
-    };
+    let accepted = send(&client, &function, existing.as_ref()).await?;
     let view = accepted.body;
     let number = view["version"]
         .as_i64()
         .with_context(|| format!("the API's answer has no version number: {view}"))?;
-    let verb = if existing.is_some() {
-        "updated"
-    } else {
-        "created"
-    };
     if !context.json() {
+        let verb = if existing.is_some() {
+            "updated"
+        } else {
+            "created"
+        };
         eprintln!(
             "{verb} {name}: version {} (#{number}), building…",
             manifest.version
@@ -88,20 +65,16 @@ pub async fn run(context: &Context, deploy: Deploy) -> anyhow::Result<()> {
     let build = if deploy.no_wait || accepted.status == StatusCode::OK {
         // 200: nothing to build (the server changed metadata only).
         Build {
-            status: view["status"].as_str().unwrap_or("PENDING").to_owned(),
+            status: view["status"]
+                .as_str()
+                .and_then(|status| status.parse().ok())
+                .unwrap_or(VersionStatus::Pending),
             compile_error: None,
         }
     } else {
-        wait_for_build(
-            context,
-            &client,
-            name,
-            number,
-            Duration::from_secs(deploy.timeout),
-        )
-        .await?
+        let timeout = Duration::from_secs(deploy.timeout);
+        wait_for_build(context, &client, name, number, timeout).await?
     };
-
     if context.json() {
         output::print_json(&json!({
             "name": name,
@@ -113,43 +86,80 @@ pub async fn run(context: &Context, deploy: Deploy) -> anyhow::Result<()> {
             "function": view,
         }));
     }
-    match build.status.as_str() {
-        "FAILED" => {
+    report(context, &function, number, build)
+}
+
+/// Creates the function, or sends a new version of the `existing` one
+/// (which must be in the same language).
+async fn send(
+    client: &ApiClient,
+    function: &FunctionDir,
+    existing: Option<&Value>,
+) -> anyhow::Result<ApiResponse> {
+    let manifest = &function.manifest;
+    let name = manifest.name.as_str();
+    let mut body = manifest.common_fields(&function.source);
+    let Some(current) = existing else {
+        body.insert("name".into(), json!(name));
+        body.insert("language".into(), json!(manifest.language.as_str()));
+        return client
+            .post(&["functions"], &Value::Object(body))
+            .await
+            .with_context(|| format!("creating function {name}"));
+    };
+    let language = current["language"].as_str().unwrap_or_default();
+    if language != manifest.language.as_str() {
+        anyhow::bail!(
+            "function {name} exists as a {language} function; function.json says {}. A function keeps its language: choose another name, or `plat rm {name}` first",
+            manifest.language.as_str()
+        );
+    }
+    client
+        .put(&["functions", name], &Value::Object(body))
+        .await
+        .with_context(|| format!("deploying version {} of {name}", manifest.version))
+}
+
+/// Says how the build ended (a compile error in the user's own file and
+/// lines); a failed build is the command's failure.
+fn report(
+    context: &Context,
+    function: &FunctionDir,
+    number: i64,
+    build: Build,
+) -> anyhow::Result<()> {
+    let manifest = &function.manifest;
+    let (name, version) = (manifest.name.as_str(), &manifest.version);
+    match build.status {
+        VersionStatus::Failed => {
             if !context.json() {
                 let compile_error = build
                     .compile_error
                     .as_deref()
                     .unwrap_or("(no compile error given)");
-                eprintln!(
-                    "{}",
-                    source_location::annotate(
-                        compile_error,
-                        manifest.language.compiler_file_name(),
-                        &function.source,
-                        &shown(&function.entry_path),
-                    )
-                );
+                let file = manifest.language.compiler_file_name();
+                let shown_path = shown(&function.entry_path);
+                let annotated =
+                    source_location::annotate(compile_error, file, &function.source, &shown_path);
+                eprintln!("{annotated}");
             }
             Err(FunctionFailed(format!(
-                "version {} of {name} failed to compile; the active version (if any) keeps serving",
-                manifest.version
+                "version {version} of {name} failed to compile; the active version (if any) keeps serving"
             ))
             .into())
         }
-        "READY" => {
+        VersionStatus::Ready => {
             if !context.json() {
                 println!(
-                    "{name} {} is READY (#{number}). Run it: plat invoke {name} --input '{{}}'",
-                    manifest.version
+                    "{name} {version} is READY (#{number}). Run it: plat invoke {name} --input '{{}}'"
                 );
             }
             Ok(())
         }
-        status => {
+        status @ (VersionStatus::Pending | VersionStatus::Compiling) => {
             if !context.json() {
                 println!(
-                    "{name} {} was accepted (#{number}, {status}); `plat versions {name}` shows when it is built",
-                    manifest.version
+                    "{name} {version} was accepted (#{number}, {status}); `plat versions {name}` shows when it is built"
                 );
             }
             Ok(())
@@ -220,9 +230,13 @@ async fn build_state(client: &ApiClient, name: &str, number: i64) -> anyhow::Res
         }
         Err(error) => return Err(error.into()),
     };
-    let status = state["status"].as_str().unwrap_or_default();
-    Ok(matches!(status, "READY" | "FAILED").then(|| Build {
-        status: status.to_owned(),
-        compile_error: state["compileError"].as_str().map(str::to_owned),
-    }))
+    let status = state["status"]
+        .as_str()
+        .and_then(|status| status.parse().ok());
+    Ok(status
+        .filter(|status: &VersionStatus| status.is_built())
+        .map(|status| Build {
+            status,
+            compile_error: state["compileError"].as_str().map(str::to_owned),
+        }))
 }
