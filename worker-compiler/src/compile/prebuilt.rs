@@ -116,6 +116,26 @@ async fn build(scratch: &Path, sysroot: &Path) -> Result<PathBuf, ToolchainError
     let crate_dir = scratch.join("crate");
     let target_dir = scratch.join("target");
     let staged = scratch.join("prebuilt");
+    write_allowlist_crate(&crate_dir, &staged).await?;
+    let built = run_cargo(scratch, sysroot, &crate_dir, &target_dir).await?;
+    let externs = stage_artifacts(&built, &target_dir.join(TARGET), &staged).await?;
+    if let Some(missing) = ALLOWED_CRATES.iter().find(|c| !externs.contains_key(**c)) {
+        return Err(ToolchainError::DepsBuild {
+            log: format!("cargo reported no wasm32-wasip1 rlib for `{missing}`"),
+        });
+    }
+    let index = serde_json::to_vec_pretty(&Index { externs })
+        .map_err(|e| io_error("encoding the dependency index")(io::Error::other(e)))?;
+    let index_path = staged.join(INDEX_FILE);
+    tokio::fs::write(&index_path, index)
+        .await
+        .map_err(io_error(format!("writing {}", index_path.display())))?;
+    Ok(staged)
+}
+
+/// The allowlist's crate (its manifest and lockfile, an empty library) and
+/// the empty folders the build's libraries are staged in.
+async fn write_allowlist_crate(crate_dir: &Path, staged: &Path) -> Result<(), ToolchainError> {
     for dir in [
         crate_dir.join("src"),
         staged.join(TARGET_LIBS),
@@ -135,7 +155,17 @@ async fn build(scratch: &Path, sysroot: &Path) -> Result<PathBuf, ToolchainError
             .await
             .map_err(io_error(format!("writing {}", path.display())))?;
     }
+    Ok(())
+}
 
+/// Builds the allowlist with the toolchain's own cargo and rustc; returns
+/// cargo's JSON messages (its standard output).
+async fn run_cargo(
+    scratch: &Path,
+    sysroot: &Path,
+    crate_dir: &Path,
+    target_dir: &Path,
+) -> Result<String, ToolchainError> {
     let mut cargo = Command::new(sysroot.join("bin").join("cargo"));
     cargo
         .args([
@@ -146,7 +176,7 @@ async fn build(scratch: &Path, sysroot: &Path) -> Result<PathBuf, ToolchainError
             TARGET,
             "--message-format=json",
         ])
-        .current_dir(&crate_dir);
+        .current_dir(crate_dir);
     // The worker's own environment (e.g. `cargo test` running it) must not change how
     // the allowlist is built.
     for (name, _) in std::env::vars_os() {
@@ -156,7 +186,7 @@ async fn build(scratch: &Path, sysroot: &Path) -> Result<PathBuf, ToolchainError
     }
     cargo
         .env("RUSTC", sysroot.join("bin").join("rustc"))
-        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("CARGO_TARGET_DIR", target_dir)
         .env(
             "CARGO_ENCODED_RUSTFLAGS",
             remap_flags(scratch).join("\u{1f}"),
@@ -170,10 +200,19 @@ async fn build(scratch: &Path, sysroot: &Path) -> Result<PathBuf, ToolchainError
             log: tail(&String::from_utf8_lossy(&output.stderr), 4000),
         });
     }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
 
+/// Copies the libraries cargo reported (`messages`) into `staged`: rlibs
+/// for the target, the proc-macro `.so` files for the host. Returns the
+/// allowed crates' rlibs by crate name, relative to `staged`.
+async fn stage_artifacts(
+    messages: &str,
+    target_out: &Path,
+    staged: &Path,
+) -> Result<BTreeMap<String, String>, ToolchainError> {
     let mut externs = BTreeMap::new();
-    let target_out = target_dir.join(TARGET);
-    for artifact in String::from_utf8_lossy(&output.stdout)
+    for artifact in messages
         .lines()
         .filter_map(|l| serde_json::from_str::<CargoMessage>(l).ok())
     {
@@ -190,7 +229,7 @@ async fn build(scratch: &Path, sysroot: &Path) -> Result<PathBuf, ToolchainError
             // rlibs for the target; the proc-macro `.so` for the host (its own
             // dependencies, syn and quote, are linked into it).
             let subdir = match file.extension().and_then(|e| e.to_str()) {
-                Some("rlib") if file.starts_with(&target_out) => TARGET_LIBS,
+                Some("rlib") if file.starts_with(target_out) => TARGET_LIBS,
                 Some("so") => HOST_LIBS,
                 _ => continue,
             };
@@ -209,19 +248,7 @@ async fn build(scratch: &Path, sysroot: &Path) -> Result<PathBuf, ToolchainError
             }
         }
     }
-    if let Some(missing) = ALLOWED_CRATES.iter().find(|c| !externs.contains_key(**c)) {
-        return Err(ToolchainError::DepsBuild {
-            log: format!("cargo reported no wasm32-wasip1 rlib for `{missing}`"),
-        });
-    }
-
-    let index = serde_json::to_vec_pretty(&Index { externs })
-        .map_err(|e| io_error("encoding the dependency index")(io::Error::other(e)))?;
-    let index_path = staged.join(INDEX_FILE);
-    tokio::fs::write(&index_path, index)
-        .await
-        .map_err(io_error(format!("writing {}", index_path.display())))?;
-    Ok(staged)
+    Ok(externs)
 }
 
 /// Reads a complete folder (it only ever appears complete, by rename).
