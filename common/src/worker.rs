@@ -173,17 +173,11 @@ pub async fn run<Q: Queue>(
 ) {
     crate::metrics::handle();
     let wake = Arc::new(Notify::new());
-    let (waker, hearer) = (wake.clone(), queue.clone());
-    let listener = tokio::spawn(notify::listen(
+    let listener = tokio::spawn(listen(
+        queue.clone(),
         pool.clone(),
-        queue.channel(),
+        wake.clone(),
         shutdown.clone(),
-        move |heard| {
-            if let notify::Heard::Notification(payload) = heard {
-                hearer.heard(payload);
-            }
-            waker.notify_one();
-        },
     ));
     let in_flight: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
     let jobs_done = Arc::new(AtomicU64::new(0));
@@ -225,25 +219,7 @@ pub async fn run<Q: Queue>(
                     claim_failures = 0;
                     backlog = jobs.len() == limit;
                     for job in jobs {
-                        let token = Q::lease_token(&job);
-                        let span = Q::span(&job);
-                        in_flight.lock().insert(token);
-                        let (queue, in_flight, jobs_done) =
-                            (queue.clone(), in_flight.clone(), jobs_done.clone());
-                        tasks.spawn(
-                            async move {
-                                let kind = queue.kind();
-                                let started = Instant::now();
-                                let outcome = queue.process(job).instrument(span).await;
-                                in_flight.lock().remove(&token);
-                                jobs_done.fetch_add(1, Ordering::Relaxed);
-                                ::metrics::counter!("plat_jobs_total", "kind" => kind, "outcome" => outcome.as_str())
-                                    .increment(1);
-                                ::metrics::histogram!("plat_job_duration_seconds", "kind" => kind)
-                                    .record(started.elapsed().as_secs_f64());
-                            }
-                            .in_current_span(),
-                        );
+                        spawn_job(&mut tasks, &queue, job, &in_flight, &jobs_done);
                     }
                 }
                 Err(error) => {
@@ -281,15 +257,73 @@ pub async fn run<Q: Queue>(
         }
     }
 
+    finish(&queue, tasks, &in_flight, config.shutdown_grace).await;
+    background.abort();
+    listener.abort();
+    mark_stopped(&pool, queue.worker_id(), &jobs_done).await;
+}
+
+/// Listens on the queue's channel: every notification is passed to the
+/// queue and wakes the loop.
+async fn listen<Q: Queue>(
+    queue: Arc<Q>,
+    pool: PgPool,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    notify::listen(pool, queue.channel(), shutdown, move |heard| {
+        if let notify::Heard::Notification(payload) = heard {
+            queue.heard(payload);
+        }
+        wake.notify_one();
+    })
+    .await
+}
+
+/// Processes `job` in a task of its own, its lease held in `in_flight`
+/// (which the heartbeats extend) until it is done.
+fn spawn_job<Q: Queue>(
+    tasks: &mut JoinSet<()>,
+    queue: &Arc<Q>,
+    job: Q::Job,
+    in_flight: &Arc<Mutex<HashSet<Uuid>>>,
+    jobs_done: &Arc<AtomicU64>,
+) {
+    let token = Q::lease_token(&job);
+    let span = Q::span(&job);
+    in_flight.lock().insert(token);
+    let (queue, in_flight, jobs_done) = (queue.clone(), in_flight.clone(), jobs_done.clone());
+    tasks.spawn(
+        async move {
+            let kind = queue.kind();
+            let started = Instant::now();
+            let outcome = queue.process(job).instrument(span).await;
+            in_flight.lock().remove(&token);
+            jobs_done.fetch_add(1, Ordering::Relaxed);
+            ::metrics::counter!("plat_jobs_total", "kind" => kind, "outcome" => outcome.as_str())
+                .increment(1);
+            ::metrics::histogram!("plat_job_duration_seconds", "kind" => kind)
+                .record(started.elapsed().as_secs_f64());
+        }
+        .in_current_span(),
+    );
+}
+
+/// The second stage of a stop: running jobs get `grace` to finish, then the
+/// leases of those still running are released (their runs stopped).
+async fn finish<Q: Queue>(
+    queue: &Arc<Q>,
+    mut tasks: JoinSet<()>,
+    in_flight: &Mutex<HashSet<Uuid>>,
+    grace: Duration,
+) {
     tracing::info!(
         kind = queue.kind(),
         running = tasks.len(),
         "stopping: no new claims"
     );
-    let drained = tokio::time::timeout(config.shutdown_grace, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
+    let drained =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         let tokens: Vec<Uuid> = in_flight.lock().iter().copied().collect();
         tracing::warn!(
@@ -304,14 +338,16 @@ pub async fn run<Q: Queue>(
         }
         tasks.abort_all();
     }
-    background.abort();
-    listener.abort();
+}
+
+/// Marks the worker stopped in `workers`, with the jobs it did.
+async fn mark_stopped(pool: &PgPool, worker_id: &str, jobs_done: &AtomicU64) {
     let stopped = sqlx::query(
         "update workers set stopped_at = now(), last_seen_at = now(), jobs_done = $2 where id = $1",
     )
-    .bind(queue.worker_id())
+    .bind(worker_id)
     .bind(i64::try_from(jobs_done.load(Ordering::Relaxed)).unwrap_or(i64::MAX))
-    .execute(&pool)
+    .execute(pool)
     .await;
     if let Err(error) = stopped {
         tracing::debug!(%error, "could not mark the worker stopped");
