@@ -7,6 +7,7 @@
 //! password it prints.
 
 use anyhow::Context as _;
+use secrecy::ExposeSecret as _;
 use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -25,7 +26,7 @@ pub async fn run(pool: &PgPool, config: &ApiConfig) -> anyhow::Result<()> {
     let Some(key) = config
         .bootstrap_admin_key
         .as_ref()
-        .map(|key| key.expose())
+        .map(|key| key.expose_secret())
         .filter(|key| !key.is_empty())
     else {
         return Ok(());
@@ -34,7 +35,11 @@ pub async fn run(pool: &PgPool, config: &ApiConfig) -> anyhow::Result<()> {
         key.chars().count() >= MIN_KEY_CHARS,
         "PLAT_BOOTSTRAP_ADMIN_KEY must be at least {MIN_KEY_CHARS} characters (for example the output of `openssl rand -base64 32`)"
     );
-    let password_hash = match config.bootstrap_admin_password.as_ref().map(|p| p.expose()) {
+    let password_hash = match config
+        .bootstrap_admin_password
+        .as_ref()
+        .map(|p| p.expose_secret())
+    {
         Some(password) if !password.is_empty() => {
             passwords::check(password)
                 .map_err(|e| anyhow::anyhow!("PLAT_BOOTSTRAP_ADMIN_PASSWORD: {e}"))?;

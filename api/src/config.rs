@@ -165,3 +165,33 @@ impl Default for ApiConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use secrecy::ExposeSecret as _;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        api: ApiConfig,
+    }
+
+    #[test]
+    fn configured_secrets_parse_and_stay_out_of_debug_output() {
+        let key = "plat_key-from-the-command-line-0000000000";
+        let cli = Cli::try_parse_from(["api", "--bootstrap-admin-key", key]).unwrap();
+
+        assert_eq!(
+            cli.api
+                .bootstrap_admin_key
+                .as_ref()
+                .unwrap()
+                .expose_secret(),
+            key
+        );
+        assert!(!format!("{:?}", cli.api).contains("command-line"));
+    }
+}

@@ -31,6 +31,7 @@ use plat_common::roles::ServiceRole;
 use plat_common::secrets::SecretsKey;
 use plat_worker_compiler::CompilerConfig;
 use plat_worker_executor::ExecutorConfig;
+use secrecy::ExposeSecret as _;
 
 use crate::postgres::{LocalPostgres, Options};
 
@@ -271,8 +272,8 @@ async fn run_up(mut up: Up) -> anyhow::Result<()> {
     up.api.cookie_secure.get_or_insert(false);
     let admin = Admin {
         email: up.api.bootstrap_admin_email.clone(),
-        key: admin_key.expose().to_owned(),
-        password: admin_password.expose().to_owned(),
+        key: admin_key.expose_secret().to_owned(),
+        password: admin_password.expose_secret().to_owned(),
     };
     let result = match service_urls(&url, cluster.as_ref(), &up).await {
         Ok(urls) => serve(&urls, up, &admin).await,

@@ -117,36 +117,10 @@ impl fmt::Debug for SecretsKey {
 }
 
 /// A credential from the operator's configuration (such as the bootstrap
-/// admin key): `Debug` never shows it, so logging a config cannot leak it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The value itself, for the one place that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for Secret {
-    type Err = std::convert::Infallible;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Ok(Self(text.to_owned()))
-    }
-}
-
-impl From<String> for Secret {
-    fn from(text: String) -> Self {
-        Self(text)
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(redacted)")
-    }
-}
+/// admin key): `Debug` never shows it, so logging a config cannot leak it,
+/// and its memory is zeroed when it is dropped. Read it with
+/// [`secrecy::ExposeSecret::expose_secret`], in the one place that needs it.
+pub type Secret = secrecy::SecretString;
 
 #[cfg(test)]
 mod tests {
@@ -171,6 +145,16 @@ mod tests {
         let mut altered = stored.clone();
         *altered.last_mut().unwrap() ^= 1;
         assert!(key.open(id, &altered).is_err(), "tampering is detected");
+    }
+
+    #[test]
+    fn a_configured_secret_never_shows_in_debug() {
+        let secret = Secret::from("plat_a-key-an-operator-configured");
+        assert!(!format!("{secret:?}").contains("operator"), "{secret:?}");
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(&secret),
+            "plat_a-key-an-operator-configured"
+        );
     }
 
     #[test]
