@@ -84,7 +84,7 @@ struct Unwritten<'a> {
 impl<'a> Unwritten<'a> {
     fn count(completions: &'a Completions, owner: Uuid) -> Self {
         let mut unwritten = completions.unwritten.lock();
-        let others_waiting = unwritten.keys().any(|other| *other != owner);
+        let others_waiting = unwritten.len() > usize::from(unwritten.contains_key(&owner));
         let count = unwritten.entry(owner).or_default();
         *count += 1;
         Self {
