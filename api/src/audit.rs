@@ -27,6 +27,15 @@ pub struct Anonymous<'a> {
     pub source_address: Option<&'a str>,
 }
 
+/// The names of the fields a request sent, in the order given: what an
+/// update's audit row lists as `changed`.
+pub fn sent_fields<const N: usize>(fields: [(&'static str, bool); N]) -> Vec<&'static str> {
+    fields
+        .into_iter()
+        .filter_map(|(field, sent)| sent.then_some(field))
+        .collect()
+}
+
 /// Records `action` on the target by `caller`, in the caller's transaction.
 pub async fn record(
     tx: &mut PgConnection,

@@ -285,16 +285,13 @@ impl UpdateUser {
 
     /// The fields it changes, by their API names, for the audit log.
     fn changed(&self) -> Vec<&'static str> {
-        [
+        crate::audit::sent_fields([
             ("email", self.email.is_some()),
             ("displayName", self.display_name.is_some()),
             ("role", self.role.is_some()),
             ("disabled", self.disabled.is_some()),
             ("password", self.password.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(field, sent)| sent.then_some(field))
-        .collect()
+        ])
     }
 }
 

@@ -65,7 +65,7 @@ pub struct UpdateFunction {
 impl UpdateFunction {
     /// The fields sent, by their API names, in the order of the docs.
     pub fn sent(&self) -> Vec<&'static str> {
-        [
+        crate::audit::sent_fields([
             ("source", self.source.is_some()),
             ("executionConfig", self.execution_config.is_some()),
             ("version", self.version.is_some()),
@@ -74,10 +74,7 @@ impl UpdateFunction {
             ("allowedUsers", self.allowed_users.is_some()),
             ("allowedGroups", self.allowed_groups.is_some()),
             ("environmentId", self.environment_id.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(field, sent)| sent.then_some(field))
-        .collect()
+        ])
     }
 
     /// Whether the update makes a new version (a new source, config or
