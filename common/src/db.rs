@@ -50,6 +50,9 @@ pub fn pool_options(max_connections: u32) -> PgPoolOptions {
         .test_before_acquire(false)
         .after_connect(|conn, _meta| {
             Box::pin(async move {
+                // Not `query!`: a setting has no parameters or columns to
+                // check, and sent as a simple query it is not also prepared
+                // on every new connection.
                 sqlx::Executor::execute(&mut *conn, "set jit = off").await?;
                 Ok(())
             })

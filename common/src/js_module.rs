@@ -27,11 +27,11 @@ pub async fn store_engine(
     sha256: &str,
     module: &[u8],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         r#"insert into js_engines (sha256, module) values ($1, $2) on conflict (sha256) do nothing"#,
+        sha256,
+        module,
     )
-    .bind(sha256)
-    .bind(module)
     .execute(db)
     .await?;
     Ok(())
@@ -42,10 +42,7 @@ pub async fn load_engine(
     db: impl sqlx::PgExecutor<'_>,
     sha256: &str,
 ) -> Result<Option<Vec<u8>>, sqlx::Error> {
-    let row: Option<(Vec<u8>,)> =
-        sqlx::query_as(r#"select module from js_engines where sha256 = $1"#)
-            .bind(sha256)
-            .fetch_optional(db)
-            .await?;
-    Ok(row.map(|(module,)| module))
+    sqlx::query_scalar!(r#"select module from js_engines where sha256 = $1"#, sha256)
+        .fetch_optional(db)
+        .await
 }

@@ -115,8 +115,7 @@ impl Hint {
         let (pending, mut calls) = tokio::sync::mpsc::channel::<()>(1);
         tokio::spawn(async move {
             while calls.recv().await.is_some() {
-                if let Err(error) = sqlx::query("select pg_notify($1, '')")
-                    .bind(channel)
+                if let Err(error) = sqlx::query!("select pg_notify($1, '')", channel)
                     .execute(&pool)
                     .await
                 {

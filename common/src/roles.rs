@@ -65,13 +65,14 @@ pub async fn create_login(
     password: Option<&str>,
 ) -> Result<(), sqlx::Error> {
     // Utility statements take no parameters: the server quotes the values.
-    let (statement,): (String,) = sqlx::query_as(
-        "select case when $2::text is null then format('create role %I login in role %I', $1, $3)
-                     else format('create role %I login password %L in role %I', $1, $2, $3) end",
+    let statement = sqlx::query_scalar!(
+        r#"select case when $2::text is null then format('create role %I login in role %I', $1::text, $3::text)
+                     else format('create role %I login password %L in role %I', $1, $2, $3) end
+               as "statement!""#,
+        role.login(),
+        password,
+        role.group(),
     )
-    .bind(role.login())
-    .bind(password)
-    .bind(role.group())
     .fetch_one(db)
     .await?;
     match sqlx::raw_sql(&statement).execute(db).await {
@@ -95,14 +96,16 @@ pub async fn set_password(
     password: &str,
 ) -> Result<(), sqlx::Error> {
     create_login(db, role, Some(password)).await?;
-    let (alter, grant): (String, String) = sqlx::query_as(
-        "select format('alter role %I login password %L', $1, $2), format('grant %I to %I', $3, $1)",
+    let statements = sqlx::query!(
+        r#"select format('alter role %I login password %L', $1::text, $2::text) as "alter!",
+                  format('grant %I to %I', $3::text, $1) as "grant!""#,
+        role.login(),
+        password,
+        role.group(),
     )
-    .bind(role.login())
-    .bind(password)
-    .bind(role.group())
     .fetch_one(db)
     .await?;
+    let (alter, grant) = (statements.alter, statements.grant);
     sqlx::raw_sql(&alter).execute(db).await?;
     // A no-op (with a notice) when it is already a member.
     sqlx::raw_sql(&grant).execute(db).await?;

@@ -82,17 +82,17 @@ fn host_name() -> String {
 /// kind, host, pid, last sign of life and jobs done. Operators see it in
 /// `GET /queues`.
 async fn report(pool: &PgPool, id: &str, kind: &str, jobs_done: u64) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         r#"
         insert into workers (id, kind, host, pid, jobs_done) values ($1, $2, $3, $4, $5)
         on conflict (id) do update set last_seen_at = now(), jobs_done = excluded.jobs_done
         "#,
+        id,
+        kind,
+        host_name(),
+        std::process::id() as i32,
+        i64::try_from(jobs_done).unwrap_or(i64::MAX),
     )
-    .bind(id)
-    .bind(kind)
-    .bind(host_name())
-    .bind(std::process::id() as i32)
-    .bind(i64::try_from(jobs_done).unwrap_or(i64::MAX))
     .execute(pool)
     .await?;
     Ok(())
@@ -342,11 +342,11 @@ async fn finish<Q: Queue>(
 
 /// Marks the worker stopped in `workers`, with the jobs it did.
 async fn mark_stopped(pool: &PgPool, worker_id: &str, jobs_done: &AtomicU64) {
-    let stopped = sqlx::query(
+    let stopped = sqlx::query!(
         "update workers set stopped_at = now(), last_seen_at = now(), jobs_done = $2 where id = $1",
+        worker_id,
+        i64::try_from(jobs_done.load(Ordering::Relaxed)).unwrap_or(i64::MAX),
     )
-    .bind(worker_id)
-    .bind(i64::try_from(jobs_done.load(Ordering::Relaxed)).unwrap_or(i64::MAX))
     .execute(pool)
     .await;
     if let Err(error) = stopped {

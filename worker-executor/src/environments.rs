@@ -57,15 +57,17 @@ impl Environments {
             }
         }
         let key = self.key.as_ref().ok_or(EnvironmentError::NoKey)?;
-        let row: Option<(i64, Vec<u8>)> =
-            sqlx::query_as("select revision, variables from environments where id = $1")
-                .bind(id)
-                .fetch_optional(pool)
-                .await?;
+        let row = sqlx::query!(
+            "select revision, variables from environments where id = $1",
+            id
+        )
+        .fetch_optional(pool)
+        .await?;
         // Deleted since the claim (only possible once no function uses it):
         // the retry's claim will see the function's new reference.
-        let (revision, sealed) = row.ok_or(EnvironmentError::Changed(id))?;
-        let variables: Variables = Arc::new(key.open(id, &sealed)?.into_iter().collect());
+        let row = row.ok_or(EnvironmentError::Changed(id))?;
+        let revision = row.revision;
+        let variables: Variables = Arc::new(key.open(id, &row.variables)?.into_iter().collect());
         let mut cached = self.cached.lock();
         let newest = cached
             .get(&id)

@@ -92,20 +92,23 @@ impl ModuleCache {
         function_id: Uuid,
         version: i32,
     ) -> Result<Arc<Cached>, LoadError> {
-        let row: Option<(Vec<u8>, sqlx::types::Json<ExecutionConfig>, Option<String>)> =
-            sqlx::query_as(
-                r#"
-                select module, execution_config, engine_sha256 from function_versions
-                where function_id = $1 and version = $2 and status = 'READY'
-                "#,
-            )
-            .bind(function_id)
-            .bind(version)
-            .fetch_optional(pool)
-            .await?;
-        let Some((wasm, sqlx::types::Json(config), engine_sha256)) = row else {
+        let row = sqlx::query!(
+            r#"
+            select module as "module!", execution_config as "execution_config: sqlx::types::Json<ExecutionConfig>",
+                   engine_sha256
+            from function_versions
+            where function_id = $1 and version = $2 and status = 'READY'
+            "#,
+            function_id,
+            version,
+        )
+        .fetch_optional(pool)
+        .await?;
+        let Some(row) = row else {
             return Err(LoadError::Missing { version });
         };
+        let (wasm, sqlx::types::Json(config), engine_sha256) =
+            (row.module, row.execution_config, row.engine_sha256);
         let engine = match engine_sha256 {
             Some(sha256) => Some(self.engine(pool, sha256).await?),
             None => None,
@@ -131,11 +134,11 @@ impl ModuleCache {
     /// the first TypeScript execution on this worker does not wait for
     /// Cranelift (about 0.6 s). Without any stored engine it does nothing.
     pub(crate) async fn preload_newest_engine(&self, pool: &PgPool) -> Result<(), LoadError> {
-        let newest: Option<(String,)> =
-            sqlx::query_as("select sha256 from js_engines order by created_at desc limit 1")
+        let newest =
+            sqlx::query_scalar!("select sha256 from js_engines order by created_at desc limit 1")
                 .fetch_optional(pool)
                 .await?;
-        if let Some((sha256,)) = newest {
+        if let Some(sha256) = newest {
             self.engine(pool, sha256).await?;
         }
         Ok(())

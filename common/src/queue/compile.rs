@@ -63,16 +63,15 @@ pub async fn enqueue(
     version: i32,
     request_id: Option<&str>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         r#"insert into compile_jobs (function_id, version, request_id) values ($1, $2, $3)"#,
+        function_id,
+        version,
+        request_id,
     )
-    .bind(function_id)
-    .bind(version)
-    .bind(request_id)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("select pg_notify($1, '')")
-        .bind(notify::COMPILE_JOBS)
+    sqlx::query!("select pg_notify($1, '')", notify::COMPILE_JOBS)
         .execute(&mut *conn)
         .await?;
     Ok(())
@@ -86,7 +85,8 @@ pub async fn claim(
     lease: Duration,
     limit: i64,
 ) -> Result<Vec<CompileJob>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        CompileJob,
         r#"
         with next as (
             select id from compile_jobs
@@ -106,16 +106,18 @@ pub async fn claim(
             from claimed c where v.function_id = c.function_id and v.version = c.version
             returning v.function_id, v.version, v.source
         )
-        select c.id, c.function_id, c.version, c.attempt, c.max_attempts, c.lease_token,
-               f.language::text as language, m.source, c.request_id
+        select c.id as "id!", c.function_id as "function_id!", c.version as "version!",
+               c.attempt as "attempt!", c.max_attempts as "max_attempts!",
+               c.lease_token as "lease_token!", f.language::text as "language!",
+               m.source as "source!", c.request_id
         from claimed c
         join marked m on m.function_id = c.function_id and m.version = c.version
         join functions f on f.id = c.function_id
         "#,
+        limit,
+        secs(lease),
+        worker_id,
     )
-    .bind(limit)
-    .bind(secs(lease))
-    .bind(worker_id)
     .fetch_all(db)
     .await
 }
@@ -152,14 +154,14 @@ pub async fn complete(
     };
     // The version becomes active only if it is newer than the active one, so
     // builds finishing out of order never roll a function back.
-    let row: Option<(Uuid,)> = sqlx::query_as(
+    let row = sqlx::query_scalar!(
         r#"
         with done as (
             delete from compile_jobs where id = $1 and lease_token = $2
             returning function_id, version
         ), v as (
             update function_versions fv
-            set status = $3::version_status, module = $4, module_sha256 = $5,
+            set status = $3, module = $4, module_sha256 = $5,
                 compile_duration_ms = $6, compile_error = $7, engine_sha256 = $9,
                 compiled_at = now(), updated_at = now()
             from done where fv.function_id = done.function_id and fv.version = done.version
@@ -176,19 +178,45 @@ pub async fn complete(
         )
         select f.id from f, lateral (select pg_notify($8, f.id::text)) as n
         "#,
+        job.id,
+        job.lease_token,
+        status as VersionStatus,
+        module,
+        sha256,
+        duration_ms,
+        compile_error,
+        notify::FUNCTION_VERSION_BUILT,
+        engine_sha256,
     )
-    .bind(job.id)
-    .bind(job.lease_token)
-    .bind(status)
-    .bind(module)
-    .bind(sha256)
-    .bind(duration_ms)
-    .bind(compile_error)
-    .bind(notify::FUNCTION_VERSION_BUILT)
-    .bind(engine_sha256)
     .fetch_optional(db)
     .await?;
     Ok(row.is_some())
+}
+
+// The compile queue's lease lifecycle (see `super::lease`). A job going back
+// to the queue puts its version back to PENDING (the claim made it
+// COMPILING); a job lost for good fails its version, and the API's waiters
+// hear of it as of any finished build.
+mod lease {
+    crate::queue::lease::lifecycle! {
+        table: "compile_jobs",
+        id: i64,
+        jobs_channel: crate::notify::COMPILE_JOBS,
+        requeue_hint: "",
+        requeued: r#", v as (
+            update function_versions fv set status = 'PENDING', updated_at = now()
+            from j where fv.function_id = j.function_id and fv.version = j.version
+        )"#,
+        ended_channel: crate::notify::FUNCTION_VERSION_BUILT,
+        ended: r#", ended as (
+            update function_versions fv
+            set status = 'FAILED', updated_at = now(), compiled_at = now(),
+                compile_error = 'the build was lost with its worker ' || j.attempt
+                                || ' times; update the function to try again'
+            from j where fv.function_id = j.function_id and fv.version = j.version
+            returning fv.function_id as key
+        )"#,
+    }
 }
 
 /// Gives the job back after an infrastructure failure: retried later with
@@ -212,75 +240,25 @@ pub async fn retry_or_fail(
         )
         .await;
     }
-    let done = sqlx::query(
-        r#"
-        with j as (
-            update compile_jobs
-            set state = 'available', lease_token = null, lease_expires_at = null,
-                run_at = now() + make_interval(secs => $3), last_error = $4
-            where id = $1 and lease_token = $2
-            returning function_id, version
-        )
-        update function_versions fv set status = 'PENDING', updated_at = now()
-        from j where fv.function_id = j.function_id and fv.version = j.version
-        "#,
-    )
-    .bind(job.id)
-    .bind(job.lease_token)
-    .bind(secs(retry_backoff(job.attempt)))
-    .bind(error)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() > 0)
+    let backoff = retry_backoff(job.attempt);
+    lease::retry_later(db, job.id, job.lease_token, backoff, error).await
 }
 
 /// Hands a job this worker will not finish (shutdown) straight back to the
 /// queue; the attempt does not count.
 pub async fn release(db: impl PgExecutor<'_>, lease_token: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        r#"
-        with j as (
-            update compile_jobs
-            set state = 'available', attempt = greatest(attempt - 1, 0), lease_token = null,
-                lease_expires_at = null, run_at = now()
-            where lease_token = $1
-            returning function_id, version
-        ), v as (
-            update function_versions fv set status = 'PENDING', updated_at = now()
-            from j where fv.function_id = j.function_id and fv.version = j.version
-        )
-        select pg_notify($2, '') from j
-        "#,
-    )
-    .bind(lease_token)
-    .bind(notify::COMPILE_JOBS)
-    .execute(db)
-    .await?;
-    Ok(())
+    lease::release(db, lease_token).await
 }
 
 /// Extends the leases of the jobs this worker is still building, skipping
 /// any another transaction holds, as [`super::execute::heartbeat`] does.
+/// Returns how many it extended.
 pub async fn heartbeat(
     db: impl PgExecutor<'_>,
     lease_tokens: &[Uuid],
     lease: Duration,
 ) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
-        r#"
-        update compile_jobs set lease_expires_at = now() + make_interval(secs => $2)
-        where id in (
-            select id from compile_jobs
-            where state = 'running' and lease_token = any($1)
-            for update skip locked
-        )
-        "#,
-    )
-    .bind(lease_tokens)
-    .bind(secs(lease))
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected())
+    Ok(lease::heartbeat(db, lease_tokens, lease).await?.len() as u64)
 }
 
 /// Returns jobs whose lease expired (their worker died or stalled) to the
@@ -288,56 +266,5 @@ pub async fn heartbeat(
 /// Returns how many jobs were rescued. Skips jobs another transaction holds
 /// (a late result being written); the next round sees them if still there.
 pub async fn rescue_expired(db: &PgPool) -> Result<u64, sqlx::Error> {
-    let (requeued,): (i64,) = sqlx::query_as(
-        r#"
-        with j as (
-            update compile_jobs
-            set state = 'available', lease_token = null, lease_expires_at = null,
-                run_at = now(), last_error = 'lease expired: the worker was lost'
-            where id in (
-                select id from compile_jobs
-                where state = 'running' and lease_expires_at < now() and attempt < max_attempts
-                for update skip locked
-            )
-            returning function_id, version
-        ), v as (
-            update function_versions fv set status = 'PENDING', updated_at = now()
-            from j where fv.function_id = j.function_id and fv.version = j.version
-        )
-        select count(*) from j
-        "#,
-    )
-    .fetch_one(db)
-    .await?;
-    if requeued > 0 {
-        sqlx::query("select pg_notify($1, '')")
-            .bind(notify::COMPILE_JOBS)
-            .execute(db)
-            .await?;
-    }
-    let failed = sqlx::query(
-        r#"
-        with j as (
-            delete from compile_jobs
-            where id in (
-                select id from compile_jobs
-                where state = 'running' and lease_expires_at < now() and attempt >= max_attempts
-                for update skip locked
-            )
-            returning function_id, version, attempt
-        )
-        , v as (
-            update function_versions fv
-            set status = 'FAILED', updated_at = now(), compiled_at = now(),
-                compile_error = 'the build was lost with its worker ' || j.attempt || ' times; update the function to try again'
-            from j where fv.function_id = j.function_id and fv.version = j.version
-            returning fv.function_id
-        )
-        select pg_notify($1, v.function_id::text) from v
-        "#,
-    )
-    .bind(notify::FUNCTION_VERSION_BUILT)
-    .execute(db)
-    .await?;
-    Ok(requeued as u64 + failed.rows_affected())
+    lease::rescue_expired(db).await
 }

@@ -139,8 +139,10 @@ pub const NO_OWNER: Uuid = Uuid::nil();
 /// admitted and none when they would take the owner over `$4`; the i-th run
 /// (from 0) gets the stamp `start + i * step`. Then `admit (limited, n)`:
 /// the first `n` runs are admitted (under the concurrency limit of version
-/// `$5` if `limited`), the others parked. A macro so that each statement
-/// stays one literal.
+/// `$5` if `limited`), the others parked. A macro that writes the whole
+/// `sqlx::$query!(..)` call, with this text and then the statement's own
+/// `parts` joined by `+`: `query!` checks only a literal, or literals joined
+/// by `+`, so the common text cannot be a constant or a nested macro call.
 ///
 /// Start-time fair queueing, done at enqueue so that the claim stays one
 /// index scan (docs/architecture.md, "Fairness and quotas"). No row here is
@@ -172,9 +174,9 @@ pub const NO_OWNER: Uuid = Uuid::nil();
 /// - `cap`, `slots`, `admit`: `executionConfig.maxConcurrency` of the version
 ///   run. Only functions with a limit (now or before) touch their slot row,
 ///   in `plat_take_function_slots` (migration 20261206000001).
-macro_rules! stamp_ctes {
-    () => {
-        r#"
+macro_rules! stamped {
+    ($query:ident!($($part:literal)+, $($arg:expr),+ $(,)?)) => {
+        sqlx::$query!(r#"
         with clock as (
             select coalesce((select vt from execution_jobs
                              where state = 'available' and not parked and run_at <= now()
@@ -241,26 +243,27 @@ macro_rules! stamp_ctes {
         ), admit as (
             select (select max_running from cap) is not null and exists (select from slots) as limited,
                    coalesce((select n from slots), $3::bigint) as n
-        )"#
+        )"# $(+ $part)+, $($arg),+)
     };
 }
 
-/// The end of both single-run enqueue statements, after [`stamp_ctes`] and a
-/// CTE `e (id)` naming the execution to queue: its job (parked when
-/// `admit` gave it no slot), and the executors woken when `$11`. Answers the
-/// job's id, null when the owner is over the quota.
-macro_rules! queue_job {
-    () => {
-        r#", j as (
+/// Both single-run enqueue statements: [`stamped`], then `e`, a CTE `e (id)`
+/// naming the execution to queue, then its job (parked when `admit` gave it
+/// no slot), and the executors woken on channel `$8` when `$7`. Answers the
+/// job's id, null when the owner is over the quota. Parameters from `$9` on
+/// are `e`'s own.
+macro_rules! queue_one {
+    ($e:literal, $($arg:expr),+ $(,)?) => {
+        stamped!(query_scalar!($e r#", j as (
             insert into execution_jobs (id, function_id, version, owner_id, vt, parked, holds_slot)
             select e.id, $2, $5, $1, flow.start, admit.n < 1, admit.limited and admit.n >= 1
             from e, flow, admit
             returning id
         ), wake as (
-            select pg_notify($12, '') from j where $11
+            select pg_notify($8, '') from j where $7
         )
-        select (select id from j) from (select count(*) from wake) as woken
-        "#
+        select (select id from j) as "id?" from (select count(*) from wake) as woken
+        "#, $($arg),+))
     };
 }
 
@@ -277,27 +280,25 @@ pub async fn enqueue(
     if new.idempotency_key.is_some() {
         return enqueue_with_key(conn, new).await;
     }
-    let created: Option<Uuid> = sqlx::query_scalar(concat!(
-        stamp_ctes!(),
+    let created = queue_one!(
         r#", e as (
             insert into executions (id, function_id, function_version, input, idempotency_key, created_by, request_id)
-            select $6, $2, $5, $7::jsonb, $8, $9, $10 from flow
+            select $6, $2, $5, $9::text::jsonb, $10, $11, $12 from flow
             returning id
         )"#,
-        queue_job!()
-    ))
-    .bind(new.created_by.unwrap_or(NO_OWNER))
-    .bind(new.function_id)
-    .bind(1_i64)
-    .bind(new.max_in_flight)
-    .bind(new.version)
-    .bind(new.id)
-    .bind(new.input_json)
-    .bind(new.idempotency_key)
-    .bind(new.created_by)
-    .bind(new.request_id)
-    .bind(new.wake_executors)
-    .bind(notify::EXECUTION_JOBS)
+        new.created_by.unwrap_or(NO_OWNER),
+        new.function_id,
+        1_i64,
+        new.max_in_flight,
+        new.version,
+        new.id,
+        new.wake_executors,
+        notify::EXECUTION_JOBS,
+        new.input_json,
+        new.idempotency_key,
+        new.created_by,
+        new.request_id,
+    )
     .fetch_one(&mut *conn)
     .await?;
     Ok(match created {
@@ -322,62 +323,58 @@ async fn enqueue_with_key(
     new: NewExecution<'_>,
 ) -> Result<Enqueued, sqlx::Error> {
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    let inserted: Option<Uuid> = sqlx::query_scalar(
+    let inserted = sqlx::query_scalar!(
         r#"
         insert into executions (id, function_id, function_version, input, idempotency_key, created_by, request_id)
-        values ($1, $2, $3, $4::jsonb, $5, $6, $7)
+        values ($1, $2, $3, $4::text::jsonb, $5, $6, $7)
         on conflict (function_id, created_by, idempotency_key) where idempotency_key is not null do nothing
         returning id
         "#,
+        new.id,
+        new.function_id,
+        new.version,
+        new.input_json,
+        new.idempotency_key,
+        new.created_by,
+        new.request_id,
     )
-    .bind(new.id)
-    .bind(new.function_id)
-    .bind(new.version)
-    .bind(new.input_json)
-    .bind(new.idempotency_key)
-    .bind(new.created_by)
-    .bind(new.request_id)
     .fetch_optional(&mut *tx)
     .await?;
     if inserted.is_none() {
         // The insert waited for a concurrent request with the same key to
         // commit, so its execution is visible to this next statement.
-        let (id, same_input): (Uuid, bool) = sqlx::query_as(
+        let existing = sqlx::query!(
             r#"
-            select id, input = $3::jsonb from executions
+            select id, input = $3::text::jsonb as "same_input!" from executions
             where function_id = $1 and idempotency_key = $2 and created_by is not distinct from $4
             "#,
+            new.function_id,
+            new.idempotency_key,
+            new.input_json,
+            new.created_by,
         )
-        .bind(new.function_id)
-        .bind(new.idempotency_key)
-        .bind(new.input_json)
-        .bind(new.created_by)
         .fetch_one(&mut *tx)
         .await?;
         tx.rollback().await?;
-        return Ok(Enqueued::Existing { id, same_input });
+        return Ok(Enqueued::Existing {
+            id: existing.id,
+            same_input: existing.same_input,
+        });
     }
-    let queued: Option<Uuid> = sqlx::query_scalar(concat!(
-        stamp_ctes!(),
+    // The execution's own parameters ($9 on) are not needed: it is inserted.
+    let queued = queue_one!(
         r#", e as (
             select $6::uuid as id from flow
         )"#,
-        queue_job!()
-    ))
-    .bind(new.created_by.unwrap_or(NO_OWNER))
-    .bind(new.function_id)
-    .bind(1_i64)
-    .bind(new.max_in_flight)
-    .bind(new.version)
-    .bind(new.id)
-    // $7-$10 are the execution's, already inserted: bound unused so that
-    // both statements number their parameters alike.
-    .bind(new.input_json)
-    .bind(new.idempotency_key)
-    .bind(new.created_by)
-    .bind(new.request_id)
-    .bind(new.wake_executors)
-    .bind(notify::EXECUTION_JOBS)
+        new.created_by.unwrap_or(NO_OWNER),
+        new.function_id,
+        1_i64,
+        new.max_in_flight,
+        new.version,
+        new.id,
+        new.wake_executors,
+        notify::EXECUTION_JOBS,
+    )
     .fetch_one(&mut *tx)
     .await?;
     if queued.is_none() {
@@ -427,8 +424,7 @@ pub async fn enqueue_batch(
     db: impl PgExecutor<'_>,
     batch: NewBatch<'_>,
 ) -> Result<BatchEnqueued, sqlx::Error> {
-    let (admitted,): (bool,) = sqlx::query_as(concat!(
-        stamp_ctes!(),
+    let admitted = stamped!(query_scalar!(
         r#", e as (
             insert into executions (id, function_id, function_version, input, created_by, request_id)
             select t.id, $2, $5, t.input::jsonb, $8, $9
@@ -441,18 +437,18 @@ pub async fn enqueue_batch(
             from e join unnest($6::uuid[]) with ordinality as t (id, n) on t.id = e.id, flow, admit
             returning 1
         )
-        select exists (select from flow)
-        "#
+        select exists (select from flow) as "admitted!"
+        "#,
+        batch.created_by.unwrap_or(NO_OWNER),
+        batch.function_id,
+        batch.ids.len() as i64,
+        batch.max_in_flight,
+        batch.version,
+        batch.ids,
+        batch.inputs as &[&str],
+        batch.created_by,
+        batch.request_id,
     ))
-    .bind(batch.created_by.unwrap_or(NO_OWNER))
-    .bind(batch.function_id)
-    .bind(batch.ids.len() as i64)
-    .bind(batch.max_in_flight)
-    .bind(batch.version)
-    .bind(batch.ids)
-    .bind(batch.inputs)
-    .bind(batch.created_by)
-    .bind(batch.request_id)
     .fetch_one(db)
     .await?;
     Ok(if admitted {
@@ -501,7 +497,8 @@ pub async fn claim_from(
     limit: i64,
     from: Option<f64>,
 ) -> Result<Vec<ExecutionJob>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        ExecutionJob,
         r#"
         with durability as (
             select set_config('synchronous_commit', 'off', true)
@@ -525,21 +522,23 @@ pub async fn claim_from(
             from (select min(vt) as vt from claimed) m
             where m.vt > c.vt
         )
-        select c.id, c.function_id, c.owner_id, c.vt, c.version, c.attempt, c.max_attempts,
-               c.lease_token, e.input::text as input, f.environment_id,
-               env.revision as environment_revision, e.request_id,
-               v.retired_at is not null as version_retired
+        select c.id as "id!", c.function_id as "function_id!", c.owner_id as "owner_id!",
+               c.vt as "vt!", c.version as "version!", c.attempt as "attempt!",
+               c.max_attempts as "max_attempts!", c.lease_token as "lease_token!",
+               e.input::text as "input!", f.environment_id as "environment_id?",
+               env.revision as "environment_revision?", e.request_id,
+               v.retired_at is not null as "version_retired!"
         from claimed c join executions e on e.id = c.id
         left join functions f on f.id = c.function_id
         left join environments env on env.id = f.environment_id
         left join function_versions v on v.function_id = c.function_id and v.version = c.version
         cross join durability
         "#,
+        limit,
+        secs(lease),
+        worker_id,
+        from,
     )
-    .bind(limit)
-    .bind(secs(lease))
-    .bind(worker_id)
-    .bind(from)
     .fetch_all(db)
     .await
 }
@@ -613,7 +612,7 @@ pub async fn complete_batch(
         };
         ids.push(job.id);
         tokens.push(job.lease_token);
-        statuses.push(status.as_str());
+        statuses.push(status);
         outputs.push(output);
         error_types.push(error_type);
         error_messages.push(error_message);
@@ -621,7 +620,7 @@ pub async fn complete_batch(
         truncated.push(finished.logs_truncated);
         durations.push(finished.duration_ms);
     }
-    let written: Option<(Vec<Uuid>,)> = sqlx::query_as(
+    let written = sqlx::query!(
         r#"
         with r as (
             select * from unnest($1::uuid[], $2::uuid[], $3::execution_status[], $4::text[],
@@ -642,23 +641,51 @@ pub async fn complete_batch(
             where e.id = r.id
             returning e.id
         )
-        select array_agg(id), pg_notify($10, string_agg(id::text, ',')) from fin
+        select array_agg(id) as "ids!", pg_notify($10, string_agg(id::text, ',')) from fin
         having count(*) > 0
         "#,
+        &ids,
+        &tokens,
+        &statuses as &[ExecutionStatus],
+        &outputs as &[Option<&str>],
+        &error_types as &[Option<&str>],
+        &error_messages as &[Option<&str>],
+        &logs as &[&str],
+        &truncated,
+        &durations,
+        notify::EXECUTION_FINISHED,
     )
-    .bind(&ids)
-    .bind(&tokens)
-    .bind(&statuses)
-    .bind(&outputs)
-    .bind(&error_types)
-    .bind(&error_messages)
-    .bind(&logs)
-    .bind(&truncated)
-    .bind(&durations)
-    .bind(notify::EXECUTION_FINISHED)
     .fetch_optional(db)
     .await?;
-    Ok(written.map(|(ids,)| ids).unwrap_or_default())
+    Ok(written.map(|row| row.ids).unwrap_or_default())
+}
+
+// The execution queue's lease lifecycle (see `super::lease`). The job's
+// execution row reads as QUEUED again by itself once its job is back in the
+// queue, so going back needs no side effect; the workers are told that a run
+// with an old stamp waits ([`notify::OLD_STAMPS`]). A job lost for good, or
+// lost after it was asked to stop, ends its execution (FAILED as
+// WORKER_LOST, or CANCELLED) and wakes whoever waits for it.
+mod lease {
+    crate::queue::lease::lifecycle! {
+        table: "execution_jobs",
+        id: uuid::Uuid,
+        jobs_channel: crate::notify::EXECUTION_JOBS,
+        requeue_hint: crate::notify::OLD_STAMPS,
+        requeued: "",
+        ended_channel: crate::notify::EXECUTION_FINISHED,
+        ended: r#", ended as (
+            update executions e
+            set status = case when j.cancel_requested then 'CANCELLED' else 'FAILED' end::execution_status,
+                error_type = case when j.cancel_requested then 'CANCELLED' else 'WORKER_LOST' end,
+                finished_at = now(), attempts = j.attempt, worker_id = j.worker_id,
+                started_at = j.started_at,
+                error_message = case when j.cancel_requested then 'cancelled while running'
+                                     else 'the execution was lost with its worker on all ' || j.attempt || ' attempts' end
+            from j where e.id = j.id
+            returning e.id as key
+        )"#,
+    }
 }
 
 /// Gives the job back after an infrastructure failure (retried with backoff),
@@ -678,21 +705,8 @@ pub async fn retry_or_fail(
         );
         return complete(db, job, &finished).await;
     }
-    let done = sqlx::query(
-        r#"
-        update execution_jobs
-        set state = 'available', lease_token = null, lease_expires_at = null,
-            run_at = now() + make_interval(secs => $3), last_error = $4
-        where id = $1 and lease_token = $2 and not cancel_requested
-        "#,
-    )
-    .bind(job.id)
-    .bind(job.lease_token)
-    .bind(secs(retry_backoff(job.attempt)))
-    .bind(error)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() > 0)
+    let backoff = retry_backoff(job.attempt);
+    lease::retry_later(db, job.id, job.lease_token, backoff, error).await
 }
 
 /// Hands a job this worker will not finish (shutdown) straight back to the
@@ -701,24 +715,7 @@ pub async fn release(db: &PgPool, lease_token: Uuid) -> Result<(), sqlx::Error> 
     if end_if_cancel_requested(db, lease_token).await? {
         return Ok(());
     }
-    sqlx::query(
-        r#"
-        with j as (
-            update execution_jobs
-            set state = 'available', attempt = greatest(attempt - 1, 0), lease_token = null,
-                lease_expires_at = null, run_at = now()
-            where lease_token = $1 and not cancel_requested
-            returning id
-        )
-        select pg_notify($2, $3) from j
-        "#,
-    )
-    .bind(lease_token)
-    .bind(notify::EXECUTION_JOBS)
-    .bind(notify::OLD_STAMPS)
-    .execute(db)
-    .await?;
-    Ok(())
+    lease::release(db, lease_token).await
 }
 
 /// Extends the leases of the jobs this worker is still running, and returns
@@ -737,21 +734,7 @@ pub async fn heartbeat(
     lease_tokens: &[Uuid],
     lease: Duration,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
-    let jobs: Vec<(Uuid, bool)> = sqlx::query_as(
-        r#"
-        update execution_jobs set lease_expires_at = now() + make_interval(secs => $2)
-        where id in (
-            select id from execution_jobs
-            where state = 'running' and lease_token = any($1)
-            for update skip locked
-        )
-        returning lease_token, cancel_requested
-        "#,
-    )
-    .bind(lease_tokens)
-    .bind(secs(lease))
-    .fetch_all(db)
-    .await?;
+    let jobs = lease::heartbeat(db, lease_tokens, lease).await?;
     Ok(jobs
         .into_iter()
         .filter(|(_, cancel)| *cancel)
@@ -762,43 +745,73 @@ pub async fn heartbeat(
 /// Ends a job that was asked to stop as CANCELLED instead of giving it back
 /// to the queue. Returns whether it did.
 async fn end_if_cancel_requested(db: &PgPool, lease_token: Uuid) -> Result<bool, sqlx::Error> {
-    end_cancelled(
-        db,
-        "lease_token = $1 and cancel_requested",
-        lease_token,
-        "cancelled while running",
-    )
-    .await
+    end_cancelled(db, Cancelled::Running(lease_token)).await
 }
 
-/// Deletes the job matching `condition` (`$1` is `key`) and records its
-/// execution CANCELLED with `message`, waking whoever waits for it.
-async fn end_cancelled(
-    db: &PgPool,
-    condition: &str,
-    key: Uuid,
-    message: &str,
-) -> Result<bool, sqlx::Error> {
-    let ended = sqlx::query(&format!(
-        r#"
-        with j as (
-            delete from execution_jobs where {condition}
-            returning id, attempt, worker_id, started_at
-        ), fin as (
-            update executions e
-            set status = 'CANCELLED', error_type = 'CANCELLED', error_message = $2, finished_at = now(),
-                attempts = j.attempt, worker_id = j.worker_id, started_at = j.started_at
-            from j where e.id = j.id
-            returning e.id
-        )
-        select pg_notify($3, fin.id::text) from fin
-        "#
-    ))
-    .bind(key)
-    .bind(message)
-    .bind(notify::EXECUTION_FINISHED)
-    .execute(db)
-    .await?;
+/// Which job [`end_cancelled`] ends.
+#[derive(Debug, Clone, Copy)]
+enum Cancelled {
+    /// The job held with this lease token, if it was asked to stop.
+    Running(Uuid),
+    /// This execution's job, if it is still queued.
+    Queued(Uuid),
+}
+
+/// Deletes the job `which` names and records its execution CANCELLED,
+/// waking whoever waits for it. Returns whether there was such a job.
+///
+/// Two checked statements rather than one built at run time: the job is
+/// found in one of two fixed ways, and only the `where` differs. One
+/// statement with a parameter choosing the condition would hide from the
+/// planner which of the two it runs, and a query builder would give up the
+/// compile-time check for no gain.
+async fn end_cancelled(db: &PgPool, which: Cancelled) -> Result<bool, sqlx::Error> {
+    let ended = match which {
+        Cancelled::Running(lease_token) => {
+            sqlx::query!(
+                r#"
+                with j as (
+                    delete from execution_jobs where lease_token = $1 and cancel_requested
+                    returning id, attempt, worker_id, started_at
+                ), fin as (
+                    update executions e
+                    set status = 'CANCELLED', error_type = 'CANCELLED',
+                        error_message = 'cancelled while running', finished_at = now(),
+                        attempts = j.attempt, worker_id = j.worker_id, started_at = j.started_at
+                    from j where e.id = j.id
+                    returning e.id
+                )
+                select pg_notify($2, fin.id::text) from fin
+                "#,
+                lease_token,
+                notify::EXECUTION_FINISHED,
+            )
+            .execute(db)
+            .await?
+        }
+        Cancelled::Queued(execution_id) => {
+            sqlx::query!(
+                r#"
+                with j as (
+                    delete from execution_jobs where id = $1 and state = 'available'
+                    returning id, attempt, worker_id, started_at
+                ), fin as (
+                    update executions e
+                    set status = 'CANCELLED', error_type = 'CANCELLED',
+                        error_message = 'cancelled before it ran', finished_at = now(),
+                        attempts = j.attempt, worker_id = j.worker_id, started_at = j.started_at
+                    from j where e.id = j.id
+                    returning e.id
+                )
+                select pg_notify($2, fin.id::text) from fin
+                "#,
+                execution_id,
+                notify::EXECUTION_FINISHED,
+            )
+            .execute(db)
+            .await?
+        }
+    };
     Ok(ended.rows_affected() > 0)
 }
 
@@ -816,17 +829,10 @@ pub enum CancelOutcome {
 /// Cancels an execution: a queued one at once, a running one by flagging its
 /// job and telling the executors (the one holding it stops the run).
 pub async fn cancel(db: &PgPool, execution_id: Uuid) -> Result<CancelOutcome, sqlx::Error> {
-    if end_cancelled(
-        db,
-        "id = $1 and state = 'available'",
-        execution_id,
-        "cancelled before it ran",
-    )
-    .await?
-    {
+    if end_cancelled(db, Cancelled::Queued(execution_id)).await? {
         return Ok(CancelOutcome::Cancelled);
     }
-    let running = sqlx::query(
+    let running = sqlx::query!(
         r#"
         with j as (
             update execution_jobs set cancel_requested = true
@@ -835,9 +841,9 @@ pub async fn cancel(db: &PgPool, execution_id: Uuid) -> Result<CancelOutcome, sq
         )
         select pg_notify($2, j.id::text) from j
         "#,
+        execution_id,
+        notify::EXECUTION_CANCEL,
     )
-    .bind(execution_id)
-    .bind(notify::EXECUTION_CANCEL)
     .execute(db)
     .await?;
     Ok(if running.rows_affected() > 0 {
@@ -849,65 +855,12 @@ pub async fn cancel(db: &PgPool, execution_id: Uuid) -> Result<CancelOutcome, sq
 
 /// Returns jobs whose lease expired (their worker died or stalled) to the
 /// queue, or fails them as WORKER_LOST when they have used all their
-/// attempts. Returns how many jobs were rescued. Like [`heartbeat`], skips
-/// jobs another transaction holds (a late result being written): the next
-/// round sees them again if they are still there.
+/// attempts (CANCELLED when they were asked to stop). Returns how many jobs
+/// were rescued. Like [`heartbeat`], skips jobs another transaction holds
+/// (a late result being written): the next round sees them again if they
+/// are still there.
 pub async fn rescue_expired(db: &PgPool) -> Result<u64, sqlx::Error> {
-    let (requeued,): (i64,) = sqlx::query_as(
-        r#"
-        with j as (
-            update execution_jobs
-            set state = 'available', lease_token = null, lease_expires_at = null,
-                run_at = now(), last_error = 'lease expired: the worker was lost'
-            where id in (
-                select id from execution_jobs
-                where state = 'running' and lease_expires_at < now() and attempt < max_attempts
-                  and not cancel_requested
-                for update skip locked
-            )
-            returning id
-        )
-        select count(*) from j
-        "#,
-    )
-    .fetch_one(db)
-    .await?;
-    if requeued > 0 {
-        sqlx::query("select pg_notify($1, $2)")
-            .bind(notify::EXECUTION_JOBS)
-            .bind(notify::OLD_STAMPS)
-            .execute(db)
-            .await?;
-    }
-    let failed = sqlx::query(
-        r#"
-        with j as (
-            delete from execution_jobs
-            where id in (
-                select id from execution_jobs
-                where state = 'running' and lease_expires_at < now()
-                  and (attempt >= max_attempts or cancel_requested)
-                for update skip locked
-            )
-            returning id, attempt, cancel_requested, worker_id, started_at
-        ), fin as (
-            update executions e
-            set status = case when j.cancel_requested then 'CANCELLED' else 'FAILED' end::execution_status,
-                error_type = case when j.cancel_requested then 'CANCELLED' else 'WORKER_LOST' end,
-                finished_at = now(), attempts = j.attempt, worker_id = j.worker_id,
-                started_at = j.started_at,
-                error_message = case when j.cancel_requested then 'cancelled while running'
-                                     else 'the execution was lost with its worker on all ' || j.attempt || ' attempts' end
-            from j where e.id = j.id
-            returning e.id
-        )
-        select pg_notify($1, fin.id::text) from fin
-        "#,
-    )
-    .bind(notify::EXECUTION_FINISHED)
-    .execute(db)
-    .await?;
-    Ok(requeued as u64 + failed.rows_affected())
+    lease::rescue_expired(db).await
 }
 
 /// Cancels every queued (not yet running) execution of a function. Used when
@@ -945,7 +898,7 @@ async fn cancel_queued(
     version: Option<i32>,
     message: &str,
 ) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         r#"
         with j as (
             delete from execution_jobs
@@ -961,11 +914,11 @@ async fn cancel_queued(
         )
         select pg_notify($4, fin.id::text) from fin
         "#,
+        function_id,
+        version,
+        message,
+        notify::EXECUTION_FINISHED,
     )
-    .bind(function_id)
-    .bind(version)
-    .bind(message)
-    .bind(notify::EXECUTION_FINISHED)
     .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected())

@@ -17,6 +17,7 @@
 
 pub mod compile;
 pub mod execute;
+mod lease;
 
 use std::time::Duration;
 
