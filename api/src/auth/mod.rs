@@ -2,7 +2,8 @@
 //! carries an API key (`Authorization: Bearer plat_...`) or a session cookie
 //! from `POST /auth/login`. The middleware here resolves it to a [`Caller`],
 //! applies the user's rate limit and, for cookie-authenticated requests
-//! that change state, the CSRF check; handlers then take the `Caller`.
+//! that change state, the CSRF check; handlers then take the `Caller` and
+//! ask [`crate::policy`] what it may do.
 //!
 //! Credentials are opaque and looked up in the database, so revoking one
 //! takes effect at once. Lookups are cached per process for a few seconds;
