@@ -1,6 +1,7 @@
 //! Access lists (`allowedUsers`, `allowedGroups`) as functions and
-//! environments take them. The rule itself is [`crate::auth::Caller::can_access`]
-//! (and its SQL form, [`crate::auth::visible_sql`]).
+//! environments take them. Who they let see what is decided in
+//! [`crate::policy`] (`can_see_function`, `can_see_environment` and their
+//! SQL forms).
 
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -21,22 +22,36 @@ pub enum List {
 /// they name is refused: dropping the last entry of a list would make a
 /// restricted resource public.
 pub async fn naming(db: &mut PgConnection, list: List, id: Uuid) -> Result<Vec<String>> {
-    let column = match list {
-        List::Users => "allowed_users",
-        List::Groups => "allowed_groups",
+    // One statement per list: a column name cannot be a parameter.
+    let named = match list {
+        List::Users => {
+            sqlx::query_scalar!(
+                r#"
+                select 'function ' || name as "named!" from functions where $1 = any(allowed_users)
+                union all
+                select 'environment ' || name from environments where $1 = any(allowed_users)
+                order by 1 limit 10
+                "#,
+                id
+            )
+            .fetch_all(db)
+            .await?
+        }
+        List::Groups => {
+            sqlx::query_scalar!(
+                r#"
+                select 'function ' || name as "named!" from functions where $1 = any(allowed_groups)
+                union all
+                select 'environment ' || name from environments where $1 = any(allowed_groups)
+                order by 1 limit 10
+                "#,
+                id
+            )
+            .fetch_all(db)
+            .await?
+        }
     };
-    let named: Vec<(String,)> = sqlx::query_as(&format!(
-        r#"
-        select 'function ' || name from functions where $1 = any({column})
-        union all
-        select 'environment ' || name from environments where $1 = any({column})
-        order by 1 limit 10
-        "#
-    ))
-    .bind(id)
-    .fetch_all(db)
-    .await?;
-    Ok(named.into_iter().map(|(name,)| name).collect())
+    Ok(named)
 }
 
 /// Sorts and de-duplicates the lists and checks that every user and group
@@ -59,21 +74,21 @@ pub async fn check(
             )));
         }
     }
-    let unknown: Option<(Option<Uuid>, Option<Uuid>)> = sqlx::query_as(
+    let unknown = sqlx::query!(
         r#"
-        select (select u from unnest($1::uuid[]) u where u not in (select id from users) limit 1),
-               (select g from unnest($2::uuid[]) g where g not in (select id from groups) limit 1)
+        select (select u from unnest($1::uuid[]) u where u not in (select id from users) limit 1) as "user",
+               (select g from unnest($2::uuid[]) g where g not in (select id from groups) limit 1) as "group"
         "#,
+        users.as_slice(),
+        groups.as_slice(),
     )
-    .bind(users.as_slice())
-    .bind(groups.as_slice())
-    .fetch_optional(db)
+    .fetch_one(db)
     .await?;
-    match unknown {
-        Some((Some(user), _)) => Err(Error::BadRequest(format!(
+    match (unknown.user, unknown.group) {
+        (Some(user), _) => Err(Error::BadRequest(format!(
             "`allowedUsers` names {user}, which is not a user"
         ))),
-        Some((_, Some(group))) => Err(Error::BadRequest(format!(
+        (_, Some(group)) => Err(Error::BadRequest(format!(
             "`allowedGroups` names {group}, which is not a group"
         ))),
         _ => Ok(()),

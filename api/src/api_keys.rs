@@ -18,6 +18,7 @@ use crate::audit;
 use crate::auth::{self, tokens, Caller};
 use crate::error::{Error, Result};
 use crate::extract::{Json, Path, Query};
+use crate::policy;
 use crate::AppState;
 
 const MAX_NAME_CHARS: usize = 128;
@@ -55,7 +56,7 @@ async fn find(db: impl PgExecutor<'_>, caller: &Caller, id: Uuid) -> Result<ApiK
         .bind(id)
         .fetch_optional(db)
         .await?;
-    key.filter(|key| key.user_id == caller.user_id || caller.is_admin())
+    key.filter(|key| policy::can_see_api_key(caller, key.user_id))
         .ok_or_else(|| not_found(id))
 }
 
@@ -91,11 +92,7 @@ async fn list(
     caller: Caller,
     Query(params): Query<ListParams>,
 ) -> Result<Json<KeyList>> {
-    // An admin naming no one sees everyone's.
-    let user_id = match params.user_id {
-        None if caller.is_admin() => None,
-        requested => Some(caller.acting_for(requested, "list other users' API keys")?),
-    };
+    let user_id = policy::whose_api_keys(&caller, params.user_id)?;
     let items = sqlx::query_as(&format!(
         "{SELECT_KEY} where $1::uuid is null or user_id = $1 order by created_at desc, id desc"
     ))
@@ -163,7 +160,7 @@ async fn create(
     caller: Caller,
     Json(body): Json<CreateKey>,
 ) -> Result<(StatusCode, Json<CreatedKey>)> {
-    let user_id = caller.acting_for(body.user_id, "create API keys for other users")?;
+    let user_id = policy::whose_new_api_key(&caller, body.user_id)?;
     let name = body.name.trim();
     if name.is_empty()
         || name.chars().count() > MAX_NAME_CHARS

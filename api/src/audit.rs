@@ -16,6 +16,7 @@ use crate::auth::Caller;
 use crate::error::Result;
 use crate::extract::{Json, Query};
 use crate::pagination::{Page, Position};
+use crate::policy;
 
 pub fn router() -> crate::openapi::ApiRouter {
     OpenApiRouter::new().routes(routes!(list))
@@ -161,7 +162,7 @@ async fn list(
     caller: Caller,
     Query(params): Query<AuditParams>,
 ) -> Result<Json<AuditList>> {
-    caller.require_admin("read the audit log")?;
+    policy::may_read_audit_log(&caller)?;
     let page = Page::parse(params.limit, params.cursor.as_deref())?;
     let rows: Vec<AuditEntry> = sqlx::query_as(
         r#"

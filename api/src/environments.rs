@@ -16,15 +16,16 @@ use chrono::{DateTime, Utc};
 use plat_common::secrets::SecretsKey;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::PgExecutor;
+use sqlx::{PgExecutor, QueryBuilder};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 use self::variables::{SecretView, VariableInput};
-use crate::auth::{self, Caller};
+use crate::auth::Caller;
 use crate::error::{self, Error, Result};
 use crate::extract::{Json, Path};
+use crate::policy;
 use crate::{access, audit, AppState};
 
 const MAX_NAME_CHARS: usize = 64;
@@ -127,7 +128,7 @@ async fn find(db: impl PgExecutor<'_>, caller: &Caller, id: &str, for_update: bo
         .bind(parsed)
         .fetch_optional(db)
         .await?;
-    row.filter(|row| caller.can_access(&row.allowed_users, &row.allowed_groups))
+    row.filter(|row| policy::can_see_environment(caller, &row.allowed_users, &row.allowed_groups))
         .ok_or_else(|| not_found(id))
 }
 
@@ -149,15 +150,11 @@ struct EnvironmentList {
 )]
 async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<EnvironmentList>> {
     let key = key(&state)?;
-    let rows: Vec<Row> = auth::bind_caller(
-        sqlx::query_as(&format!(
-            "{SELECT_ENVIRONMENT} where {} order by e.name",
-            auth::visible_sql("e", 1)
-        )),
-        &caller,
-    )
-    .fetch_all(&state.db)
-    .await?;
+    let mut query = QueryBuilder::new(SELECT_ENVIRONMENT);
+    query.push(" where ");
+    policy::push_can_see_environment(&mut query, &caller, "e");
+    query.push(" order by e.name");
+    let rows: Vec<Row> = query.build_query_as().fetch_all(&state.db).await?;
     let items = rows
         .into_iter()
         .map(|row| row.view(key, false))
@@ -259,7 +256,7 @@ async fn create(
     caller: Caller,
     Json(mut body): Json<CreateEnvironment>,
 ) -> Result<(StatusCode, Json<EnvironmentView>)> {
-    caller.require_admin("create environments")?;
+    policy::may_create_environments(&caller)?;
     let key = key(&state)?;
     check_name(&body.name)?;
     check_description(body.description.as_deref())?;
@@ -343,7 +340,7 @@ async fn update(
     let key = key(&state)?;
     let mut tx = state.db.begin().await?;
     let row = find(&mut *tx, &caller, &id, true).await?;
-    caller.require_admin("change environments")?;
+    policy::may_change_environments(&caller)?;
     if let Some(name) = &body.name {
         check_name(name)?;
     }
@@ -432,7 +429,7 @@ async fn remove(
 ) -> Result<StatusCode> {
     let mut tx = state.db.begin().await?;
     let row = find(&mut *tx, &caller, &id, true).await?;
-    caller.require_admin("delete environments")?;
+    policy::may_delete_environments(&caller)?;
     let users: Vec<(String,)> = sqlx::query_as(
         "select name from functions where environment_id = $1 order by name limit 10",
     )

@@ -13,17 +13,18 @@ use plat_common::queue::execute::{self, CancelOutcome, Enqueued, NewExecution};
 use plat_common::ExecutionStatus;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use sqlx::PgExecutor;
+use sqlx::{PgExecutor, QueryBuilder};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt as _};
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::auth::{self, Caller};
+use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::extract::{Json, Path, Query};
 use crate::functions::versions::VersionKey;
 use crate::functions::{self, FunctionKey};
 use crate::pagination::{Page, Position};
+use crate::policy;
 use crate::waiters::Waiter;
 use crate::AppState;
 
@@ -152,30 +153,20 @@ async fn fetch(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<ExecutionView
     )
 }
 
-/// [`fetch`], if `caller` may see it: admins see every execution; anyone
-/// else only the ones they started, of a function they can still access
-/// (the function's access list is read now, so losing access to a function
-/// hides its history at once). Once the function is deleted its access
-/// list is gone, so its history is for admins only.
+/// [`fetch`], if `caller` may see it ([`policy::push_can_see_execution`]:
+/// the function's access lists are read in the same query).
 async fn fetch_visible(
     db: impl PgExecutor<'_>,
     id: Uuid,
     caller: &Caller,
 ) -> Result<Option<ExecutionView>> {
-    Ok(auth::bind_caller(
-        sqlx::query_as(&format!(
-            r#"
-            {SELECT_EXECUTION} left join functions f on f.id = e.function_id
-            where e.id = $1
-              and ($2::bool or (f.id is not null and e.created_by = $3 and {visible}))
-            "#,
-            visible = auth::visible_sql("f", 2),
-        ))
-        .bind(id),
-        caller,
-    )
-    .fetch_optional(db)
-    .await?)
+    let mut query = QueryBuilder::new(SELECT_EXECUTION);
+    query
+        .push(" left join functions f on f.id = e.function_id where e.id = ")
+        .push_bind(id)
+        .push(" and ");
+    policy::push_can_see_execution(&mut query, caller, "e", "f");
+    Ok(query.build_query_as().fetch_optional(db).await?)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -441,7 +432,7 @@ async fn cancel(
 /// How many executions the caller may have queued or running: the operator's
 /// per-user quota, none for admins. The enqueue statement enforces it.
 pub(crate) fn queue_quota(state: &AppState, caller: &Caller) -> Option<i64> {
-    (!caller.is_admin()).then_some(i64::from(state.config.max_queued_per_user))
+    policy::has_queue_quota(caller).then_some(i64::from(state.config.max_queued_per_user))
 }
 
 pub(crate) fn unstorable_input(error: sqlx::Error) -> Error {
@@ -535,7 +526,7 @@ async fn list(
         .bind(page.after_created_at())
         .bind(page.after_id())
         .bind(page.fetch_limit())
-        .bind((!caller.is_admin()).then_some(caller.user_id))
+        .bind(policy::whose_executions(&caller))
         .fetch_all(&state.db)
         .await?;
     let (items, next_cursor) = page.finish(rows, |e| Position {

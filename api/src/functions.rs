@@ -27,6 +27,7 @@ use self::versions::{Deprecation, VersionKey};
 use crate::auth::Caller;
 use crate::error::{self, Error, Result};
 use crate::extract::{Json, Path};
+use crate::policy;
 use crate::{access, audit, ApiConfig, AppState};
 
 pub fn router(state: &AppState) -> crate::openapi::ApiRouter {
@@ -97,7 +98,7 @@ pub(crate) const HIDDEN_VALUE: &str = "***";
 /// clients that read it keep working. Only admins change functions, so a
 /// hidden value is never written back.
 pub(crate) fn hide_values(config: &mut ExecutionConfig, caller: &Caller) {
-    if !caller.is_admin() {
+    if !policy::can_read_function_variables(caller) {
         for value in config.environment_variables.values_mut() {
             HIDDEN_VALUE.clone_into(value);
         }
@@ -212,7 +213,7 @@ pub async fn find(
     .bind(key.name())
     .fetch_optional(db)
     .await?;
-    row.filter(|f| caller.can_access(&f.allowed_users, &f.allowed_groups))
+    row.filter(|f| policy::can_see_function(caller, &f.allowed_users, &f.allowed_groups))
         .ok_or_else(|| key.not_found())
 }
 
@@ -254,7 +255,9 @@ impl RunTarget {
         }
         match (self.version, self.version_status, asked) {
             (Some(version), Some(VersionStatus::Ready), _)
-                if self.deprecated_at.is_some() && !self.active && !caller.is_admin() =>
+                if self.deprecated_at.is_some()
+                    && !self.active
+                    && !policy::can_run_deprecated_versions(caller) =>
             {
                 Err(Error::Forbidden(format!(
                     "version {version} ({semver}) of function {key} is deprecated and not the active version: only admins may run it; run the active version (leave out `version`)"
@@ -310,8 +313,14 @@ pub async fn find_to_run(
     )
     .fetch_optional(db)
     .await?;
-    row.filter(|t| caller.can_access(&t.function.allowed_users, &t.function.allowed_groups))
-        .ok_or_else(|| key.not_found())
+    row.filter(|t| {
+        policy::can_see_function(
+            caller,
+            &t.function.allowed_users,
+            &t.function.allowed_groups,
+        )
+    })
+    .ok_or_else(|| key.not_found())
 }
 
 async fn view(db: impl PgExecutor<'_>, id: Uuid) -> Result<FunctionView> {
@@ -365,7 +374,7 @@ async fn create(
     headers: HeaderMap,
     Json(mut body): Json<CreateFunction>,
 ) -> Result<impl IntoResponse> {
-    caller.require_admin("create functions")?;
+    policy::may_create_functions(&caller)?;
     let config = &state.config;
     input::check_name(&body.name)?;
     let language = input::language(&body.language)?;
@@ -519,7 +528,7 @@ async fn update(
     let mut tx = state.db.begin().await?;
     let key = FunctionKey::parse(key);
     let function = find(&mut *tx, &caller, &key, true).await?;
-    caller.require_admin("change functions")?;
+    policy::may_change_functions(&caller)?;
     let mut users = body.allowed_users.take().unwrap_or(function.allowed_users);
     let mut groups = body
         .allowed_groups
@@ -677,7 +686,7 @@ async fn remove(
 ) -> Result<StatusCode> {
     let mut tx = db.begin().await?;
     let function = find(&mut *tx, &caller, &FunctionKey::parse(key), true).await?;
-    caller.require_admin("delete functions")?;
+    policy::may_delete_functions(&caller)?;
     let cancelled =
         plat_common::queue::execute::cancel_queued_of_function(&mut tx, function.id).await?;
     sqlx::query("delete from functions where id = $1")

@@ -16,6 +16,7 @@ use crate::audit;
 use crate::auth::{self, Caller};
 use crate::error::{self, Error, Result};
 use crate::extract::{Json, Path};
+use crate::policy;
 use crate::AppState;
 
 const MAX_NAME_CHARS: usize = 64;
@@ -85,7 +86,7 @@ struct GroupList {
     ),
 )]
 async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<GroupList>> {
-    caller.require_admin("list groups")?;
+    policy::may_list_groups(&caller)?;
     let items = sqlx::query_as(&format!("{SELECT_GROUP} order by g.name"))
         .fetch_all(&state.db)
         .await?;
@@ -109,7 +110,7 @@ async fn read(
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<Json<GroupView>> {
-    caller.require_admin("read groups")?;
+    policy::may_read_groups(&caller)?;
     Ok(Json(view(&state.db, id).await?))
 }
 
@@ -138,7 +139,7 @@ async fn create(
     caller: Caller,
     Json(body): Json<GroupInput>,
 ) -> Result<(StatusCode, Json<GroupView>)> {
-    caller.require_admin("create groups")?;
+    policy::may_create_groups(&caller)?;
     check_name(&body.name)?;
     let id = Uuid::now_v7();
     let mut tx = state.db.begin().await?;
@@ -176,7 +177,7 @@ async fn rename(
     Path(id): Path<Uuid>,
     Json(body): Json<GroupInput>,
 ) -> Result<Json<GroupView>> {
-    caller.require_admin("rename groups")?;
+    policy::may_rename_groups(&caller)?;
     check_name(&body.name)?;
     let mut tx = state.db.begin().await?;
     let renamed = sqlx::query("update groups set name = $2, updated_at = now() where id = $1")
@@ -237,7 +238,7 @@ async fn remove(
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode> {
-    caller.require_admin("delete groups")?;
+    policy::may_delete_groups(&caller)?;
     let mut tx = state.db.begin().await?;
     let named = access::naming(&mut tx, List::Groups, id).await?;
     if !named.is_empty() {
@@ -291,7 +292,7 @@ async fn members(
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Members>> {
-    caller.require_admin("read group members")?;
+    policy::may_read_group_members(&caller)?;
     let group = view(&state.db, id).await?;
     Ok(Json(Members {
         group_id: id,
@@ -328,7 +329,7 @@ async fn add_member(
     Path(id): Path<Uuid>,
     Json(body): Json<NewMember>,
 ) -> Result<(StatusCode, Json<GroupView>)> {
-    caller.require_admin("change group members")?;
+    policy::may_change_group_members(&caller)?;
     let mut tx = state.db.begin().await?;
     let exists: Option<(bool,)> = sqlx::query_as(
         "select exists (select 1 from users where id = $2) from groups where id = $1 for update",
@@ -399,7 +400,7 @@ async fn remove_member(
     caller: Caller,
     Path((id, user_id)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode> {
-    caller.require_admin("change group members")?;
+    policy::may_change_group_members(&caller)?;
     let mut tx = state.db.begin().await?;
     let removed = sqlx::query("delete from group_members where group_id = $1 and user_id = $2")
         .bind(id)

@@ -20,6 +20,7 @@ mod metrics;
 mod openapi;
 mod pagination;
 mod password_resets;
+mod policy;
 mod queues;
 pub mod retention;
 mod session_cookie;

@@ -16,6 +16,7 @@ use utoipa_axum::routes;
 
 use crate::auth::Caller;
 use crate::error::Result;
+use crate::policy;
 use crate::AppState;
 
 pub fn router() -> crate::openapi::ApiRouter {
@@ -86,7 +87,7 @@ fn method_label(method: &Method) -> &'static str {
     )),
 )]
 async fn scrape(State(state): State<AppState>, caller: Caller) -> Result<Response> {
-    caller.require_admin("read the metrics")?;
+    policy::may_read_metrics(&caller)?;
     record_queues(&state.db).await?;
     plat_common::metrics::record_pool("api", &state.db);
     let mut response = plat_common::metrics::render().into_response();

@@ -23,6 +23,7 @@ use crate::auth::{self, passwords, tokens, Caller};
 use crate::client_addr::ClientIp;
 use crate::error::{Error, Result};
 use crate::extract::{Json, Path};
+use crate::policy;
 use crate::AppState;
 
 /// The admin's half: issuing a token.
@@ -67,7 +68,7 @@ async fn issue(
     caller: Caller,
     Path(user_id): Path<Uuid>,
 ) -> Result<(StatusCode, Json<IssuedReset>)> {
-    caller.require_admin("issue password reset tokens")?;
+    policy::may_issue_password_resets(&caller)?;
     let token = tokens::new_reset_token();
     let expires_at = Utc::now() + Duration::hours(i64::from(state.config.password_reset_hours));
     let id = Uuid::now_v7();

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::auth::Caller;
 use crate::error::Result;
 use crate::extract::Json;
+use crate::policy;
 use crate::AppState;
 
 pub fn router() -> crate::openapi::ApiRouter {
@@ -82,7 +83,7 @@ struct Overview {
     responses((status = 200, description = "Per queue: ready, scheduled, running, failed in the last hour, the oldest ready job's age, the last minute's throughput; the workers seen in the last five minutes; the newest failures", body = Overview)),
 )]
 async fn overview(State(state): State<AppState>, caller: Caller) -> Result<Json<Overview>> {
-    caller.require_admin("read the queues")?;
+    policy::may_read_queues(&caller)?;
     let queues = sqlx::query_as(
         r#"
         select queue, ready, scheduled, running, failed_last_hour::int8 as failed_last_hour,

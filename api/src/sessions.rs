@@ -20,6 +20,7 @@ use crate::auth::{self, passwords, tokens, Caller, Credential, Role};
 use crate::client_addr;
 use crate::error::{Error, Result};
 use crate::extract::{Json, Path, Query};
+use crate::policy;
 use crate::AppState;
 
 /// Routes that need no credentials.
@@ -317,7 +318,7 @@ async fn list(
     caller: Caller,
     Query(params): Query<ListParams>,
 ) -> Result<Json<SessionList>> {
-    let user_id = caller.acting_for(params.user_id, "list other users' sessions")?;
+    let user_id = policy::whose_sessions(&caller, params.user_id)?;
     let items = sqlx::query_as(
         r#"
         select id, user_id, created_at, last_seen_at, expires_at, revoked_at, source_address, user_agent
@@ -355,7 +356,7 @@ async fn end(
         .fetch_optional(&state.db)
         .await?;
     match owner {
-        Some((owner,)) if owner == caller.user_id || caller.is_admin() => {
+        Some((owner,)) if policy::can_end_session(&caller, owner) => {
             end_session(&state, &caller, id).await?;
             Ok(StatusCode::NO_CONTENT)
         }

@@ -17,6 +17,7 @@ use crate::auth::{self, passwords, Caller, Credential, Role};
 use crate::error::{self, Error, Result};
 use crate::extract::{Json, Path, Query};
 use crate::pagination::{Page, PageParams, Position};
+use crate::policy;
 use crate::AppState;
 
 pub(crate) const MAX_EMAIL_CHARS: usize = 254;
@@ -122,7 +123,7 @@ async fn list(
     caller: Caller,
     Query(params): Query<PageParams>,
 ) -> Result<Json<UserList>> {
-    caller.require_admin("list users")?;
+    policy::may_list_users(&caller)?;
     let page = Page::parse(params.limit, params.cursor.as_deref())?;
     let rows: Vec<UserView> = sqlx::query_as(&format!(
         r#"
@@ -162,7 +163,7 @@ async fn read(
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<Json<UserView>> {
-    if id != caller.user_id && !caller.is_admin() {
+    if !policy::can_see_user(&caller, id) {
         return Err(not_found(id));
     }
     Ok(Json(
@@ -227,7 +228,7 @@ async fn create(
     caller: Caller,
     Json(body): Json<CreateUser>,
 ) -> Result<(StatusCode, Json<UserView>)> {
-    caller.require_admin("create users")?;
+    policy::may_create_users(&caller)?;
     let email = check_email(&body.email)?;
     check_display_name(body.display_name.as_deref())?;
     let password_hash = match body.password {
@@ -322,13 +323,11 @@ async fn update(
     Path(id): Path<Uuid>,
     Json(body): Json<UpdateUser>,
 ) -> Result<Json<UserView>> {
-    if id != caller.user_id && !caller.is_admin() {
+    if !policy::can_change_user(&caller, id) {
         return Err(not_found(id));
     }
-    if !caller.is_admin() && body.needs_an_admin() {
-        return Err(Error::Forbidden(
-            "only admins may change a user's email, role or disabled flag".to_owned(),
-        ));
+    if body.needs_an_admin() {
+        policy::may_change_email_role_or_disabled(&caller)?;
     }
     let email = body.email.as_deref().map(check_email).transpose()?;
     check_display_name(body.display_name.as_deref())?;
@@ -419,7 +418,7 @@ async fn check_own_password_change(
                 ))
             }
         }
-        None if caller.is_admin() => Ok(()),
+        None if policy::can_set_own_first_password(caller) => Ok(()),
         None => Err(Error::Forbidden(
             "an account without a password gets its first one from an admin: ask one to set it (PUT /users/{id}) or to issue a reset token (POST /users/{id}/password-reset) for POST /auth/password-reset".to_owned(),
         )),
@@ -471,7 +470,7 @@ async fn remove(
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode> {
-    caller.require_admin("delete users")?;
+    policy::may_delete_users(&caller)?;
     let mut tx = state.db.begin().await?;
     let named = access::naming(&mut tx, List::Users, id).await?;
     if !named.is_empty() {

@@ -2,7 +2,8 @@
 //! carries an API key (`Authorization: Bearer plat_...`) or a session cookie
 //! from `POST /auth/login`. The middleware here resolves it to a [`Caller`],
 //! applies the user's rate limit and, for cookie-authenticated requests
-//! that change state, the CSRF check; handlers then take the `Caller`.
+//! that change state, the CSRF check; handlers then take the `Caller` and
+//! ask [`crate::policy`] what it may do.
 //!
 //! Credentials are opaque and looked up in the database, so revoking one
 //! takes effect at once. Lookups are cached per process for a few seconds;
@@ -15,10 +16,9 @@ pub mod rate_limit;
 pub mod throttle;
 pub mod tokens;
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -26,7 +26,7 @@ use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use parking_lot::Mutex;
+use moka::sync::Cache;
 use plat_common::notify::{self, Heard};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
@@ -40,8 +40,9 @@ use crate::AppState;
 
 /// The header cookie-authenticated requests that change state must carry.
 pub const CSRF_HEADER: &str = "x-csrf-token";
-/// Past this many cached credentials the cache starts over.
-const MAX_CACHED: usize = 10_000;
+/// At most this many credentials are cached per process; past it, moka
+/// evicts those least likely to be used again (TinyLFU).
+const MAX_CACHED: u64 = 10_000;
 /// `api_keys.last_used_at` is written at most this often per key: it is
 /// for people ("used today?"), and a write per lookup would make every
 /// cache miss, in every API process, a row update.
@@ -83,45 +84,6 @@ pub struct Caller {
     pub source_address: Option<String>,
 }
 
-impl Caller {
-    pub fn is_admin(&self) -> bool {
-        self.role == Role::Admin
-    }
-
-    /// Refuses (403) unless the caller is an admin; `action` completes
-    /// "only admins may ...".
-    pub fn require_admin(&self, action: &str) -> Result<()> {
-        if self.is_admin() {
-            Ok(())
-        } else {
-            Err(Error::Forbidden(format!("only admins may {action}")))
-        }
-    }
-
-    /// The user a request about "someone's" resources acts on: `requested`,
-    /// or the caller when none is named. Naming another user takes an
-    /// admin; `action` completes "only admins may ...".
-    pub fn acting_for(&self, requested: Option<Uuid>, action: &str) -> Result<Uuid> {
-        let user_id = requested.unwrap_or(self.user_id);
-        if user_id != self.user_id {
-            self.require_admin(action)?;
-        }
-        Ok(user_id)
-    }
-
-    /// Plat's access rule for functions and environments: admins see all;
-    /// a resource with no allowed users and no allowed groups is public;
-    /// otherwise the caller must be named, or be in a named group.
-    pub fn can_access(&self, allowed_users: &[Uuid], allowed_groups: &[Uuid]) -> bool {
-        self.is_admin()
-            || (allowed_users.is_empty() && allowed_groups.is_empty())
-            || allowed_users.contains(&self.user_id)
-            || allowed_groups
-                .iter()
-                .any(|group| self.groups.contains(group))
-    }
-}
-
 impl FromRequestParts<AppState> for Caller {
     type Rejection = Error;
 
@@ -134,35 +96,14 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// [`Caller::can_access`] as SQL over `table`'s `allowed_users` and
-/// `allowed_groups`, with the caller bound as `$n` (is admin), `$n+1` (user
-/// id) and `$n+2` (group ids): see [`bind_caller`].
-pub fn visible_sql(table: &str, n: usize) -> String {
-    format!(
-        "(${n}::bool or (cardinality({table}.allowed_users) = 0 and cardinality({table}.allowed_groups) = 0) \
-         or ${u}::uuid = any({table}.allowed_users) or {table}.allowed_groups && ${g}::uuid[])",
-        u = n + 1,
-        g = n + 2
-    )
-}
-
-/// Binds the three parameters [`visible_sql`] expects.
-pub fn bind_caller<'q, O>(
-    query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
-    caller: &'q Caller,
-) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
-    query
-        .bind(caller.is_admin())
-        .bind(caller.user_id)
-        .bind(caller.groups.as_slice())
-}
-
 /// Resolves credentials, with a short-lived cache, and holds the rate limits.
 pub struct Authenticator {
-    cache: Mutex<HashMap<[u8; 32], Cached>>,
-    /// How long a looked-up credential is trusted without asking the
-    /// database again (the backstop if a `plat_auth_changed` notification
-    /// is missed).
+    /// Resolved credentials by the hash of their token. An entry lives
+    /// `PLAT_AUTH_CACHE_TTL_SECS` (the backstop should a
+    /// `plat_auth_changed` notification be missed), or less if the
+    /// credential ends sooner.
+    cache: Cache<[u8; 32], Cached>,
+    /// 0 turns the cache off.
     cache_ttl: Duration,
     limiter: RateLimiter,
     admin_rate: Rate,
@@ -170,22 +111,51 @@ pub struct Authenticator {
     session_idle_minutes: i32,
 }
 
+#[derive(Clone)]
 struct Cached {
     caller: Caller,
+    /// When the credential itself ends, if it does.
     expires_at: Option<DateTime<Utc>>,
-    fetched: Instant,
 }
 
-/// The user behind the live credential in the CTE `credential`, as a [`Found`].
-const CALLER_OF_CREDENTIAL: &str = r#"
-    select c.id as credential_id, c.expires_at, u.id as user_id, u.email, u.role,
-           array(select m.group_id from group_members m where m.user_id = u.id) as groups
-    from credential c join users u on u.id = c.user_id
-    where not u.disabled
-"#;
+/// A cached credential expires when the credential does, if that comes
+/// before the cache's TTL (moka takes the earlier of the two).
+struct UntilCredentialEnds;
+
+impl moka::Expiry<[u8; 32], Cached> for UntilCredentialEnds {
+    fn expire_after_create(
+        &self,
+        _hash: &[u8; 32],
+        cached: &Cached,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        let left = |at: DateTime<Utc>| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        cached.expires_at.map(left)
+    }
+}
+
+/// The lookup of a credential: `$credential`, a literal `with credential as
+/// (...)` that finds the live credential (`id`, `user_id`, `expires_at`),
+/// then the enabled user behind it, as a [`Found`]. A macro so that each
+/// statement is one literal that sqlx checks at build time.
+macro_rules! find_credential {
+    ($credential:literal, $($arg:expr),+ $(,)?) => {
+        sqlx::query_as!(
+            Found,
+            $credential
+                + r#"
+                select c.id as "credential_id!", c.expires_at as "expires_at?",
+                       u.id as "user_id!", u.email as "email!", u.role as "role!: Role",
+                       array(select m.group_id from group_members m where m.user_id = u.id) as "groups!"
+                from credential c join users u on u.id = c.user_id
+                where not u.disabled
+                "#,
+            $($arg),+
+        )
+    };
+}
 
 /// A credential as the database knows it.
-#[derive(sqlx::FromRow)]
 struct Found {
     credential_id: Uuid,
     expires_at: Option<DateTime<Utc>>,
@@ -198,7 +168,12 @@ struct Found {
 impl Authenticator {
     pub fn new(config: &crate::ApiConfig) -> Self {
         Self {
-            cache: Mutex::default(),
+            cache: Cache::builder()
+                .max_capacity(MAX_CACHED)
+                .time_to_live(Duration::from_secs(config.auth_cache_ttl_secs))
+                .expire_after(UntilCredentialEnds)
+                .support_invalidation_closures()
+                .build(),
             cache_ttl: Duration::from_secs(config.auth_cache_ttl_secs),
             limiter: RateLimiter::default(),
             admin_rate: Rate {
@@ -218,12 +193,21 @@ impl Authenticator {
     /// every other API process. Other users' credentials stay cached, so no
     /// one can turn the cache off for everyone by revoking their own keys.
     pub fn forget(&self, affected: Affected) {
-        let mut cache = self.cache.lock();
-        match affected {
-            Affected::All => cache.clear(),
-            // A scan, not an index: at most `MAX_CACHED` entries, and
-            // changes of access are rare next to lookups.
-            _ => cache.retain(|_, entry| !affected.concerns(&entry.caller)),
+        if affected == Affected::All {
+            self.cache.invalidate_all();
+            return;
+        }
+        // From now on lookups skip every entry cached before this call that
+        // the predicate matches, and moka's housekeeping removes them: a
+        // predicate, not an index from ids to hashes, because changes of
+        // access are rare next to lookups. Only a cache built without
+        // invalidation closures refuses it; forgetting everything is then
+        // the safe side.
+        let forgotten = self
+            .cache
+            .invalidate_entries_if(move |_, cached| affected.concerns(&cached.caller));
+        if forgotten.is_err() {
+            self.cache.invalidate_all();
         }
     }
 
@@ -295,7 +279,7 @@ impl Authenticator {
         // One statement: the lookup, and the last_used_at stamp when the
         // last one is older than a minute (a data-modifying CTE runs
         // whether or not the outer query reads it).
-        let found: Option<Found> = sqlx::query_as(&format!(
+        let found = find_credential!(
             r#"
             with credential as (
                 select id, user_id, expires_at, last_used_at from api_keys
@@ -308,11 +292,10 @@ impl Authenticator {
                   and (c.last_used_at is null
                        or c.last_used_at < now() - make_interval(secs => $2))
             )
-            {CALLER_OF_CREDENTIAL}
             "#,
-        ))
-        .bind(hash.as_slice())
-        .bind(LAST_USED_EVERY_SECS)
+            hash.as_slice(),
+            LAST_USED_EVERY_SECS,
+        )
         .fetch_optional(db)
         .await?;
         Ok(found.map(|found| self.remember(hash, found, |id| Credential::ApiKey { id })))
@@ -325,7 +308,7 @@ impl Authenticator {
         }
         // Slides the expiry forward on each cache miss, never past the
         // session's absolute end.
-        let found: Option<Found> = sqlx::query_as(&format!(
+        let found = find_credential!(
             r#"
             with credential as (
                 update sessions
@@ -334,11 +317,10 @@ impl Authenticator {
                 where token_hash = $1 and revoked_at is null and expires_at > now()
                 returning id, user_id, expires_at
             )
-            {CALLER_OF_CREDENTIAL}
             "#,
-        ))
-        .bind(hash.as_slice())
-        .bind(self.session_idle_minutes)
+            hash.as_slice(),
+            self.session_idle_minutes,
+        )
         .fetch_optional(db)
         .await?;
         let csrf_token = tokens::csrf_token(token);
@@ -347,14 +329,7 @@ impl Authenticator {
     }
 
     fn cached(&self, hash: &[u8; 32]) -> Option<Caller> {
-        let found = {
-            let cache = self.cache.lock();
-            cache.get(hash).and_then(|entry| {
-                let fresh = entry.fetched.elapsed() < self.cache_ttl
-                    && entry.expires_at.is_none_or(|at| at > Utc::now());
-                fresh.then(|| entry.caller.clone())
-            })
-        };
+        let found = self.cache.get(hash).map(|cached| cached.caller);
         // Misses are database lookups: their rate shows whether the cache works.
         let result = if found.is_some() { "hit" } else { "miss" };
         ::metrics::counter!("plat_auth_cache_lookups_total", "result" => result).increment(1);
@@ -375,18 +350,13 @@ impl Authenticator {
             credential: credential(found.credential_id),
             source_address: None,
         };
-        let mut cache = self.cache.lock();
-        if cache.len() >= MAX_CACHED {
-            cache.clear();
-        }
-        cache.insert(
-            hash,
-            Cached {
+        if !self.cache_ttl.is_zero() {
+            let cached = Cached {
                 caller: caller.clone(),
                 expires_at: found.expires_at,
-                fetched: Instant::now(),
-            },
-        );
+            };
+            self.cache.insert(hash, cached);
+        }
         caller
     }
 }
@@ -539,11 +509,13 @@ impl Affected {
 /// commit. The caller also calls [`Authenticator::forget`] after
 /// committing, so its own process does not wait for the notification.
 pub async fn changed(tx: &mut PgConnection, affected: Affected) -> Result<()> {
-    sqlx::query("select pg_notify($1, $2)")
-        .bind(notify::AUTH_CHANGED)
-        .bind(affected.payload())
-        .execute(tx)
-        .await?;
+    sqlx::query!(
+        "select pg_notify($1, $2)",
+        notify::AUTH_CHANGED,
+        affected.payload()
+    )
+    .execute(tx)
+    .await?;
     Ok(())
 }
 

@@ -12,22 +12,24 @@
 //!
 //! Every filter is index-backed: `q` by the GIN index on `search` (both the
 //! `websearch_to_tsquery` and the prefix `to_tsquery` use it), tags by the
-//! GIN index on `tags`. Only the active filters are written into the SQL, so
-//! no generic plan has to cover `$n is null or ...`.
+//! GIN index on `tags`. Only the active filters are written into the SQL
+//! (with sqlx's `QueryBuilder`, every value bound), so no generic plan has to
+//! cover `$n is null or ...`.
 
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use plat_common::status::UnknownStatus;
 use plat_common::{Language, VersionStatus};
 use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::{input, FunctionView, FUNCTION_COLUMNS, FUNCTION_FROM};
-use crate::auth::{self, Caller};
+use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::extract::{Json, Query};
 use crate::pagination::{Cursor, Page};
+use crate::policy;
 
 const SORTS: &[&str] = &["relevance", "created", "updated", "name"];
 const MAX_QUERY_CHARS: usize = 500;
@@ -67,25 +69,49 @@ impl Sort {
         }
     }
 
-    /// The `order by` of the outer query (over the columns of `x`), and the
-    /// keyset condition that starts after the cursor's row (`$a`, `$b`).
-    fn order_and_after(self, a: usize, b: usize) -> (&'static str, String) {
+    /// The `order by` of the outer query (over the columns of `x`).
+    fn order(self) -> &'static str {
         match self {
-            Sort::Relevance => (
-                "x.rank desc, x.id desc",
-                format!("(x.rank, x.id) < (${a}::float4, ${b}::uuid)"),
-            ),
-            Sort::Created => (
-                "x.created_at desc, x.id desc",
-                format!("(x.created_at, x.id) < (${a}::timestamptz, ${b}::uuid)"),
-            ),
-            Sort::Updated => (
-                "x.updated_at desc, x.id desc",
-                format!("(x.updated_at, x.id) < (${a}::timestamptz, ${b}::uuid)"),
-            ),
+            Sort::Relevance => "x.rank desc, x.id desc",
+            Sort::Created => "x.created_at desc, x.id desc",
+            Sort::Updated => "x.updated_at desc, x.id desc",
             // Names are unique: the name alone orders the functions.
-            Sort::Name => ("x.name", format!("x.name > ${a}::text")),
+            Sort::Name => "x.name",
         }
+    }
+
+    /// Pushes the keyset condition that starts after the cursor's row, in
+    /// this order. A cursor of another order is refused (the scope check
+    /// makes that all but impossible; this keeps a bad bind from reaching SQL).
+    fn push_after<'a>(self, query: &mut QueryBuilder<'a, Postgres>, after: &'a At) -> Result<()> {
+        let time_column = match self {
+            Sort::Updated => "x.updated_at",
+            _ => "x.created_at",
+        };
+        match (self, after) {
+            (Sort::Relevance, At::Rank(rank, id)) => query
+                .push("(x.rank, x.id) < (")
+                .push_bind(*rank)
+                .push("::float4, ")
+                .push_bind(*id)
+                .push("::uuid)"),
+            (Sort::Created | Sort::Updated, At::Time(at, id)) => query
+                .push(format_args!("({time_column}, x.id) < ("))
+                .push_bind(*at)
+                .push("::timestamptz, ")
+                .push_bind(*id)
+                .push("::uuid)"),
+            (Sort::Name, At::Name(name)) => query
+                .push("x.name > ")
+                .push_bind(name.as_str())
+                .push("::text"),
+            _ => {
+                return Err(Error::BadRequest(
+                    "`cursor` is not a cursor this API returned".to_owned(),
+                ))
+            }
+        };
+        Ok(())
     }
 }
 
@@ -146,70 +172,57 @@ struct Filters {
 }
 
 impl Filters {
-    /// The conditions on `f` (functions) and `v` (their newest versions),
-    /// with parameters from `$4` (`$1`–`$3` are the caller, see
-    /// [`auth::visible_sql`]); returns them and the next free parameter.
-    fn where_sql(&self) -> (String, usize) {
-        let mut conditions = vec![auth::visible_sql("f", 1)];
-        let mut n = 4;
-        let mut next = || {
-            n += 1;
-            n - 1
-        };
-        if self.q.is_some() {
-            let q = next();
-            let mut matches = format!("f.search @@ websearch_to_tsquery('english', ${q})");
-            if self.prefix.is_some() {
-                matches = format!(
-                    "({matches} or f.search @@ to_tsquery('simple', ${}))",
-                    next()
-                );
-            }
-            conditions.push(matches);
-        }
-        if !self.tags.is_empty() {
-            conditions.push(format!("f.tags @> ${}::text[]", next()));
-        }
-        if self.language.is_some() {
-            conditions.push(format!("f.language = ${}", next()));
-        }
-        if self.status.is_some() {
-            conditions.push(format!("v.status = ${}::version_status", next()));
-        }
-        (conditions.join(" and "), next())
-    }
-
-    /// `ts_rank` of the search (0 without one), with the parameters
-    /// [`Filters::where_sql`] gave `q` and `prefix`.
-    fn rank_sql(&self) -> String {
-        match (&self.q, &self.prefix) {
-            (None, _) => "0::float4".to_owned(),
-            (Some(_), None) => "ts_rank(f.search, websearch_to_tsquery('english', $4))".to_owned(),
-            (Some(_), Some(_)) => "(ts_rank(f.search, websearch_to_tsquery('english', $4)) + ts_rank(f.search, to_tsquery('simple', $5)))".to_owned(),
-        }
-    }
-
-    /// Binds the parameters of [`Filters::where_sql`], after the caller's.
-    fn bind<'q, O>(
-        &'q self,
-        mut query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
-    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+    /// Pushes the conditions on `f` (functions) and `v` (their newest
+    /// versions): the functions the caller can see, and the active filters.
+    fn push_where<'a>(&'a self, query: &mut QueryBuilder<'a, Postgres>, caller: &'a Caller) {
+        policy::push_can_see_function(query, caller, "f");
         if let Some(q) = &self.q {
-            query = query.bind(q);
+            query
+                .push(" and (f.search @@ websearch_to_tsquery('english', ")
+                .push_bind(q.as_str())
+                .push(")");
             if let Some(prefix) = &self.prefix {
-                query = query.bind(prefix);
+                query
+                    .push(" or f.search @@ to_tsquery('simple', ")
+                    .push_bind(prefix.as_str())
+                    .push(")");
             }
+            query.push(")");
         }
         if !self.tags.is_empty() {
-            query = query.bind(&self.tags);
+            query
+                .push(" and f.tags @> ")
+                .push_bind(self.tags.as_slice())
+                .push("::text[]");
         }
         if let Some(language) = self.language {
-            query = query.bind(language);
+            query.push(" and f.language = ").push_bind(language);
         }
         if let Some(status) = self.status {
-            query = query.bind(status);
+            query
+                .push(" and v.status = ")
+                .push_bind(status)
+                .push("::version_status");
         }
+    }
+
+    /// Pushes the `ts_rank` of the search (0 without one).
+    fn push_rank<'a>(&'a self, query: &mut QueryBuilder<'a, Postgres>) {
+        let Some(q) = &self.q else {
+            query.push("0::float4");
+            return;
+        };
         query
+            .push("(ts_rank(f.search, websearch_to_tsquery('english', ")
+            .push_bind(q.as_str())
+            .push("))");
+        if let Some(prefix) = &self.prefix {
+            query
+                .push(" + ts_rank(f.search, to_tsquery('simple', ")
+                .push_bind(prefix.as_str())
+                .push("))");
+        }
+        query.push(")");
     }
 }
 
@@ -377,69 +390,40 @@ pub(super) async fn list(
     let page: Page<At> =
         Page::parse_scoped(request.limit, request.cursor.as_deref(), Some(&scope))?;
     let filters = &request.filters;
-    let (conditions, n) = filters.where_sql();
-    let (order, after) = request.sort.order_and_after(n, n + 1);
-    let after = if page.after.is_some() {
-        after
-    } else {
-        "true".to_owned()
-    };
-    let (key, id) = match &page.after {
-        Some(At::Time(at, id)) => (Some(CursorKey::Time(*at)), Some(*id)),
-        Some(At::Name(name)) => (Some(CursorKey::Name(name.clone())), None),
-        Some(At::Rank(rank, id)) => (Some(CursorKey::Rank(*rank)), Some(*id)),
-        None => (None, None),
-    };
-    if !key.as_ref().is_none_or(|key| key.fits(request.sort)) {
-        return Err(Error::BadRequest(
-            "`cursor` is not a cursor this API returned".to_owned(),
-        ));
-    }
+    let sort = request.sort;
 
     // The subquery is flattened by the planner: the order and the keyset
     // condition still reach the indexes of `functions`.
-    let page_sql = format!(
-        r#"
-        select x.* from (
-            select {FUNCTION_COLUMNS}, {rank} as rank
-            {FUNCTION_FROM}
-            where {conditions}
-        ) x
-        where {after}
-        order by {order}
-        limit ${limit}
-        "#,
-        rank = filters.rank_sql(),
-        limit = n + 2,
-    );
-    let mut rows = filters.bind(auth::bind_caller(
-        sqlx::query_as::<_, Ranked>(&page_sql),
-        &caller,
-    ));
-    rows = match &key {
-        Some(CursorKey::Time(at)) => rows.bind(at),
-        Some(CursorKey::Name(name)) => rows.bind(name),
-        Some(CursorKey::Rank(rank)) => rows.bind(rank),
-        None => rows.bind(None::<DateTime<Utc>>),
-    };
-    let rows = rows.bind(id).bind(page.fetch_limit()).fetch_all(&db);
+    let mut page_query = QueryBuilder::new("select x.* from (select ");
+    page_query.push(FUNCTION_COLUMNS).push(", ");
+    filters.push_rank(&mut page_query);
+    page_query
+        .push(" as rank ")
+        .push(FUNCTION_FROM)
+        .push(" where ");
+    filters.push_where(&mut page_query, &caller);
+    page_query.push(") x");
+    if let Some(after) = &page.after {
+        page_query.push(" where ");
+        sort.push_after(&mut page_query, after)?;
+    }
+    page_query
+        .push(" order by ")
+        .push(sort.order())
+        .push(" limit ")
+        .push_bind(page.fetch_limit());
+    let rows = page_query.build_query_as::<Ranked>().fetch_all(&db);
 
-    let count_sql = format!(
+    let mut count_query = QueryBuilder::new(
         r#"
         select count(*) from functions f
         join function_versions v on v.function_id = f.id and v.version = f.latest_version
-        where {conditions}
-        "#
+        where "#,
     );
-    let total = filters
-        .bind(auth::bind_caller(
-            sqlx::query_as::<_, (i64,)>(&count_sql),
-            &caller,
-        ))
-        .fetch_one(&db);
+    filters.push_where(&mut count_query, &caller);
+    let total = count_query.build_query_scalar::<i64>().fetch_one(&db);
 
-    let (rows, (total,)) = tokio::try_join!(rows, total)?;
-    let sort = request.sort;
+    let (rows, total) = tokio::try_join!(rows, total)?;
     let (rows, next_cursor) = page.finish(rows, |row| {
         let f = &row.function;
         match sort {
@@ -457,26 +441,6 @@ pub(super) async fn list(
         next_cursor,
         total,
     }))
-}
-
-/// The sort key of a cursor, bound as the keyset condition's first parameter.
-enum CursorKey {
-    Time(DateTime<Utc>),
-    Name(String),
-    Rank(f32),
-}
-
-impl CursorKey {
-    /// Whether this key belongs to `sort` (the scope check makes a mismatch
-    /// all but impossible; this keeps a bad bind from reaching SQL).
-    fn fits(&self, sort: Sort) -> bool {
-        matches!(
-            (self, sort),
-            (CursorKey::Time(_), Sort::Created | Sort::Updated)
-                | (CursorKey::Name(_), Sort::Name)
-                | (CursorKey::Rank(_), Sort::Relevance)
-        )
-    }
 }
 
 #[cfg(test)]
@@ -540,7 +504,15 @@ mod tests {
     }
 
     #[test]
-    fn parameters_are_numbered_in_the_order_they_are_bound() {
+    fn every_filter_is_bound_after_the_callers_access_lists() {
+        let dev = Caller {
+            user_id: Uuid::now_v7(),
+            email: "dev@example.com".to_owned(),
+            role: crate::auth::Role::Dev,
+            groups: Default::default(),
+            credential: crate::auth::Credential::ApiKey { id: Uuid::now_v7() },
+            source_address: None,
+        };
         let filters = Filters {
             q: Some("x".to_owned()),
             prefix: Some("x:*A".to_owned()),
@@ -548,13 +520,17 @@ mod tests {
             language: None,
             status: Some(VersionStatus::Ready),
         };
+        let mut query = QueryBuilder::new("");
 
-        let (sql, next) = filters.where_sql();
+        filters.push_where(&mut query, &dev);
 
-        assert!(sql.contains("websearch_to_tsquery('english', $4)"), "{sql}");
-        assert!(sql.contains("to_tsquery('simple', $5)"), "{sql}");
-        assert!(sql.contains("f.tags @> $6::text[]"), "{sql}");
-        assert!(sql.contains("v.status = $7::version_status"), "{sql}");
-        assert_eq!(next, 8);
+        let sql = query.sql();
+        assert!(sql.contains("$1::uuid = any(f.allowed_users)"), "{sql}");
+        assert!(sql.contains("f.allowed_groups && $2::uuid[]"), "{sql}");
+        assert!(sql.contains("websearch_to_tsquery('english', $3)"), "{sql}");
+        assert!(sql.contains("to_tsquery('simple', $4)"), "{sql}");
+        assert!(sql.contains("f.tags @> $5::text[]"), "{sql}");
+        assert!(sql.contains("v.status = $6::version_status"), "{sql}");
+        assert!(!sql.contains("f.language"), "{sql}");
     }
 }

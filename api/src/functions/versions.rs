@@ -31,6 +31,7 @@ use crate::audit;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::extract::{Json, Path};
+use crate::policy;
 
 /// The semantic version of a function's first version when none is sent.
 const FIRST_SEMVER: Version = Version::new(0, 1, 0);
@@ -407,7 +408,7 @@ async fn rollback(
     let mut tx = db.begin().await?;
     // The row lock orders this against builds finishing and other changes.
     let function = find(&mut *tx, &caller, &key, true).await?;
-    caller.require_admin("roll back functions")?;
+    policy::may_roll_back_functions(&caller)?;
     let version = fetch(&mut *tx, function.id, &target, false)
         .await?
         .ok_or_else(|| target.not_found(&key))?;
@@ -532,7 +533,7 @@ async fn set_deprecation(
     let (key, version) = (FunctionKey::parse(key), VersionKey::parse(version));
     let mut tx = db.begin().await?;
     let function = find(&mut *tx, &caller, &key, false).await?;
-    caller.require_admin("deprecate versions")?;
+    policy::may_deprecate_versions(&caller)?;
     let changed: Option<(i32, String)> = VersionKey::bind(
         Some(&version),
         sqlx::query_as(&format!(
@@ -608,7 +609,7 @@ async fn retire(
     // The row lock orders this against rollbacks and builds finishing, which
     // change the active version.
     let function = find(&mut *tx, &caller, &key, true).await?;
-    caller.require_admin("retire versions")?;
+    policy::may_retire_versions(&caller)?;
     let found = fetch(&mut *tx, function.id, &version, false)
         .await?
         .ok_or_else(|| version.not_found(&key))?;
