@@ -16,10 +16,14 @@ use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use serde_json::{json, Map, Value};
 use tower::ServiceExt as _;
-use utoipa::openapi::OpenApi;
-use utoipa::ToSchema;
+use utoipa::openapi::header::{Header, HeaderBuilder};
+use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
+use utoipa::openapi::{Components, Content, Object, OpenApi, Ref, RefOr, Type};
+use utoipa::{Modify, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -72,6 +76,7 @@ pub struct ExecutionConfig {
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     components(schemas(crate::error::Problem, ExecutionConfig)),
+    modifiers(&SecuritySchemes),
     tags(
         (name = "functions", description = "Register, change, search and delete functions"),
         (name = "versions", description = "A function's versions: rollback and deprecation"),
@@ -95,196 +100,195 @@ pub struct Document(Bytes);
 /// Builds the document from the authenticated routes' operations and the
 /// public ones'. Panics only on a programming error (the document always
 /// serialises).
-pub fn document(secured: OpenApi, public: OpenApi) -> Document {
-    let mut base = <Base as utoipa::OpenApi>::openapi();
-    base.merge(secured);
-    let secured = to_value(&base);
-    let mut public_doc = <Base as utoipa::OpenApi>::openapi();
-    public_doc.merge(public);
-    let public = to_value(&public_doc);
-
-    let mut document = secured;
-    let paths = document["paths"]
-        .as_object_mut()
-        .expect("the document has paths");
-    for item in paths.values_mut() {
-        for (method, operation) in operations(item) {
-            complete(method, operation, true);
-        }
-    }
-    if let Some(public_paths) = public["paths"].as_object() {
-        for (path, public_item) in public_paths {
-            let mut public_item = public_item.clone();
-            for (method, operation) in operations(&mut public_item) {
-                complete(method, operation, false);
-            }
-            let item = paths.entry(path.clone()).or_insert_with(|| json!({}));
-            for (method, operation) in public_item.as_object().into_iter().flatten() {
-                item[method] = operation.clone();
-            }
-        }
-    }
-    if let Some(schemas) = public["components"]["schemas"].as_object() {
-        let all = document["components"]["schemas"]
-            .as_object_mut()
-            .expect("the base declares schemas");
-        for (name, schema) in schemas {
-            all.entry(name.clone()).or_insert_with(|| schema.clone());
-        }
-    }
-    document["components"]["securitySchemes"] = security_schemes();
+pub fn document(mut secured: OpenApi, mut public: OpenApi) -> Document {
+    Completion::Secured.modify(&mut secured);
+    Completion::Public.modify(&mut public);
+    // Merging adds the paths and schemas the base lacks, and a path's
+    // operations one method at a time (a path can be public for one method
+    // and authenticated for another).
+    let mut document = <Base as utoipa::OpenApi>::openapi();
+    document.merge(secured);
+    document.merge(public);
     Document(Bytes::from(
         serde_json::to_vec(&document).expect("the document serialises"),
     ))
 }
 
-fn to_value(openapi: &OpenApi) -> Value {
-    serde_json::to_value(openapi).expect("the document serialises")
+/// Completes every operation of one router's document with what holds for
+/// all of its routes: their security, the errors every route of the kind
+/// can answer, the problem body of every error and the request id header of
+/// every response. Applied to each router's document before they are
+/// merged, since which router a route is in says whether it is public.
+enum Completion {
+    /// Behind the authentication layer (`auth::authenticate`).
+    Secured,
+    /// Asks for no credentials and checks none.
+    Public,
 }
 
-/// The operations of a path item, with their methods.
-fn operations(item: &mut Value) -> impl Iterator<Item = (&str, &mut Value)> {
-    const METHODS: &[&str] = &["get", "put", "post", "delete", "patch", "head", "options"];
-    item.as_object_mut()
-        .into_iter()
-        .flat_map(|map| map.iter_mut())
-        .filter_map(|(method, operation)| {
-            METHODS
-                .iter()
-                .find(|m| **m == method.as_str())
-                .map(|m| (*m, operation))
-        })
+impl Modify for Completion {
+    fn modify(&self, openapi: &mut OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for (changes, operation) in operations(item) {
+                self.complete(operation, changes);
+            }
+        }
+    }
 }
 
-/// Adds to one operation what holds for all: its security, the errors every
-/// route of its kind can answer, the problem body of every error and the
-/// request id header of every response.
-fn complete(method: &str, operation: &mut Value, secured: bool) {
-    let changes = !matches!(method, "get" | "head" | "options");
-    let responses = operation["responses"]
-        .as_object_mut()
-        .expect("every operation declares its responses");
-    let mut common: Vec<(&str, &str)> = Vec::new();
-    if secured {
-        operation_security(&mut common, changes);
-    }
-    for (status, description) in common {
-        responses
-            .entry(status)
-            .or_insert_with(|| json!({ "description": description }));
-    }
-    for (status, response) in responses.iter_mut() {
-        let Some(response) = response.as_object_mut() else {
-            continue;
-        };
-        if status.starts_with('4') || status.starts_with('5') {
-            response.entry("content").or_insert_with(|| {
-                json!({ PROBLEM_JSON: { "schema": { "$ref": "#/components/schemas/Problem" } } })
-            });
+/// The operations of a path item, each with whether it changes something
+/// (everything but `GET`, `HEAD` and `OPTIONS`: what needs a CSRF token).
+fn operations(item: &mut PathItem) -> impl Iterator<Item = (bool, &mut Operation)> {
+    [
+        (false, &mut item.get),
+        (true, &mut item.put),
+        (true, &mut item.post),
+        (true, &mut item.delete),
+        (true, &mut item.patch),
+        (false, &mut item.head),
+        (false, &mut item.options),
+    ]
+    .into_iter()
+    .filter_map(|(changes, operation)| operation.as_mut().map(|operation| (changes, operation)))
+}
+
+impl Completion {
+    fn complete(&self, operation: &mut Operation, changes: bool) {
+        let responses = &mut operation.responses.responses;
+        if matches!(self, Self::Secured) {
+            for (status, description) in authenticated_errors(changes) {
+                responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| utoipa::openapi::Response::new(description).into());
+            }
         }
-        let headers = response
-            .entry("headers")
-            .or_insert_with(|| json!({}))
-            .as_object_mut()
-            .expect("headers are an object");
-        headers.insert(
-            "X-Request-Id".to_owned(),
-            json!({
-                "description": "The request's id: the client's `X-Request-Id` if it sent a valid one (1 to 128 visible ASCII characters), else a new UUID. Logs, traces and the executions it queued carry it.",
-                "schema": { "type": "string" }
-            }),
-        );
-        match status.as_str() {
-            "401" => {
-                headers.insert(
-                    "WWW-Authenticate".to_owned(),
-                    json!({ "schema": { "type": "string" }, "description": "`Bearer realm=\"plat\"`" }),
+        for (status, response) in responses.iter_mut() {
+            // Every response is written inline; a shared one (`$ref`) would
+            // be completed where it is declared.
+            let RefOr::T(response) = response else {
+                continue;
+            };
+            if (status.starts_with('4') || status.starts_with('5')) && response.content.is_empty() {
+                response.content.insert(
+                    PROBLEM_JSON.to_owned(),
+                    Content::new(Some(Ref::from_schema_name("Problem"))).into(),
                 );
             }
-            "429" | "503" => {
-                headers.insert(
-                    "Retry-After".to_owned(),
-                    json!({ "schema": { "type": "integer" }, "description": "Seconds to wait before retrying." }),
-                );
+            response.headers.insert(
+                "X-Request-Id".to_owned(),
+                response_header(
+                    Type::String,
+                    "The request's id: the client's `X-Request-Id` if it sent a valid one (1 to 128 visible ASCII characters), else a new UUID. Logs, traces and the executions it queued carry it.",
+                ),
+            );
+            match status.as_str() {
+                "401" => {
+                    response.headers.insert(
+                        "WWW-Authenticate".to_owned(),
+                        response_header(Type::String, "`Bearer realm=\"plat\"`"),
+                    );
+                }
+                "429" | "503" => {
+                    response.headers.insert(
+                        "Retry-After".to_owned(),
+                        response_header(Type::Integer, "Seconds to wait before retrying."),
+                    );
+                }
+                _ => {}
             }
-            _ => {}
         }
+        const NO_SCOPES: [&str; 0] = [];
+        operation.security = Some(match self {
+            // Explicitly none: no credentials are asked for or checked.
+            Self::Public => Vec::new(),
+            Self::Secured if changes => vec![
+                SecurityRequirement::new("apiKey", NO_SCOPES),
+                SecurityRequirement::new("session", NO_SCOPES).add("csrf", NO_SCOPES),
+            ],
+            Self::Secured => vec![
+                SecurityRequirement::new("apiKey", NO_SCOPES),
+                SecurityRequirement::new("session", NO_SCOPES),
+            ],
+        });
     }
-    let operation = operation
-        .as_object_mut()
-        .expect("an operation is an object");
-    let security = if !secured {
-        // Explicitly none: no credentials are asked for or checked.
-        json!([])
-    } else if changes {
-        json!([{ "apiKey": [] }, { "session": [], "csrf": [] }])
-    } else {
-        json!([{ "apiKey": [] }, { "session": [] }])
-    };
-    operation.insert("security".to_owned(), security);
+}
+
+/// A response header of type `schema_type`.
+fn response_header(schema_type: Type, description: &str) -> RefOr<Header> {
+    HeaderBuilder::new()
+        .schema(Some(Object::with_type(schema_type)))
+        .description(Some(description))
+        .build()
+        .into()
 }
 
 /// The errors the authentication layer and the database add to every
 /// authenticated route.
-fn operation_security(common: &mut Vec<(&str, &str)>, changes: bool) {
-    common.push((
-        "401",
-        "No credentials, or an API key or session that is unknown, expired, revoked or whose user is disabled",
-    ));
-    common.push((
-        "403",
-        if changes {
-            "The caller's role may not do this, or a session cookie came without a matching `X-CSRF-Token`"
-        } else {
-            "The caller's role may not do this"
-        },
-    ));
-    common.push((
-        "429",
-        "The user's rate limit (all their keys and sessions together) is spent; see `Retry-After`",
-    ));
-    common.push((
-        "500",
-        "An unexpected error; it was logged and the body says no more",
-    ));
-    common.push((
-        "503",
-        "The database is unavailable (retry after `Retry-After`), or a feature is not configured",
-    ));
+fn authenticated_errors(changes: bool) -> [(&'static str, &'static str); 5] {
+    [
+        (
+            "401",
+            "No credentials, or an API key or session that is unknown, expired, revoked or whose user is disabled",
+        ),
+        (
+            "403",
+            if changes {
+                "The caller's role may not do this, or a session cookie came without a matching `X-CSRF-Token`"
+            } else {
+                "The caller's role may not do this"
+            },
+        ),
+        (
+            "429",
+            "The user's rate limit (all their keys and sessions together) is spent; see `Retry-After`",
+        ),
+        (
+            "500",
+            "An unexpected error; it was logged and the body says no more",
+        ),
+        (
+            "503",
+            "The database is unavailable (retry after `Retry-After`), or a feature is not configured",
+        ),
+    ]
 }
 
-fn security_schemes() -> Value {
-    let mut schemes = Map::new();
-    schemes.insert(
-        "apiKey".to_owned(),
-        json!({
-            "type": "http",
-            "scheme": "bearer",
-            "description": "An API key: `Authorization: Bearer plat_...` (POST /api-keys; the first admin's is in `.plat/admin-key`)."
-        }),
-    );
-    schemes.insert(
-        "session".to_owned(),
-        json!({
-            "type": "apiKey",
-            "in": "cookie",
-            "name": crate::session_cookie::SECURE_NAME,
-            "description": format!(
-                "The browser session cookie that `POST /auth/login` sets (`{}` instead where the operator turned `Secure` off for plain HTTP).",
-                crate::session_cookie::PLAIN_NAME
-            )
-        }),
-    );
-    schemes.insert(
-        "csrf".to_owned(),
-        json!({
-            "type": "apiKey",
-            "in": "header",
-            "name": "X-CSRF-Token",
-            "description": "With a session cookie, every request that changes something carries the `csrfToken` from `POST /auth/login` (or `GET /me`)."
-        }),
-    );
-    Value::Object(schemes)
+/// The ways to authenticate, which the operations' `security` name: the
+/// base document's modifier (`#[openapi(modifiers(...))]`).
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut OpenApi) {
+        let components = openapi.components.get_or_insert_with(Components::default);
+        components.add_security_scheme(
+            "apiKey",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key: `Authorization: Bearer plat_...` (POST /api-keys; the first admin's is in `.plat/admin-key`).",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::session_cookie::SECURE_NAME.to_owned(),
+                format!(
+                    "The browser session cookie that `POST /auth/login` sets (`{}` instead where the operator turned `Secure` off for plain HTTP).",
+                    crate::session_cookie::PLAIN_NAME
+                ),
+            ))),
+        );
+        components.add_security_scheme(
+            "csrf",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-CSRF-Token",
+                "With a session cookie, every request that changes something carries the `csrfToken` from `POST /auth/login` (or `GET /me`).",
+            ))),
+        );
+    }
 }
 
 /// The public routes of this module: the document and its reference page.

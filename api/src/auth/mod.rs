@@ -105,9 +105,9 @@ pub struct Authenticator {
     cache: Cache<[u8; 32], Cached>,
     /// 0 turns the cache off.
     cache_ttl: Duration,
-    limiter: RateLimiter,
-    admin_rate: Rate,
-    dev_rate: Rate,
+    /// Requests per user (shared by all their keys and sessions), by role.
+    admin_rate: RateLimiter<Uuid>,
+    dev_rate: RateLimiter<Uuid>,
     session_idle_minutes: i32,
 }
 
@@ -175,15 +175,14 @@ impl Authenticator {
                 .support_invalidation_closures()
                 .build(),
             cache_ttl: Duration::from_secs(config.auth_cache_ttl_secs),
-            limiter: RateLimiter::default(),
-            admin_rate: Rate {
+            admin_rate: RateLimiter::new(Rate {
                 per_sec: config.rate_limit_admin_per_sec,
                 burst: config.rate_limit_admin_burst,
-            },
-            dev_rate: Rate {
+            }),
+            dev_rate: RateLimiter::new(Rate {
                 per_sec: config.rate_limit_dev_per_sec,
                 burst: config.rate_limit_dev_burst,
-            },
+            }),
             session_idle_minutes: i32::try_from(config.session_idle_minutes).unwrap_or(i32::MAX),
         }
     }
@@ -212,14 +211,14 @@ impl Authenticator {
     }
 
     /// The caller's rate limit and the settings that set it, for messages.
-    fn rate_of(&self, caller: &Caller) -> (Rate, &'static str) {
+    fn rate_of(&self, caller: &Caller) -> (&RateLimiter<Uuid>, &'static str) {
         match caller.role {
             Role::Admin => (
-                self.admin_rate,
+                &self.admin_rate,
                 "PLAT_RATE_LIMIT_ADMIN_PER_SEC, PLAT_RATE_LIMIT_ADMIN_BURST",
             ),
             Role::Dev => (
-                self.dev_rate,
+                &self.dev_rate,
                 "PLAT_RATE_LIMIT_DEV_PER_SEC, PLAT_RATE_LIMIT_DEV_BURST",
             ),
         }
@@ -228,9 +227,10 @@ impl Authenticator {
     /// Spends one request of the caller's user: one bucket per user, shared
     /// by all their keys and sessions, so more keys do not buy more rate.
     fn take_request(&self, caller: &Caller) -> Result<()> {
-        let (rate, settings) = self.rate_of(caller);
-        self.limiter
-            .take(&user_bucket(caller), rate)
+        let (limiter, settings) = self.rate_of(caller);
+        let rate = limiter.rate();
+        limiter
+            .take(&caller.user_id)
             .map_err(|wait| Error::RateLimited {
                 detail: format!(
                     "too many requests: the rate limit of this user ({} per second, bursts of {}, shared by all their API keys and sessions; {settings}) is spent; retry after {} s",
@@ -248,7 +248,8 @@ impl Authenticator {
     /// pay now (429, retry later) or ever (400: the batch is over the burst,
     /// so waiting would never help).
     pub fn take_batch(&self, caller: &Caller, inputs: usize) -> Result<()> {
-        let (rate, settings) = self.rate_of(caller);
+        let (limiter, settings) = self.rate_of(caller);
+        let rate = limiter.rate();
         if !rate.limits() {
             return Ok(());
         }
@@ -259,8 +260,8 @@ impl Authenticator {
                 "a batch of {inputs} inputs costs {inputs} requests, more than this user's rate limit allows at once (bursts of {burst}; {settings}): split it into batches of at most {burst} inputs"
             )));
         }
-        self.limiter
-            .take_many(&user_bucket(caller), rate, cost.saturating_sub(1))
+        limiter
+            .take_many(&caller.user_id, cost.saturating_sub(1))
             .map_err(|wait| Error::RateLimited {
                 detail: format!(
                     "too many requests: a batch of {inputs} inputs costs {inputs} requests, more than is left of this user's rate limit ({} per second, bursts of {burst}, shared by all their API keys and sessions; {settings}); retry after {} s or send a smaller batch",
@@ -364,11 +365,6 @@ impl Authenticator {
 /// `Retry-After` is in whole seconds: round up, and never say 0.
 fn retry_after_secs(wait: Duration) -> u64 {
     wait.as_secs_f64().ceil().max(1.0) as u64
-}
-
-/// The rate-limit bucket of the caller's user.
-fn user_bucket(caller: &Caller) -> String {
-    format!("user:{}", caller.user_id)
 }
 
 /// The middleware in front of every authenticated route.

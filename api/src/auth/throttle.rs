@@ -1,8 +1,8 @@
 //! Limits on the anonymous side of authentication, keyed by the client's
 //! address (see `client_addr`: an IPv6 client by its /64) and, for logins,
 //! by account: login and password-reset attempts, and requests with
-//! credentials that turn out invalid. Like the per-credential rate, they
-//! live in this process's memory (docs/security.md).
+//! credentials that turn out invalid. Like the per-user rate, they live in
+//! this process's memory (docs/security.md).
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -12,25 +12,28 @@ use crate::client_addr;
 use crate::error::Error;
 
 pub struct Throttle {
-    limiter: RateLimiter,
-    login: Rate,
-    login_account: Rate,
-    invalid: Rate,
+    /// Login attempts per client address.
+    login: RateLimiter<String>,
+    /// Login attempts per account (its email, trimmed and lowercased).
+    login_account: RateLimiter<String>,
+    /// Invalid credentials per client address.
+    invalid: RateLimiter<String>,
 }
 
 impl Throttle {
     pub fn new(config: &crate::ApiConfig) -> Self {
         Self {
-            limiter: RateLimiter::default(),
-            login: per_minute(config.login_attempts_per_minute),
-            login_account: per_minute(config.login_attempts_per_account_per_minute),
-            invalid: per_minute(config.invalid_credentials_per_minute),
+            login: RateLimiter::new(per_minute(config.login_attempts_per_minute)),
+            login_account: RateLimiter::new(per_minute(
+                config.login_attempts_per_account_per_minute,
+            )),
+            invalid: RateLimiter::new(per_minute(config.invalid_credentials_per_minute)),
         }
     }
 
     /// Spends one login attempt of the client's address and, when one is
     /// named, of the account; refuses when either is used up. Called before
-    /// any password is hashed. The account's bucket holds across addresses,
+    /// any password is hashed. The account's limit holds across addresses,
     /// so a botnet gets no more guesses at one account than a single client.
     pub fn login_attempt(
         &self,
@@ -38,20 +41,15 @@ impl Throttle {
         account: Option<&str>,
     ) -> Result<(), Error> {
         let address = client_addr::rate_key(client);
-        self.limiter
-            .take(&format!("login:{address}"), self.login)
-            .map_err(|wait| {
-                throttled(
-                    format!(
-                        "too many login attempts from {address} (PLAT_LOGIN_ATTEMPTS_PER_MINUTE)"
-                    ),
-                    wait,
-                )
-            })?;
+        self.login.take(&address).map_err(|wait| {
+            throttled(
+                format!("too many login attempts from {address} (PLAT_LOGIN_ATTEMPTS_PER_MINUTE)"),
+                wait,
+            )
+        })?;
         if let Some(account) = account {
-            let account = account.trim().to_lowercase();
-            self.limiter
-                .take(&format!("login-account:{account}"), self.login_account)
+            self.login_account
+                .take(&account.trim().to_lowercase())
                 .map_err(|wait| {
                     throttled(
                         "too many login attempts on this account (PLAT_LOGIN_ATTEMPTS_PER_ACCOUNT_PER_MINUTE)"
@@ -69,7 +67,7 @@ impl Throttle {
     /// address (a shared NAT, a misconfigured neighbour).
     pub fn invalid_credential(&self, client: Option<IpAddr>, detail: &str) -> Error {
         let address = client_addr::rate_key(client);
-        match self.limiter.take(&format!("invalid:{address}"), self.invalid) {
+        match self.invalid.take(&address) {
             Ok(()) => Error::Unauthorized(detail.to_owned()),
             Err(wait) => throttled(
                 format!("too many requests with invalid credentials from {address} (PLAT_INVALID_CREDENTIALS_PER_MINUTE)"),
