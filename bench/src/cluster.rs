@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use plat::postgres::{LocalPostgres, Options};
+use plat_local_postgres::{LocalPostgres, Options};
 use tempfile::TempDir;
 
 use crate::machine::command_output;

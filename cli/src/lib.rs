@@ -18,7 +18,6 @@ pub mod failure;
 pub mod input;
 pub mod manifest;
 pub mod output;
-pub mod postgres;
 pub mod source_location;
 
 use std::net::SocketAddr;
@@ -29,11 +28,10 @@ use clap::{Args, Parser, Subcommand};
 use plat_api::ApiConfig;
 use plat_common::roles::ServiceRole;
 use plat_common::secrets::SecretsKey;
+use plat_local_postgres::{LocalPostgres, Options};
 use plat_worker_compiler::CompilerConfig;
 use plat_worker_executor::ExecutorConfig;
 use secrecy::ExposeSecret as _;
-
-use crate::postgres::{LocalPostgres, Options};
 
 /// Plat: send a function's source, run it on demand.
 #[derive(Debug, Parser)]
@@ -205,15 +203,23 @@ impl Database {
 /// `if not exists`).
 async fn create_database(admin_url: &str) -> anyhow::Result<()> {
     let admin = connect(admin_url, 1).await?;
-    let exists: bool =
-        sqlx::query_scalar("select exists (select from pg_database where datname = $1)")
-            .bind(DATABASE)
-            .fetch_one(&admin)
-            .await?;
+    let exists = sqlx::query_scalar!(
+        r#"select exists (select from pg_database where datname = $1) as "exists!""#,
+        DATABASE
+    )
+    .fetch_one(&admin)
+    .await?;
     if !exists {
-        let created = sqlx::query(&format!("create database {DATABASE}"))
-            .execute(&admin)
-            .await;
+        // `create database` takes no parameters and its name is an
+        // identifier: it stays a runtime statement, with the name quoted
+        // by the server (`%I`), like the roles in `plat_common::roles`.
+        let statement = sqlx::query_scalar!(
+            r#"select format('create database %I', $1::text) as "statement!""#,
+            DATABASE
+        )
+        .fetch_one(&admin)
+        .await?;
+        let created = sqlx::raw_sql(&statement).execute(&admin).await;
         match created {
             Ok(_) => {}
             // Another `plat` created it between our check and now.

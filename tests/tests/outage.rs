@@ -1,7 +1,7 @@
 //! A database outage under load: the test runs its own PostgreSQL cluster,
 //! stops it while executions are queued and running, and starts it again.
 
-use plat::postgres::{LocalPostgres, Options};
+use plat_local_postgres::{LocalPostgres, Options};
 use plat_tests::{TestApp, Workers};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
