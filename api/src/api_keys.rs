@@ -29,7 +29,7 @@ pub fn router() -> crate::openapi::ApiRouter {
         .routes(routes!(read, revoke))
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ApiKeyView {
     id: Uuid,
@@ -42,9 +42,19 @@ struct ApiKeyView {
     revoked_at: Option<DateTime<Utc>>,
 }
 
-const SELECT_KEY: &str = r#"
-    select id, user_id, name, prefix, created_at, expires_at, last_used_at, revoked_at from api_keys
-"#;
+/// `query_as!` of [`ApiKeyView`]s, then `$tail` (a string literal:
+/// `where`, `order by`) with its arguments. A macro because a checked
+/// statement must be one literal.
+macro_rules! select_keys {
+    ($tail:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            ApiKeyView,
+            "select id, user_id, name, prefix, created_at, expires_at, last_used_at, revoked_at from api_keys "
+                + $tail
+            $(, $arg)*
+        )
+    };
+}
 
 fn not_found(id: Uuid) -> Error {
     Error::NotFound(format!("no API key with id {id}"))
@@ -52,10 +62,7 @@ fn not_found(id: Uuid) -> Error {
 
 /// The key, if the caller may see it (their own, or any for an admin).
 async fn find(db: impl PgExecutor<'_>, caller: &Caller, id: Uuid) -> Result<ApiKeyView> {
-    let key: Option<ApiKeyView> = sqlx::query_as(&format!("{SELECT_KEY} where id = $1"))
-        .bind(id)
-        .fetch_optional(db)
-        .await?;
+    let key = select_keys!("where id = $1", id).fetch_optional(db).await?;
     key.filter(|key| policy::can_see_api_key(caller, key.user_id))
         .ok_or_else(|| not_found(id))
 }
@@ -93,10 +100,10 @@ async fn list(
     Query(params): Query<ListParams>,
 ) -> Result<Json<KeyList>> {
     let user_id = policy::whose_api_keys(&caller, params.user_id)?;
-    let items = sqlx::query_as(&format!(
-        "{SELECT_KEY} where $1::uuid is null or user_id = $1 order by created_at desc, id desc"
-    ))
-    .bind(user_id)
+    let items = select_keys!(
+        "where $1::uuid is null or user_id = $1 order by created_at desc, id desc",
+        user_id
+    )
     .fetch_all(&state.db)
     .await?;
     Ok(Json(KeyList { items }))
@@ -179,19 +186,21 @@ async fn create(
     let id = Uuid::now_v7();
     let mut tx = state.db.begin().await?;
     ensure_room_for_a_key(&mut tx, user_id, state.config.max_api_keys_per_user).await?;
-    let view: ApiKeyView = sqlx::query_as(
+    let key_hash = tokens::hash(&key);
+    let view = sqlx::query_as!(
+        ApiKeyView,
         r#"
         insert into api_keys (id, user_id, name, prefix, key_hash, expires_at)
         values ($1, $2, $3, $4, $5, $6)
         returning id, user_id, name, prefix, created_at, expires_at, last_used_at, revoked_at
         "#,
+        id,
+        user_id,
+        name,
+        tokens::shown_prefix(&key),
+        key_hash.as_slice(),
+        body.expires_at,
     )
-    .bind(id)
-    .bind(user_id)
-    .bind(name)
-    .bind(tokens::shown_prefix(&key))
-    .bind(tokens::hash(&key).as_slice())
-    .bind(body.expires_at)
     .fetch_one(&mut *tx)
     .await?;
     audit::record(
@@ -214,22 +223,23 @@ async fn create(
 /// weakest lock that two creations cannot both hold, and one that does not
 /// stop other tables' rows from referencing the user meanwhile).
 async fn ensure_room_for_a_key(tx: &mut sqlx::PgConnection, user_id: Uuid, max: u32) -> Result<()> {
-    let user: Option<(i64,)> =
-        sqlx::query_as("select 1::int8 from users where id = $1 for no key update")
-            .bind(user_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let user = sqlx::query_scalar!(
+        "select id from users where id = $1 for no key update",
+        user_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
     if user.is_none() {
         return Err(Error::BadRequest(format!("no user with id {user_id}")));
     }
-    let (live,): (i64,) = sqlx::query_as(
+    let live = sqlx::query_scalar!(
         r#"
-        select count(*) from api_keys
+        select count(*) as "live!" from api_keys
         where user_id = $1 and revoked_at is null
           and (expires_at is null or expires_at > now())
         "#,
+        user_id
     )
-    .bind(user_id)
     .fetch_one(&mut *tx)
     .await?;
     if live >= i64::from(max) {
@@ -263,8 +273,7 @@ async fn revoke(
     let mut tx = state.db.begin().await?;
     let key = find(&mut *tx, &caller, id).await?;
     if key.revoked_at.is_none() {
-        sqlx::query("update api_keys set revoked_at = now() where id = $1")
-            .bind(id)
+        sqlx::query!("update api_keys set revoked_at = now() where id = $1", id)
             .execute(&mut *tx)
             .await?;
         auth::changed(&mut tx, auth::Affected::Key(id)).await?;

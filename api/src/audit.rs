@@ -87,26 +87,26 @@ async fn insert(
     details: Value,
 ) -> Result<()> {
     let (target_type, target_id) = target.unzip();
-    sqlx::query(
+    sqlx::query!(
         r#"
         insert into audit_log (id, actor_id, actor_email, action, target_type, target_id, source_address, details)
         values ($1, $2, $3, $4, $5, $6, $7, $8)
         "#,
+        Uuid::now_v7(),
+        actor_id,
+        actor_email,
+        action,
+        target_type,
+        target_id,
+        source_address,
+        details,
     )
-    .bind(Uuid::now_v7())
-    .bind(actor_id)
-    .bind(actor_email)
-    .bind(action)
-    .bind(target_type)
-    .bind(target_id)
-    .bind(source_address)
-    .bind(details)
     .execute(db)
     .await?;
     Ok(())
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct AuditEntry {
     id: Uuid,
@@ -164,7 +164,8 @@ async fn list(
 ) -> Result<Json<AuditList>> {
     policy::may_read_audit_log(&caller)?;
     let page = Page::parse(params.limit, params.cursor.as_deref())?;
-    let rows: Vec<AuditEntry> = sqlx::query_as(
+    let rows = sqlx::query_as!(
+        AuditEntry,
         r#"
         select id, at, actor_id, actor_email, action, target_type, target_id, source_address, details
         from audit_log
@@ -178,16 +179,16 @@ async fn list(
         order by at desc, id desc
         limit $9
         "#,
+        params.action,
+        params.actor_id,
+        params.target_type,
+        params.target_id,
+        params.from,
+        params.to,
+        page.after_created_at(),
+        page.after_id(),
+        page.fetch_limit(),
     )
-    .bind(&params.action)
-    .bind(params.actor_id)
-    .bind(&params.target_type)
-    .bind(&params.target_id)
-    .bind(params.from)
-    .bind(params.to)
-    .bind(page.after_created_at())
-    .bind(page.after_id())
-    .bind(page.fetch_limit())
     .fetch_all(&db)
     .await?;
     let (items, next_cursor) = page.finish(rows, |entry| Position {

@@ -55,10 +55,10 @@ pub async fn run(pool: &PgPool, config: &ApiConfig) -> anyhow::Result<()> {
     };
     let mut tx = pool.begin().await?;
     // One bootstrap at a time; the loser then sees the winner's user.
-    sqlx::query("select pg_advisory_xact_lock(hashtext('plat_bootstrap_admin'))")
+    sqlx::query!("select pg_advisory_xact_lock(hashtext('plat_bootstrap_admin'))")
         .execute(&mut *tx)
         .await?;
-    let (has_users,): (bool,) = sqlx::query_as("select exists (select 1 from users)")
+    let has_users = sqlx::query_scalar!(r#"select exists (select 1 from users) as "exists!""#)
         .fetch_one(&mut *tx)
         .await?;
     if has_users {
@@ -67,11 +67,11 @@ pub async fn run(pool: &PgPool, config: &ApiConfig) -> anyhow::Result<()> {
         // `plat up` data folder): the admin gets it, but a password someone
         // chose is never replaced.
         if let Some(hash) = &password_hash {
-            let given = sqlx::query(
+            let given = sqlx::query!(
                 "update users set password_hash = $1 where lower(email) = lower($2) and role = 'ADMIN' and password_hash is null",
+                hash,
+                config.bootstrap_admin_email,
             )
-            .bind(hash)
-            .bind(&config.bootstrap_admin_email)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
@@ -82,20 +82,23 @@ pub async fn run(pool: &PgPool, config: &ApiConfig) -> anyhow::Result<()> {
         return Ok(());
     }
     let (user_id, key_id) = (Uuid::now_v7(), Uuid::now_v7());
-    sqlx::query("insert into users (id, email, display_name, role, password_hash) values ($1, $2, 'Bootstrap admin', 'ADMIN', $3)")
-        .bind(user_id)
-        .bind(&config.bootstrap_admin_email)
-        .bind(&password_hash)
-        .execute(&mut *tx)
-        .await
-        .context("creating the bootstrap admin")?;
-    sqlx::query(
-        "insert into api_keys (id, user_id, name, prefix, key_hash) values ($1, $2, 'bootstrap', $3, $4)",
+    sqlx::query!(
+        "insert into users (id, email, display_name, role, password_hash) values ($1, $2, 'Bootstrap admin', 'ADMIN', $3)",
+        user_id,
+        config.bootstrap_admin_email,
+        password_hash,
     )
-    .bind(key_id)
-    .bind(user_id)
-    .bind(tokens::shown_prefix(key))
-    .bind(tokens::hash(key).as_slice())
+    .execute(&mut *tx)
+    .await
+    .context("creating the bootstrap admin")?;
+    let key_hash = tokens::hash(key);
+    sqlx::query!(
+        "insert into api_keys (id, user_id, name, prefix, key_hash) values ($1, $2, 'bootstrap', $3, $4)",
+        key_id,
+        user_id,
+        tokens::shown_prefix(key),
+        key_hash.as_slice(),
+    )
     .execute(&mut *tx)
     .await?;
     audit::record_anonymous(

@@ -123,11 +123,35 @@ impl Row {
 /// did not exist). `for_update` locks it until the transaction ends.
 async fn find(db: impl PgExecutor<'_>, caller: &Caller, id: &str, for_update: bool) -> Result<Row> {
     let parsed = Uuid::try_parse(id).map_err(|_| not_found(id))?;
-    let lock = if for_update { "for update" } else { "" };
-    let row: Option<Row> = sqlx::query_as(&format!("{SELECT_ENVIRONMENT} where e.id = $1 {lock}"))
-        .bind(parsed)
+    // Two statements rather than a spliced `for update`: each is checked.
+    let row = if for_update {
+        sqlx::query_as!(
+            Row,
+            r#"
+            select id, name, description, variables, secret_variables, revision, allowed_users,
+                   allowed_groups, created_at, updated_at
+            from environments
+            where id = $1
+            for update
+            "#,
+            parsed
+        )
         .fetch_optional(db)
-        .await?;
+        .await?
+    } else {
+        sqlx::query_as!(
+            Row,
+            r#"
+            select id, name, description, variables, secret_variables, revision, allowed_users,
+                   allowed_groups, created_at, updated_at
+            from environments
+            where id = $1
+            "#,
+            parsed
+        )
+        .fetch_optional(db)
+        .await?
+    };
     row.filter(|row| policy::can_see_environment(caller, &row.allowed_users, &row.allowed_groups))
         .ok_or_else(|| not_found(id))
 }
@@ -264,19 +288,19 @@ async fn create(
     let id = Uuid::now_v7();
     let mut tx = state.db.begin().await?;
     access::check(&mut tx, &mut body.allowed_users, &mut body.allowed_groups).await?;
-    sqlx::query(
+    sqlx::query!(
         r#"
         insert into environments (id, name, description, variables, secret_variables, allowed_users, allowed_groups)
         values ($1, $2, $3, $4, $5, $6, $7)
         "#,
+        id,
+        body.name,
+        body.description,
+        key.seal(id, &resolved.values),
+        &resolved.secrets,
+        &body.allowed_users,
+        &body.allowed_groups,
     )
-    .bind(id)
-    .bind(&body.name)
-    .bind(&body.description)
-    .bind(key.seal(id, &resolved.values))
-    .bind(&resolved.secrets)
-    .bind(&body.allowed_users)
-    .bind(&body.allowed_groups)
     .execute(&mut *tx)
     .await
     .map_err(error::unique("environments_name_key", || {
@@ -354,7 +378,7 @@ async fn update(
     let mut groups = body.allowed_groups.unwrap_or(row.allowed_groups);
     access::check(&mut tx, &mut users, &mut groups).await?;
     let sealed = resolved.as_ref().map(|v| key.seal(row.id, &v.values));
-    sqlx::query(
+    sqlx::query!(
         r#"
         update environments
         set name = coalesce($2, name), description = coalesce($3, description),
@@ -364,14 +388,14 @@ async fn update(
             allowed_users = $5, allowed_groups = $6, updated_at = now()
         where id = $1
         "#,
+        row.id,
+        body.name,
+        body.description,
+        sealed,
+        &users,
+        &groups,
+        resolved.as_ref().map(|v| v.secrets.as_slice()),
     )
-    .bind(row.id)
-    .bind(&body.name)
-    .bind(&body.description)
-    .bind(&sealed)
-    .bind(&users)
-    .bind(&groups)
-    .bind(resolved.as_ref().map(|v| &v.secrets))
     .execute(&mut *tx)
     .await
     .map_err(error::unique("environments_name_key", || {
@@ -430,22 +454,20 @@ async fn remove(
     let mut tx = state.db.begin().await?;
     let row = find(&mut *tx, &caller, &id, true).await?;
     policy::may_delete_environments(&caller)?;
-    let users: Vec<(String,)> = sqlx::query_as(
+    let names = sqlx::query_scalar!(
         "select name from functions where environment_id = $1 order by name limit 10",
+        row.id
     )
-    .bind(row.id)
     .fetch_all(&mut *tx)
     .await?;
-    if !users.is_empty() {
-        let names: Vec<String> = users.into_iter().map(|(n,)| n).collect();
+    if !names.is_empty() {
         return Err(Error::Conflict(format!(
             "environment {} is used by functions {}; point them elsewhere first",
             row.name,
             names.join(", ")
         )));
     }
-    sqlx::query("delete from environments where id = $1")
-        .bind(row.id)
+    sqlx::query!("delete from environments where id = $1", row.id)
         .execute(&mut *tx)
         .await?;
     audit::record(

@@ -13,6 +13,7 @@ use plat_common::queue::execute::{self, CancelOutcome, Enqueued, NewExecution};
 use plat_common::ExecutionStatus;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use sqlx::types::Json as SqlJson;
 use sqlx::{PgExecutor, QueryBuilder};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt as _};
 use utoipa_axum::routes;
@@ -144,13 +145,88 @@ const SELECT_EXECUTION: &str = r#"
     from executions e left join execution_jobs j on j.id = e.id
 "#;
 
+/// [`ExecutionView`]'s columns flat, as `query_as!` reads them (it fills
+/// a struct field by field: no `flatten`, no `json` attribute).
+struct ExecutionRow {
+    id: Uuid,
+    function_id: Uuid,
+    function_version: i32,
+    status: ExecutionStatus,
+    input: SqlJson<Box<RawValue>>,
+    output: Option<SqlJson<Box<RawValue>>>,
+    error_type: Option<String>,
+    error_message: Option<String>,
+    logs: String,
+    logs_truncated: bool,
+    duration_ms: Option<i32>,
+    queued_ms: Option<i64>,
+    worker_id: Option<String>,
+    request_id: Option<String>,
+    attempts: i32,
+    created_by: Option<Uuid>,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<ExecutionRow> for ExecutionView {
+    fn from(row: ExecutionRow) -> Self {
+        ExecutionView {
+            id: row.id,
+            function_id: row.function_id,
+            function_version: row.function_version,
+            status: row.status,
+            input: row.input.0,
+            output: row.output.map(|output| output.0),
+            error: ErrorColumns {
+                error_type: row.error_type,
+                error_message: row.error_message,
+            },
+            logs: row.logs,
+            logs_truncated: row.logs_truncated,
+            duration_ms: row.duration_ms,
+            queued_ms: row.queued_ms,
+            worker_id: row.worker_id,
+            request_id: row.request_id,
+            attempts: row.attempts,
+            created_by: row.created_by,
+            created_at: row.created_at,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+        }
+    }
+}
+
+/// `query_as!` of [`ExecutionRow`]s: [`SELECT_EXECUTION`], checked, then
+/// `$tail` (a string literal: joins, `where`, `order by`, `limit`) with its
+/// arguments. A macro because a checked statement must be one literal.
+macro_rules! select_executions {
+    ($tail:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            ExecutionRow,
+            r#"
+            select e.id, e.function_id, e.function_version,
+                   case when j.state = 'running' then 'RUNNING' else e.status end
+                       as "status!: ExecutionStatus",
+                   e.input as "input: SqlJson<Box<RawValue>>",
+                   e.output as "output: SqlJson<Box<RawValue>>",
+                   e.error_type, e.error_message, e.logs, e.logs_truncated, e.duration_ms,
+                   (extract(epoch from (coalesce(j.started_at, e.started_at) - e.created_at)) * 1000)::int8 as queued_ms,
+                   coalesce(j.worker_id, e.worker_id) as worker_id, e.request_id,
+                   coalesce(j.attempt, e.attempts) as "attempts!", e.created_by, e.created_at,
+                   coalesce(j.started_at, e.started_at) as started_at, e.finished_at
+            from executions e left join execution_jobs j on j.id = e.id
+            "# + $tail
+            $(, $arg)*
+        )
+    };
+}
+
 async fn fetch(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<ExecutionView>> {
-    Ok(
-        sqlx::query_as(&format!("{SELECT_EXECUTION} where e.id = $1"))
-            .bind(id)
-            .fetch_optional(db)
-            .await?,
-    )
+    let row = select_executions!("where e.id = $1", id)
+        .fetch_optional(db)
+        .await?;
+    Ok(row.map(ExecutionView::from))
 }
 
 /// [`fetch`], if `caller` may see it ([`policy::push_can_see_execution`]:
@@ -518,17 +594,9 @@ async fn list(
         .map_err(|unknown| Error::BadRequest(unknown.to_string()))?;
     // The function's access rule, read now: a DEV who lost access to the
     // function gets 404 here, so the listing itself needs only the creator
-    // filter and keeps its plans (see `listing_query`).
+    // filter and keeps its plans (see `listing`).
     let function = functions::find(&state.db, &caller, &FunctionKey::parse(key), false).await?;
-    let rows: Vec<ExecutionView> = sqlx::query_as(&listing_query(status))
-        .bind(function.id)
-        .bind(status.map(ExecutionStatus::as_str))
-        .bind(page.after_created_at())
-        .bind(page.after_id())
-        .bind(page.fetch_limit())
-        .bind(policy::whose_executions(&caller))
-        .fetch_all(&state.db)
-        .await?;
+    let rows = listing(&state.db, function.id, status, &page, &caller).await?;
     let (items, next_cursor) = page.finish(rows, |e| Position {
         created_at: e.created_at,
         id: e.id,
@@ -536,8 +604,8 @@ async fn list(
     Ok(Json(ExecutionList { items, next_cursor }))
 }
 
-/// The query behind [`list`], for one status filter (`$2`): `$1` the
-/// function, `$3`/`$4` the cursor, `$5` the limit, `$6` the only creator a
+/// The page behind [`list`], by one statement per status filter: `$1` the
+/// function, `$2`/`$3` the cursor, `$4` the limit, `$5` the only creator a
 /// DEV may see.
 ///
 /// No index of `executions` names the status, so that writing a result
@@ -550,37 +618,96 @@ async fn list(
 /// - SUCCEEDED: the function's history newest first, skipping the rest,
 ///   which are usually few. A function that mostly fails reads further for
 ///   a page of successes.
-fn listing_query(status: Option<ExecutionStatus>) -> String {
-    // (what to join, the filter, the table whose order the page follows)
-    let (join, filter, key) = match status {
-        None => ("", "e.function_id = $1 and $2::text is null", "e"),
-        Some(ExecutionStatus::Queued | ExecutionStatus::Running) => (
-            "",
-            "j.function_id = $1 \
-             and j.state = case when $2 = 'RUNNING' then 'running' else 'available' end::job_state",
-            "e",
-        ),
-        Some(ExecutionStatus::Failed | ExecutionStatus::Cancelled) => (
-            "join unsuccessful_executions u on u.id = e.id",
-            "u.function_id = $1 and u.status = $2::execution_status",
-            "u",
-        ),
-        Some(ExecutionStatus::Succeeded) => (
-            "",
-            "e.function_id = $1 and e.status = $2::execution_status",
-            "e",
-        ),
+async fn listing(
+    db: &sqlx::PgPool,
+    function_id: Uuid,
+    status: Option<ExecutionStatus>,
+    page: &Page,
+    caller: &Caller,
+) -> Result<Vec<ExecutionView>> {
+    let (after_created_at, after_id) = (page.after_created_at(), page.after_id());
+    let limit = page.fetch_limit();
+    let creator = policy::whose_executions(caller);
+    let rows = match status {
+        None => {
+            select_executions!(
+                r#"
+                where e.function_id = $1
+                  and ($2::timestamptz is null or (e.created_at, e.id) < ($2, $3))
+                  and ($5::uuid is null or e.created_by = $5)
+                order by e.created_at desc, e.id desc
+                limit $4
+                "#,
+                function_id,
+                after_created_at,
+                after_id,
+                limit,
+                creator,
+            )
+            .fetch_all(db)
+            .await?
+        }
+        Some(ExecutionStatus::Queued | ExecutionStatus::Running) => {
+            let running = status == Some(ExecutionStatus::Running);
+            select_executions!(
+                r#"
+                where j.function_id = $1
+                  and j.state = (case when $6 then 'running' else 'available' end)::job_state
+                  and ($2::timestamptz is null or (e.created_at, e.id) < ($2, $3))
+                  and ($5::uuid is null or e.created_by = $5)
+                order by e.created_at desc, e.id desc
+                limit $4
+                "#,
+                function_id,
+                after_created_at,
+                after_id,
+                limit,
+                creator,
+                running,
+            )
+            .fetch_all(db)
+            .await?
+        }
+        Some(status @ (ExecutionStatus::Failed | ExecutionStatus::Cancelled)) => {
+            select_executions!(
+                r#"
+                join unsuccessful_executions u on u.id = e.id
+                where u.function_id = $1 and u.status = $6
+                  and ($2::timestamptz is null or (u.created_at, u.id) < ($2, $3))
+                  and ($5::uuid is null or e.created_by = $5)
+                order by u.created_at desc, u.id desc
+                limit $4
+                "#,
+                function_id,
+                after_created_at,
+                after_id,
+                limit,
+                creator,
+                status as ExecutionStatus,
+            )
+            .fetch_all(db)
+            .await?
+        }
+        Some(ExecutionStatus::Succeeded) => {
+            select_executions!(
+                r#"
+                where e.function_id = $1 and e.status = 'SUCCEEDED'
+                  and ($2::timestamptz is null or (e.created_at, e.id) < ($2, $3))
+                  and ($5::uuid is null or e.created_by = $5)
+                order by e.created_at desc, e.id desc
+                limit $4
+                "#,
+                function_id,
+                after_created_at,
+                after_id,
+                limit,
+                creator,
+            )
+            .fetch_all(db)
+            .await?
+        }
     };
-    format!(
-        r#"
-        {SELECT_EXECUTION} {join}
-        where {filter}
-          and ($3::timestamptz is null or ({key}.created_at, {key}.id) < ($3, $4))
-          and ($6::uuid is null or e.created_by = $6)
-        order by {key}.created_at desc, {key}.id desc
-        limit $5
-        "#
-    )
+    Ok(rows.into_iter().map(ExecutionView::from).collect())
 }
 
 #[utoipa::path(

@@ -65,9 +65,9 @@ pub struct FunctionView {
     semver: String,
     /// The active version's; null while no version is READY.
     active_semver: Option<String>,
-    #[sqlx(json)]
+    /// `Json` so that `query_as!` decodes the column into it directly.
     #[schema(value_type = crate::openapi::ExecutionConfig)]
-    execution_config: ExecutionConfig,
+    execution_config: SqlJson<ExecutionConfig>,
     /// Who may see and run it; both empty: everyone.
     allowed_users: Vec<Uuid>,
     allowed_groups: Vec<Uuid>,
@@ -105,7 +105,9 @@ pub(crate) fn hide_values(config: &mut ExecutionConfig, caller: &Caller) {
     }
 }
 
-/// The columns of [`FunctionView`], over [`FUNCTION_FROM`].
+/// The columns of [`FunctionView`], over [`FUNCTION_FROM`], for the
+/// listing's dynamic statement (`discovery`); [`view`] spells out the same
+/// statement for one function, checked at compile time.
 const FUNCTION_COLUMNS: &str = r#"
     f.id, f.name, f.language, f.description, f.tags, f.latest_version, f.active_version,
     f.created_at, f.updated_at, v.status, v.compile_error, v.execution_config,
@@ -182,7 +184,6 @@ impl std::fmt::Display for FunctionKey {
 
 /// The id of a function and its newest version's status, for routes that
 /// act on it.
-#[derive(sqlx::FromRow)]
 pub struct FunctionRef {
     pub id: Uuid,
     pub status: VersionStatus,
@@ -199,29 +200,44 @@ pub async fn find(
     key: &FunctionKey,
     for_update: bool,
 ) -> Result<FunctionRef> {
-    let lock = if for_update { "for update of f" } else { "" };
-    let row: Option<FunctionRef> = sqlx::query_as(&format!(
-        r#"
-        select f.id, v.status, f.allowed_users, f.allowed_groups
-        from functions f
-        join function_versions v on v.function_id = f.id and v.version = f.latest_version
-        where f.id = $1 or f.name = $2
-        {lock}
-        "#
-    ))
-    .bind(key.id())
-    .bind(key.name())
-    .fetch_optional(db)
-    .await?;
+    // Two statements rather than a spliced `for update`: each is checked.
+    let row = if for_update {
+        sqlx::query_as!(
+            FunctionRef,
+            r#"
+            select f.id, v.status as "status: VersionStatus", f.allowed_users, f.allowed_groups
+            from functions f
+            join function_versions v on v.function_id = f.id and v.version = f.latest_version
+            where f.id = $1 or f.name = $2
+            for update of f
+            "#,
+            key.id(),
+            key.name()
+        )
+        .fetch_optional(db)
+        .await?
+    } else {
+        sqlx::query_as!(
+            FunctionRef,
+            r#"
+            select f.id, v.status as "status: VersionStatus", f.allowed_users, f.allowed_groups
+            from functions f
+            join function_versions v on v.function_id = f.id and v.version = f.latest_version
+            where f.id = $1 or f.name = $2
+            "#,
+            key.id(),
+            key.name()
+        )
+        .fetch_optional(db)
+        .await?
+    };
     row.filter(|f| policy::can_see_function(caller, &f.allowed_users, &f.allowed_groups))
         .ok_or_else(|| key.not_found())
 }
 
 /// A function and the version a run would use, resolved in one query for
 /// the execute paths (no extra round trip for deprecation).
-#[derive(sqlx::FromRow)]
 pub struct RunTarget {
-    #[sqlx(flatten)]
     pub function: FunctionRef,
     /// The version asked for (or the active one); null if there is none.
     version: Option<i32>,
@@ -293,41 +309,74 @@ pub async fn find_to_run(
     key: &FunctionKey,
     version: Option<&VersionKey>,
 ) -> Result<RunTarget> {
-    let row: Option<RunTarget> = VersionKey::bind(
-        version,
-        sqlx::query_as(&format!(
-            r#"
-            select f.id, v.status, f.allowed_users, f.allowed_groups,
-                   t.version, t.status as version_status, t.semver, t.deprecated_at,
-                   t.deprecation_message, t.retired_at,
-                   coalesce(t.version = f.active_version, false) as active
-            from functions f
-            join function_versions v on v.function_id = f.id and v.version = f.latest_version
-            left join function_versions t on t.function_id = f.id and {target}
-            where f.id = $1 or f.name = $2
-            "#,
-            target = VersionKey::condition(version, "t", 3),
-        ))
-        .bind(key.id())
-        .bind(key.name()),
+    let pick = VersionKey::pick(version);
+    let row = sqlx::query!(
+        r#"
+        select f.id, v.status as "status: VersionStatus", f.allowed_users, f.allowed_groups,
+               t.version as "version?", t.status as "version_status?: VersionStatus",
+               t.semver as "semver?", t.deprecated_at, t.deprecation_message, t.retired_at,
+               coalesce(t.version = f.active_version, false) as "active!"
+        from functions f
+        join function_versions v on v.function_id = f.id and v.version = f.latest_version
+        left join function_versions t on t.function_id = f.id
+            and (t.version = $3 or t.semver = $4 or split_part(t.semver, '+', 1) = $4
+                 or ($5 and t.version = f.active_version))
+        where f.id = $1 or f.name = $2
+        "#,
+        key.id(),
+        key.name(),
+        pick.number,
+        pick.semver,
+        pick.active,
     )
     .fetch_optional(db)
-    .await?;
+    .await?
+    .map(|row| RunTarget {
+        function: FunctionRef {
+            id: row.id,
+            status: row.status,
+            allowed_users: row.allowed_users,
+            allowed_groups: row.allowed_groups,
+        },
+        version: row.version,
+        version_status: row.version_status,
+        semver: row.semver,
+        deprecated_at: row.deprecated_at,
+        deprecation_message: row.deprecation_message,
+        retired_at: row.retired_at,
+        active: row.active,
+    });
     row.filter(|t| {
-        policy::can_see_function(
-            caller,
-            &t.function.allowed_users,
-            &t.function.allowed_groups,
-        )
+        policy::can_see_function(caller, &t.function.allowed_users, &t.function.allowed_groups)
     })
-    .ok_or_else(|| key.not_found())
+        .ok_or_else(|| key.not_found())
 }
 
 async fn view(db: impl PgExecutor<'_>, id: Uuid) -> Result<FunctionView> {
-    sqlx::query_as(&format!(
-        "select {FUNCTION_COLUMNS} {FUNCTION_FROM} where f.id = $1"
-    ))
-    .bind(id)
+    sqlx::query_as!(
+        FunctionView,
+        r#"
+        select f.id, f.name, f.language as "language: Language", f.description, f.tags,
+               f.latest_version as version, f.active_version,
+               f.created_at, f.updated_at, v.status as "status: VersionStatus", v.compile_error,
+               v.execution_config as "execution_config: SqlJson<ExecutionConfig>",
+               f.allowed_users, f.allowed_groups, f.environment_id,
+               v.semver, av.semver as "active_semver?",
+               coalesce(s.executions, 0) as "execution_count!", s.success_rate
+        from functions f
+        join function_versions v on v.function_id = f.id and v.version = f.latest_version
+        left join function_versions av on av.function_id = f.id and av.version = f.active_version
+        left join lateral (
+            select sum(r.executions)::int8 as executions,
+                   coalesce(sum(r.executions) filter (where r.status = 'SUCCEEDED'), 0)::float8
+                       / nullif(sum(r.executions), 0)::float8 as success_rate
+            from execution_rollups r
+            where r.function_id = f.id
+        ) s on true
+        where f.id = $1
+        "#,
+        id
+    )
     .fetch_optional(db)
     .await?
     .ok_or_else(|| FunctionKey::Id(id).not_found())
@@ -392,20 +441,20 @@ async fn create(
     if let Some(environment_id) = body.environment_id {
         check_environment(&mut tx, environment_id).await?;
     }
-    sqlx::query(
+    sqlx::query!(
         r#"
         insert into functions (id, name, language, description, tags, allowed_users, allowed_groups, environment_id)
         values ($1, $2, $3, $4, $5, $6, $7, $8)
         "#,
+        id,
+        body.name,
+        language as Language,
+        body.description,
+        &tags,
+        &body.allowed_users,
+        &body.allowed_groups,
+        body.environment_id,
     )
-    .bind(id)
-    .bind(&body.name)
-    .bind(language)
-    .bind(&body.description)
-    .bind(&tags)
-    .bind(&body.allowed_users)
-    .bind(&body.allowed_groups)
-    .bind(body.environment_id)
     .execute(&mut *tx)
     .await
     .map_err(error::unique("functions_name_key", || {
@@ -446,11 +495,9 @@ async fn create(
 
 /// Refuses a reference to an environment that does not exist.
 async fn check_environment(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<()> {
-    let found: Option<(Uuid,)> =
-        sqlx::query_as("select id from environments where id = $1 for share")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let found = sqlx::query_scalar!("select id from environments where id = $1 for share", id)
+        .fetch_optional(&mut *tx)
+        .await?;
     found
         .map(|_| ())
         .ok_or_else(|| Error::BadRequest(format!("`environmentId` {id} is not an environment")))
@@ -473,17 +520,17 @@ async fn insert_version(
     new: NewVersion<'_>,
     request_id: Option<&str>,
 ) -> Result<()> {
-    sqlx::query(
+    sqlx::query!(
         r#"
         insert into function_versions (function_id, version, semver, source, execution_config)
         values ($1, $2, $3, $4, $5)
         "#,
+        new.function_id,
+        new.version,
+        new.semver,
+        new.source,
+        SqlJson(new.execution_config) as _,
     )
-    .bind(new.function_id)
-    .bind(new.version)
-    .bind(new.semver)
-    .bind(new.source)
-    .bind(SqlJson(new.execution_config))
     .execute(&mut *tx)
     .await
     // Cannot happen while the function row is locked and semvers only grow;
@@ -603,20 +650,22 @@ async fn add_version(
 ) -> Result<String> {
     // The newest version has the greatest semver: every version was
     // checked against it when written, under the function's row lock.
-    let (latest, latest_semver, source, SqlJson(current)): (i32, String, String, SqlJson<ExecutionConfig>) = sqlx::query_as(
+    let latest = sqlx::query!(
         r#"
-        select v.version, v.semver, v.source, v.execution_config
+        select v.version, v.semver, v.source,
+               v.execution_config as "execution_config: SqlJson<ExecutionConfig>"
         from functions f join function_versions v on v.function_id = f.id and v.version = f.latest_version
         where f.id = $1
         "#,
+        function_id
     )
-    .bind(function_id)
     .fetch_one(&mut *tx)
     .await?;
-    let semver = versions::next_semver(change.semver.as_ref(), &latest_semver, key)?;
-    let execution_config = input::execution_config(current, change.execution_config, config)?;
-    let source = change.source.unwrap_or(source);
-    let version = latest + 1;
+    let semver = versions::next_semver(change.semver.as_ref(), &latest.semver, key)?;
+    let execution_config =
+        input::execution_config(latest.execution_config.0, change.execution_config, config)?;
+    let source = change.source.unwrap_or(latest.source);
+    let version = latest.version + 1;
     let new = NewVersion {
         function_id,
         version,
@@ -625,11 +674,13 @@ async fn add_version(
         execution_config: &execution_config,
     };
     insert_version(tx, new, request_id).await?;
-    sqlx::query("update functions set latest_version = $2 where id = $1")
-        .bind(function_id)
-        .bind(version)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "update functions set latest_version = $2 where id = $1",
+        function_id,
+        version
+    )
+    .execute(&mut *tx)
+    .await?;
     tracing::info!(%function_id, version, %semver, "new version; compile queued");
     Ok(semver)
 }
@@ -643,7 +694,7 @@ async fn change_in_place(
     users: &[Uuid],
     groups: &[Uuid],
 ) -> Result<()> {
-    sqlx::query(
+    sqlx::query!(
         r#"
         update functions
         set description = coalesce($2, description), tags = coalesce($3, tags),
@@ -652,14 +703,14 @@ async fn change_in_place(
             updated_at = now()
         where id = $1
         "#,
+        function_id,
+        body.description,
+        body.tags.as_deref(),
+        users,
+        groups,
+        body.environment_id.is_some(),
+        body.environment_id.flatten(),
     )
-    .bind(function_id)
-    .bind(&body.description)
-    .bind(&body.tags)
-    .bind(users)
-    .bind(groups)
-    .bind(body.environment_id.is_some())
-    .bind(body.environment_id.flatten())
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -689,8 +740,7 @@ async fn remove(
     policy::may_delete_functions(&caller)?;
     let cancelled =
         plat_common::queue::execute::cancel_queued_of_function(&mut tx, function.id).await?;
-    sqlx::query("delete from functions where id = $1")
-        .bind(function.id)
+    sqlx::query!("delete from functions where id = $1", function.id)
         .execute(&mut *tx)
         .await?;
     audit::record(

@@ -29,7 +29,7 @@ pub fn router() -> crate::openapi::ApiRouter {
         .routes(routes!(remove_member))
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct GroupView {
     id: Uuid,
@@ -39,15 +39,25 @@ struct GroupView {
     updated_at: DateTime<Utc>,
 }
 
-const SELECT_GROUP: &str = r#"
-    select g.id, g.name, g.created_at, g.updated_at,
-           array(select m.user_id from group_members m where m.group_id = g.id order by m.added_at, m.user_id) as members
-    from groups g
-"#;
+/// `query_as!` of [`GroupView`]s of the groups `g`, then `$tail` (a
+/// string literal: `where`, `order by`) with its arguments. A macro because
+/// a checked statement must be one literal.
+macro_rules! select_groups {
+    ($tail:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            GroupView,
+            r#"
+            select g.id, g.name, g.created_at, g.updated_at,
+                   array(select m.user_id from group_members m where m.group_id = g.id order by m.added_at, m.user_id) as "members!"
+            from groups g
+            "# + $tail
+            $(, $arg)*
+        )
+    };
+}
 
 async fn view(db: impl PgExecutor<'_>, id: Uuid) -> Result<GroupView> {
-    sqlx::query_as(&format!("{SELECT_GROUP} where g.id = $1"))
-        .bind(id)
+    select_groups!("where g.id = $1", id)
         .fetch_optional(db)
         .await?
         .ok_or_else(|| not_found(id))
@@ -87,7 +97,7 @@ struct GroupList {
 )]
 async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<GroupList>> {
     policy::may_list_groups(&caller)?;
-    let items = sqlx::query_as(&format!("{SELECT_GROUP} order by g.name"))
+    let items = select_groups!("order by g.name")
         .fetch_all(&state.db)
         .await?;
     Ok(Json(GroupList { items }))
@@ -143,14 +153,16 @@ async fn create(
     check_name(&body.name)?;
     let id = Uuid::now_v7();
     let mut tx = state.db.begin().await?;
-    sqlx::query("insert into groups (id, name) values ($1, $2)")
-        .bind(id)
-        .bind(&body.name)
-        .execute(&mut *tx)
-        .await
-        .map_err(error::unique("groups_name_key", || {
-            format!("a group named {:?} already exists", body.name)
-        }))?;
+    sqlx::query!(
+        "insert into groups (id, name) values ($1, $2)",
+        id,
+        body.name
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(error::unique("groups_name_key", || {
+        format!("a group named {:?} already exists", body.name)
+    }))?;
     let group = record_and_commit(tx, &caller, "group.create", id, &body.name).await?;
     Ok((StatusCode::CREATED, Json(group)))
 }
@@ -180,14 +192,16 @@ async fn rename(
     policy::may_rename_groups(&caller)?;
     check_name(&body.name)?;
     let mut tx = state.db.begin().await?;
-    let renamed = sqlx::query("update groups set name = $2, updated_at = now() where id = $1")
-        .bind(id)
-        .bind(&body.name)
-        .execute(&mut *tx)
-        .await
-        .map_err(error::unique("groups_name_key", || {
-            format!("a group named {:?} already exists", body.name)
-        }))?;
+    let renamed = sqlx::query!(
+        "update groups set name = $2, updated_at = now() where id = $1",
+        id,
+        body.name
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(error::unique("groups_name_key", || {
+        format!("a group named {:?} already exists", body.name)
+    }))?;
     if renamed.rows_affected() == 0 {
         return Err(not_found(id));
     }
@@ -247,8 +261,7 @@ async fn remove(
             named.join(", ")
         )));
     }
-    let deleted = sqlx::query("delete from groups where id = $1")
-        .bind(id)
+    let deleted = sqlx::query!("delete from groups where id = $1", id)
         .execute(&mut *tx)
         .await?;
     if deleted.rows_affected() == 0 {
@@ -331,28 +344,28 @@ async fn add_member(
 ) -> Result<(StatusCode, Json<GroupView>)> {
     policy::may_change_group_members(&caller)?;
     let mut tx = state.db.begin().await?;
-    let exists: Option<(bool,)> = sqlx::query_as(
-        "select exists (select 1 from users where id = $2) from groups where id = $1 for update",
+    let user_exists = sqlx::query_scalar!(
+        r#"select exists (select 1 from users where id = $2) as "exists!" from groups where id = $1 for update"#,
+        id,
+        body.user_id
     )
-    .bind(id)
-    .bind(body.user_id)
     .fetch_optional(&mut *tx)
     .await?;
-    match exists {
+    match user_exists {
         None => return Err(not_found(id)),
-        Some((false,)) => {
+        Some(false) => {
             return Err(Error::BadRequest(format!(
                 "no user with id {}",
                 body.user_id
             )))
         }
-        Some((true,)) => {}
+        Some(true) => {}
     }
-    let added = sqlx::query(
+    let added = sqlx::query!(
         "insert into group_members (group_id, user_id) values ($1, $2) on conflict do nothing",
+        id,
+        body.user_id
     )
-    .bind(id)
-    .bind(body.user_id)
     .execute(&mut *tx)
     .await?
     .rows_affected()
@@ -402,11 +415,13 @@ async fn remove_member(
 ) -> Result<StatusCode> {
     policy::may_change_group_members(&caller)?;
     let mut tx = state.db.begin().await?;
-    let removed = sqlx::query("delete from group_members where group_id = $1 and user_id = $2")
-        .bind(id)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
+    let removed = sqlx::query!(
+        "delete from group_members where group_id = $1 and user_id = $2",
+        id,
+        user_id
+    )
+    .execute(&mut *tx)
+    .await?;
     if removed.rows_affected() == 0 {
         return Err(Error::NotFound(format!(
             "user {user_id} is not a member of group {id}"

@@ -42,7 +42,8 @@ async fn healthz() -> Json<Value> {
     ),
 )]
 async fn readyz(State(db): State<PgPool>) -> Result<Json<Value>> {
-    match tokio::time::timeout(READINESS_TIMEOUT, sqlx::query("select 1").execute(&db)).await {
+    let ping = sqlx::query_scalar!("select 1").fetch_one(&db);
+    match tokio::time::timeout(READINESS_TIMEOUT, ping).await {
         Ok(Ok(_)) => Ok(Json(json!({ "status": "ready" }))),
         Ok(Err(error)) => Err(Error::Unavailable(error)),
         Err(_) => Err(Error::Unavailable(sqlx::Error::PoolTimedOut)),

@@ -99,7 +99,6 @@ async fn scrape(State(state): State<AppState>, caller: Caller) -> Result<Respons
 }
 
 /// One queue's depth by state, and its oldest ready job's `run_at`.
-#[derive(sqlx::FromRow)]
 struct QueueDepth {
     queue: String,
     ready: i64,
@@ -110,12 +109,15 @@ struct QueueDepth {
 
 /// Sets the queue depth and oldest-ready-age gauges from the queue tables.
 async fn record_queues(db: &PgPool) -> Result<()> {
-    let rows: Vec<QueueDepth> = sqlx::query_as(
+    // The columns of a `union` are nullable to PostgreSQL; the counts and
+    // names never are null.
+    let rows = sqlx::query_as!(
+        QueueDepth,
         r#"
-        select 'compile' as queue,
-               count(*) filter (where state = 'available' and run_at <= now()) as ready,
-               count(*) filter (where state = 'available' and run_at > now()) as scheduled,
-               count(*) filter (where state = 'running') as running,
+        select 'compile' as "queue!",
+               count(*) filter (where state = 'available' and run_at <= now()) as "ready!",
+               count(*) filter (where state = 'available' and run_at > now()) as "scheduled!",
+               count(*) filter (where state = 'running') as "running!",
                min(run_at) filter (where state = 'available' and run_at <= now()) as oldest
         from compile_jobs
         union all

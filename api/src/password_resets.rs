@@ -73,25 +73,25 @@ async fn issue(
     let expires_at = Utc::now() + Duration::hours(i64::from(state.config.password_reset_hours));
     let id = Uuid::now_v7();
     let mut tx = state.db.begin().await?;
-    let user: Option<(Uuid,)> = sqlx::query_as("select id from users where id = $1 for update")
-        .bind(user_id)
+    let user = sqlx::query_scalar!("select id from users where id = $1 for update", user_id)
         .fetch_optional(&mut *tx)
         .await?;
     if user.is_none() {
         return Err(Error::NotFound(format!("no user with id {user_id}")));
     }
     void_tokens_of(&mut tx, user_id).await?;
-    sqlx::query(
+    let token_hash = tokens::hash(&token);
+    sqlx::query!(
         r#"
         insert into password_resets (id, user_id, token_hash, created_by, expires_at)
         values ($1, $2, $3, $4, $5)
         "#,
+        id,
+        user_id,
+        token_hash.as_slice(),
+        caller.user_id,
+        expires_at,
     )
-    .bind(id)
-    .bind(user_id)
-    .bind(tokens::hash(&token).as_slice())
-    .bind(caller.user_id)
-    .bind(expires_at)
     .execute(&mut *tx)
     .await?;
     audit::record(
@@ -117,10 +117,10 @@ async fn issue(
 /// Makes every unspent reset token of `user_id` unusable: a password was
 /// just set, or a newer token issued.
 pub async fn void_tokens_of(tx: &mut PgConnection, user_id: Uuid) -> Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "update password_resets set used_at = now(), updated_at = now() where user_id = $1 and used_at is null",
+        user_id
     )
-    .bind(user_id)
     .execute(tx)
     .await?;
     Ok(())
@@ -164,10 +164,16 @@ async fn reset(
     state.throttle.login_attempt(client, None)?;
     let token_hash = tokens::hash(&body.token);
     // Looked up before hashing, so a wrong token costs no argon2.
-    let live: Option<(Uuid,)> = sqlx::query_as(LIVE_TOKEN)
-        .bind(token_hash.as_slice())
-        .fetch_optional(&state.db)
-        .await?;
+    // The unspent, unexpired token whose hash this is, of an enabled user.
+    let live = sqlx::query_scalar!(
+        r#"
+        select r.id from password_resets r join users u on u.id = r.user_id
+        where r.token_hash = $1 and r.used_at is null and r.expires_at > now() and not u.disabled
+        "#,
+        token_hash.as_slice()
+    )
+    .fetch_optional(&state.db)
+    .await?;
     if live.is_none() {
         return Err(Error::BadRequest(INVALID.to_owned()));
     }
@@ -176,7 +182,7 @@ async fn reset(
     let mut tx = state.db.begin().await?;
     // Spent by the statement that checks it again: of two racing uses, the
     // second waits for the first's row lock, then finds it used.
-    let spent: Option<(Uuid, Uuid, String)> = sqlx::query_as(
+    let spent = sqlx::query!(
         r#"
         update password_resets r set used_at = now(), updated_at = now()
         from users u
@@ -184,22 +190,27 @@ async fn reset(
           and r.used_at is null and r.expires_at > now() and not u.disabled
         returning r.id, r.user_id, u.email
         "#,
+        token_hash.as_slice()
     )
-    .bind(token_hash.as_slice())
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((reset_id, user_id, email)) = spent else {
+    let Some(spent) = spent else {
         return Err(Error::BadRequest(INVALID.to_owned()));
     };
-    sqlx::query("update users set password_hash = $2, updated_at = now() where id = $1")
-        .bind(user_id)
-        .bind(&password_hash)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("update sessions set revoked_at = now() where user_id = $1 and revoked_at is null")
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
+    let (reset_id, user_id, email) = (spent.id, spent.user_id, spent.email);
+    sqlx::query!(
+        "update users set password_hash = $2, updated_at = now() where id = $1",
+        user_id,
+        password_hash
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "update sessions set revoked_at = now() where user_id = $1 and revoked_at is null",
+        user_id
+    )
+    .execute(&mut *tx)
+    .await?;
     void_tokens_of(&mut tx, user_id).await?;
     auth::changed(&mut tx, auth::Affected::User(user_id)).await?;
     let source = client.map(|ip| ip.to_string());
@@ -218,9 +229,3 @@ async fn reset(
     state.auth.forget(auth::Affected::User(user_id));
     Ok(StatusCode::NO_CONTENT)
 }
-
-/// The unspent, unexpired token whose hash is `$1`, of an enabled user.
-const LIVE_TOKEN: &str = r#"
-    select r.id from password_resets r join users u on u.id = r.user_id
-    where r.token_hash = $1 and r.used_at is null and r.expires_at > now() and not u.disabled
-"#;

@@ -21,10 +21,9 @@ pub fn router() -> crate::openapi::ApiRouter {
     OpenApiRouter::new().routes(routes!(overview))
 }
 
-#[derive(Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct QueueView {
-    #[sqlx(rename = "queue")]
     name: String,
     ready: i64,
     scheduled: i64,
@@ -34,7 +33,7 @@ struct QueueView {
     done_last_minute: i64,
 }
 
-#[derive(Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct WorkerView {
     id: String,
@@ -48,7 +47,7 @@ struct WorkerView {
 }
 
 /// A failed build (`compile`) or run (`execute`).
-#[derive(Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct FailureView {
     queue: String,
@@ -84,17 +83,21 @@ struct Overview {
 )]
 async fn overview(State(state): State<AppState>, caller: Caller) -> Result<Json<Overview>> {
     policy::may_read_queues(&caller)?;
-    let queues = sqlx::query_as(
+    // A view's columns are nullable to PostgreSQL; these never are null.
+    let queues = sqlx::query_as!(
+        QueueView,
         r#"
-        select queue, ready, scheduled, running, failed_last_hour::int8 as failed_last_hour,
+        select queue as "name!", ready as "ready!", scheduled as "scheduled!", running as "running!",
+               failed_last_hour::int8 as "failed_last_hour!",
                extract(epoch from oldest_ready_age)::float8 as oldest_ready_age_secs,
-               done_last_minute::int8 as done_last_minute
+               done_last_minute::int8 as "done_last_minute!"
         from queue_overview order by queue
         "#,
     )
     .fetch_all(&state.db)
     .await?;
-    let workers = sqlx::query_as(
+    let workers = sqlx::query_as!(
+        WorkerView,
         r#"
         select id, kind, host, pid, started_at, last_seen_at, stopped_at, jobs_done
         from workers where last_seen_at > now() - interval '5 minutes'
@@ -106,9 +109,13 @@ async fn overview(State(state): State<AppState>, caller: Caller) -> Result<Json<
     // Each side reads an index of failures newest first and stops after 20:
     // for executions, `unsuccessful_executions` (migration 20261128000001);
     // for builds, a partial index (migration 20261126000001).
-    let recent_failures = sqlx::query_as(
+    let recent_failures = sqlx::query_as!(
+        FailureView,
         r#"
-        select * from (
+        select queue as "queue!", function_id as "function_id!", function_name,
+               version as "version!", execution_id, error_type as "error_type!",
+               message as "message!", at as "at!"
+        from (
             (select 'execute' as queue, e.function_id, f.name as function_name,
                     e.function_version as version, e.id as execution_id,
                     e.error_type, left(coalesce(e.error_message, ''), 300) as message,

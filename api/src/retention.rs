@@ -79,14 +79,16 @@ pub async fn sweep(
         let below = first_v7_id_at(cutoff);
         loop {
             let mut tx = pool.begin().await?;
-            let (mine,): (bool,) = sqlx::query_as("select pg_try_advisory_xact_lock($1)")
-                .bind(LOCK_KEY)
-                .fetch_one(&mut *tx)
-                .await?;
+            let mine = sqlx::query_scalar!(
+                r#"select pg_try_advisory_xact_lock($1) as "mine!""#,
+                LOCK_KEY
+            )
+            .fetch_one(&mut *tx)
+            .await?;
             if !mine {
                 return Ok(swept);
             }
-            let deleted = sqlx::query(
+            let deleted = sqlx::query!(
                 r#"
                 with doomed as (
                     select id from executions
@@ -96,10 +98,10 @@ pub async fn sweep(
                 )
                 delete from executions e using doomed d where e.id = d.id
                 "#,
+                below,
+                cutoff,
+                BATCH,
             )
-            .bind(below)
-            .bind(cutoff)
-            .bind(BATCH)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -113,20 +115,23 @@ pub async fn sweep(
     }
     if retention.stats_days > 0 {
         let cutoff = now - chrono::Duration::days(i64::from(retention.stats_days));
-        swept.rollups = sqlx::query("delete from execution_rollups where hour < $1")
-            .bind(cutoff)
+        swept.rollups = sqlx::query!("delete from execution_rollups where hour < $1", cutoff)
             .execute(pool)
             .await?
             .rows_affected();
     }
-    sqlx::query("delete from execution_throughput where minute < $1")
-        .bind(now - chrono::Duration::days(1))
-        .execute(pool)
-        .await?;
-    sqlx::query("delete from workers where last_seen_at < $1")
-        .bind(now - chrono::Duration::days(7))
-        .execute(pool)
-        .await?;
+    sqlx::query!(
+        "delete from execution_throughput where minute < $1",
+        now - chrono::Duration::days(1)
+    )
+    .execute(pool)
+    .await?;
+    sqlx::query!(
+        "delete from workers where last_seen_at < $1",
+        now - chrono::Duration::days(7)
+    )
+    .execute(pool)
+    .await?;
     Ok(swept)
 }
 

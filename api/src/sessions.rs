@@ -145,16 +145,24 @@ struct SignedIn {
 /// unknown email, so the answer takes as long either way.
 async fn authenticate(state: &AppState, login: Login, source: Option<&str>) -> Result<SignedIn> {
     let email = login.email.trim();
-    let user: Option<(Uuid, String, Role, Option<String>, bool)> = sqlx::query_as(
-        "select id, email, role, password_hash, disabled from users where lower(email) = lower($1)",
+    let user = sqlx::query!(
+        r#"
+        select id, email, role as "role: Role", password_hash, disabled
+        from users
+        where lower(email) = lower($1)
+        "#,
+        email
     )
-    .bind(email)
     .fetch_optional(&state.db)
     .await?;
-    let stored_hash = user.as_ref().and_then(|(_, _, _, hash, _)| hash.clone());
+    let stored_hash = user.as_ref().and_then(|user| user.password_hash.clone());
     let password_ok = state.passwords.verify(login.password, stored_hash).await?;
-    match user.filter(|(_, _, _, _, disabled)| password_ok && !disabled) {
-        Some((id, email, role, _, _)) => Ok(SignedIn { id, email, role }),
+    match user.filter(|user| password_ok && !user.disabled) {
+        Some(user) => Ok(SignedIn {
+            id: user.id,
+            email: user.email,
+            role: user.role,
+        }),
         None => {
             let mut conn = state.db.acquire().await?;
             let who = Anonymous {
@@ -192,20 +200,21 @@ async fn start_session(
     let absolute = now + Duration::hours(i64::from(state.config.session_max_hours));
     let expires_at = (now + idle).min(absolute);
     let session_id = Uuid::now_v7();
+    let token_hash = tokens::hash(&token);
     let mut tx = state.db.begin().await?;
-    sqlx::query(
+    sqlx::query!(
         r#"
         insert into sessions (id, user_id, token_hash, expires_at, absolute_expires_at, source_address, user_agent)
         values ($1, $2, $3, $4, $5, $6, $7)
         "#,
+        session_id,
+        user.id,
+        token_hash.as_slice(),
+        expires_at,
+        absolute,
+        source,
+        user_agent,
     )
-    .bind(session_id)
-    .bind(user.id)
-    .bind(tokens::hash(&token).as_slice())
-    .bind(expires_at)
-    .bind(absolute)
-    .bind(&source)
-    .bind(&user_agent)
     .execute(&mut *tx)
     .await?;
     let caller = Caller {
@@ -257,10 +266,12 @@ async fn logout(State(state): State<AppState>, caller: Caller) -> Result<Respons
 
 async fn end_session(state: &AppState, caller: &Caller, id: Uuid) -> Result<()> {
     let mut tx = state.db.begin().await?;
-    sqlx::query("update sessions set revoked_at = now() where id = $1 and revoked_at is null")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "update sessions set revoked_at = now() where id = $1 and revoked_at is null",
+        id
+    )
+    .execute(&mut *tx)
+    .await?;
     auth::changed(&mut tx, auth::Affected::Session(id)).await?;
     audit::record(
         &mut tx,
@@ -275,7 +286,7 @@ async fn end_session(state: &AppState, caller: &Caller, id: Uuid) -> Result<()> 
     Ok(())
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SessionView {
     id: Uuid,
@@ -319,15 +330,16 @@ async fn list(
     Query(params): Query<ListParams>,
 ) -> Result<Json<SessionList>> {
     let user_id = policy::whose_sessions(&caller, params.user_id)?;
-    let items = sqlx::query_as(
+    let items = sqlx::query_as!(
+        SessionView,
         r#"
         select id, user_id, created_at, last_seen_at, expires_at, revoked_at, source_address, user_agent
         from sessions
         where user_id = $1 and revoked_at is null and expires_at > now()
         order by created_at desc, id desc
         "#,
+        user_id
     )
-    .bind(user_id)
     .fetch_all(&state.db)
     .await?;
     Ok(Json(SessionList { items }))
@@ -351,12 +363,11 @@ async fn end(
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode> {
-    let owner: Option<(Uuid,)> = sqlx::query_as("select user_id from sessions where id = $1")
-        .bind(id)
+    let owner = sqlx::query_scalar!("select user_id from sessions where id = $1", id)
         .fetch_optional(&state.db)
         .await?;
     match owner {
-        Some((owner,)) if policy::can_end_session(&caller, owner) => {
+        Some(owner) if policy::can_end_session(&caller, owner) => {
             end_session(&state, &caller, id).await?;
             Ok(StatusCode::NO_CONTENT)
         }

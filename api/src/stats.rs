@@ -130,7 +130,6 @@ impl Tally {
     }
 }
 
-#[derive(sqlx::FromRow)]
 struct Row {
     hour: DateTime<Utc>,
     status: ExecutionStatus,
@@ -232,20 +231,21 @@ async fn stats(
     }
 
     let function = functions::find(&state.db, &caller, &FunctionKey::parse(key), false).await?;
-    let (bounds,): (Vec<i32>,) = sqlx::query_as("select plat_duration_bounds()")
+    let bounds = sqlx::query_scalar!(r#"select plat_duration_bounds() as "bounds!""#)
         .fetch_one(&state.db)
         .await?;
-    let rows: Vec<Row> = sqlx::query_as(
+    let rows = sqlx::query_as!(
+        Row,
         r#"
-        select hour, status, error_type, executions, duration_ms_sum,
+        select hour, status as "status: ExecutionStatus", error_type, executions, duration_ms_sum,
                queued_ms_sum, duration_histogram
         from execution_rollups
         where function_id = $1 and hour >= $2 and hour < $3
         "#,
+        function.id,
+        from,
+        to
     )
-    .bind(function.id)
-    .bind(from)
-    .bind(to)
     .fetch_all(&state.db)
     .await?;
 

@@ -30,7 +30,7 @@ pub fn router() -> crate::openapi::ApiRouter {
         .routes(routes!(read, update, remove))
 }
 
-#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserView {
     id: Uuid,
@@ -45,17 +45,27 @@ pub struct UserView {
     updated_at: DateTime<Utc>,
 }
 
-const SELECT_USER: &str = r#"
-    select u.id, u.email, u.display_name, u.role, u.disabled,
-           u.password_hash is not null as has_password,
-           array(select m.group_id from group_members m where m.user_id = u.id order by m.group_id) as groups,
-           u.created_at, u.updated_at
-    from users u
-"#;
+/// `query_as!` of [`UserView`]s of the users `u`, then `$tail` (a string
+/// literal: `where`, `order by`, `limit`) with its arguments. A macro
+/// because a checked statement must be one literal.
+macro_rules! select_users {
+    ($tail:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            UserView,
+            r#"
+            select u.id, u.email, u.display_name, u.role as "role: Role", u.disabled,
+                   u.password_hash is not null as "has_password!",
+                   array(select m.group_id from group_members m where m.user_id = u.id order by m.group_id) as "groups!",
+                   u.created_at, u.updated_at
+            from users u
+            "# + $tail
+            $(, $arg)*
+        )
+    };
+}
 
 async fn view(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<UserView>> {
-    Ok(sqlx::query_as(&format!("{SELECT_USER} where u.id = $1"))
-        .bind(id)
+    Ok(select_users!("where u.id = $1", id)
         .fetch_optional(db)
         .await?)
 }
@@ -125,17 +135,16 @@ async fn list(
 ) -> Result<Json<UserList>> {
     policy::may_list_users(&caller)?;
     let page = Page::parse(params.limit, params.cursor.as_deref())?;
-    let rows: Vec<UserView> = sqlx::query_as(&format!(
+    let rows = select_users!(
         r#"
-        {SELECT_USER}
         where $1::timestamptz is null or (u.created_at, u.id) < ($1, $2)
         order by u.created_at desc, u.id desc
         limit $3
-        "#
-    ))
-    .bind(page.after_created_at())
-    .bind(page.after_id())
-    .bind(page.fetch_limit())
+        "#,
+        page.after_created_at(),
+        page.after_id(),
+        page.fetch_limit(),
+    )
     .fetch_all(&state.db)
     .await?;
     let (items, next_cursor) = page.finish(rows, |u| Position {
@@ -240,14 +249,14 @@ async fn create(
     };
     let id = Uuid::now_v7();
     let mut tx = state.db.begin().await?;
-    sqlx::query(
+    sqlx::query!(
         "insert into users (id, email, display_name, role, password_hash) values ($1, $2, $3, $4, $5)",
+        id,
+        email,
+        body.display_name,
+        body.role as Role,
+        password_hash,
     )
-    .bind(id)
-    .bind(&email)
-    .bind(&body.display_name)
-    .bind(body.role)
-    .bind(&password_hash)
     .execute(&mut *tx)
     .await
     .map_err(error::unique("users_email_key", || {
@@ -344,7 +353,7 @@ async fn update(
     };
 
     let mut tx = state.db.begin().await?;
-    let updated = sqlx::query(
+    let updated = sqlx::query!(
         r#"
         update users
         set email = coalesce($2, email), display_name = coalesce($3, display_name),
@@ -352,13 +361,13 @@ async fn update(
             password_hash = coalesce($6, password_hash), updated_at = now()
         where id = $1
         "#,
+        id,
+        email,
+        body.display_name,
+        body.role as Option<Role>,
+        body.disabled,
+        password_hash,
     )
-    .bind(id)
-    .bind(&email)
-    .bind(&body.display_name)
-    .bind(body.role)
-    .bind(body.disabled)
-    .bind(&password_hash)
     .execute(&mut *tx)
     .await
     .map_err(error::unique("users_email_key", || {
@@ -401,12 +410,13 @@ async fn check_own_password_change(
     caller: &Caller,
     current: Option<String>,
 ) -> Result<()> {
-    let stored: Option<(Option<String>,)> =
-        sqlx::query_as("select password_hash from users where id = $1")
-            .bind(caller.user_id)
-            .fetch_optional(&state.db)
-            .await?;
-    match stored.and_then(|(hash,)| hash) {
+    let stored = sqlx::query_scalar!(
+        "select password_hash from users where id = $1",
+        caller.user_id
+    )
+    .fetch_optional(&state.db)
+    .await?;
+    match stored.flatten() {
         Some(stored) => {
             let current = current.unwrap_or_default();
             if state.passwords.verify(current, Some(stored)).await? {
@@ -427,10 +437,12 @@ async fn check_own_password_change(
 
 /// A new password ends the user's sessions and voids their reset tokens.
 async fn end_sessions_and_resets(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<()> {
-    sqlx::query("update sessions set revoked_at = now() where user_id = $1 and revoked_at is null")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "update sessions set revoked_at = now() where user_id = $1 and revoked_at is null",
+        id
+    )
+    .execute(&mut *tx)
+    .await?;
     crate::password_resets::void_tokens_of(tx, id).await?;
     Ok(())
 }
@@ -438,10 +450,11 @@ async fn end_sessions_and_resets(tx: &mut sqlx::PgConnection, id: Uuid) -> Resul
 /// Refuses a change that would leave no enabled admin: nobody could manage
 /// the platform any more.
 async fn ensure_an_admin_remains(tx: &mut sqlx::PgConnection) -> Result<()> {
-    let (admins,): (i64,) =
-        sqlx::query_as("select count(*) from users where role = 'ADMIN' and not disabled")
-            .fetch_one(&mut *tx)
-            .await?;
+    let admins = sqlx::query_scalar!(
+        r#"select count(*) as "admins!" from users where role = 'ADMIN' and not disabled"#
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     if admins == 0 {
         return Err(Error::Conflict(
             "at least one enabled ADMIN must remain".to_owned(),
@@ -479,8 +492,7 @@ async fn remove(
             named.join(", ")
         )));
     }
-    let deleted = sqlx::query("delete from users where id = $1")
-        .bind(id)
+    let deleted = sqlx::query!("delete from users where id = $1", id)
         .execute(&mut *tx)
         .await?;
     if deleted.rows_affected() == 0 {

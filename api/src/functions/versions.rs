@@ -21,6 +21,7 @@ use plat_common::{ExecutionConfig, VersionStatus};
 use semver::Version;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use sqlx::types::Json as SqlJson;
 use sqlx::{PgExecutor, PgPool};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -144,33 +145,29 @@ impl VersionKey {
         Error::NotFound(format!("function {function} has no version {}", self.raw))
     }
 
-    /// SQL that picks the version `key` names from `alias` (a
-    /// `function_versions` row of the function `f`), with the key bound as
-    /// `$n` and `$n+1` by [`VersionKey::bind`]; `None`: the active version.
+    /// The parameters of the checked statements that pick the version
+    /// `key` names; `None`: the active version. Those statements match
+    /// `v.version = number or v.semver = semver or split_part(v.semver,
+    /// '+', 1) = semver or (active and v.version = f.active_version)`: at
+    /// most one of the three is set, so one statement serves every kind of
+    /// key (and a key that is neither number nor semver matches nothing).
     /// A semver without build metadata also finds a version stored with
     /// some (`1.2.0` finds `1.2.0+build.5`): precedence is unique per
     /// function, so it is never ambiguous.
-    pub fn condition(key: Option<&Self>, alias: &str, n: usize) -> String {
-        match key {
-            None => format!("{alias}.version = f.active_version"),
-            Some(key) if key.number.is_some() => format!("{alias}.version = ${n}"),
-            Some(key) if key.semver.is_some() => format!(
-                "({alias}.semver = ${m} or split_part({alias}.semver, '+', 1) = ${m})",
-                m = n + 1
-            ),
-            Some(_) => "false".to_owned(),
+    pub fn pick(key: Option<&Self>) -> VersionPick<'_> {
+        VersionPick {
+            number: key.and_then(|k| k.number),
+            semver: key.and_then(|k| k.semver.as_deref()),
+            active: key.is_none(),
         }
     }
+}
 
-    /// Binds the two parameters [`VersionKey::condition`] expects.
-    pub fn bind<'q, O>(
-        key: Option<&Self>,
-        query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
-    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
-        query
-            .bind(key.and_then(|k| k.number))
-            .bind(key.and_then(|k| k.semver.clone()))
-    }
+/// See [`VersionKey::pick`].
+pub struct VersionPick<'a> {
+    pub number: Option<i32>,
+    pub semver: Option<&'a str>,
+    pub active: bool,
 }
 
 /// A version as sent in a body: `3` or `"1.2.0"` (or `"3"`).
@@ -225,16 +222,16 @@ fn header_safe(text: &str) -> String {
 }
 
 /// A version as the API shows it; `source` only when one version is read.
-#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VersionView {
     version: i32,
     semver: String,
     status: VersionStatus,
     compile_error: Option<String>,
-    #[sqlx(json)]
+    /// `Json` so that `query_as!` decodes the column into it directly.
     #[schema(value_type = crate::openapi::ExecutionConfig)]
-    execution_config: ExecutionConfig,
+    execution_config: SqlJson<ExecutionConfig>,
     module_sha256: Option<String>,
     compile_duration_ms: Option<i32>,
     created_at: DateTime<Utc>,
@@ -259,25 +256,29 @@ impl VersionView {
     }
 }
 
-/// The columns of [`VersionView`] (`{source}`: `v.source` or `null`), of
-/// the versions `v` of the function `f`.
-fn select_version(with_source: bool) -> String {
-    format!(
-        r#"
-        select v.version, v.semver, v.status, v.compile_error, v.execution_config,
-               v.module_sha256, v.compile_duration_ms, v.created_at, v.compiled_at,
-               coalesce(v.version = f.active_version, false) as active,
-               v.deprecated_at is not null as deprecated, v.deprecated_at, v.deprecation_message,
-               v.retired_at is not null as retired, v.retired_at,
-               {source} as source
-        from function_versions v join functions f on f.id = v.function_id
-        "#,
-        source = if with_source {
-            "v.source"
-        } else {
-            "null::text"
-        }
-    )
+/// `query_as!` of [`VersionView`]s, the versions `v` of the function `f`:
+/// the columns, then `$tail` (a string literal: the `where` and `order
+/// by`, which may use `$with_source` for `source` and the rest of the
+/// arguments). A macro because a checked statement must be one literal.
+macro_rules! select_versions {
+    ($tail:literal, $with_source:expr $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            VersionView,
+            r#"
+            select v.version, v.semver, v.status as "status: VersionStatus", v.compile_error,
+                   v.execution_config as "execution_config: SqlJson<ExecutionConfig>",
+                   v.module_sha256, v.compile_duration_ms, v.created_at, v.compiled_at,
+                   coalesce(v.version = f.active_version, false) as "active!",
+                   v.deprecated_at is not null as "deprecated!", v.deprecated_at,
+                   v.deprecation_message,
+                   v.retired_at is not null as "retired!", v.retired_at,
+                   case when $1 then v.source end as source
+            from function_versions v join functions f on f.id = v.function_id
+            "# + $tail,
+            $with_source
+            $(, $arg)*
+        )
+    };
 }
 
 /// Reads the version `key` names of the function `function_id`.
@@ -287,14 +288,16 @@ async fn fetch(
     key: &VersionKey,
     with_source: bool,
 ) -> Result<Option<VersionView>> {
-    Ok(VersionKey::bind(
-        Some(key),
-        sqlx::query_as(&format!(
-            "{} where v.function_id = $1 and {}",
-            select_version(with_source),
-            VersionKey::condition(Some(key), "v", 2)
-        ))
-        .bind(function_id),
+    let pick = VersionKey::pick(Some(key));
+    Ok(select_versions!(
+        r#"
+        where v.function_id = $2
+          and (v.version = $3 or v.semver = $4 or split_part(v.semver, '+', 1) = $4)
+        "#,
+        with_source,
+        function_id,
+        pick.number,
+        pick.semver,
     )
     .fetch_optional(db)
     .await?)
@@ -328,11 +331,11 @@ async fn list(
     Path(key): Path<String>,
 ) -> Result<Json<VersionList>> {
     let function = find(&db, &caller, &FunctionKey::parse(key), false).await?;
-    let items: Vec<VersionView> = sqlx::query_as(&format!(
-        "{} where v.function_id = $1 order by v.version desc",
-        select_version(false)
-    ))
-    .bind(function.id)
+    let items = select_versions!(
+        "where v.function_id = $2 order by v.version desc",
+        false,
+        function.id
+    )
     .fetch_all(&db)
     .await?;
     let items: Vec<VersionView> = items.into_iter().map(|v| v.for_caller(&caller)).collect();
@@ -424,7 +427,7 @@ async fn rollback(
             version.semver, version.version, version.status
         )));
     }
-    let (from,): (Option<serde_json::Value>,) = sqlx::query_as(
+    let from = sqlx::query_scalar!(
         r#"
         select case when av.version is null then null
                     else jsonb_build_object('version', av.version, 'semver', av.semver) end
@@ -432,15 +435,17 @@ async fn rollback(
         left join function_versions av on av.function_id = f.id and av.version = f.active_version
         where f.id = $1
         "#,
+        function.id
     )
-    .bind(function.id)
     .fetch_one(&mut *tx)
     .await?;
-    sqlx::query("update functions set active_version = $2, updated_at = now() where id = $1")
-        .bind(function.id)
-        .bind(version.version)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "update functions set active_version = $2, updated_at = now() where id = $1",
+        function.id,
+        version.version
+    )
+    .execute(&mut *tx)
+    .await?;
     audit::record(
         &mut tx,
         &caller,
@@ -534,24 +539,26 @@ async fn set_deprecation(
     let mut tx = db.begin().await?;
     let function = find(&mut *tx, &caller, &key, false).await?;
     policy::may_deprecate_versions(&caller)?;
-    let changed: Option<(i32, String)> = VersionKey::bind(
-        Some(&version),
-        sqlx::query_as(&format!(
-            r#"
-            update function_versions v
-            set deprecated_at = case when $4::text is null then null else coalesce(v.deprecated_at, now()) end,
-                deprecation_message = $4, updated_at = now()
-            where v.function_id = $1 and {}
-            returning v.version, v.semver
-            "#,
-            VersionKey::condition(Some(&version), "v", 2)
-        ))
-        .bind(function.id),
+    let pick = VersionKey::pick(Some(&version));
+    let changed = sqlx::query!(
+        r#"
+        update function_versions v
+        set deprecated_at = case when $4::text is null then null else coalesce(v.deprecated_at, now()) end,
+            deprecation_message = $4, updated_at = now()
+        where v.function_id = $1
+          and (v.version = $2 or v.semver = $3 or split_part(v.semver, '+', 1) = $3)
+        returning v.version, v.semver
+        "#,
+        function.id,
+        pick.number,
+        pick.semver,
+        message,
     )
-    .bind(message)
     .fetch_optional(&mut *tx)
     .await?;
-    let (number, semver) = changed.ok_or_else(|| version.not_found(&key))?;
+    let (number, semver) = changed
+        .map(|row| (row.version, row.semver))
+        .ok_or_else(|| version.not_found(&key))?;
     let (action, details) = match message {
         Some(message) => (
             "function.deprecate",
@@ -629,11 +636,11 @@ async fn retire(
             found.semver, found.version, found.status
         )));
     }
-    sqlx::query(
+    sqlx::query!(
         "update function_versions set retired_at = now(), updated_at = now() where function_id = $1 and version = $2",
+        function.id,
+        found.version
     )
-    .bind(function.id)
-    .bind(found.version)
     .execute(&mut *tx)
     .await?;
     let cancelled = plat_common::queue::execute::cancel_queued_of_version(
@@ -702,11 +709,16 @@ mod tests {
 
         assert_eq!(number.number, Some(3));
         assert_eq!(semver.semver.as_deref(), Some("1.2.0"));
-        assert_eq!(VersionKey::condition(Some(&neither), "v", 2), "false");
+        let picks_nothing = VersionKey::pick(Some(&neither));
         assert_eq!(
-            VersionKey::condition(None, "t", 3),
-            "t.version = f.active_version"
+            (
+                picks_nothing.number,
+                picks_nothing.semver,
+                picks_nothing.active
+            ),
+            (None, None, false)
         );
+        assert!(VersionKey::pick(None).active);
     }
 
     #[test]
