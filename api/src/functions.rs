@@ -347,9 +347,13 @@ pub async fn find_to_run(
         active: row.active,
     });
     row.filter(|t| {
-        policy::can_see_function(caller, &t.function.allowed_users, &t.function.allowed_groups)
+        policy::can_see_function(
+            caller,
+            &t.function.allowed_users,
+            &t.function.allowed_groups,
+        )
     })
-        .ok_or_else(|| key.not_found())
+    .ok_or_else(|| key.not_found())
 }
 
 async fn view(db: impl PgExecutor<'_>, id: Uuid) -> Result<FunctionView> {
