@@ -123,34 +123,29 @@ impl Row {
 /// did not exist). `for_update` locks it until the transaction ends.
 async fn find(db: impl PgExecutor<'_>, caller: &Caller, id: &str, for_update: bool) -> Result<Row> {
     let parsed = Uuid::try_parse(id).map_err(|_| not_found(id))?;
-    // Two statements rather than a spliced `for update`: each is checked.
+    // Two checked statements rather than a spliced `for update`; the macro
+    // writes their shared text once.
+    macro_rules! select_environment {
+        ($lock:literal) => {
+            sqlx::query_as!(
+                Row,
+                r#"
+                select id, name, description, variables, secret_variables, revision,
+                       allowed_users, allowed_groups, created_at, updated_at
+                from environments
+                where id = $1
+                "#
+                    + $lock,
+                parsed
+            )
+            .fetch_optional(db)
+            .await?
+        };
+    }
     let row = if for_update {
-        sqlx::query_as!(
-            Row,
-            r#"
-            select id, name, description, variables, secret_variables, revision, allowed_users,
-                   allowed_groups, created_at, updated_at
-            from environments
-            where id = $1
-            for update
-            "#,
-            parsed
-        )
-        .fetch_optional(db)
-        .await?
+        select_environment!("for update")
     } else {
-        sqlx::query_as!(
-            Row,
-            r#"
-            select id, name, description, variables, secret_variables, revision, allowed_users,
-                   allowed_groups, created_at, updated_at
-            from environments
-            where id = $1
-            "#,
-            parsed
-        )
-        .fetch_optional(db)
-        .await?
+        select_environment!("")
     };
     row.filter(|row| policy::can_see_environment(caller, &row.allowed_users, &row.allowed_groups))
         .ok_or_else(|| not_found(id))

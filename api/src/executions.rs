@@ -628,84 +628,63 @@ async fn listing(
     let (after_created_at, after_id) = (page.after_created_at(), page.after_id());
     let limit = page.fetch_limit();
     let creator = policy::whose_executions(caller);
+    // Every filter's statement takes the same first five parameters.
+    macro_rules! page {
+        ($tail:literal $(, $arg:expr)*) => {
+            select_executions!(
+                $tail,
+                function_id,
+                after_created_at,
+                after_id,
+                limit,
+                creator
+                $(, $arg)*
+            )
+            .fetch_all(db)
+            .await?
+        };
+    }
     let rows = match status {
-        None => {
-            select_executions!(
-                r#"
-                where e.function_id = $1
-                  and ($2::timestamptz is null or (e.created_at, e.id) < ($2, $3))
-                  and ($5::uuid is null or e.created_by = $5)
-                order by e.created_at desc, e.id desc
-                limit $4
-                "#,
-                function_id,
-                after_created_at,
-                after_id,
-                limit,
-                creator,
-            )
-            .fetch_all(db)
-            .await?
-        }
-        Some(ExecutionStatus::Queued | ExecutionStatus::Running) => {
-            let running = status == Some(ExecutionStatus::Running);
-            select_executions!(
-                r#"
-                where j.function_id = $1
-                  and j.state = (case when $6 then 'running' else 'available' end)::job_state
-                  and ($2::timestamptz is null or (e.created_at, e.id) < ($2, $3))
-                  and ($5::uuid is null or e.created_by = $5)
-                order by e.created_at desc, e.id desc
-                limit $4
-                "#,
-                function_id,
-                after_created_at,
-                after_id,
-                limit,
-                creator,
-                running,
-            )
-            .fetch_all(db)
-            .await?
-        }
-        Some(status @ (ExecutionStatus::Failed | ExecutionStatus::Cancelled)) => {
-            select_executions!(
-                r#"
-                join unsuccessful_executions u on u.id = e.id
-                where u.function_id = $1 and u.status = $6
-                  and ($2::timestamptz is null or (u.created_at, u.id) < ($2, $3))
-                  and ($5::uuid is null or e.created_by = $5)
-                order by u.created_at desc, u.id desc
-                limit $4
-                "#,
-                function_id,
-                after_created_at,
-                after_id,
-                limit,
-                creator,
-                status as ExecutionStatus,
-            )
-            .fetch_all(db)
-            .await?
-        }
-        Some(ExecutionStatus::Succeeded) => {
-            select_executions!(
-                r#"
-                where e.function_id = $1 and e.status = 'SUCCEEDED'
-                  and ($2::timestamptz is null or (e.created_at, e.id) < ($2, $3))
-                  and ($5::uuid is null or e.created_by = $5)
-                order by e.created_at desc, e.id desc
-                limit $4
-                "#,
-                function_id,
-                after_created_at,
-                after_id,
-                limit,
-                creator,
-            )
-            .fetch_all(db)
-            .await?
-        }
+        None => page!(
+            r#"
+            where e.function_id = $1
+              and ($2::timestamptz is null or (e.created_at, e.id) < ($2, $3))
+              and ($5::uuid is null or e.created_by = $5)
+            order by e.created_at desc, e.id desc
+            limit $4
+            "#
+        ),
+        Some(ExecutionStatus::Queued | ExecutionStatus::Running) => page!(
+            r#"
+            where j.function_id = $1
+              and j.state = (case when $6 then 'running' else 'available' end)::job_state
+              and ($2::timestamptz is null or (e.created_at, e.id) < ($2, $3))
+              and ($5::uuid is null or e.created_by = $5)
+            order by e.created_at desc, e.id desc
+            limit $4
+            "#,
+            status == Some(ExecutionStatus::Running)
+        ),
+        Some(status @ (ExecutionStatus::Failed | ExecutionStatus::Cancelled)) => page!(
+            r#"
+            join unsuccessful_executions u on u.id = e.id
+            where u.function_id = $1 and u.status = $6
+              and ($2::timestamptz is null or (u.created_at, u.id) < ($2, $3))
+              and ($5::uuid is null or e.created_by = $5)
+            order by u.created_at desc, u.id desc
+            limit $4
+            "#,
+            status as ExecutionStatus
+        ),
+        Some(ExecutionStatus::Succeeded) => page!(
+            r#"
+            where e.function_id = $1 and e.status = 'SUCCEEDED'
+              and ($2::timestamptz is null or (e.created_at, e.id) < ($2, $3))
+              and ($5::uuid is null or e.created_by = $5)
+            order by e.created_at desc, e.id desc
+            limit $4
+            "#
+        ),
     };
     Ok(rows.into_iter().map(ExecutionView::from).collect())
 }

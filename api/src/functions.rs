@@ -200,36 +200,29 @@ pub async fn find(
     key: &FunctionKey,
     for_update: bool,
 ) -> Result<FunctionRef> {
-    // Two statements rather than a spliced `for update`: each is checked.
+    // Two checked statements rather than a spliced `for update`; the macro
+    // writes their shared text once.
+    macro_rules! select_function {
+        ($lock:literal) => {
+            sqlx::query_as!(
+                FunctionRef,
+                r#"
+                select f.id, v.status as "status: VersionStatus", f.allowed_users, f.allowed_groups
+                from functions f
+                join function_versions v on v.function_id = f.id and v.version = f.latest_version
+                where f.id = $1 or f.name = $2
+                "# + $lock,
+                key.id(),
+                key.name()
+            )
+            .fetch_optional(db)
+            .await?
+        };
+    }
     let row = if for_update {
-        sqlx::query_as!(
-            FunctionRef,
-            r#"
-            select f.id, v.status as "status: VersionStatus", f.allowed_users, f.allowed_groups
-            from functions f
-            join function_versions v on v.function_id = f.id and v.version = f.latest_version
-            where f.id = $1 or f.name = $2
-            for update of f
-            "#,
-            key.id(),
-            key.name()
-        )
-        .fetch_optional(db)
-        .await?
+        select_function!("for update of f")
     } else {
-        sqlx::query_as!(
-            FunctionRef,
-            r#"
-            select f.id, v.status as "status: VersionStatus", f.allowed_users, f.allowed_groups
-            from functions f
-            join function_versions v on v.function_id = f.id and v.version = f.latest_version
-            where f.id = $1 or f.name = $2
-            "#,
-            key.id(),
-            key.name()
-        )
-        .fetch_optional(db)
-        .await?
+        select_function!("")
     };
     row.filter(|f| policy::can_see_function(caller, &f.allowed_users, &f.allowed_groups))
         .ok_or_else(|| key.not_found())
@@ -310,6 +303,10 @@ pub async fn find_to_run(
     version: Option<&VersionKey>,
 ) -> Result<RunTarget> {
     let pick = VersionKey::pick(version);
+    // The version to run is resolved to a number first (the one asked for,
+    // the active one, or the one with the semver asked for), so the join is
+    // one primary-key probe on every execute, however many versions the
+    // function has; only a semver key reads the function's versions.
     let row = sqlx::query!(
         r#"
         select f.id, v.status as "status: VersionStatus", f.allowed_users, f.allowed_groups,
@@ -319,8 +316,13 @@ pub async fn find_to_run(
         from functions f
         join function_versions v on v.function_id = f.id and v.version = f.latest_version
         left join function_versions t on t.function_id = f.id
-            and (t.version = $3 or t.semver = $4 or split_part(t.semver, '+', 1) = $4
-                 or ($5 and t.version = f.active_version))
+            and t.version = coalesce(
+                $3,
+                case when $5 then f.active_version end,
+                (select s.version from function_versions s
+                 where s.function_id = f.id
+                   and (s.semver = $4 or split_part(s.semver, '+', 1) = $4)
+                 limit 1))
         where f.id = $1 or f.name = $2
         "#,
         key.id(),

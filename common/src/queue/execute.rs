@@ -761,56 +761,46 @@ enum Cancelled {
 /// waking whoever waits for it. Returns whether there was such a job.
 ///
 /// Two checked statements rather than one built at run time: the job is
-/// found in one of two fixed ways, and only the `where` differs. One
-/// statement with a parameter choosing the condition would hide from the
-/// planner which of the two it runs, and a query builder would give up the
-/// compile-time check for no gain.
+/// found in one of two fixed ways, and only the `where` differs (the macro
+/// pastes it into the shared text). One statement with a parameter choosing
+/// the condition would hide from the planner which of the two it runs, and
+/// a query builder would give up the compile-time check for no gain.
 async fn end_cancelled(db: &PgPool, which: Cancelled) -> Result<bool, sqlx::Error> {
+    macro_rules! end_where {
+        ($condition:literal, $key:expr, $message:literal) => {
+            sqlx::query!(
+                "with j as (delete from execution_jobs where "
+                    + $condition
+                    + r#"
+                    returning id, attempt, worker_id, started_at
+                ), fin as (
+                    update executions e
+                    set status = 'CANCELLED', error_type = 'CANCELLED', error_message = $2,
+                        finished_at = now(), attempts = j.attempt, worker_id = j.worker_id,
+                        started_at = j.started_at
+                    from j where e.id = j.id
+                    returning e.id
+                )
+                select pg_notify($3, fin.id::text) from fin"#,
+                $key,
+                $message,
+                notify::EXECUTION_FINISHED,
+            )
+            .execute(db)
+            .await?
+        };
+    }
     let ended = match which {
-        Cancelled::Running(lease_token) => {
-            sqlx::query!(
-                r#"
-                with j as (
-                    delete from execution_jobs where lease_token = $1 and cancel_requested
-                    returning id, attempt, worker_id, started_at
-                ), fin as (
-                    update executions e
-                    set status = 'CANCELLED', error_type = 'CANCELLED',
-                        error_message = 'cancelled while running', finished_at = now(),
-                        attempts = j.attempt, worker_id = j.worker_id, started_at = j.started_at
-                    from j where e.id = j.id
-                    returning e.id
-                )
-                select pg_notify($2, fin.id::text) from fin
-                "#,
-                lease_token,
-                notify::EXECUTION_FINISHED,
-            )
-            .execute(db)
-            .await?
-        }
-        Cancelled::Queued(execution_id) => {
-            sqlx::query!(
-                r#"
-                with j as (
-                    delete from execution_jobs where id = $1 and state = 'available'
-                    returning id, attempt, worker_id, started_at
-                ), fin as (
-                    update executions e
-                    set status = 'CANCELLED', error_type = 'CANCELLED',
-                        error_message = 'cancelled before it ran', finished_at = now(),
-                        attempts = j.attempt, worker_id = j.worker_id, started_at = j.started_at
-                    from j where e.id = j.id
-                    returning e.id
-                )
-                select pg_notify($2, fin.id::text) from fin
-                "#,
-                execution_id,
-                notify::EXECUTION_FINISHED,
-            )
-            .execute(db)
-            .await?
-        }
+        Cancelled::Running(lease_token) => end_where!(
+            "lease_token = $1 and cancel_requested",
+            lease_token,
+            "cancelled while running"
+        ),
+        Cancelled::Queued(execution_id) => end_where!(
+            "id = $1 and state = 'available'",
+            execution_id,
+            "cancelled before it ran"
+        ),
     };
     Ok(ended.rows_affected() > 0)
 }
