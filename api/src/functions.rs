@@ -105,9 +105,8 @@ pub(crate) fn hide_values(config: &mut ExecutionConfig, caller: &Caller) {
     }
 }
 
-/// The columns of [`FunctionView`], over [`FUNCTION_FROM`], for the
-/// listing's dynamic statement (`discovery`); [`view`] spells out the same
-/// statement for one function, checked at compile time.
+/// The columns of [`FunctionView`], over [`FUNCTION_FROM`]: the listing's
+/// dynamic statement (`discovery`) and [`view`] of one function.
 const FUNCTION_COLUMNS: &str = r#"
     f.id, f.name, f.language, f.description, f.tags, f.latest_version, f.active_version,
     f.created_at, f.updated_at, v.status, v.compile_error, v.execution_config,
@@ -358,34 +357,19 @@ pub async fn find_to_run(
     .ok_or_else(|| key.not_found())
 }
 
+/// One function as the API shows it: the listing's statement
+/// ([`FUNCTION_COLUMNS`] over [`FUNCTION_FROM`]) for one id, so that a
+/// function reads the same from both and its columns are written once.
 async fn view(db: impl PgExecutor<'_>, id: Uuid) -> Result<FunctionView> {
-    sqlx::query_as!(
-        FunctionView,
-        r#"
-        select f.id, f.name, f.language as "language: Language", f.description, f.tags,
-               f.latest_version as version, f.active_version,
-               f.created_at, f.updated_at, v.status as "status: VersionStatus", v.compile_error,
-               v.execution_config as "execution_config: SqlJson<ExecutionConfig>",
-               f.allowed_users, f.allowed_groups, f.environment_id,
-               v.semver, av.semver as "active_semver?",
-               coalesce(s.executions, 0) as "execution_count!", s.success_rate
-        from functions f
-        join function_versions v on v.function_id = f.id and v.version = f.latest_version
-        left join function_versions av on av.function_id = f.id and av.version = f.active_version
-        left join lateral (
-            select sum(r.executions)::int8 as executions,
-                   coalesce(sum(r.executions) filter (where r.status = 'SUCCEEDED'), 0)::float8
-                       / nullif(sum(r.executions), 0)::float8 as success_rate
-            from execution_rollups r
-            where r.function_id = f.id
-        ) s on true
-        where f.id = $1
-        "#,
-        id
-    )
-    .fetch_optional(db)
-    .await?
-    .ok_or_else(|| FunctionKey::Id(id).not_found())
+    sqlx::QueryBuilder::new("select ")
+        .push(FUNCTION_COLUMNS)
+        .push(FUNCTION_FROM)
+        .push(" where f.id = ")
+        .push_bind(id)
+        .build_query_as::<FunctionView>()
+        .fetch_optional(db)
+        .await?
+        .ok_or_else(|| FunctionKey::Id(id).not_found())
 }
 
 #[utoipa::path(
