@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use plat_common::queue::execute::{self, CancelOutcome, Enqueued, NewExecution};
-use plat_common::ExecutionStatus;
+use plat_common::{ExecutionStatus, Trigger};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sqlx::types::Json as SqlJson;
@@ -80,9 +80,25 @@ pub struct ExecutionView {
     attempts: i32,
     /// The user who started it.
     created_by: Option<Uuid>,
+    /// What started it: `{"type": "api"}` for a call of the API.
+    #[sqlx(json(nullable))]
+    #[serde(serialize_with = "trigger_or_api")]
+    #[schema(value_type = Trigger)]
+    trigger: Option<Trigger>,
     created_at: DateTime<Utc>,
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
+}
+
+/// A null `executions.trigger` is a call of the API.
+fn trigger_or_api<S: serde::Serializer>(
+    trigger: &Option<Trigger>,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    trigger
+        .as_ref()
+        .unwrap_or(&Trigger::Api)
+        .serialize(serializer)
 }
 
 /// How an execution failed (the schema of [`ErrorColumns`]).
@@ -140,7 +156,7 @@ const SELECT_EXECUTION: &str = r#"
            e.duration_ms,
            (extract(epoch from (coalesce(j.started_at, e.started_at) - e.created_at)) * 1000)::int8 as queued_ms,
            coalesce(j.worker_id, e.worker_id) as worker_id, e.request_id,
-           coalesce(j.attempt, e.attempts) as attempts, e.created_by, e.created_at,
+           coalesce(j.attempt, e.attempts) as attempts, e.created_by, e.trigger, e.created_at,
            coalesce(j.started_at, e.started_at) as started_at, e.finished_at
     from executions e left join execution_jobs j on j.id = e.id
 "#;
@@ -164,6 +180,7 @@ struct ExecutionRow {
     request_id: Option<String>,
     attempts: i32,
     created_by: Option<Uuid>,
+    trigger: Option<SqlJson<Trigger>>,
     created_at: DateTime<Utc>,
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
@@ -190,6 +207,7 @@ impl From<ExecutionRow> for ExecutionView {
             request_id: row.request_id,
             attempts: row.attempts,
             created_by: row.created_by,
+            trigger: row.trigger.map(|trigger| trigger.0),
             created_at: row.created_at,
             started_at: row.started_at,
             finished_at: row.finished_at,
@@ -213,7 +231,8 @@ macro_rules! select_executions {
                    e.error_type, e.error_message, e.logs, e.logs_truncated, e.duration_ms,
                    (extract(epoch from (coalesce(j.started_at, e.started_at) - e.created_at)) * 1000)::int8 as queued_ms,
                    coalesce(j.worker_id, e.worker_id) as worker_id, e.request_id,
-                   coalesce(j.attempt, e.attempts) as "attempts!", e.created_by, e.created_at,
+                   coalesce(j.attempt, e.attempts) as "attempts!", e.created_by,
+                   e.trigger as "trigger: SqlJson<Trigger>", e.created_at,
                    coalesce(j.started_at, e.started_at) as started_at, e.finished_at
             from executions e left join execution_jobs j on j.id = e.id
             "# + $tail
@@ -327,21 +346,90 @@ async fn execute(
     let target = functions::find_to_run(&state.db, &caller, &key, asked.as_ref()).await?;
     let version = target.runnable(&key, asked.as_ref(), &caller)?;
 
+    let Ran {
+        execution,
+        replayed,
+    } = queue_and_wait(
+        &state,
+        &caller,
+        Run {
+            function_id: target.function.id,
+            version,
+            input: &input,
+            idempotency_key: idempotency_key.as_deref(),
+            request_id: crate::request_id(&headers),
+            trigger: &Trigger::Api,
+            wait,
+        },
+    )
+    .await?;
+    let id = execution.id;
+    let status = if execution.is_finished() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let location =
+        HeaderValue::from_str(&format!("/executions/{id}")).map_err(anyhow::Error::from)?;
+    let execution_version = execution.function_version;
+    let mut response = (status, [(header::LOCATION, location)], Json(execution)).into_response();
+    if replayed {
+        response.headers_mut().insert(
+            IDEMPOTENT_REPLAYED.clone(),
+            HeaderValue::from_static("true"),
+        );
+    }
+    // A replay may answer an execution of another version; the headers are
+    // about the version that runs.
+    if let Some(deprecation) = target.deprecation() {
+        if execution_version == version {
+            deprecation.add_to(response.headers_mut());
+        }
+    }
+    Ok(response)
+}
+
+/// One run to queue for a caller ([`queue_and_wait`]).
+pub(crate) struct Run<'a> {
+    pub(crate) function_id: Uuid,
+    /// A READY version of the function the caller may run.
+    pub(crate) version: i32,
+    pub(crate) input: &'a RawValue,
+    pub(crate) idempotency_key: Option<&'a str>,
+    pub(crate) request_id: Option<&'a str>,
+    pub(crate) trigger: &'a Trigger,
+    /// Seconds to wait for the result (0: answer at once).
+    pub(crate) wait: u32,
+}
+
+/// What [`queue_and_wait`] answers.
+pub(crate) struct Ran {
+    /// As it was when it finished or `wait` ran out.
+    pub(crate) execution: ExecutionView,
+    /// An earlier request with the same idempotency key made it.
+    pub(crate) replayed: bool,
+}
+
+/// Queues `run` for `caller` (under the caller's queue quota) and waits up
+/// to `run.wait` seconds for its result. Every way a function is run on
+/// someone's behalf goes through here: `execute`, and the HTTP routes.
+pub(crate) async fn queue_and_wait(state: &AppState, caller: &Caller, run: Run<'_>) -> Result<Ran> {
     let new = NewExecution {
         id: Uuid::now_v7(),
-        function_id: target.function.id,
-        version,
-        input_json: input.get(),
-        idempotency_key: idempotency_key.as_deref(),
+        function_id: run.function_id,
+        version: run.version,
+        input_json: run.input.get(),
+        idempotency_key: run.idempotency_key,
         created_by: Some(caller.user_id),
-        request_id: crate::request_id(&headers),
+        request_id: run.request_id,
         // A lone waiting call is served sooner when its enqueue wakes the
         // executors itself. While other calls wait, the executors are busy
         // or about to be woken: those share the coalesced hint below, which
         // keeps their commits off PostgreSQL's notify lock (waking in every
         // statement cost 32 durable waiting clients 3.5-7.5% of their calls/s).
-        wake_executors: wait > 0 && state.waiters.is_empty(),
-        max_in_flight: queue_quota(&state, &caller),
+        wake_executors: run.wait > 0 && state.waiters.is_empty(),
+        max_in_flight: queue_quota(state, caller),
+        trigger: run.trigger,
     };
     // Registered before the job exists, so even an instant finish is seen.
     let waiter = state.waiters.register(new.id);
@@ -371,31 +459,11 @@ async fn execute(
             )))
         }
     };
-
-    let execution = wait_for(&state, id, &waiter, wait, !replayed).await?;
-    let status = if execution.is_finished() {
-        StatusCode::OK
-    } else {
-        StatusCode::ACCEPTED
-    };
-    let location =
-        HeaderValue::from_str(&format!("/executions/{id}")).map_err(anyhow::Error::from)?;
-    let execution_version = execution.function_version;
-    let mut response = (status, [(header::LOCATION, location)], Json(execution)).into_response();
-    if replayed {
-        response.headers_mut().insert(
-            IDEMPOTENT_REPLAYED.clone(),
-            HeaderValue::from_static("true"),
-        );
-    }
-    // A replay may answer an execution of another version; the headers are
-    // about the version that runs.
-    if let Some(deprecation) = target.deprecation() {
-        if execution_version == version {
-            deprecation.add_to(response.headers_mut());
-        }
-    }
-    Ok(response)
+    let execution = wait_for(state, id, &waiter, run.wait, !replayed).await?;
+    Ok(Ran {
+        execution,
+        replayed,
+    })
 }
 
 /// Reads the execution, and while it is unfinished waits for a wake-up (or
@@ -521,7 +589,7 @@ pub(crate) fn unstorable_input(error: sqlx::Error) -> Error {
 }
 
 /// The body is the input: any JSON value; an empty body means `null`.
-fn parse_input(body: &[u8]) -> Result<Box<RawValue>> {
+pub(crate) fn parse_input(body: &[u8]) -> Result<Box<RawValue>> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(RawValue::from_string("null".to_owned()).map_err(anyhow::Error::from)?);
     }

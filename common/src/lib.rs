@@ -17,9 +17,11 @@ pub mod secrets;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;
+pub mod trigger;
 pub mod worker;
 
 pub use error_kind::{ErrorKind, RunFailure};
 pub use execution_config::ExecutionConfig;
 pub use language::Language;
 pub use status::{ExecutionStatus, VersionStatus};
+pub use trigger::Trigger;

@@ -510,16 +510,28 @@ impl TestApp {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Option<T>>,
     {
-        let mut listener = PgListener::connect_with(&self.pool)
-            .await
-            .expect("LISTEN connection");
-        listener.listen(channel).await.expect("LISTEN");
+        // Without a listener (a pooled connection a database restart had
+        // closed, say) this polls each second: the notification only
+        // shortens the wait, it never decides it.
+        let mut listener = match PgListener::connect_with(&self.pool).await {
+            Ok(mut listener) => listener.listen(channel).await.ok().map(|()| listener),
+            Err(_) => None,
+        };
         let waited = tokio::time::timeout(PATIENCE, async {
             loop {
                 if let Some(value) = check().await {
                     return value;
                 }
-                let _ = tokio::time::timeout(Duration::from_secs(1), listener.recv()).await;
+                match listener.as_mut() {
+                    Some(connected) => {
+                        let heard =
+                            tokio::time::timeout(Duration::from_secs(1), connected.recv()).await;
+                        if matches!(heard, Ok(Err(_))) {
+                            listener = None;
+                        }
+                    }
+                    None => tokio::time::sleep(Duration::from_secs(1)).await,
+                }
             }
         })
         .await;

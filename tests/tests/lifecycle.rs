@@ -1,7 +1,7 @@
 //! The core path through the real API, workers, rustc and wasmtime:
 //! register → compile → READY → execute → history.
 
-use plat_tests::{TestApp, Workers, HELLO, MIGRATOR};
+use plat_tests::{executor_config, TestApp, Workers, HELLO, MIGRATOR};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use sqlx::PgPool;
@@ -245,7 +245,8 @@ pub fn handler(_: serde_json::Value) -> Result<serde_json::Value, String> {
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn wait_zero_answers_at_once_and_the_execution_completes_later(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+    // No executor yet, so the run cannot finish before the answer.
+    let mut app = TestApp::spawn_with(pool, Workers::COMPILER_ONLY).await;
     let id = app.ready_function("async", HELLO, json!({})).await;
 
     let queued = app.execute(&id, json!({ "name": "Cy" }), 0).await;
@@ -256,11 +257,13 @@ async fn wait_zero_answers_at_once_and_the_execution_completes_later(pool: PgPoo
         "{}",
         queued.body
     );
+    app.start_executor(executor_config()).await;
     let finished = app
         .wait_for_execution(queued.body["id"].as_str().unwrap())
         .await;
     assert_eq!(finished["status"], "SUCCEEDED");
     assert_eq!(finished["output"]["greeting"], "Hello, Cy!");
+    assert_eq!(finished["trigger"], json!({ "type": "api" }));
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

@@ -232,6 +232,7 @@ async fn an_enqueue_wakes_the_executors_in_its_own_statement_only_when_asked(poo
                 request_id: None,
                 wake_executors,
                 max_in_flight: None,
+                trigger: &plat_common::Trigger::Api,
             };
             execute::enqueue(&mut pool.acquire().await.unwrap(), new).await
         }

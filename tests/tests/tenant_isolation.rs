@@ -394,6 +394,7 @@ async fn a_run_queued_as_its_version_is_retired_ends_cancelled_instead_of_runnin
             request_id: None,
             wake_executors: true,
             max_in_flight: None,
+            trigger: &plat_common::Trigger::Api,
         },
     )
     .await

@@ -183,6 +183,7 @@ impl QueueChain {
                 // As a waiting execute does.
                 wake_executors: true,
                 max_in_flight: None,
+                trigger: &plat_common::Trigger::Api,
             },
         )
         .await?;

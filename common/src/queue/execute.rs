@@ -8,7 +8,7 @@ use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
 use super::{retry_backoff, secs};
-use crate::{notify, ErrorKind, ExecutionStatus, RunFailure};
+use crate::{notify, ErrorKind, ExecutionStatus, RunFailure, Trigger};
 
 /// A claimed execution job.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -127,6 +127,8 @@ pub struct NewExecution<'a> {
     /// The most executions the owner (`created_by`) may have queued or
     /// running, this one included; `None` for no limit (admins).
     pub max_in_flight: Option<i64>,
+    /// What started it: [`Trigger::Api`] for a call of the API.
+    pub trigger: &'a Trigger,
 }
 
 /// Runs queued without a user share this owner in the queue's fairness and
@@ -282,8 +284,9 @@ pub async fn enqueue(
     }
     let created = queue_one!(
         r#", e as (
-            insert into executions (id, function_id, function_version, input, idempotency_key, created_by, request_id)
-            select $6, $2, $5, $9::text::jsonb, $10, $11, $12 from flow
+            insert into executions (id, function_id, function_version, input, idempotency_key, created_by,
+                                    request_id, trigger)
+            select $6, $2, $5, $9::text::jsonb, $10, $11, $12, $13::text::jsonb from flow
             returning id
         )"#,
         new.created_by.unwrap_or(NO_OWNER),
@@ -298,6 +301,7 @@ pub async fn enqueue(
         new.idempotency_key,
         new.created_by,
         new.request_id,
+        new.trigger.to_stored(),
     )
     .fetch_one(&mut *conn)
     .await?;
@@ -325,8 +329,9 @@ async fn enqueue_with_key(
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     let inserted = sqlx::query_scalar!(
         r#"
-        insert into executions (id, function_id, function_version, input, idempotency_key, created_by, request_id)
-        values ($1, $2, $3, $4::text::jsonb, $5, $6, $7)
+        insert into executions (id, function_id, function_version, input, idempotency_key, created_by,
+                                request_id, trigger)
+        values ($1, $2, $3, $4::text::jsonb, $5, $6, $7, $8::text::jsonb)
         on conflict (function_id, created_by, idempotency_key) where idempotency_key is not null do nothing
         returning id
         "#,
@@ -337,6 +342,7 @@ async fn enqueue_with_key(
         new.idempotency_key,
         new.created_by,
         new.request_id,
+        new.trigger.to_stored(),
     )
     .fetch_optional(&mut *tx)
     .await?;
