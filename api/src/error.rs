@@ -59,6 +59,14 @@ pub enum Error {
     /// allows one user (`PLAT_MAX_QUEUED_PER_USER`).
     #[error("queue quota reached: one user may have at most {limit} executions queued or running (the operator's PLAT_MAX_QUEUED_PER_USER), and this request would queue {adding} more; retry when some have finished")]
     QueueQuotaExceeded { limit: u32, adding: usize },
+    /// A function behind an HTTP route failed, or answered what cannot be
+    /// sent; the text names the execution.
+    #[error("{0}")]
+    BadGateway(String),
+    /// A function behind an HTTP route timed out, or did not finish in
+    /// time; the text names the execution.
+    #[error("{0}")]
+    GatewayTimeout(String),
 }
 
 impl Error {
@@ -77,6 +85,8 @@ impl Error {
             }
             Error::Unavailable(_) | Error::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            Error::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -97,6 +107,8 @@ impl Error {
             Error::NotConfigured(_) => "not-configured",
             Error::Unavailable(_) => "service-unavailable",
             Error::Database(_) | Error::Internal(_) => "internal-error",
+            Error::BadGateway(_) => "bad-gateway",
+            Error::GatewayTimeout(_) => "gateway-timeout",
         }
     }
 }

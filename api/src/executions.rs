@@ -144,6 +144,24 @@ impl ExecutionView {
     fn is_finished(&self) -> bool {
         self.status.is_finished()
     }
+
+    pub(crate) fn id(&self) -> Uuid {
+        self.id
+    }
+
+    pub(crate) fn status(&self) -> ExecutionStatus {
+        self.status
+    }
+
+    /// The output, once it SUCCEEDED.
+    pub(crate) fn output(&self) -> Option<&RawValue> {
+        self.output.as_deref()
+    }
+
+    /// How it failed (`TIMEOUT`, `HANDLER_ERROR`, ...), if it did.
+    pub(crate) fn error_type(&self) -> Option<&str> {
+        self.error.error_type.as_deref()
+    }
 }
 
 /// An execution as callers see it: while its job is claimed it is RUNNING,

@@ -16,6 +16,7 @@ mod extract;
 mod functions;
 mod groups;
 mod health;
+mod http_routes;
 mod metrics;
 mod openapi;
 mod pagination;
@@ -121,6 +122,7 @@ pub fn app(state: AppState) -> Router {
         .merge(stats::router())
         .merge(queues::router())
         .merge(metrics::router())
+        .merge(http_routes::router())
         .split_for_parts();
     let (public, public_doc) = openapi::ApiRouter::new()
         .merge(health::router())
@@ -129,6 +131,8 @@ pub fn app(state: AppState) -> Router {
         .merge(openapi::router())
         .merge(ui::router())
         .split_for_parts();
+    // Functions' HTTP routes answer only outside these paths.
+    let api_paths = http_routes::ApiPaths::of(&[&secured_doc, &public_doc]);
     let document = openapi::document(secured_doc, public_doc);
     secured
         .fallback(not_found)
@@ -140,6 +144,13 @@ pub fn app(state: AppState) -> Router {
         // The public routes get the same problem+json 405 as the others.
         .merge(public.method_not_allowed_fallback(method_not_allowed))
         .layer(axum::Extension(document))
+        // Around the router's fallback too: requests no API route matched
+        // may be for a function's HTTP route (`http_routes`).
+        .layer(axum::middleware::from_fn_with_state(
+            http_routes::Dispatch::new(state.clone(), api_paths.clone()),
+            http_routes::serve,
+        ))
+        .layer(axum::Extension(api_paths))
         .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

@@ -82,6 +82,7 @@ pub struct ExecutionConfig {
         (name = "versions", description = "A function's versions: rollback and deprecation"),
         (name = "executions", description = "Run functions and read their history"),
         (name = "stats", description = "How a function behaved over time"),
+        (name = "routes", description = "A function's HTTP route: `/run/{name}` and an optional path prefix (the requests to routes are not in this document: docs/api.md)"),
         (name = "auth", description = "Browser sessions"),
         (name = "users", description = "Users (admins manage them)"),
         (name = "groups", description = "Groups of users, for access lists"),

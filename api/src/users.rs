@@ -101,6 +101,8 @@ async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Me>> {
     let (authenticated_by, csrf_token) = match caller.credential {
         Credential::ApiKey { .. } => ("apiKey", None),
         Credential::Session { csrf_token, .. } => ("session", Some(csrf_token)),
+        // Public routes run functions, never this handler.
+        Credential::PublicRoute { .. } => ("publicRoute", None),
     };
     Ok(Json(Me {
         user,

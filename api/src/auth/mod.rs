@@ -69,6 +69,11 @@ pub enum Credential {
         id: Uuid,
         csrf_token: String,
     },
+    /// None: a request to a public HTTP route, which runs as the user who
+    /// configured the route (`http_routes`).
+    PublicRoute {
+        function_id: Uuid,
+    },
 }
 
 /// An authenticated caller.
@@ -389,7 +394,10 @@ pub async fn authenticate(State(state): State<AppState>, request: Request, next:
     }
 }
 
-async fn caller(
+/// The caller behind a request's credentials, with their rate limit
+/// spent: what [`authenticate`] does, for the HTTP routes that need
+/// credentials but live outside the authenticated router.
+pub(crate) async fn caller(
     state: &AppState,
     method: &Method,
     headers: &HeaderMap,
