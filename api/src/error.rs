@@ -158,7 +158,8 @@ pub(crate) struct Problem<'a> {
     /// one of `invalid-request`, `unauthorized`, `forbidden`, `not-found`,
     /// `conflict`, `payload-too-large`, `unsupported-media-type`,
     /// `method-not-allowed`, `rate-limited`, `not-configured`,
-    /// `service-unavailable`, `internal-error`.
+    /// `service-unavailable`, `internal-error`, and from a function's HTTP
+    /// route `bad-gateway` and `gateway-timeout`.
     #[serde(rename = "type")]
     #[schema(example = "urn:plat:problem:not-found")]
     kind: String,

@@ -11,6 +11,7 @@ import { h, thead, fill, api, isAdmin, link, navigate, errorBox, badge, field, w
 import { highlightLines } from './highlight.js';
 import { lineChart, barChart } from './chart.js';
 import { tagList, languageName, percent } from './page-functions.js';
+import { routeSection } from './section-route.js';
 
 const BUILDING = ['PENDING', 'COMPILING'];
 const UNFINISHED = ['QUEUED', 'RUNNING'];
@@ -430,6 +431,7 @@ async function functionPage({ id }) {
     ),
     actionProblem,
     h('div', { class: 'card' }, facts),
+    routeSection(fn),
     compileError,
     sourceCard,
     h('div', { class: 'card' }, runPanel(() => fn, afterRun)),

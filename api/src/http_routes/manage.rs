@@ -138,7 +138,7 @@ fn no_route(key: &FunctionKey) -> Error {
     get,
     path = "/functions/{function}/route",
     tag = "routes",
-    operation_id = "getRoute",
+    operation_id = "getFunctionRoute",
     params(("function" = String, Path, description = "The function's id or name")),
     responses(
         (status = 200, description = "The route", body = RouteView),
@@ -186,7 +186,7 @@ struct RouteInput {
     put,
     path = "/functions/{function}/route",
     tag = "routes",
-    operation_id = "putRoute",
+    operation_id = "putFunctionRoute",
     params(("function" = String, Path, description = "The function's id or name")),
     request_body = RouteInput,
     responses(
@@ -272,7 +272,7 @@ async fn put(
     delete,
     path = "/functions/{function}/route",
     tag = "routes",
-    operation_id = "deleteRoute",
+    operation_id = "deleteFunctionRoute",
     params(("function" = String, Path, description = "The function's id or name")),
     responses(
         (status = 204, description = "Removed"),
