@@ -25,3 +25,6 @@ create table function_routes (
     constraint function_routes_path_prefix_key unique (path_prefix),
     constraint function_routes_rate_limit_check check (rate_limit_per_sec >= 0 and rate_limit_burst >= 1)
 );
+
+-- Only the API reads and writes routes (docs/security.md, "Database roles").
+grant select, insert, update, delete on function_routes to plat_api;
