@@ -100,6 +100,7 @@ struct RouteLimiter {
 /// A route as a request needs it.
 struct Route {
     function_id: Uuid,
+    path_prefix: Option<String>,
     enabled: bool,
     public: bool,
     rate_limit_per_sec: f64,
@@ -164,7 +165,7 @@ macro_rules! select_route {
         sqlx::query_as!(
             Route,
             r#"
-            select r.function_id, r.enabled, r.public, r.rate_limit_per_sec, r.rate_limit_burst,
+            select r.function_id, r.path_prefix, r.enabled, r.public, r.rate_limit_per_sec, r.rate_limit_burst,
                    r.forward_headers, r.owner_id,
                    v.execution_config as "execution_config?: sqlx::types::Json<ExecutionConfig>"
             from function_routes r
@@ -209,31 +210,27 @@ async fn by_prefix(state: &AppState, path: &str) -> Result<Option<Found>> {
     if candidates.is_empty() {
         return Ok(None);
     }
-    let found = sqlx::query_scalar!(
+    let route = select_route!(
         r#"
-        select path_prefix as "path_prefix!" from function_routes
-        where path_prefix = any($1)
-        order by length(path_prefix) desc
+        where r.path_prefix = any($1)
+        order by length(r.path_prefix) desc
         limit 1
         "#,
         &candidates as &[&str]
     )
     .fetch_optional(&state.db)
     .await?;
-    let Some(prefix) = found else {
-        return Ok(None);
-    };
-    let route = select_route!("where r.path_prefix = $1", prefix)
-        .fetch_optional(&state.db)
-        .await?;
-    let rest = match &path[prefix.len()..] {
-        "" => "/".to_owned(),
-        rest => rest.to_owned(),
-    };
-    Ok(route.map(|route| Found {
-        route,
-        prefix,
-        rest,
+    Ok(route.and_then(|route| {
+        let prefix = route.path_prefix.clone()?;
+        let rest = match &path[prefix.len()..] {
+            "" => "/".to_owned(),
+            rest => rest.to_owned(),
+        };
+        Some(Found {
+            route,
+            prefix,
+            rest,
+        })
     }))
 }
 

@@ -10,6 +10,7 @@ mod init;
 mod invoke;
 mod local_test;
 mod report;
+mod route;
 mod versions;
 
 use std::io::IsTerminal as _;
@@ -71,6 +72,9 @@ pub enum Command {
     Login(auth::Login),
     /// Forget the stored API key.
     Logout,
+    /// Show, set or remove a function's HTTP route (`/run/{name}`).
+    #[command(subcommand)]
+    Route(route::Route),
 }
 
 /// What a command knows beyond its own arguments.
@@ -131,6 +135,7 @@ pub async fn run(command: Command, options: GlobalOptions) -> anyhow::Result<()>
         Command::Rm(remove) => functions::remove(&context, remove).await,
         Command::Login(login) => auth::login(&context, login).await,
         Command::Logout => auth::logout(&context),
+        Command::Route(route) => route::run(&context, route).await,
     }
 }
 
