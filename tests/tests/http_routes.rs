@@ -2,7 +2,7 @@
 //! compiler and executor; requests to `/run/{name}` and to custom prefixes
 //! become runs of a real function, whose output becomes the response.
 
-use plat_tests::{read, Reply, TestApp, MIGRATOR};
+use plat_tests::{read, Reply, TestApp, Workers, MIGRATOR};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -345,4 +345,39 @@ async fn a_disabled_or_deleted_route_answers_404_and_the_route_reads_back(pool: 
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
     gone.problem(StatusCode::NOT_FOUND);
     after.problem(StatusCode::NOT_FOUND);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_caller_over_their_queue_quota_gets_429_and_an_unfinished_run_504(pool: PgPool) {
+    // No executor: runs stay QUEUED, so the first request holds the quota.
+    let config = plat_api::ApiConfig {
+        max_queued_per_user: 1,
+        ..plat_tests::api_config()
+    };
+    let app = TestApp::spawn_configured(pool, Workers::COMPILER_ONLY, config).await;
+    echo(&app, "echo").await;
+    put_route(&app, "echo", json!({})).await;
+    let dev = app.create_user("dev@example.com", "DEV", None).await;
+    let dev_client = plat_tests::client_with_key(&app.create_key(&dev).await);
+    let first = {
+        let (client, url) = (dev_client.clone(), format!("{}/run/echo", app.base_url));
+        tokio::spawn(async move { client.get(url).send().await.expect("request sent") })
+    };
+    app.wait_until(plat_common::notify::EXECUTION_JOBS, || async {
+        (app.count("executions").await == 1).then_some(())
+    })
+    .await;
+
+    let over = read(call(&app, &dev_client, Method::GET, "/run/echo", &[], "").await).await;
+    let unfinished = first.await.unwrap();
+    let queued_id = execution_id(&unfinished);
+    let unfinished = read(unfinished).await;
+
+    assert!(over
+        .problem(StatusCode::TOO_MANY_REQUESTS)
+        .contains("queue quota"));
+    assert!(over.headers.contains_key("retry-after"));
+    let detail = unfinished.problem(StatusCode::GATEWAY_TIMEOUT);
+    assert!(detail.contains(&queued_id), "{detail}");
+    assert!(detail.contains("QUEUED"), "{detail}");
 }
