@@ -22,6 +22,7 @@ mod pagination;
 mod password_resets;
 mod policy;
 mod queues;
+mod retries;
 pub mod retention;
 mod session_cookie;
 mod sessions;
@@ -120,6 +121,7 @@ pub fn app(state: AppState) -> Router {
         .merge(audit::router())
         .merge(stats::router())
         .merge(queues::router())
+        .merge(retries::router())
         .merge(metrics::router())
         .split_for_parts();
     let (public, public_doc) = openapi::ApiRouter::new()
