@@ -89,7 +89,10 @@ async fn list_dead_letters(
           where u.dead_letter and u.requeued_as is null and ",
     );
     if let Some(function_id) = params.function_id {
-        query.push("u.function_id = ").push_bind(function_id).push(" and ");
+        query
+            .push("u.function_id = ")
+            .push_bind(function_id)
+            .push(" and ");
     }
     if let (Some(created_at), Some(id)) = (page.after_created_at(), page.after_id()) {
         query
@@ -273,7 +276,9 @@ async fn requeue(
         Some(letter) if letter.dead_letter => letter,
         Some(letter) => return Err(not_a_dead_letter(letter.status)),
         None => {
-            let execution = executions::fetch(&state.db, id).await?.ok_or_else(not_found)?;
+            let execution = executions::fetch(&state.db, id)
+                .await?
+                .ok_or_else(not_found)?;
             return Err(not_a_dead_letter(execution.status()));
         }
     };

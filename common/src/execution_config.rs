@@ -67,8 +67,7 @@ impl RetryPolicy {
     /// slow one). An invalid output, a trap, a panic or running out of
     /// memory would fail the same way again.
     pub fn retries(&self, kind: ErrorKind, attempt: u32) -> bool {
-        matches!(kind, ErrorKind::HandlerError | ErrorKind::Timeout)
-            && attempt < self.max_attempts
+        matches!(kind, ErrorKind::HandlerError | ErrorKind::Timeout) && attempt < self.max_attempts
     }
 
     /// How long to wait after the failed attempt `attempt` (1-based):

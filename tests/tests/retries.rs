@@ -49,7 +49,10 @@ async fn run(app: &TestApp, function: &str, case: &str) -> Value {
 
 async fn attempts(app: &TestApp, execution: &Value) -> Vec<Value> {
     let reply = app
-        .get(&format!("/executions/{}/attempts", execution["id"].as_str().unwrap()))
+        .get(&format!(
+            "/executions/{}/attempts",
+            execution["id"].as_str().unwrap()
+        ))
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     reply.body["items"].as_array().expect("items").clone()
@@ -71,9 +74,7 @@ fn time(value: &Value) -> DateTime<Utc> {
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
-async fn a_handler_that_fails_twice_then_succeeds_ends_succeeded_with_three_attempts(
-    pool: PgPool,
-) {
+async fn a_handler_that_fails_twice_then_succeeds_ends_succeeded_with_three_attempts(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let function = app.ready_function("flaky", ATTEMPTS, retry(3)).await;
 
@@ -122,7 +123,9 @@ async fn an_execution_out_of_attempts_is_a_dead_letter_that_an_admin_requeues(po
     let id = failed["id"].as_str().unwrap().to_owned();
     assert_eq!(dead_letters(&app).await, [id.clone()]);
     let scoped = app
-        .get(&format!("/executions?deadLetter=true&functionId={function}"))
+        .get(&format!(
+            "/executions?deadLetter=true&functionId={function}"
+        ))
         .await;
     assert_eq!(scoped.body["items"][0]["id"], id.as_str());
     app.get("/executions")
@@ -146,7 +149,9 @@ async fn an_execution_out_of_attempts_is_a_dead_letter_that_an_admin_requeues(po
     assert_ne!(requeued.body["id"], failed["id"]);
     assert!(!dead_letters(&app).await.contains(&id));
     let again = app.request(Method::POST, &path, None).await;
-    assert!(again.problem(StatusCode::CONFLICT).contains("already re-queued"));
+    assert!(again
+        .problem(StatusCode::CONFLICT)
+        .contains("already re-queued"));
     // The new run is an execution like any other: it fails the same way,
     // and is a dead letter of its own.
     let new_id = requeued.body["id"].as_str().unwrap().to_owned();
