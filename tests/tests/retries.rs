@@ -121,7 +121,7 @@ async fn an_execution_out_of_attempts_is_a_dead_letter_that_an_admin_requeues(po
     assert_eq!(failed["error"]["message"], "attempt 2 fails");
     assert_eq!(attempts(&app, &failed).await.len(), 2);
     let id = failed["id"].as_str().unwrap().to_owned();
-    assert_eq!(dead_letters(&app).await, [id.clone()]);
+    assert_eq!(dead_letters(&app).await, std::slice::from_ref(&id));
     let scoped = app
         .get(&format!(
             "/executions?deadLetter=true&functionId={function}"
@@ -229,4 +229,31 @@ async fn a_retry_policy_out_of_bounds_is_refused_with_a_reason(pool: PgPool) {
     assert!(reply
         .problem(StatusCode::BAD_REQUEST)
         .contains("`executionConfig.retry.maxAttempts` must be between 1 and 10"));
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_retried_run_keeps_its_owners_count_and_its_concurrency_slot_until_it_ends(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let mut config = retry(3);
+    config["maxConcurrency"] = json!(1);
+    let function = app.ready_function("counted", ATTEMPTS, config).await;
+
+    let execution = run(&app, &function, "fails_twice").await;
+    let other = run(&app, &function, "fine").await;
+
+    assert_eq!(execution["status"], "SUCCEEDED", "{execution}");
+    assert_eq!(other["status"], "SUCCEEDED", "{other}");
+    // Nothing is in flight any more: every count the runs took was given
+    // back once, however many times the first went back to the queue.
+    let in_flight: i64 =
+        sqlx::query_scalar("select coalesce(sum(n), 0)::bigint from queue_owner_counts")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    let taken: i64 = sqlx::query_scalar("select taken from function_slots where function_id = $1")
+        .bind(function.parse::<uuid::Uuid>().unwrap())
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!((in_flight, taken), (0, 0));
 }
