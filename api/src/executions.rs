@@ -145,10 +145,12 @@ impl ExecutionView {
         self.status.is_finished()
     }
 
+    /// Its id.
     pub(crate) fn id(&self) -> Uuid {
         self.id
     }
 
+    /// Its status as callers see it.
     pub(crate) fn status(&self) -> ExecutionStatus {
         self.status
     }
@@ -162,12 +164,20 @@ impl ExecutionView {
     pub(crate) fn error_type(&self) -> Option<&str> {
         self.error.error_type.as_deref()
     }
+
+    /// Its place in a listing newest first.
+    pub(crate) fn position(&self) -> Position {
+        Position {
+            created_at: self.created_at,
+            id: self.id,
+        }
+    }
 }
 
 /// An execution as callers see it: while its job is claimed it is RUNNING,
 /// with the job's start, attempt and worker (claims write only the job row;
 /// see `plat_common::queue`). A finished execution has no job any more.
-const SELECT_EXECUTION: &str = r#"
+pub(crate) const SELECT_EXECUTION: &str = r#"
     select e.id, e.function_id, e.function_version,
            case when j.state = 'running' then 'RUNNING' else e.status end as status,
            e.input, e.output, e.error_type, e.error_message, e.logs, e.logs_truncated,
@@ -259,7 +269,7 @@ macro_rules! select_executions {
     };
 }
 
-async fn fetch(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<ExecutionView>> {
+pub(crate) async fn fetch(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<ExecutionView>> {
     let row = select_executions!("where e.id = $1", id)
         .fetch_optional(db)
         .await?;
@@ -268,7 +278,7 @@ async fn fetch(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<ExecutionView
 
 /// [`fetch`], if `caller` may see it ([`policy::push_can_see_execution`]:
 /// the function's access lists are read in the same query).
-async fn fetch_visible(
+pub(crate) async fn fetch_visible(
     db: impl PgExecutor<'_>,
     id: Uuid,
     caller: &Caller,

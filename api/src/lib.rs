@@ -24,6 +24,7 @@ mod password_resets;
 mod policy;
 mod queues;
 pub mod retention;
+mod retries;
 mod session_cookie;
 mod sessions;
 mod stats;
@@ -121,6 +122,7 @@ pub fn app(state: AppState) -> Router {
         .merge(audit::router())
         .merge(stats::router())
         .merge(queues::router())
+        .merge(retries::router())
         .merge(metrics::router())
         .merge(http_routes::router())
         .split_for_parts();

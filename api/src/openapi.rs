@@ -65,6 +65,28 @@ pub struct ExecutionConfig {
     /// absent: no limit. Runs over it wait QUEUED, in order.
     #[schema(minimum = 1)]
     max_concurrency: Option<u32>,
+    /// Runs again after a `HANDLER_ERROR` or a `TIMEOUT`; absent: never.
+    retry: Option<RetryPolicy>,
+}
+
+/// `executionConfig.retry` (a stand-in for `plat_common::RetryPolicy`). A
+/// failed run runs again after `backoffMs * backoffMultiplier^(n-1)` ms (n:
+/// the attempt that failed; at most an hour, plus up to 25% jitter); each
+/// run sees its attempt in `PLAT_EXECUTION_ATTEMPT`. An execution that fails
+/// its last attempt is a dead letter (`GET /executions?deadLetter=true`).
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct RetryPolicy {
+    /// Most runs in all, the first included.
+    #[schema(minimum = 1, maximum = 10)]
+    max_attempts: u32,
+    /// Wait before the second run (default 1000).
+    #[schema(minimum = 0, maximum = 3600000)]
+    backoff_ms: u32,
+    /// Each further wait is this many times the one before (default 2).
+    #[schema(minimum = 1, maximum = 10)]
+    backoff_multiplier: f64,
 }
 
 /// The base of the document: what no route attribute says.
@@ -75,7 +97,7 @@ pub struct ExecutionConfig {
         description = "Register Rust and TypeScript functions, which Plat compiles to WebAssembly, run them and read their history. Every error is `application/problem+json` (RFC 9457). See the README's \"HTTP API\" section and docs/security.md.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
-    components(schemas(crate::error::Problem, ExecutionConfig)),
+    components(schemas(crate::error::Problem, ExecutionConfig, RetryPolicy)),
     modifiers(&SecuritySchemes),
     tags(
         (name = "functions", description = "Register, change, search and delete functions"),

@@ -351,6 +351,12 @@ pub fn may_read_queues(caller: &Caller) -> Result<()> {
     admins_only(caller, "read the queues")
 }
 
+/// Only admins re-queue dead letters: a re-queue runs someone else's
+/// function again, on that user's behalf and outside their quota.
+pub fn may_requeue_executions(caller: &Caller) -> Result<()> {
+    admins_only(caller, "re-queue executions")
+}
+
 /// Only admins read the audit log.
 pub fn may_read_audit_log(caller: &Caller) -> Result<()> {
     admins_only(caller, "read the audit log")

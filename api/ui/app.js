@@ -10,6 +10,7 @@ import operationsPage from './page-operations.js';
 import usersPages from './page-users.js';
 import apiKeysPage from './page-api-keys.js';
 import environmentsPages from './page-environments.js';
+import retriesPages from './section-retries.js';
 
 const NAV = [
   { path: '/functions', label: 'Functions' },
@@ -18,6 +19,7 @@ const NAV = [
   { path: '/groups', label: 'Groups', admin: true },
   { path: '/api-keys', label: 'API keys' },
   { path: '/environments', label: 'Environments' },
+  { path: '/dead-letters', label: 'Dead letters' },
 ];
 
 setLayout((page) => {
@@ -140,7 +142,7 @@ function safeNext(next) {
 route('/login', loginPage, { public: true });
 route('/reset-password', resetPasswordPage, { public: true });
 route('/', () => (navigate('/functions'), h('div')));
-for (const register of [functionsPages, functionPage, executionPage, operationsPage, usersPages, apiKeysPage, environmentsPages]) {
+for (const register of [functionsPages, functionPage, executionPage, operationsPage, usersPages, apiKeysPage, environmentsPages, retriesPages]) {
   register(route);
 }
 

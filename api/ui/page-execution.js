@@ -3,6 +3,7 @@
 // timings and where it ran; a Cancel button while it is unfinished.
 
 import { h, fill, api, isAdmin, session, link, errorBox, badge, when, ms, pretty, poll } from './lib.js';
+import { attemptsCard } from './section-retries.js';
 
 const UNFINISHED = ['QUEUED', 'RUNNING'];
 
@@ -118,6 +119,7 @@ function sections(e, functionLink, creator) {
       e.logs ? h('pre', { class: 'wrap logs' }, e.logs) : h('p', { class: 'muted' }, unfinished ? 'Logs appear when it finishes.' : 'No logs.'),
       e.logsTruncated ? h('p', { class: 'notice' }, 'The logs were truncated: only the first part was kept.') : null,
     ),
+    attemptsCard(e),
   ];
 }
 

@@ -102,6 +102,7 @@ impl ManifestExecutionConfig {
             memory_limit_mb: self.memory_limit_mb.unwrap_or(defaults.memory_limit_mb),
             environment_variables: self.environment_variables.clone(),
             max_concurrency: None,
+            retry: None,
         }
     }
 

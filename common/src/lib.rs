@@ -21,7 +21,7 @@ pub mod trigger;
 pub mod worker;
 
 pub use error_kind::{ErrorKind, RunFailure};
-pub use execution_config::ExecutionConfig;
+pub use execution_config::{ExecutionConfig, RetryPolicy};
 pub use language::Language;
 pub use status::{ExecutionStatus, VersionStatus};
 pub use trigger::Trigger;

@@ -42,7 +42,8 @@ pub enum JobOutcome {
     Failed,
     /// The run was cancelled (recorded).
     Cancelled,
-    /// Our infrastructure failed; the job went back to the queue.
+    /// Our infrastructure failed, or the run failed under its version's
+    /// retry policy; the job went back to the queue.
     Retried,
     /// Another attempt owned the job by the time the result was written.
     LeaseLost,

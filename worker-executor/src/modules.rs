@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use lru::LruCache;
 use parking_lot::Mutex;
-use plat_common::ExecutionConfig;
+use plat_common::{ExecutionConfig, RetryPolicy};
 use sqlx::PgPool;
 use tokio::sync::OnceCell;
 use uuid::Uuid;
@@ -26,6 +26,8 @@ use crate::runtime::{LoadedEngine, LoadedModule, RunLimits, Runtime};
 pub(crate) struct Cached {
     pub(crate) module: LoadedModule,
     pub(crate) limits: RunLimits,
+    /// The version's `executionConfig.retry`, if any.
+    pub(crate) retry: Option<RetryPolicy>,
 }
 
 /// Why a version could not be made ready to run.
@@ -127,6 +129,7 @@ impl ModuleCache {
         Ok(Arc::new(Cached {
             module,
             limits: RunLimits::from(&config),
+            retry: config.retry,
         }))
     }
 

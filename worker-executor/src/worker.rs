@@ -45,6 +45,9 @@ pub(crate) struct ExecuteQueue {
 enum Attempt {
     /// A terminal result, the function's own (success, handler error, limit hit).
     Finished(Finished),
+    /// The function failed, and its version's retry policy runs it again
+    /// after this long.
+    RunAgain(Finished, Duration),
     /// Our infrastructure failed: the job goes back to the queue.
     Retry(RetryCause),
 }
@@ -109,7 +112,7 @@ impl ExecuteQueue {
             }
         };
         // The function's environment, if it has one, joins its variables.
-        let limits = match (job.environment_id, job.environment_revision) {
+        let mut limits = match (job.environment_id, job.environment_revision) {
             (Some(id), Some(revision)) => {
                 match self.environments.get(&self.pool, id, revision).await {
                     Ok(variables) => Some(RunLimits {
@@ -129,9 +132,20 @@ impl ExecuteQueue {
             }
             _ => None,
         };
+        // Only a version with a retry policy is told its attempt: without
+        // one every run is the first, and its environment stays the shared
+        // one of the cached module (no copy per run).
+        let attempt = job.retries.saturating_add(1);
+        if cached.retry.is_some() {
+            let limits = limits.get_or_insert_with(|| cached.limits.clone());
+            limits
+                .env
+                .push((ATTEMPT_VARIABLE.to_owned(), attempt.to_string()));
+        }
         let runtime = self.runtime.clone();
         let input = job.input.clone().into_bytes();
         let span = tracing::Span::current();
+        let retry = cached.retry;
         // Running wasm blocks its thread until the module exits or its
         // deadline passes; keep it off the async workers, on a thread whose
         // stack holds the guest's.
@@ -146,7 +160,7 @@ impl ExecuteQueue {
         match outcome.await {
             Ok(outcome) => {
                 self.prefetch.record(outcome.duration);
-                Attempt::Finished(Finished {
+                let finished = Finished {
                     result: outcome.result.map_err(|failure| RunFailure {
                         message: storable_text(failure.message),
                         ..failure
@@ -154,12 +168,23 @@ impl ExecuteQueue {
                     logs: storable_text(outcome.logs),
                     logs_truncated: outcome.logs_truncated,
                     duration_ms: i32::try_from(outcome.duration.as_millis()).unwrap_or(i32::MAX),
-                })
+                };
+                let attempt = u32::try_from(attempt).unwrap_or(u32::MAX);
+                match (&finished.result, retry) {
+                    (Err(failure), Some(retry)) if retry.retries(failure.kind, attempt) => {
+                        Attempt::RunAgain(finished, retry.backoff(attempt))
+                    }
+                    _ => Attempt::Finished(finished),
+                }
             }
             Err(_) => Attempt::Retry(RetryCause::RunThreadLost),
         }
     }
 }
+
+/// The environment variable that tells a run of a version with a retry
+/// policy which attempt it is (1, 2, …).
+const ATTEMPT_VARIABLE: &str = "PLAT_EXECUTION_ATTEMPT";
 
 /// PostgreSQL text cannot hold NUL; a function that prints one still gets
 /// its logs and message recorded, with U+FFFD in its place.
@@ -168,6 +193,43 @@ fn storable_text(text: String) -> String {
         text.replace('\0', "\u{FFFD}")
     } else {
         text
+    }
+}
+
+impl ExecuteQueue {
+    /// Puts the job of a failed run back in the queue for its next attempt,
+    /// and announces it to the executors when its backoff ends. A job this
+    /// worker cannot put back (asked to stop, or its lease lost) has its
+    /// failure recorded as a result instead, as without a retry policy.
+    async fn run_again(
+        &self,
+        job: ExecutionJob,
+        finished: Finished,
+        backoff: Duration,
+    ) -> (JobOutcome, Result<bool, Arc<sqlx::Error>>) {
+        let retried = match execute::retry_run(&self.pool, &job, &finished, backoff).await {
+            Ok(true) => {
+                info!(
+                    next_attempt = job.retries + 2,
+                    backoff_ms = backoff.as_millis() as u64,
+                    "execution failed; it runs again after its backoff"
+                );
+                let pool = self.pool.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(backoff).await;
+                    if let Err(error) = execute::announce_due_retry(&pool).await {
+                        debug!(%error, "could not announce a due retry; the polls will find it");
+                    }
+                });
+                Ok(true)
+            }
+            Ok(false) => {
+                let written = self.completions.record(job, finished).await;
+                return (JobOutcome::Failed, written);
+            }
+            Err(error) => Err(Arc::new(error)),
+        };
+        (JobOutcome::Retried, retried)
     }
 }
 
@@ -241,6 +303,11 @@ impl Queue for ExecuteQueue {
                 if matches!(written, Ok(true)) {
                     debug!(status, duration_ms, "execution finished");
                 }
+                written
+            }
+            Attempt::RunAgain(finished, backoff) => {
+                let written;
+                (outcome, written) = self.run_again(job, finished, backoff).await;
                 written
             }
             Attempt::Retry(error) => {

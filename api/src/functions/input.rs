@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use plat_common::language::UnknownLanguage;
-use plat_common::{function_name, ExecutionConfig, Language};
+use plat_common::{function_name, ExecutionConfig, Language, RetryPolicy};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -132,6 +132,61 @@ pub struct ExecutionConfigInput {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<u32>, minimum = 1)]
     pub max_concurrency: Option<Option<u64>>,
+    /// Runs again after a handler error or a timeout; `null` removes the
+    /// policy, omitted keeps the current one.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<crate::openapi::RetryPolicy>)]
+    pub retry: Option<Option<RetryInput>>,
+}
+
+/// `executionConfig.retry` as sent: `maxAttempts` is required, the backoff
+/// has defaults.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetryInput {
+    pub max_attempts: u64,
+    pub backoff_ms: Option<u64>,
+    pub backoff_multiplier: Option<f64>,
+}
+
+/// Most runs of one execution a retry policy may ask for: enough for a
+/// flaky dependency, not enough to turn one call into a load test.
+pub const MAX_RETRY_ATTEMPTS: u64 = 10;
+/// Longest first backoff: one hour, like the cap on every wait.
+pub const MAX_RETRY_BACKOFF_MS: u64 = 3_600_000;
+/// Largest growth factor between two waits.
+pub const MAX_RETRY_MULTIPLIER: f64 = 10.0;
+
+/// Checks a retry policy against the bounds and fills its defaults (one
+/// second, doubling).
+fn retry_policy(input: RetryInput) -> Result<RetryPolicy, Error> {
+    let RetryInput {
+        max_attempts,
+        backoff_ms,
+        backoff_multiplier,
+    } = input;
+    if !(1..=MAX_RETRY_ATTEMPTS).contains(&max_attempts) {
+        return Err(Error::BadRequest(format!(
+            "`executionConfig.retry.maxAttempts` must be between 1 and {MAX_RETRY_ATTEMPTS} (the first run included), got {max_attempts}"
+        )));
+    }
+    let backoff_ms = backoff_ms.unwrap_or(1000);
+    if backoff_ms > MAX_RETRY_BACKOFF_MS {
+        return Err(Error::BadRequest(format!(
+            "`executionConfig.retry.backoffMs` must be between 0 and {MAX_RETRY_BACKOFF_MS}, got {backoff_ms}"
+        )));
+    }
+    let backoff_multiplier = backoff_multiplier.unwrap_or(2.0);
+    if !(1.0..=MAX_RETRY_MULTIPLIER).contains(&backoff_multiplier) {
+        return Err(Error::BadRequest(format!(
+            "`executionConfig.retry.backoffMultiplier` must be between 1 and {MAX_RETRY_MULTIPLIER}, got {backoff_multiplier}"
+        )));
+    }
+    Ok(RetryPolicy {
+        max_attempts: max_attempts as u32,
+        backoff_ms: backoff_ms as u32,
+        backoff_multiplier,
+    })
 }
 
 pub fn check_name(name: &str) -> Result<(), Error> {
@@ -244,6 +299,9 @@ pub fn execution_config(
             }
         };
     }
+    if let Some(retry) = input.retry {
+        result.retry = retry.map(retry_policy).transpose()?;
+    }
     Ok(result)
 }
 
@@ -346,6 +404,42 @@ mod tests {
         assert!(
             execution_config(ExecutionConfig::default(), Some(with(Some(0))), &config).is_err()
         );
+    }
+
+    #[test]
+    fn a_retry_policy_gets_defaults_is_bounded_and_null_removes_it() {
+        let config = ApiConfig::default();
+        let with = |retry: serde_json::Value| -> ExecutionConfigInput {
+            serde_json::from_value(serde_json::json!({ "retry": retry })).unwrap()
+        };
+
+        let retried = execution_config(
+            ExecutionConfig::default(),
+            Some(with(serde_json::json!({"maxAttempts": 3}))),
+            &config,
+        )
+        .unwrap();
+        assert_eq!(
+            retried.retry,
+            Some(RetryPolicy {
+                max_attempts: 3,
+                backoff_ms: 1000,
+                backoff_multiplier: 2.0
+            })
+        );
+        let kept = execution_config(retried.clone(), None, &config).unwrap();
+        assert_eq!(kept.retry, retried.retry);
+        let removed = execution_config(retried, Some(with(serde_json::Value::Null)), &config);
+        assert_eq!(removed.unwrap().retry, None);
+        for bad in [
+            serde_json::json!({"maxAttempts": 0}),
+            serde_json::json!({"maxAttempts": 11}),
+            serde_json::json!({"maxAttempts": 2, "backoffMs": 3_600_001}),
+            serde_json::json!({"maxAttempts": 2, "backoffMultiplier": 0.5}),
+        ] {
+            let refused = execution_config(ExecutionConfig::default(), Some(with(bad)), &config);
+            assert!(refused.is_err());
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! `main` prints; a failed build or run is [`FunctionFailed`](crate::failure::FunctionFailed).
 
 mod auth;
+mod dead_letters;
 mod deploy;
 mod executions;
 mod functions;
@@ -54,6 +55,12 @@ pub enum Command {
     Executions(executions::ListExecutions),
     /// Print an execution's logs.
     Logs(executions::Logs),
+    /// List dead letters: executions that failed every attempt of their retry policy.
+    DeadLetters(dead_letters::ListDeadLetters),
+    /// Run a dead letter again with the same input (admins).
+    Requeue(dead_letters::Requeue),
+    /// List every run of an execution (retries included).
+    Attempts(dead_letters::Attempts),
     /// List the functions you can see.
     Ls(functions::List),
     /// Show a function and its recent statistics.
@@ -126,6 +133,9 @@ pub async fn run(command: Command, options: GlobalOptions) -> anyhow::Result<()>
         Command::Invoke(invoke) => invoke::run(&context, invoke).await,
         Command::Executions(list) => executions::list(&context, list).await,
         Command::Logs(logs) => executions::logs(&context, logs).await,
+        Command::DeadLetters(list) => dead_letters::list(&context, list).await,
+        Command::Requeue(requeue) => dead_letters::requeue(&context, requeue).await,
+        Command::Attempts(attempts) => dead_letters::attempts(&context, attempts).await,
         Command::Ls(list) => functions::list(&context, list).await,
         Command::Info(info) => functions::info(&context, info).await,
         Command::Versions(list) => versions::list(&context, list).await,

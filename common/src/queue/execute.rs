@@ -28,6 +28,9 @@ pub struct ExecutionJob {
     pub attempt: i32,
     /// After this many lost attempts the execution fails as WORKER_LOST.
     pub max_attempts: i32,
+    /// Runs of it that failed and were retried under its version's retry
+    /// policy: this run is attempt `retries + 1` ([`retry_run`]).
+    pub retries: i32,
     /// The lease token this worker holds.
     pub lease_token: Uuid,
     /// The input JSON, as text.
@@ -522,7 +525,7 @@ pub async fn claim_from(
                 started_at = now()
             from next where j.id = next.id
             returning j.id, j.function_id, j.owner_id, j.vt, j.version, j.attempt, j.max_attempts,
-                      j.lease_token
+                      j.retries, j.lease_token
         ), tick as (
             update queue_clock c set vt = m.vt, updated_at = now()
             from (select min(vt) as vt from claimed) m
@@ -530,7 +533,8 @@ pub async fn claim_from(
         )
         select c.id as "id!", c.function_id as "function_id!", c.owner_id as "owner_id!",
                c.vt as "vt!", c.version as "version!", c.attempt as "attempt!",
-               c.max_attempts as "max_attempts!", c.lease_token as "lease_token!",
+               c.max_attempts as "max_attempts!", c.retries as "retries!",
+               c.lease_token as "lease_token!",
                e.input::text as "input!", f.environment_id as "environment_id?",
                env.revision as "environment_revision?", e.request_id,
                v.retired_at is not null as "version_retired!"
@@ -667,6 +671,80 @@ pub async fn complete_batch(
     .fetch_optional(db)
     .await?;
     Ok(written.map(|row| row.ids).unwrap_or_default())
+}
+
+/// Gives a job whose run failed back to the queue to run again after
+/// `backoff`, under its version's retry policy, and keeps the failed run in
+/// `execution_attempts`; if this worker still holds the lease and the job
+/// was not asked to stop. Returns whether it did: when not, the caller
+/// records the failure with [`complete`] instead (which then ends it, or
+/// finds the lease lost).
+///
+/// A statement of its own, off the hot path: only a result that is retried
+/// takes it; every other result is written by [`complete_batch`] as before.
+/// The job stays in the queue, so what counts it in flight stays as it is:
+/// its owner's count in `queue_owner_counts` (the execution is QUEUED
+/// again), its stamp (it goes back near the front, like a retry after an
+/// infrastructure error) and any `maxConcurrency` slot it holds (a run
+/// waiting to be retried still counts as one of the function's). The run
+/// gives back the claim it used of the lost-worker budget (`max_attempts`):
+/// that budget counts claims lost with their worker, and this run was not
+/// lost. `attempt` keeps counting claims, so the execution's `attempts`
+/// ends as the number of claims of all its runs.
+pub async fn retry_run(
+    db: impl PgExecutor<'_>,
+    job: &ExecutionJob,
+    finished: &Finished,
+    backoff: Duration,
+) -> Result<bool, sqlx::Error> {
+    let Err(RunFailure { kind, message }) = &finished.result else {
+        return Ok(false);
+    };
+    let retried = sqlx::query_scalar!(
+        r#"
+        with j as (
+            update execution_jobs
+            set state = 'available', lease_token = null, lease_expires_at = null,
+                run_at = now() + make_interval(secs => $3), retries = retries + 1,
+                max_attempts = max_attempts + 1, last_error = $5
+            where id = $1 and lease_token = $2 and not cancel_requested
+            returning id, retries, worker_id, started_at, run_at
+        ), kept as (
+            insert into execution_attempts (execution_id, attempt, error_type, error_message, logs,
+                                            logs_truncated, duration_ms, worker_id, started_at,
+                                            finished_at, retry_at)
+            select j.id, j.retries, $4, $5, $6, $7, $8, j.worker_id, j.started_at, now(), j.run_at
+            from j
+        )
+        select count(*) as "n!" from j
+        "#,
+        job.id,
+        job.lease_token,
+        secs(backoff),
+        kind.as_str(),
+        message,
+        finished.logs,
+        finished.logs_truncated,
+        finished.duration_ms,
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(retried > 0)
+}
+
+/// Tells the executors that a run with an old stamp is due now: what the
+/// executor that retried a run sends when its backoff ends, so that the run
+/// is claimed then rather than at the next poll. A hint only: if it is never
+/// sent (that executor stopped), the polls find the run.
+pub async fn announce_due_retry(db: impl PgExecutor<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "select pg_notify($1, $2)",
+        notify::EXECUTION_JOBS,
+        notify::OLD_STAMPS
+    )
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 // The execution queue's lease lifecycle (see `super::lease`). The job's
