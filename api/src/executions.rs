@@ -241,7 +241,7 @@ macro_rules! select_executions {
     };
 }
 
-async fn fetch(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<ExecutionView>> {
+pub(crate) async fn fetch(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<ExecutionView>> {
     let row = select_executions!("where e.id = $1", id)
         .fetch_optional(db)
         .await?;
@@ -250,7 +250,7 @@ async fn fetch(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<ExecutionView
 
 /// [`fetch`], if `caller` may see it ([`policy::push_can_see_execution`]:
 /// the function's access lists are read in the same query).
-async fn fetch_visible(
+pub(crate) async fn fetch_visible(
     db: impl PgExecutor<'_>,
     id: Uuid,
     caller: &Caller,
