@@ -178,7 +178,12 @@ impl Source {
 /// The SSE response: `retry:`, the `first` events, then the source's until
 /// it ends, the server stops or [`MAX_STREAM`] passed; a keep-alive comment
 /// when nothing was sent for a while.
-fn respond(source: Source, first: Vec<Event>, ended: bool, stopping: CancellationToken) -> Response {
+fn respond(
+    source: Source,
+    first: Vec<Event>,
+    ended: bool,
+    stopping: CancellationToken,
+) -> Response {
     struct Body {
         source: Source,
         queue: VecDeque<Event>,
@@ -307,7 +312,10 @@ impl FunctionStream {
             }
             match change {
                 Some(Change::Execution(summary)) => {
-                    if self.creator.is_none_or(|user| summary.created_by == Some(user)) {
+                    if self
+                        .creator
+                        .is_none_or(|user| summary.created_by == Some(user))
+                    {
                         events.push(self.event("execution", &*summary));
                     }
                 }
