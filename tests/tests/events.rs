@@ -197,3 +197,20 @@ async fn a_stream_the_caller_may_not_see_is_a_404_problem(pool: PgPool) {
     .await;
     anonymous.problem(StatusCode::UNAUTHORIZED);
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn streams_end_when_the_api_stops(pool: PgPool) {
+    // Arrange: a function followed, with nothing happening to it.
+    let app = TestApp::spawn_with(pool, Workers::NONE).await;
+    let function = app
+        .create_function_in("typescript", "quiet", ECHO, json!({}))
+        .await;
+    let mut stream = app.events(&format!("/functions/{function}/events")).await;
+    stream.until(|event, _| event == "version").await;
+
+    // Act
+    app.stop_api();
+
+    // Assert: the stream ends (rather than holding up the shutdown).
+    assert!(stream.next().await.is_none());
+}
