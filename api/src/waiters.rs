@@ -1,6 +1,6 @@
 //! Wakes `POST /functions/{id}/execute?wait=N` callers when their execution
 //! finishes, through one `LISTEN plat_execution_finished` connection per API
-//! process.
+//! process (which also hints the live streams, `crate::events`).
 //!
 //! A notification is only a hint: the woken caller re-reads the execution.
 //! Whenever the listening connection is (re)established every waiter is
