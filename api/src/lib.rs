@@ -11,6 +11,7 @@ pub mod client_addr;
 pub mod config;
 mod environments;
 mod error;
+mod events;
 mod executions;
 mod extract;
 mod functions;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub db: PgPool,
     pub config: Arc<ApiConfig>,
     waiters: Arc<waiters::Waiters>,
+    /// The live streams' subscribers (`GET …/events`).
+    events: Arc<events::Hub>,
     /// Wakes the executors after an execution is queued.
     new_jobs: plat_common::notify::Hint,
     /// Cancelled when the server stops: calls waiting for an execution then
@@ -92,6 +95,7 @@ impl AppState {
             throttle: Arc::new(auth::throttle::Throttle::new(&config)),
             config: Arc::new(config),
             waiters: Arc::default(),
+            events: Arc::default(),
             stopping: CancellationToken::new(),
         }
     }
@@ -125,6 +129,7 @@ pub fn app(state: AppState) -> Router {
         .merge(retries::router())
         .merge(metrics::router())
         .merge(http_routes::router())
+        .merge(events::router())
         .split_for_parts();
     let (public, public_doc) = openapi::ApiRouter::new()
         .merge(health::router())
@@ -215,6 +220,12 @@ pub async fn serve_on(
     let listen = tokio::spawn(waiters::listen(
         pool.clone(),
         state.waiters.clone(),
+        state.events.clone(),
+        shutdown.clone(),
+    ));
+    let watch_events = tokio::spawn(events::hub::watch(
+        pool.clone(),
+        state.events.clone(),
         shutdown.clone(),
     ));
     let listen_auth = tokio::spawn(auth::listen(
@@ -239,6 +250,7 @@ pub async fn serve_on(
     .await;
     shutdown.cancel();
     listen.abort();
+    watch_events.abort();
     listen_auth.abort();
     retention.abort();
     served.context("serving HTTP")

@@ -1,6 +1,6 @@
 //! Wakes `POST /functions/{id}/execute?wait=N` callers when their execution
 //! finishes, through one `LISTEN plat_execution_finished` connection per API
-//! process.
+//! process (which also hints the live streams, `crate::events`).
 //!
 //! A notification is only a hint: the woken caller re-reads the execution.
 //! Whenever the listening connection is (re)established every waiter is
@@ -15,6 +15,8 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+use crate::events::Hub;
 
 /// Callers waiting per execution. Several may wait on one execution (the
 /// same `Idempotency-Key` sent twice, a cancel next to an execute), each with
@@ -90,17 +92,30 @@ impl Drop for Waiter<'_> {
 }
 
 /// Listens until `shutdown`; after any gap in listening, every waiter re-checks.
-pub async fn listen(pool: PgPool, waiters: Arc<Waiters>, shutdown: CancellationToken) {
-    notify::listen(
+/// The same connection hints the live streams (`events`) that executions
+/// finished or builds ended: one LISTEN connection per process, whatever
+/// the number of streams.
+pub async fn listen(
+    pool: PgPool,
+    waiters: Arc<Waiters>,
+    events: Arc<Hub>,
+    shutdown: CancellationToken,
+) {
+    notify::listen_all(
         pool,
-        notify::EXECUTION_FINISHED,
+        &[notify::EXECUTION_FINISHED, notify::FUNCTION_VERSION_BUILT],
         shutdown,
-        |heard| match heard {
-            Heard::Notification(payload) => {
+        |channel, heard| match heard {
+            Heard::Notification(payload) if channel == notify::EXECUTION_FINISHED => {
                 // One notification names a whole batch of finished executions.
                 waiters.wake(payload.split(',').filter_map(|id| id.parse().ok()));
+                events.hint();
             }
-            Heard::MaybeMissed => waiters.wake_all(),
+            Heard::Notification(_) => events.hint(),
+            Heard::MaybeMissed => {
+                waiters.wake_all();
+                events.hint();
+            }
         },
     )
     .await;

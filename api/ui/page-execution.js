@@ -1,9 +1,10 @@
 // `#/executions/<id>`: one execution (GET /executions/{id}): its status
-// (live while QUEUED or RUNNING), function, input, output, error, logs,
+// (live while QUEUED or RUNNING, through its event stream), function, input, output, error, logs,
 // timings and where it ran; a Cancel button while it is unfinished.
 
-import { h, fill, api, isAdmin, session, link, errorBox, badge, when, ms, pretty, poll } from './lib.js';
 import { attemptsCard } from './section-retries.js';
+import { h, fill, api, isAdmin, session, link, errorBox, badge, when, ms, pretty } from './lib.js';
+import { followExecution } from './section-events.js';
 
 const UNFINISHED = ['QUEUED', 'RUNNING'];
 
@@ -44,7 +45,7 @@ async function executionPage({ id }) {
       button.textContent = 'Cancelling…';
       problem.replaceChildren();
       try {
-        // 200: cancelled; 202: running and still stopping (the poll follows it).
+        // 200: cancelled; 202: running and still stopping (the stream follows it).
         show(await api(`/executions/${execution.id}/cancel`, { method: 'POST' }));
       } catch (error) {
         problem.replaceChildren(errorBox(error));
@@ -57,10 +58,8 @@ async function executionPage({ id }) {
 
   show(execution);
   if (UNFINISHED.includes(execution.status)) {
-    poll(async () => {
-      show(await api(`/executions/${execution.id}`));
-      return !UNFINISHED.includes(execution.status);
-    }, 1000);
+    // Its live stream: each status change, then the final record.
+    followExecution(execution, show);
   }
 
   return h(

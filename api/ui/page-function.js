@@ -7,7 +7,8 @@
 // failing (an error box) leaves the others working, and a change (a run, a
 // rollback, a build finishing) reloads only the parts it affects.
 
-import { h, thead, fill, api, isAdmin, link, navigate, errorBox, badge, field, when, ms, pretty, poll } from './lib.js';
+import { h, thead, fill, api, isAdmin, link, navigate, errorBox, badge, field, when, ms, pretty } from './lib.js';
+import { followExecution, followFunction } from './section-events.js';
 import { highlightLines } from './highlight.js';
 import { lineChart, barChart } from './chart.js';
 import { tagList, languageName, percent } from './page-functions.js';
@@ -97,19 +98,22 @@ async function functionPage({ id }) {
   // ------------------------------------------------------------ status
 
   let watching = false;
-  /** Polls every second while the newest version builds; stops when it is final. */
+  /** While the newest version builds, re-reads the function each time its
+   * event stream says a build moved on; stops when it is final. */
   function watch() {
     if (watching || !BUILDING.includes(fn.status)) return;
     watching = true;
-    poll(async () => {
+    const close = followFunction(fn.id, async (kind) => {
+      if (kind === 'execution') return;
       const next = await api(path);
+      if (!watching) return;
       update(next);
-      if (BUILDING.includes(next.status)) return false;
+      if (BUILDING.includes(next.status)) return;
       watching = false;
+      close();
       loadVersions();
       if (shown.version === next.version) renderSource();
-      return true;
-    }, 1000);
+    });
   }
 
   // ------------------------------------------------------------ source
@@ -521,7 +525,8 @@ const firstLine = (text) => (text || '').split('\n').find((l) => l.trim()) || ''
 
 /**
  * The run panel: "Input (JSON)", "Run" → POST execute?wait=30; the result in
- * [data-testid=run-result], polled until final when the API answers 202.
+ * [data-testid=run-result], followed (its event stream) until final when
+ * the API answers 202.
  */
 function runPanel(current, changed) {
   const input = h('textarea', { name: 'input', rows: 5, spellcheck: 'false', class: 'code' });
@@ -529,7 +534,7 @@ function runPanel(current, changed) {
   const problem = h('div', { class: 'slot' });
   const result = h('div', { class: 'slot', 'data-testid': 'run-result', 'aria-live': 'polite' });
   const button = h('button', { type: 'submit' }, 'Run');
-  let run = 0; // a newer run stops the polling of an older one
+  let run = 0; // a newer run stops the following of an older one
 
   const form = h(
     'form',
@@ -556,15 +561,11 @@ function runPanel(current, changed) {
           const deprecation = answer.headers.get('deprecation') ? decodeMessage(answer.headers.get('plat-deprecation-message')) : null;
           fill(result, runResult(answer.body, deprecation));
           if (UNFINISHED.includes(answer.body.status)) {
-            poll(async () => {
-              if (mine !== run) return true;
-              const execution = await api(`/executions/${answer.body.id}`);
-              if (mine !== run) return true;
+            const close = followExecution(answer.body, (execution) => {
+              if (mine !== run) return close();
               fill(result, runResult(execution, deprecation));
-              const done = !UNFINISHED.includes(execution.status);
-              if (done) changed();
-              return done;
-            }, 1000);
+              if (!UNFINISHED.includes(execution.status)) changed();
+            });
           }
           changed();
         } catch (error) {

@@ -242,6 +242,38 @@ impl ApiClient {
         })
     }
 
+    /// Opens the live stream (Server-Sent Events) at `segments`: the
+    /// response, to be read as it arrives (no overall timeout). A refused
+    /// request is an error as in [`Self::send`].
+    pub async fn open_stream(
+        &self,
+        segments: &[&str],
+        last_event_id: Option<&str>,
+    ) -> Result<reqwest::Response, ApiError> {
+        let url = self.url(segments, &[]);
+        let shown = url.to_string();
+        let key = self.api_key.as_deref().ok_or(ApiError::NoKey)?;
+        let mut request = self
+            .http
+            .get(url)
+            .bearer_auth(key)
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        let unreachable = |source| ApiError::Unreachable {
+            url: shown.clone(),
+            source,
+        };
+        let response = request.send().await.map_err(unreachable)?;
+        let status = response.status();
+        if !status.is_success() {
+            let bytes = response.bytes().await.map_err(unreachable)?;
+            return Err(problem(status, &String::from_utf8_lossy(&bytes)));
+        }
+        Ok(response)
+    }
+
     /// The base URL with `segments` appended: a base with a path (a proxy's
     /// prefix) keeps it.
     fn url(&self, segments: &[&str], query: &[(&str, String)]) -> Url {

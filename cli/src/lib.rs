@@ -14,6 +14,7 @@
 pub mod client;
 pub mod commands;
 pub mod credentials;
+pub mod events;
 pub mod failure;
 pub mod input;
 pub mod manifest;

@@ -15,6 +15,7 @@ pub mod queue;
 pub mod roles;
 pub mod secrets;
 pub mod shutdown;
+pub mod sse;
 pub mod status;
 pub mod telemetry;
 pub mod trigger;

@@ -50,11 +50,24 @@ pub async fn listen(
     shutdown: CancellationToken,
     mut on_heard: impl FnMut(Heard<'_>),
 ) {
+    listen_all(pool, &[channel], shutdown, |_, heard| on_heard(heard)).await;
+}
+
+/// [`listen`] on several channels through one connection: `on_heard` gets
+/// the channel of each notification (and `""` with [`Heard::MaybeMissed`],
+/// which concerns them all).
+pub async fn listen_all(
+    pool: PgPool,
+    channels: &[&'static str],
+    shutdown: CancellationToken,
+    mut on_heard: impl FnMut(&str, Heard<'_>),
+) {
     let mut failures = 0u32;
+    let channel = channels.join(",");
     while !shutdown.is_cancelled() {
         let connected = async {
             let mut listener = PgListener::connect_with(&pool).await?;
-            listener.listen(channel).await?;
+            listener.listen_all(channels.iter().copied()).await?;
             Ok::<_, sqlx::Error>(listener)
         };
         let mut listener = tokio::select! {
@@ -63,7 +76,7 @@ pub async fn listen(
                 Ok(listener) => listener,
                 Err(error) => {
                     failures = failures.saturating_add(1);
-                    tracing::warn!(%error, channel, "LISTEN failed; retrying");
+                    tracing::warn!(%error, channel = %channel, "LISTEN failed; retrying");
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         _ = tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(failures.min(5)))) => continue,
@@ -72,20 +85,23 @@ pub async fn listen(
             },
         };
         failures = 0;
-        on_heard(Heard::MaybeMissed);
+        on_heard("", Heard::MaybeMissed);
         loop {
             let received = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 received = listener.try_recv() => received,
             };
             match received {
-                Ok(Some(notification)) => on_heard(Heard::Notification(notification.payload())),
+                Ok(Some(notification)) => on_heard(
+                    notification.channel(),
+                    Heard::Notification(notification.payload()),
+                ),
                 // The connection dropped; the next `try_recv` reconnects, and
                 // whatever was sent meanwhile is gone.
-                Ok(None) => on_heard(Heard::MaybeMissed),
+                Ok(None) => on_heard("", Heard::MaybeMissed),
                 Err(error) => {
-                    tracing::warn!(%error, channel, "LISTEN connection broke; reconnecting");
-                    on_heard(Heard::MaybeMissed);
+                    tracing::warn!(%error, channel = %channel, "LISTEN connection broke; reconnecting");
+                    on_heard("", Heard::MaybeMissed);
                     break;
                 }
             }

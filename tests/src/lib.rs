@@ -652,3 +652,62 @@ pub async fn wait_until_ready(base_url: &str) {
     }
     panic!("the API at {base_url} did not become ready");
 }
+
+/// A live stream (`GET …/events`), read one event at a time.
+pub struct EventStream {
+    response: reqwest::Response,
+    parser: plat_common::sse::Parser,
+    pending: std::collections::VecDeque<plat_common::sse::Event>,
+}
+
+impl TestApp {
+    /// Opens the live stream at `path` as the admin; asserts it is one.
+    pub async fn events(&self, path: &str) -> EventStream {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base_url))
+            .send()
+            .await
+            .expect("open the stream");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let content_type = response.headers()[reqwest::header::CONTENT_TYPE].clone();
+        assert_eq!(content_type, "text/event-stream", "{path}");
+        EventStream {
+            response,
+            parser: plat_common::sse::Parser::default(),
+            pending: Default::default(),
+        }
+    }
+}
+
+impl EventStream {
+    /// The next event's name and JSON data, or `None` once the server
+    /// ended the stream; fails the test after [`PATIENCE`].
+    pub async fn next(&mut self) -> Option<(String, Value)> {
+        let next = tokio::time::timeout(PATIENCE, async {
+            loop {
+                if let Some(event) = self.pending.pop_front() {
+                    return Some(event);
+                }
+                let chunk = self.response.chunk().await.expect("read the stream")?;
+                self.pending.extend(self.parser.feed(&chunk));
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no event within {PATIENCE:?}"))?;
+        let data = serde_json::from_str(&next.data)
+            .unwrap_or_else(|error| panic!("event data is not JSON ({error}): {}", next.data));
+        Some((next.event, data))
+    }
+
+    /// Skips events until `found` accepts one, and returns it; fails the
+    /// test if the stream ends first.
+    pub async fn until(&mut self, found: impl Fn(&str, &Value) -> bool) -> (String, Value) {
+        loop {
+            let (event, data) = self.next().await.expect("the stream ended first");
+            if found(&event, &data) {
+                return (event, data);
+            }
+        }
+    }
+}

@@ -11,7 +11,7 @@ use plat_common::VersionStatus;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use super::{shown, Backoff, Context, FunctionDirArg};
+use super::{shown, Context, FunctionDirArg};
 use crate::client::{ApiClient, ApiError, ApiResponse};
 use crate::failure::FunctionFailed;
 use crate::manifest::FunctionDir;
@@ -167,7 +167,9 @@ fn report(
     }
 }
 
-/// Polls the version until its build ends, with a spinner on a terminal.
+/// Waits until the version's build ends, with a spinner on a terminal: looks
+/// at the version, then again each time the function's live stream says a
+/// build of it moved on.
 async fn wait_for_build(
     context: &Context,
     client: &ApiClient,
@@ -185,25 +187,41 @@ async fn wait_for_build(
         spinner.enable_steady_tick(Duration::from_millis(100));
         spinner
     });
-    let started = Instant::now();
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
+    let deadline = tokio::time::Instant::from_std(Instant::now() + timeout);
+    let mut stream = crate::events::Stream::new(client, &["functions", name, "events"]);
     let result = loop {
         match build_state(client, name, number).await {
             Ok(Some(build)) => break Ok(build),
-            Ok(None) if started.elapsed() >= timeout => {
+            Ok(None) => {}
+            Err(error) => break Err(error),
+        }
+        // The stream starts with the latest version's state, so a build
+        // that ended since the look above is not missed.
+        match tokio::time::timeout_at(deadline, build_moved_on(&mut stream, number)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => break Err(error.into()),
+            Err(_) => {
                 break Err(anyhow::anyhow!(
                     "the build of {name} #{number} did not finish within {} s; `plat versions {name}` shows its status",
                     timeout.as_secs()
                 ))
             }
-            Ok(None) => backoff.wait().await,
-            Err(error) => break Err(error),
         }
     };
     if let Some(spinner) = spinner {
         spinner.finish_and_clear();
     }
     result
+}
+
+/// Waits for a `version` event about version `number` (or a `resync`).
+async fn build_moved_on(stream: &mut crate::events::Stream, number: i64) -> Result<(), ApiError> {
+    loop {
+        let (event, data) = stream.next_json().await?;
+        if event == "resync" || (event == "version" && data["version"].as_i64() == Some(number)) {
+            return Ok(());
+        }
+    }
 }
 
 /// The build's end, or `None` while it runs. Reads the version itself

@@ -2,7 +2,6 @@
 //! `plat logs EXECUTION_ID`.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use clap::Args;
 use serde_json::{json, Value};
@@ -13,8 +12,6 @@ use crate::output::{self, Table};
 
 /// The API's page size cap.
 const MAX_PAGE: u32 = 100;
-/// How often `--follow` asks for new runs.
-const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Args)]
 pub struct ListExecutions {
@@ -106,15 +103,19 @@ fn row(execution: &Value) -> Vec<String> {
     ]
 }
 
-/// Prints what is there, then every run that appears or changes status,
-/// oldest first, until Ctrl-C. JSON mode prints one execution per line.
+/// Prints what is there, then every run that appears or changes status as
+/// the function's live stream tells, until Ctrl-C. JSON mode prints one
+/// execution (the whole record) per line.
 async fn follow(
     context: &Context,
     client: &ApiClient,
     list: &ListExecutions,
 ) -> anyhow::Result<()> {
-    // Every run of the first poll counts as seen, so only the newest
-    // `--limit` are shown and later polls print only what is new or changed.
+    // Opened first (it connects on the first read), so nothing that
+    // happens after the listing below is missed.
+    let mut stream = crate::events::Stream::new(client, &["functions", &list.name, "events"]);
+    // Every run of the listing counts as seen, so only the newest
+    // `--limit` are shown and later only what is new or changed.
     let mut latest = fetch(client, list, MAX_PAGE).await?;
     let mut seen: HashMap<String, String> = latest
         .iter()
@@ -124,33 +125,60 @@ async fn follow(
     if !context.json() {
         println!("{}", follow_line(HEADER.map(str::to_owned).to_vec()));
     }
-    let print = |execution: &Value| {
-        if context.json() {
-            output::print_json_line(execution);
-        } else {
-            println!("{}", follow_line(row(execution)));
-        }
-    };
     // The API lists newest first; a log reads oldest first.
-    latest.iter().rev().for_each(print);
+    for execution in latest.iter().rev() {
+        print_followed(context, client, execution).await?;
+    }
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
-        tokio::select! {
+        let (event, data) = tokio::select! {
             _ = &mut ctrl_c => return Ok(()),
-            _ = tokio::time::sleep(FOLLOW_INTERVAL) => {}
-        }
-        for execution in fetch(client, list, MAX_PAGE).await?.iter().rev() {
+            next = stream.next_json() => next?,
+        };
+        let changed = match event.as_str() {
+            // Events may have been missed: what the listing shows now.
+            "resync" => {
+                let mut listed = fetch(client, list, MAX_PAGE).await?;
+                listed.reverse();
+                listed
+            }
+            "execution" => vec![data],
+            _ => continue,
+        };
+        for execution in changed {
             let (id, status) = (
-                output::cell(execution, "id"),
-                output::cell(execution, "status"),
+                output::cell(&execution, "id"),
+                output::cell(&execution, "status"),
             );
-            if seen.get(&id) != Some(&status) {
+            let wanted = list.status.as_ref().is_none_or(|only| *only == status);
+            if wanted && seen.get(&id) != Some(&status) {
                 seen.insert(id, status);
-                print(execution);
+                print_followed(context, client, &execution).await?;
             }
         }
     }
+}
+
+/// A followed run as a row, or in JSON mode as its whole record (the
+/// stream's events leave out the input, output and logs).
+async fn print_followed(
+    context: &Context,
+    client: &ApiClient,
+    execution: &Value,
+) -> anyhow::Result<()> {
+    if !context.json() {
+        println!("{}", follow_line(row(execution)));
+        return Ok(());
+    }
+    if execution.get("input").is_some() {
+        output::print_json_line(execution);
+        return Ok(());
+    }
+    let id = output::cell(execution, "id");
+    let record = client.get(&["executions", &id], &[]).await?.body;
+    output::print_json_line(&record);
+    Ok(())
 }
 
 /// One row with fixed column widths, since rows are printed as they come.

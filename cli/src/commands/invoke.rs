@@ -6,7 +6,7 @@ use clap::Args;
 use reqwest::Method;
 use serde_json::Value;
 
-use super::{report, Backoff, Context};
+use super::{report, Context};
 use crate::client::{ApiClient, ApiResponse, Body};
 use crate::{input, output};
 
@@ -30,7 +30,7 @@ pub struct Invoke {
     #[arg(long, value_name = "V")]
     pub version: Option<String>,
     /// Seconds the server holds the call for the result; after that the run
-    /// is followed by polling.
+    /// is followed through its live stream.
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_WAIT_SECS)]
     pub wait: u32,
 }
@@ -79,16 +79,9 @@ pub async fn run(context: &Context, invoke: Invoke) -> anyhow::Result<()> {
     report::finished_run(context, &execution, &invoke.name)
 }
 
-/// Reads the execution until it is finished.
+/// Follows the execution's live stream until it finished.
 async fn follow(client: &ApiClient, id: &str) -> anyhow::Result<Value> {
-    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(2));
-    loop {
-        let execution = client.get(&["executions", id], &[]).await?.body;
-        if is_finished(&execution) {
-            return Ok(execution);
-        }
-        backoff.wait().await;
-    }
+    Ok(crate::events::finished_execution(client, id).await?)
 }
 
 pub fn is_finished(execution: &Value) -> bool {
