@@ -81,6 +81,7 @@ pub struct ExecutionConfig {
         (name = "functions", description = "Register, change, search and delete functions"),
         (name = "versions", description = "A function's versions: rollback and deprecation"),
         (name = "executions", description = "Run functions and read their history"),
+        (name = "schedules", description = "Run a function at the ticks of a cron expression"),
         (name = "stats", description = "How a function behaved over time"),
         (name = "auth", description = "Browser sessions"),
         (name = "users", description = "Users (admins manage them)"),
