@@ -46,8 +46,14 @@ pub struct Scheduler {
 /// Runs until `shutdown`.
 pub async fn run(scheduler: Scheduler, shutdown: CancellationToken) {
     let wake = Arc::new(Notify::new());
+    // A connection of its own for LISTEN, outside the API's pool: a
+    // listener holds its connection for good, and the pool's are for
+    // requests.
+    let listen_pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with((*scheduler.db.connect_options()).clone());
     let listening = tokio::spawn(notify::listen(
-        scheduler.db.clone(),
+        listen_pool,
         SCHEDULES_CHANGED,
         shutdown.clone(),
         {

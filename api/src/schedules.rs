@@ -132,7 +132,11 @@ impl Row {
                 .collect(),
             _ => Vec::new(),
         };
-        let last_fire = match (self.last_scheduled_for, self.last_fired_at, self.last_outcome) {
+        let last_fire = match (
+            self.last_scheduled_for,
+            self.last_fired_at,
+            self.last_outcome,
+        ) {
             (Some(scheduled_for), Some(fired_at), Some(outcome)) => Some(FireView {
                 scheduled_for,
                 fired_at,
@@ -226,7 +230,8 @@ async fn list(
     Path(function): Path<String>,
 ) -> Result<Json<ScheduleList>> {
     let mut conn = state.db.acquire().await?;
-    let function = functions::find(&mut *conn, &caller, &FunctionKey::parse(function), false).await?;
+    let function =
+        functions::find(&mut *conn, &caller, &FunctionKey::parse(function), false).await?;
     let rows = select_schedules!("order by s.created_at, s.id", function.id)
         .fetch_all(&mut *conn)
         .await?;
@@ -256,7 +261,8 @@ async fn read(
     Path((function, schedule)): Path<(String, String)>,
 ) -> Result<Json<ScheduleView>> {
     let mut conn = state.db.acquire().await?;
-    let function = functions::find(&mut *conn, &caller, &FunctionKey::parse(function), false).await?;
+    let function =
+        functions::find(&mut *conn, &caller, &FunctionKey::parse(function), false).await?;
     Ok(Json(find(&mut conn, function.id, &schedule).await?.view()))
 }
 

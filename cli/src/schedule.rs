@@ -124,7 +124,9 @@ async fn list(context: &Context, of: OfFunction) -> anyhow::Result<()> {
         output::print_json(&schedules);
         return Ok(());
     }
-    let mut table = Table::new(&["ID", "CRON", "TIMEZONE", "ENABLED", "MISSED", "NEXT", "LAST"]);
+    let mut table = Table::new(&[
+        "ID", "CRON", "TIMEZONE", "ENABLED", "MISSED", "NEXT", "LAST",
+    ]);
     for schedule in schedules["items"].as_array().into_iter().flatten() {
         table.row(vec![
             output::cell(schedule, "id"),
@@ -170,7 +172,11 @@ async fn set_enabled(context: &Context, one: OneSchedule, enabled: bool) -> anyh
         )
         .await?
         .body;
-    show_one(context, &schedule, if enabled { "resumed" } else { "paused" });
+    show_one(
+        context,
+        &schedule,
+        if enabled { "resumed" } else { "paused" },
+    );
     Ok(())
 }
 

@@ -40,7 +40,9 @@ async fn a_schedule_is_created_read_listed_paused_resumed_and_deleted(pool: PgPo
         .request(
             Method::POST,
             &path,
-            Some(json!({ "cron": "0 9 * * MON-FRI", "timezone": "Europe/Paris", "input": {"n": 1} })),
+            Some(
+                json!({ "cron": "0 9 * * MON-FRI", "timezone": "Europe/Paris", "input": {"n": 1} }),
+            ),
         )
         .await;
 
@@ -65,7 +67,11 @@ async fn a_schedule_is_created_read_listed_paused_resumed_and_deleted(pool: PgPo
     assert_eq!(by_name.status, StatusCode::OK, "{}", by_name.body);
 
     let paused = app
-        .request(Method::PATCH, &format!("{path}/{id}"), Some(json!({ "enabled": false })))
+        .request(
+            Method::PATCH,
+            &format!("{path}/{id}"),
+            Some(json!({ "enabled": false })),
+        )
         .await;
     assert_eq!(paused.status, StatusCode::OK, "{}", paused.body);
     assert_eq!(paused.body["nextFireTimes"], json!([]));
@@ -81,7 +87,10 @@ async fn a_schedule_is_created_read_listed_paused_resumed_and_deleted(pool: PgPo
     assert_eq!(resumed.body["missedTicks"], "skip");
     assert_eq!(resumed.body["input"], Value::Null);
     let every_ten = times(&resumed.body);
-    assert!(every_ten.iter().all(|t| t.second() % 10 == 0), "{every_ten:?}");
+    assert!(
+        every_ten.iter().all(|t| t.second() % 10 == 0),
+        "{every_ten:?}"
+    );
 
     let deleted = app
         .request(Method::DELETE, &format!("{path}/{id}"), None)
@@ -101,8 +110,14 @@ async fn a_bad_cron_or_time_zone_is_refused_naming_the_field(pool: PgPool) {
     for (body, field) in [
         (json!({ "cron": "61 * * * *" }), "`cron`"),
         (json!({ "cron": "* * *" }), "`cron`"),
-        (json!({ "cron": "* * * * *", "timezone": "Mars/Olympus" }), "`timezone`"),
-        (json!({ "cron": "* * * * *", "missedTicks": "all" }), "missedTicks"),
+        (
+            json!({ "cron": "* * * * *", "timezone": "Mars/Olympus" }),
+            "`timezone`",
+        ),
+        (
+            json!({ "cron": "* * * * *", "missedTicks": "all" }),
+            "missedTicks",
+        ),
         (json!({ "cron": "* * * * *", "color": "red" }), "color"),
     ] {
         let reply = app.request(Method::POST, &path, Some(body.clone())).await;
@@ -162,7 +177,12 @@ async fn whoever_sees_the_function_sees_its_schedules_and_only_admins_manage_the
             Some(json!({ "name": "closed", "language": "rust", "source": ECHO, "allowedUsers": [admin] })),
         )
         .await;
-    assert_eq!(closed_reply.status, StatusCode::ACCEPTED, "{}", closed_reply.body);
+    assert_eq!(
+        closed_reply.status,
+        StatusCode::ACCEPTED,
+        "{}",
+        closed_reply.body
+    );
     let closed = closed_reply.body["id"].as_str().unwrap();
     as_dev(Method::GET, format!("/functions/{closed}/schedules"), None)
         .await
@@ -271,7 +291,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + patience;
     while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "gave up waiting until {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting until {what}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -345,7 +368,12 @@ async fn two_api_processes_fire_each_tick_once_and_missed_ticks_follow_the_polic
         json!({ "cron": cron, "missedTicks": "runLatest" }),
     )
     .await;
-    let skip = post_schedule(&urls[1], &function, json!({ "cron": cron, "missedTicks": "skip" })).await;
+    let skip = post_schedule(
+        &urls[1],
+        &function,
+        json!({ "cron": cron, "missedTicks": "skip" }),
+    )
+    .await;
 
     // Act 2: stop everything for 10 s, then start again.
     stop_everything(children).await;
@@ -378,7 +406,10 @@ async fn two_api_processes_fire_each_tick_once_and_missed_ticks_follow_the_polic
     })
     .await;
     let paused = client_with_key(ADMIN_KEY)
-        .patch(format!("{}/functions/{function}/schedules/{every_second}", urls[0]))
+        .patch(format!(
+            "{}/functions/{function}/schedules/{every_second}",
+            urls[0]
+        ))
         .json(&json!({ "enabled": false }))
         .send()
         .await
@@ -404,11 +435,16 @@ async fn two_api_processes_fire_each_tick_once_and_missed_ticks_follow_the_polic
     assert_eq!(fires, runs.len() as i64);
     // Two missed ticks: runLatest ran the latest once; skip ran none.
     assert_eq!(scheduled_runs(&pool, run_latest).await, vec![second]);
-    assert_eq!(scheduled_runs(&pool, skip).await, Vec::<DateTime<Utc>>::new());
+    assert_eq!(
+        scheduled_runs(&pool, skip).await,
+        Vec::<DateTime<Utc>>::new()
+    );
     // And every run queued is run by the executors.
-    poll_until("every scheduled run finished", Duration::from_secs(120), || async {
-        app.count("executions where finished_at is null").await == 0
-    })
+    poll_until(
+        "every scheduled run finished",
+        Duration::from_secs(120),
+        || async { app.count("executions where finished_at is null").await == 0 },
+    )
     .await;
     assert_eq!(
         app.count("executions where status <> 'SUCCEEDED'").await,
@@ -416,4 +452,139 @@ async fn two_api_processes_fire_each_tick_once_and_missed_ticks_follow_the_polic
         "every scheduled run succeeds"
     );
     stop_everything(children).await;
+}
+
+/// Runs the `plat` binary against `api_url` as the admin; answers its exit
+/// code and stdout, panicking with stderr when it failed.
+async fn plat(api_url: &str, args: &[&str]) -> String {
+    let config = tempfile::tempdir().unwrap();
+    let output = tokio::process::Command::new(workspace_binary("plat"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env("PLAT_API_URL", api_url)
+        .env("PLAT_API_KEY", ADMIN_KEY)
+        .env("PLAT_CONFIG_DIR", config.path())
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("plat ran");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "plat {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn plat_schedule_adds_lists_pauses_resumes_and_removes(pool: PgPool) {
+    let app = TestApp::spawn_with(pool, Workers::NONE).await;
+    app.create_function("ticker", ECHO, json!({})).await;
+    let url = app.base_url.as_str();
+
+    let added: Value = serde_json::from_str(
+        &plat(
+            url,
+            &[
+                "schedule",
+                "add",
+                "ticker",
+                "*/15 * * * *",
+                "--timezone",
+                "Asia/Tokyo",
+                "--input",
+                "{\"a\":1}",
+                "-o",
+                "json",
+            ],
+        )
+        .await,
+    )
+    .unwrap();
+    let id = added["id"].as_str().unwrap().to_owned();
+    assert_eq!(added["timezone"], "Asia/Tokyo");
+    assert_eq!(added["input"], json!({"a": 1}));
+
+    let listed = plat(url, &["schedule", "ls", "ticker"]).await;
+    assert!(
+        listed.contains(&id) && listed.contains("*/15 * * * *"),
+        "{listed}"
+    );
+    let paused: Value =
+        serde_json::from_str(&plat(url, &["schedule", "pause", "ticker", &id, "-o", "json"]).await)
+            .unwrap();
+    assert_eq!(paused["enabled"], false);
+    let resumed = plat(url, &["schedule", "resume", "ticker", &id]).await;
+    assert!(resumed.contains("next:"), "{resumed}");
+    plat(url, &["schedule", "rm", "ticker", &id]).await;
+    assert_eq!(app.count("schedules").await, 0);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_tick_refused_by_the_creators_quota_is_recorded_not_lost(pool: PgPool) {
+    // Arrange: a creator who made the schedule as an admin and is now a DEV
+    // with a quota of one run in flight; no executor, so runs stay queued.
+    let config = plat_api::ApiConfig {
+        max_queued_per_user: 1,
+        ..plat_tests::api_config()
+    };
+    let app = TestApp::spawn_configured(
+        pool,
+        Workers {
+            compilers: 1,
+            executors: 0,
+        },
+        config,
+    )
+    .await;
+    let function = app.ready_function("ticker", ECHO, json!({})).await;
+    let creator = app.create_user("ops@example.com", "ADMIN", None).await;
+    let creator_client = client_with_key(&app.create_key(&creator).await);
+    let created = creator_client
+        .post(format!("{}/functions/{function}/schedules", app.base_url))
+        .json(&json!({ "cron": "* * * * * *" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let demoted = app
+        .request(
+            Method::PUT,
+            &format!("/users/{creator}"),
+            Some(json!({ "role": "DEV" })),
+        )
+        .await;
+    assert_eq!(demoted.status, StatusCode::OK, "{}", demoted.body);
+
+    // Act: ticks fire until one is refused.
+    poll_until("a tick over the quota", Duration::from_secs(60), || async {
+        app.count("schedule_fires where outcome = 'overQuota'")
+            .await
+            > 0
+    })
+    .await;
+
+    // Assert: the refused tick is on record and shown; the creator's runs
+    // never exceed the quota.
+    let refused: (Option<Uuid>,) = sqlx::query_as(
+        "select execution_id from schedule_fires where outcome = 'overQuota' limit 1",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(refused.0, None);
+    let queued = app
+        .count(&format!(
+            "executions where created_by = '{creator}' and finished_at is null"
+        ))
+        .await;
+    assert!(queued <= 1, "{queued} runs in flight over a quota of 1");
+    let listed = app.get(&format!("/functions/{function}/schedules")).await;
+    poll_until("lastFire shows a fire", Duration::from_secs(10), || async {
+        let listed = app.get(&format!("/functions/{function}/schedules")).await;
+        !listed.body["items"][0]["lastFire"]["outcome"].is_null()
+    })
+    .await;
+    assert_eq!(listed.status, StatusCode::OK);
 }

@@ -178,7 +178,9 @@ mod tests {
         assert!(Timing::parse("* * * * * *", "Europe/Paris").is_ok());
         let bad_cron = Timing::parse("61 * * * *", "UTC").unwrap_err().to_string();
         assert!(bad_cron.contains("`cron`"), "{bad_cron}");
-        let bad_zone = Timing::parse("* * * * *", "Mars/Olympus").unwrap_err().to_string();
+        let bad_zone = Timing::parse("* * * * *", "Mars/Olympus")
+            .unwrap_err()
+            .to_string();
         assert!(bad_zone.contains("`timezone`"), "{bad_zone}");
     }
 
