@@ -48,5 +48,7 @@ create table schedule_fires (
     primary key (schedule_id, scheduled_for),
     check ((outcome = 'queued') = (execution_id is not null))
 );
+-- The schedulers prune fires older than the execution history's retention.
+create index schedule_fires_created_at on schedule_fires (created_at);
 
 grant select, insert, update, delete on schedules, schedule_fires to plat_api;

@@ -227,6 +227,7 @@ pub async fn serve_on(
             db: state.db.clone(),
             max_queued_per_user: state.config.max_queued_per_user,
             new_jobs: state.new_jobs.clone(),
+            retention_days: state.config.retention_days,
         },
         shutdown.clone(),
     ));

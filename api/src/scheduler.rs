@@ -33,6 +33,8 @@ const POLL: Duration = Duration::from_secs(10);
 const HELD_ELSEWHERE: Duration = Duration::from_millis(50);
 /// The sleep after a database error.
 const AFTER_ERROR: Duration = Duration::from_secs(1);
+/// How often fires older than the history's retention are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// What the scheduler needs of the API's state.
 pub struct Scheduler {
@@ -41,6 +43,9 @@ pub struct Scheduler {
     pub max_queued_per_user: u32,
     /// Wakes the executors after runs are queued.
     pub new_jobs: Hint,
+    /// Days fires are kept, as executions are (`PLAT_RETENTION_DAYS`); 0
+    /// keeps them all.
+    pub retention_days: u32,
 }
 
 /// Runs until `shutdown`.
@@ -61,7 +66,14 @@ pub async fn run(scheduler: Scheduler, shutdown: CancellationToken) {
             move |_| wake.notify_one()
         },
     ));
+    let mut pruned_at: Option<tokio::time::Instant> = None;
     while !shutdown.is_cancelled() {
+        if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+            pruned_at = Some(tokio::time::Instant::now());
+            if let Err(error) = prune(&scheduler).await {
+                tracing::warn!(%error, "deleting old schedule fires failed");
+            }
+        }
         let sleep = match fire_due(&scheduler, &shutdown).await {
             Ok(()) => next_due_in(&scheduler.db).await.unwrap_or_else(|error| {
                 tracing::warn!(%error, "reading the next due schedule failed");
@@ -84,6 +96,27 @@ pub async fn run(scheduler: Scheduler, shutdown: CancellationToken) {
 /// Fires every schedule due now that no other process holds.
 async fn fire_due(scheduler: &Scheduler, shutdown: &CancellationToken) -> Result<(), sqlx::Error> {
     while !shutdown.is_cancelled() && fire_one(scheduler).await? {}
+    Ok(())
+}
+
+/// Deletes the fires older than the history's retention: a tick that old
+/// can never be due again, so its row guards nothing any more.
+async fn prune(scheduler: &Scheduler) -> Result<(), sqlx::Error> {
+    if scheduler.retention_days == 0 {
+        return Ok(());
+    }
+    let deleted = sqlx::query!(
+        "delete from schedule_fires where created_at < now() - make_interval(days => $1)",
+        i32::try_from(scheduler.retention_days).unwrap_or(i32::MAX),
+    )
+    .execute(&scheduler.db)
+    .await?;
+    if deleted.rows_affected() > 0 {
+        tracing::info!(
+            deleted = deleted.rows_affected(),
+            "deleted old schedule fires"
+        );
+    }
     Ok(())
 }
 
