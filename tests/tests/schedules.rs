@@ -215,15 +215,30 @@ fn start_executor(database_url: &str) -> Child {
         .expect("start worker-executor")
 }
 
+/// Child processes, SIGKILLed if the test ends (or fails) before
+/// [`stop_everything`] stopped them.
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+}
+
 /// Two API processes and two executors; returns them and the APIs' URLs.
-async fn start_everything(database_url: &str) -> (Vec<Child>, Vec<String>) {
+async fn start_everything(database_url: &str) -> (Children, Vec<String>) {
     let ports = [free_port(), free_port()];
-    let mut children: Vec<Child> = ports
-        .iter()
-        .map(|port| start_api(database_url, *port))
-        .collect();
-    children.push(start_executor(database_url));
-    children.push(start_executor(database_url));
+    let mut children = Children(
+        ports
+            .iter()
+            .map(|port| start_api(database_url, *port))
+            .collect(),
+    );
+    children.0.push(start_executor(database_url));
+    children.0.push(start_executor(database_url));
     let urls: Vec<String> = ports
         .iter()
         .map(|port| format!("http://127.0.0.1:{port}"))
@@ -235,7 +250,8 @@ async fn start_everything(database_url: &str) -> (Vec<Child>, Vec<String>) {
 }
 
 /// SIGTERMs every process and waits for each to exit.
-async fn stop_everything(children: Vec<Child>) {
+async fn stop_everything(mut children: Children) {
+    let children = std::mem::take(&mut children.0);
     for child in &children {
         Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
