@@ -26,6 +26,8 @@ mod policy;
 mod queues;
 pub mod retention;
 mod retries;
+mod scheduler;
+mod schedules;
 mod session_cookie;
 mod sessions;
 mod stats;
@@ -117,6 +119,7 @@ pub fn app(state: AppState) -> Router {
         .merge(functions::router(&state))
         .merge(executions::router(&state))
         .merge(batches::router(&state))
+        .merge(schedules::router())
         .merge(users::router())
         .merge(password_resets::router())
         .merge(groups::router())
@@ -241,6 +244,17 @@ pub async fn serve_on(
         },
         shutdown.clone(),
     ));
+    // Every API process fires due schedules; the database makes each tick
+    // fire once.
+    let scheduler = tokio::spawn(scheduler::run(
+        scheduler::Scheduler {
+            db: state.db.clone(),
+            max_queued_per_user: state.config.max_queued_per_user,
+            new_jobs: state.new_jobs.clone(),
+            retention_days: state.config.retention_days,
+        },
+        shutdown.clone(),
+    ));
     tracing::info!(address = %listener.local_addr()?, "API listening");
     let served = axum::serve(
         listener,
@@ -253,5 +267,7 @@ pub async fn serve_on(
     watch_events.abort();
     listen_auth.abort();
     retention.abort();
+    // Between its transactions it holds nothing; one cut short rolls back.
+    scheduler.abort();
     served.context("serving HTTP")
 }

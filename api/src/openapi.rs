@@ -103,6 +103,7 @@ pub struct RetryPolicy {
         (name = "functions", description = "Register, change, search and delete functions"),
         (name = "versions", description = "A function's versions: rollback and deprecation"),
         (name = "executions", description = "Run functions and read their history"),
+        (name = "schedules", description = "Run a function at the ticks of a cron expression"),
         (name = "stats", description = "How a function behaved over time"),
         (name = "routes", description = "A function's HTTP route: `/run/{name}` and an optional path prefix (the requests to routes are not in this document: docs/api.md)"),
         (name = "auth", description = "Browser sessions"),

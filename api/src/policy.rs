@@ -185,6 +185,15 @@ pub fn has_queue_quota(caller: &Caller) -> bool {
     !is_admin(caller)
 }
 
+// Schedules.
+
+/// A function's schedules are managed (created, changed, paused, deleted)
+/// by whoever may change the function: admins. Whoever sees the function
+/// sees them.
+pub fn may_manage_schedules(caller: &Caller) -> Result<()> {
+    admins_only(caller, "manage schedules (whoever may change the function)")
+}
+
 // Environments.
 
 /// An environment (its variables' names, and the values of those that are

@@ -13,6 +13,7 @@ import { highlightLines } from './highlight.js';
 import { lineChart, barChart } from './chart.js';
 import { tagList, languageName, percent } from './page-functions.js';
 import { routeSection } from './section-route.js';
+import { schedulesSection } from './section-schedules.js';
 
 const BUILDING = ['PENDING', 'COMPILING'];
 const UNFINISHED = ['QUEUED', 'RUNNING'];
@@ -441,6 +442,7 @@ async function functionPage({ id }) {
     h('div', { class: 'card' }, runPanel(() => fn, afterRun)),
     h('div', { class: 'card' }, runs),
     h('div', { class: 'card' }, versions),
+    h('div', { class: 'card' }, schedulesSection(fn)),
     h('div', { class: 'card' }, stats),
   );
 }
