@@ -29,6 +29,8 @@ mod stats;
 mod ui;
 mod users;
 mod waiters;
+mod webhooks;
+pub use webhooks::WebhookConfig;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -121,6 +123,7 @@ pub fn app(state: AppState) -> Router {
         .merge(stats::router())
         .merge(queues::router())
         .merge(metrics::router())
+        .merge(webhooks::router())
         .split_for_parts();
     let (public, public_doc) = openapi::ApiRouter::new()
         .merge(health::router())
@@ -217,6 +220,12 @@ pub async fn serve_on(
         },
         shutdown.clone(),
     ));
+    let deliveries = tokio::spawn(webhooks::deliver::run(
+        state.db.clone(),
+        state.config.webhooks.clone(),
+        state.config.secrets_key.clone(),
+        shutdown.clone(),
+    ));
     tracing::info!(address = %listener.local_addr()?, "API listening");
     let served = axum::serve(
         listener,
@@ -228,5 +237,6 @@ pub async fn serve_on(
     listen.abort();
     listen_auth.abort();
     retention.abort();
+    deliveries.abort();
     served.context("serving HTTP")
 }

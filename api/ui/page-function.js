@@ -11,6 +11,7 @@ import { h, thead, fill, api, isAdmin, link, navigate, errorBox, badge, field, w
 import { highlightLines } from './highlight.js';
 import { lineChart, barChart } from './chart.js';
 import { tagList, languageName, percent } from './page-functions.js';
+import { webhooksSection } from './section-webhooks.js';
 
 const BUILDING = ['PENDING', 'COMPILING'];
 const UNFINISHED = ['QUEUED', 'RUNNING'];
@@ -436,6 +437,7 @@ async function functionPage({ id }) {
     h('div', { class: 'card' }, runs),
     h('div', { class: 'card' }, versions),
     h('div', { class: 'card' }, stats),
+    h('div', { class: 'card' }, webhooksSection(fn, update)),
   );
 }
 

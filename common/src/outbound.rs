@@ -45,6 +45,9 @@ pub enum Refused {
     /// An address that is not public, and not allowlisted.
     #[error("{0} is not a public address, and PLAT_OUTBOUND_ALLOW does not allow it")]
     NotPublic(IpAddr),
+    /// A name whose addresses are none of them public or allowlisted.
+    #[error("{0} resolves to {1}, not a public address, and PLAT_OUTBOUND_ALLOW does not allow it")]
+    NameNotPublic(String, IpAddr),
 }
 
 /// One entry of `PLAT_OUTBOUND_ALLOW`.
@@ -217,13 +220,8 @@ impl Resolve for CheckingResolver {
                 .copied()
                 .filter(|addr| trusted || policy.allows_address(addr.ip()))
                 .collect();
-            if allowed.is_empty() {
-                let first = found.first().map(|addr| addr.ip());
-                let why: Box<dyn std::error::Error + Send + Sync> = match first {
-                    Some(ip) => format!("{host} resolves to {}", Refused::NotPublic(ip)).into(),
-                    None => format!("{host} resolves to no address").into(),
-                };
-                return Err(why);
+            if let (true, Some(first)) = (allowed.is_empty(), found.first()) {
+                return Err(Box::new(Refused::NameNotPublic(host, first.ip())) as _);
             }
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
