@@ -311,7 +311,12 @@ impl RunTarget {
                 )));
             }
         }
-        let urls: Vec<String> = self.webhook_url.iter().cloned().chain(callback_url).collect();
+        let urls: Vec<String> = self
+            .webhook_url
+            .iter()
+            .cloned()
+            .chain(callback_url)
+            .collect();
         Ok((!urls.is_empty()).then_some(urls))
     }
 

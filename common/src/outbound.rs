@@ -46,7 +46,9 @@ pub enum Refused {
     #[error("{0} is not a public address, and PLAT_OUTBOUND_ALLOW does not allow it")]
     NotPublic(IpAddr),
     /// A name whose addresses are none of them public or allowlisted.
-    #[error("{0} resolves to {1}, not a public address, and PLAT_OUTBOUND_ALLOW does not allow it")]
+    #[error(
+        "{0} resolves to {1}, not a public address, and PLAT_OUTBOUND_ALLOW does not allow it"
+    )]
     NameNotPublic(String, IpAddr),
 }
 
@@ -211,9 +213,8 @@ impl Resolve for CheckingResolver {
         let policy = self.policy.clone();
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let trusted = policy.names_any_port(&host);
             let allowed: Vec<SocketAddr> = found
                 .iter()
@@ -231,9 +232,7 @@ impl Resolve for CheckingResolver {
 /// An IPv4-mapped IPv6 address as the IPv4 address it is.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or(IpAddr::V6(v6), IpAddr::V4),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
     }
 }
@@ -295,9 +294,21 @@ mod tests {
     #[test]
     fn private_and_special_addresses_are_not_public() {
         for ip in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0",
-            "224.0.0.1", "255.255.255.255", "100.64.0.1", "::1", "::", "fe80::1", "fd00::1",
-            "::ffff:127.0.0.1", "ff02::1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "100.64.0.1",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "ff02::1",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip} should not be public");
         }
@@ -323,12 +334,18 @@ mod tests {
     #[test]
     fn only_http_urls_without_credentials_are_accepted() {
         let open = policy("");
-        assert!(matches!(open.check_url("ftp://example.com/"), Err(Refused::Scheme(_))));
+        assert!(matches!(
+            open.check_url("ftp://example.com/"),
+            Err(Refused::Scheme(_))
+        ));
         assert_eq!(
             open.check_url("https://user:pw@example.com/").unwrap_err(),
             Refused::Credentials
         );
-        assert!(matches!(open.check_url("example.com"), Err(Refused::NotAUrl(_))));
+        assert!(matches!(
+            open.check_url("example.com"),
+            Err(Refused::NotAUrl(_))
+        ));
         assert!(open.check_url("https://example.com/hooks?x=1").is_ok());
     }
 

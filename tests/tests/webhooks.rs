@@ -14,8 +14,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use plat_tests::{
-    api_config, free_port, wait_until_ready, workspace_binary, TestApp, Workers, ADMIN_KEY,
-    HELLO, MIGRATOR, SECRETS_KEY,
+    api_config, free_port, wait_until_ready, workspace_binary, TestApp, Workers, ADMIN_KEY, HELLO,
+    MIGRATOR, SECRETS_KEY,
 };
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -100,6 +100,16 @@ async fn receive(State(receiver): State<Receiver>, headers: HeaderMap, body: Byt
     }
 }
 
+/// A child process that is SIGKILLed when the test ends, passed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The test API's settings with deliveries allowed to loopback and quick
 /// retries.
 fn webhook_config(allow: &str, max_attempts: i32) -> plat_api::ApiConfig {
@@ -122,12 +132,17 @@ async fn function_with_webhook(app: &TestApp, name: &str, url: &str) -> (String,
         .await;
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
     assert_eq!(reply.body["webhookUrl"], url);
-    let secret = reply.body["webhookSecret"].as_str().expect("the secret, once");
+    let secret = reply.body["webhookSecret"]
+        .as_str()
+        .expect("the secret, once");
     assert!(secret.starts_with("whsec_"), "{secret}");
     let id = reply.body["id"].as_str().unwrap().to_owned();
     let function = app.wait_for_build(&id, 1).await;
     assert_eq!(function["status"], "READY", "{function}");
-    assert!(function.get("webhookSecret").is_none(), "shown only once: {function}");
+    assert!(
+        function.get("webhookSecret").is_none(),
+        "shown only once: {function}"
+    );
     (id, secret.to_owned())
 }
 
@@ -180,8 +195,8 @@ async fn a_receiver_answering_500_twice_gets_three_attempts_with_growing_gaps_un
 ) {
     // Arrange
     let receiver = Receiver::start(&[Answer::Status(500), Answer::Status(500)], 200).await;
-    let app = TestApp::spawn_configured(pool, Workers::default(), webhook_config("127.0.0.1", 5))
-        .await;
+    let app =
+        TestApp::spawn_configured(pool, Workers::default(), webhook_config("127.0.0.1", 5)).await;
     let (function, secret) = function_with_webhook(&app, "hooked", &receiver.url).await;
 
     // Act
@@ -204,13 +219,24 @@ async fn a_receiver_answering_500_twice_gets_three_attempts_with_growing_gaps_un
     let requests = receiver.received();
     assert_eq!(requests.len(), 3);
     for request in &requests {
-        assert_eq!(request.headers["webhook-id"], requests[0].headers["webhook-id"]);
-        assert_eq!(request.headers["webhook-id"], delivery["webhookId"].as_str().unwrap());
+        assert_eq!(
+            request.headers["webhook-id"],
+            requests[0].headers["webhook-id"]
+        );
+        assert_eq!(
+            request.headers["webhook-id"],
+            delivery["webhookId"].as_str().unwrap()
+        );
         verify(&secret, request);
     }
     // The body is the execution record, as GET /executions/{id} shows it.
     let body: Value = serde_json::from_slice(&requests[2].body).unwrap();
-    let record = app.get(&format!("/executions/{}", execution["id"].as_str().unwrap())).await;
+    let record = app
+        .get(&format!(
+            "/executions/{}",
+            execution["id"].as_str().unwrap()
+        ))
+        .await;
     assert_eq!(body, record.body);
     assert_eq!(body["status"], "SUCCEEDED");
 }
@@ -219,8 +245,8 @@ async fn a_receiver_answering_500_twice_gets_three_attempts_with_growing_gaps_un
 async fn a_receiver_that_always_fails_is_dead_lettered_after_the_last_attempt(pool: PgPool) {
     // Arrange
     let receiver = Receiver::start(&[], 503).await;
-    let app = TestApp::spawn_configured(pool, Workers::default(), webhook_config("127.0.0.1", 3))
-        .await;
+    let app =
+        TestApp::spawn_configured(pool, Workers::default(), webhook_config("127.0.0.1", 3)).await;
     let (function, _) = function_with_webhook(&app, "unlucky", &receiver.url).await;
 
     // Act
@@ -258,7 +284,10 @@ async fn a_private_destination_is_refused_unless_allowlisted(pool: PgPool) {
     assert_eq!(literal.status, StatusCode::BAD_REQUEST, "{}", literal.body);
     assert_eq!(literal.content_type, "application/problem+json");
     assert!(
-        literal.body["detail"].as_str().unwrap().contains("not a public address"),
+        literal.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not a public address"),
         "{}",
         literal.body
     );
@@ -274,7 +303,11 @@ async fn a_private_destination_is_refused_unless_allowlisted(pool: PgPool) {
             )
             .await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
-        assert!(reply.body["detail"].as_str().unwrap().contains(why), "{}", reply.body);
+        assert!(
+            reply.body["detail"].as_str().unwrap().contains(why),
+            "{}",
+            reply.body
+        );
     }
 
     // ...and a name that resolves to loopback is refused when delivering.
@@ -283,22 +316,26 @@ async fn a_private_destination_is_refused_unless_allowlisted(pool: PgPool) {
     run(&app, &function, "").await;
     let delivery = finished_delivery(&app, &function).await;
     assert_eq!(delivery["status"], "DEAD_LETTERED", "{delivery}");
-    assert_eq!(delivery["attempts"], 1, "a refusal is not retried: {delivery}");
+    assert_eq!(
+        delivery["attempts"], 1,
+        "a refusal is not retried: {delivery}"
+    );
     assert!(
-        delivery["lastError"].as_str().unwrap().contains("not a public address"),
+        delivery["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("not a public address"),
         "{delivery}"
     );
     assert!(receiver.received().is_empty());
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
-async fn a_callback_url_gets_that_call_s_execution_signed_with_the_function_s_secret(
-    pool: PgPool,
-) {
+async fn a_callback_url_gets_that_call_s_execution_signed_with_the_function_s_secret(pool: PgPool) {
     // Arrange: a function without webhookUrl.
     let receiver = Receiver::start(&[], 200).await;
-    let app = TestApp::spawn_configured(pool, Workers::default(), webhook_config("127.0.0.1", 3))
-        .await;
+    let app =
+        TestApp::spawn_configured(pool, Workers::default(), webhook_config("127.0.0.1", 3)).await;
     let function = app.ready_function("plain", HELLO, json!({})).await;
     let callback = format!("&callbackUrl={}", receiver.url);
     let refused = app
@@ -308,7 +345,12 @@ async fn a_callback_url_gets_that_call_s_execution_signed_with_the_function_s_se
             Some(json!({})),
         )
         .await;
-    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "needs a secret: {}", refused.body);
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_REQUEST,
+        "needs a secret: {}",
+        refused.body
+    );
     let rotated = app
         .request(
             Method::POST,
@@ -347,19 +389,22 @@ async fn a_delivery_whose_process_is_killed_mid_request_is_delivered_again_under
     quiet.webhooks.delivery_concurrency = 0;
     let mut app = TestApp::spawn_configured(pool, Workers::default(), quiet).await;
     let port = free_port();
-    let mut sender = Command::new(workspace_binary("api"))
-        .env("DATABASE_URL", app.database_url())
-        .env("PLAT_MIGRATE_AT_START", "false")
-        .env("PLAT_LISTEN", format!("127.0.0.1:{port}"))
-        .env("PLAT_SECRETS_KEY", SECRETS_KEY)
-        .env("PLAT_BOOTSTRAP_ADMIN_KEY", ADMIN_KEY)
-        .env("PLAT_OUTBOUND_ALLOW", "127.0.0.1")
-        // The lease is then 8 s: the attempt after the kill comes then.
-        .env("PLAT_WEBHOOK_TIMEOUT_MS", "3000")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("start the api binary");
+    let mut sender = KillOnDrop(
+        Command::new(workspace_binary("api"))
+            .env("DATABASE_URL", app.database_url())
+            .env("PLAT_MIGRATE_AT_START", "false")
+            .env("PLAT_LISTEN", format!("127.0.0.1:{port}"))
+            .env("PLAT_SECRETS_KEY", SECRETS_KEY)
+            .env("PLAT_BOOTSTRAP_ADMIN_KEY", ADMIN_KEY)
+            .env("PLAT_OUTBOUND_ALLOW", "127.0.0.1")
+            // The lease is then 8 s: the attempt after the kill comes then.
+            .env("PLAT_WEBHOOK_TIMEOUT_MS", "3000")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start the api binary"),
+    );
     wait_until_ready(&format!("http://127.0.0.1:{port}")).await;
     let (function, secret) = function_with_webhook(&app, "survivor", &receiver.url).await;
 
@@ -367,8 +412,8 @@ async fn a_delivery_whose_process_is_killed_mid_request_is_delivered_again_under
     // start another delivering API.
     run(&app, &function, "").await;
     receiver.wait_for(1).await;
-    sender.kill().expect("SIGKILL the api process");
-    sender.wait().unwrap();
+    sender.0.kill().expect("SIGKILL the api process");
+    sender.0.wait().unwrap();
     app.start_api(webhook_config("127.0.0.1", 5)).await;
     let delivery = finished_delivery(&app, &function).await;
 
@@ -376,11 +421,18 @@ async fn a_delivery_whose_process_is_killed_mid_request_is_delivered_again_under
     assert_eq!(delivery["status"], "DELIVERED", "{delivery}");
     assert_eq!(delivery["attempts"], 2, "{delivery}");
     let log = delivery["attemptLog"].as_array().unwrap();
-    assert_eq!(log[0]["finishedAt"], Value::Null, "the lost attempt: {delivery}");
+    assert_eq!(
+        log[0]["finishedAt"],
+        Value::Null,
+        "the lost attempt: {delivery}"
+    );
     assert_eq!(log[1]["statusCode"], 200, "{delivery}");
     let requests = receiver.received();
     assert_eq!(requests.len(), 2);
-    assert_eq!(requests[0].headers["webhook-id"], requests[1].headers["webhook-id"]);
+    assert_eq!(
+        requests[0].headers["webhook-id"],
+        requests[1].headers["webhook-id"]
+    );
     for request in &requests {
         verify(&secret, request);
     }
@@ -410,9 +462,17 @@ async fn a_webhook_url_can_be_changed_and_removed_and_its_secret_rotated(pool: P
         )
         .await;
     assert_eq!(changed.body["webhookUrl"], "http://127.0.0.1:9/two");
-    assert!(changed.body.get("webhookSecret").is_none(), "{}", changed.body);
+    assert!(
+        changed.body.get("webhookSecret").is_none(),
+        "{}",
+        changed.body
+    );
     let rotated = app
-        .request(Method::POST, &format!("/functions/{function}/webhooks/secret"), None)
+        .request(
+            Method::POST,
+            &format!("/functions/{function}/webhooks/secret"),
+            None,
+        )
         .await;
     let second = rotated.body["webhookSecret"].as_str().unwrap();
     assert_ne!(second, first);

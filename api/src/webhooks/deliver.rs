@@ -312,7 +312,8 @@ impl Worker {
                 let code = i32::from(status.as_u16());
                 Outcome {
                     status_code: Some(code),
-                    error: (!status.is_success()).then(|| format!("the receiver answered {status}")),
+                    error: (!status.is_success())
+                        .then(|| format!("the receiver answered {status}")),
                     retryable: status.is_server_error() || code == 429,
                     duration_ms,
                 }

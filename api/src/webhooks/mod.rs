@@ -13,9 +13,9 @@ use plat_common::outbound::OutboundPolicy;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::types::Json as SqlJson;
-use uuid::Uuid;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::config::ApiConfig;
@@ -226,7 +226,10 @@ struct DeliveryParams {
 
 /// Where a delivery is.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema)]
-#[sqlx(type_name = "webhook_delivery_status", rename_all = "SCREAMING_SNAKE_CASE")]
+#[sqlx(
+    type_name = "webhook_delivery_status",
+    rename_all = "SCREAMING_SNAKE_CASE"
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub(crate) enum DeliveryStatus {
     /// Not delivered yet: an attempt is due, in progress, or waits its backoff.
@@ -302,7 +305,9 @@ async fn deliveries(
 ) -> Result<Json<DeliveryList>> {
     let limit = params.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
-        return Err(Error::BadRequest("`limit` must be from 1 to 200".to_owned()));
+        return Err(Error::BadRequest(
+            "`limit` must be from 1 to 200".to_owned(),
+        ));
     }
     let function = find(&state.db, &caller, &FunctionKey::parse(key), false).await?;
     let rows = sqlx::query!(

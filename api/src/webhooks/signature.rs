@@ -42,9 +42,7 @@ mod tests {
     #[test]
     fn signs_like_the_specification_example() {
         // The example of the Standard Webhooks specification.
-        let secret = STANDARD
-            .decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-            .unwrap();
+        let secret = STANDARD.decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         let body = br#"{"test": 2432232314}"#;
         assert_eq!(
             sign(&secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),

@@ -85,7 +85,10 @@ async fn drain(platform: &Platform, function: Uuid, n: usize) -> anyhow::Result<
     queue::wait_until_drained(&platform.db).await?;
     workers.stop().await?;
     let outcome = queue::outcome(&platform.db, &ids).await?;
-    ensure!(outcome.not_succeeded() == 0, "webhooks: runs did not succeed");
+    ensure!(
+        outcome.not_succeeded() == 0,
+        "webhooks: runs did not succeed"
+    );
     let first = outcome.first_started.context("no execution started")?;
     let last = outcome.last_finished.context("no execution finished")?;
     Ok(per_sec(n, between(first, last)))
