@@ -164,6 +164,7 @@ async fn enqueue(
             created_by: Some(caller.user_id),
             request_id: crate::request_id(&headers),
             max_in_flight: queue_quota(&state, &caller),
+            webhook_urls: target.webhook_urls(&state.config, None)?.as_deref(),
         },
     )
     .await

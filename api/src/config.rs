@@ -127,6 +127,9 @@ pub struct ApiConfig {
     #[arg(long, env = "PLAT_MAX_QUEUED_PER_USER", default_value_t = 10_000,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_queued_per_user: u32,
+    /// Completion webhooks: delivery and outbound requests.
+    #[command(flatten)]
+    pub webhooks: crate::webhooks::WebhookConfig,
 }
 
 impl Default for ApiConfig {
@@ -162,6 +165,7 @@ impl Default for ApiConfig {
             max_api_keys_per_user: 100,
             auth_cache_ttl_secs: 5,
             max_queued_per_user: 10_000,
+            webhooks: Default::default(),
         }
     }
 }

@@ -302,6 +302,12 @@ struct ExecuteParams {
     /// semantic version. It must be READY and not retired; a DEV may name
     /// only the active version or one that is not deprecated.
     version: Option<String>,
+    /// Also POST the finished execution here (http or https), signed with
+    /// the function's webhook secret like its `webhookUrl` deliveries
+    /// (docs/triggers.md, "Completion webhooks").
+    #[serde(rename = "callbackUrl")]
+    #[param(rename = "callbackUrl")]
+    callback_url: Option<String>,
 }
 
 /// Queues a run of the function's active version (or `?version=`) with the
@@ -335,7 +341,7 @@ struct ExecuteParams {
             ("Deprecation" = String, description = "`@<unix seconds>` (RFC 9745) when the version run is deprecated"),
             ("Plat-Deprecation-Message" = String, description = "Why, percent-encoded"),
         )),
-        (status = 400, description = "Invalid JSON, nesting over 128 levels, a bad `Idempotency-Key`, `wait` over the cap"),
+        (status = 400, description = "Invalid JSON, nesting over 128 levels, a bad `Idempotency-Key`, `wait` over the cap, a refused `callbackUrl` (or one for a function without a webhook signing secret)"),
         (status = 403, description = "A DEV named a deprecated version that is not the active one"),
         (status = 404, description = "No such function or version, or not accessible"),
         (status = 409, description = "No READY version, the version is retired (`version-retired`), or the `Idempotency-Key` was used with another input"),
@@ -373,6 +379,7 @@ async fn execute(
     // One query finds the function, the version and its deprecation.
     let target = functions::find_to_run(&state.db, &caller, &key, asked.as_ref()).await?;
     let version = target.runnable(&key, asked.as_ref(), &caller)?;
+    let webhook_urls = target.webhook_urls(&state.config, params.callback_url)?;
 
     let Ran {
         execution,
@@ -387,6 +394,7 @@ async fn execute(
             idempotency_key: idempotency_key.as_deref(),
             request_id: crate::request_id(&headers),
             trigger: &Trigger::Api,
+            webhook_urls: webhook_urls.as_deref(),
             wait,
         },
     )
@@ -426,6 +434,8 @@ pub(crate) struct Run<'a> {
     pub(crate) idempotency_key: Option<&'a str>,
     pub(crate) request_id: Option<&'a str>,
     pub(crate) trigger: &'a Trigger,
+    /// Where to POST the finished execution ([`functions::RunTarget::webhook_urls`]).
+    pub(crate) webhook_urls: Option<&'a [String]>,
     /// Seconds to wait for the result (0: answer at once).
     pub(crate) wait: u32,
 }
@@ -458,6 +468,7 @@ pub(crate) async fn queue_and_wait(state: &AppState, caller: &Caller, run: Run<'
         wake_executors: run.wait > 0 && state.waiters.is_empty(),
         max_in_flight: queue_quota(state, caller),
         trigger: run.trigger,
+        webhook_urls: run.webhook_urls,
     };
     // Registered before the job exists, so even an instant finish is seen.
     let waiter = state.waiters.register(new.id);

@@ -78,6 +78,12 @@ pub struct FunctionView {
     execution_count: i64,
     /// SUCCEEDED over finished executions (as `/stats`); null without any.
     success_rate: Option<f64>,
+    /// Where Plat POSTs each finished execution (docs/triggers.md).
+    webhook_url: Option<String>,
+    /// The webhook signing secret, only in the answer that made it.
+    #[sqlx(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook_secret: Option<String>,
 }
 
 impl FunctionView {
@@ -112,7 +118,7 @@ const FUNCTION_COLUMNS: &str = r#"
     f.created_at, f.updated_at, v.status, v.compile_error, v.execution_config,
     f.allowed_users, f.allowed_groups, f.environment_id,
     v.semver, av.semver as active_semver,
-    coalesce(s.executions, 0) as execution_count, s.success_rate
+    coalesce(s.executions, 0) as execution_count, s.success_rate, f.webhook_url
 "#;
 
 /// The tables behind [`FUNCTION_COLUMNS`]; callers add `where` and `order by`.
@@ -240,6 +246,10 @@ pub struct RunTarget {
     retired_at: Option<DateTime<Utc>>,
     /// Whether it is the function's active version.
     active: bool,
+    /// The function's `webhookUrl`.
+    webhook_url: Option<String>,
+    /// Whether it has a webhook signing secret (a `callbackUrl` needs one).
+    has_webhook_secret: bool,
 }
 
 impl RunTarget {
@@ -284,6 +294,32 @@ impl RunTarget {
         }
     }
 
+    /// Where to POST the run's finished execution: the function's
+    /// `webhookUrl` and the call's `callback_url` (checked here); `None`
+    /// for neither.
+    pub fn webhook_urls(
+        &self,
+        config: &ApiConfig,
+        callback_url: Option<String>,
+    ) -> Result<Option<Vec<String>>> {
+        if let Some(url) = &callback_url {
+            crate::webhooks::check_url(config, "callbackUrl", url)?;
+            if !self.has_webhook_secret {
+                return Err(Error::BadRequest(format!(
+                    "`callbackUrl` needs the function's webhook signing secret, and function {} has none yet: set its `webhookUrl`, or POST /functions/{}/webhooks/secret",
+                    self.function.id, self.function.id
+                )));
+            }
+        }
+        let urls: Vec<String> = self
+            .webhook_url
+            .iter()
+            .cloned()
+            .chain(callback_url)
+            .collect();
+        Ok((!urls.is_empty()).then_some(urls))
+    }
+
     /// Whether (and since when, and why) the version to run is deprecated.
     pub fn deprecation(&self) -> Option<Deprecation<'_>> {
         Some(Deprecation {
@@ -311,7 +347,8 @@ pub async fn find_to_run(
         select f.id, v.status as "status: VersionStatus", f.allowed_users, f.allowed_groups,
                t.version as "version?", t.status as "version_status?: VersionStatus",
                t.semver as "semver?", t.deprecated_at, t.deprecation_message, t.retired_at,
-               coalesce(t.version = f.active_version, false) as "active!"
+               coalesce(t.version = f.active_version, false) as "active!",
+               f.webhook_url, f.webhook_secret is not null as "has_webhook_secret!"
         from functions f
         join function_versions v on v.function_id = f.id and v.version = f.latest_version
         left join function_versions t on t.function_id = f.id
@@ -346,6 +383,8 @@ pub async fn find_to_run(
         deprecation_message: row.deprecation_message,
         retired_at: row.retired_at,
         active: row.active,
+        webhook_url: row.webhook_url,
+        has_webhook_secret: row.has_webhook_secret,
     });
     row.filter(|t| {
         policy::can_see_function(
@@ -477,7 +516,12 @@ async fn create(
         }),
     )
     .await?;
-    let function = view(&mut *tx, id).await?;
+    let webhook_secret = match body.webhook_url.as_deref() {
+        Some(url) => crate::webhooks::set_url(&mut tx, config, id, Some(url)).await?,
+        None => None,
+    };
+    let mut function = view(&mut *tx, id).await?;
+    function.webhook_secret = webhook_secret;
     tx.commit().await?;
     tracing::info!(function_id = %id, name = %body.name, "function registered; compile queued");
     Ok((StatusCode::ACCEPTED, Json(function)))
@@ -597,6 +641,12 @@ async fn update(
         None
     };
     change_in_place(&mut tx, function.id, &body, &users, &groups).await?;
+    let webhook_secret = match &body.webhook_url {
+        Some(url) => {
+            crate::webhooks::set_url(&mut tx, &state.config, function.id, url.as_deref()).await?
+        }
+        None => None,
+    };
     let target = ("function", function.id.to_string());
     let changed: Vec<_> = sent
         .into_iter()
@@ -610,7 +660,8 @@ async fn update(
         let details = json!({ "allowedUsers": users, "allowedGroups": groups });
         audit::record(&mut tx, &caller, "function.permissions", target, details).await?;
     }
-    let view = view(&mut *tx, function.id).await?;
+    let mut view = view(&mut *tx, function.id).await?;
+    view.webhook_secret = webhook_secret;
     tx.commit().await?;
     let status = if new_semver.is_some() {
         StatusCode::ACCEPTED

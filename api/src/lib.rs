@@ -34,6 +34,8 @@ mod stats;
 mod ui;
 mod users;
 mod waiters;
+mod webhooks;
+pub use webhooks::WebhookConfig;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -133,6 +135,7 @@ pub fn app(state: AppState) -> Router {
         .merge(metrics::router())
         .merge(http_routes::router())
         .merge(events::router())
+        .merge(webhooks::router())
         .split_for_parts();
     let (public, public_doc) = openapi::ApiRouter::new()
         .merge(health::router())
@@ -255,6 +258,12 @@ pub async fn serve_on(
         },
         shutdown.clone(),
     ));
+    let deliveries = tokio::spawn(webhooks::deliver::run(
+        state.db.clone(),
+        state.config.webhooks.clone(),
+        state.config.secrets_key.clone(),
+        shutdown.clone(),
+    ));
     tracing::info!(address = %listener.local_addr()?, "API listening");
     let served = axum::serve(
         listener,
@@ -269,5 +278,6 @@ pub async fn serve_on(
     retention.abort();
     // Between its transactions it holds nothing; one cut short rolls back.
     scheduler.abort();
+    deliveries.abort();
     served.context("serving HTTP")
 }

@@ -111,6 +111,7 @@ pub struct RetryPolicy {
         (name = "groups", description = "Groups of users, for access lists"),
         (name = "api-keys", description = "API keys"),
         (name = "environments", description = "Shared, encrypted environment variables"),
+        (name = "webhooks", description = "Completion webhooks: signing secrets and deliveries"),
         (name = "operations", description = "Audit log, queues, metrics, health"),
         (name = "meta", description = "This document and its reference page"),
     )

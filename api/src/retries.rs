@@ -256,7 +256,8 @@ async fn requeue(
     let letter = sqlx::query!(
         r#"
         select e.status as "status: ExecutionStatus", e.function_id, e.input::text as "input!",
-               e.created_by, u.dead_letter, u.requeued_as, f.active_version as "active_version?"
+               e.created_by, u.dead_letter, u.requeued_as, f.active_version as "active_version?",
+               f.webhook_url as "webhook_url?"
         from unsuccessful_executions u
         join executions e on e.id = u.id
         left join functions f on f.id = e.function_id
@@ -308,6 +309,7 @@ async fn requeue(
             // An admin's action: no quota, as for an admin's own runs.
             max_in_flight: None,
             trigger: &trigger,
+            webhook_urls: letter.webhook_url.as_ref().map(std::slice::from_ref),
         },
     )
     .await?;

@@ -155,7 +155,7 @@ async fn fire_one(scheduler: &Scheduler) -> Result<bool, sqlx::Error> {
         select s.id, s.function_id, s.cron, s.timezone, s.input::text as "input!", s.missed_ticks,
                s.next_fire_at as "next_fire_at!", s.created_by,
                u.role = 'ADMIN' as "creator_is_admin!", u.disabled as creator_disabled,
-               v.version as "version?", now() as "now!"
+               v.version as "version?", f.webhook_url, now() as "now!"
         from schedules s
         join users u on u.id = s.created_by
         join functions f on f.id = s.function_id
@@ -219,6 +219,8 @@ async fn fire_one(scheduler: &Scheduler) -> Result<bool, sqlx::Error> {
                     max_in_flight: (!due.creator_is_admin)
                         .then_some(i64::from(scheduler.max_queued_per_user)),
                     trigger: &trigger,
+                    // The function's webhook hears of scheduled runs too.
+                    webhook_urls: due.webhook_url.as_ref().map(std::slice::from_ref),
                 },
             )
             .await?;

@@ -14,6 +14,7 @@ import { lineChart, barChart } from './chart.js';
 import { tagList, languageName, percent } from './page-functions.js';
 import { routeSection } from './section-route.js';
 import { schedulesSection } from './section-schedules.js';
+import { webhooksSection } from './section-webhooks.js';
 
 const BUILDING = ['PENDING', 'COMPILING'];
 const UNFINISHED = ['QUEUED', 'RUNNING'];
@@ -444,6 +445,7 @@ async function functionPage({ id }) {
     h('div', { class: 'card' }, versions),
     h('div', { class: 'card' }, schedulesSection(fn)),
     h('div', { class: 'card' }, stats),
+    h('div', { class: 'card' }, webhooksSection(fn, update)),
   );
 }
 

@@ -49,6 +49,14 @@ impl Api {
         format!("{}{path}", self.base_url)
     }
 
+    /// `PUT path` with a JSON body, which must answer 2xx; returns the body.
+    pub async fn put_ok(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let response = self.http.put(self.url(path)).json(body).send().await?;
+        let (status, body) = read(response).await?;
+        anyhow::ensure!(status.is_success(), "PUT {path}: {status} {body}");
+        Ok(body)
+    }
+
     /// `GET path`, which must answer 200; returns the body.
     pub async fn get_ok(&self, path: &str) -> anyhow::Result<Value> {
         let response = self.http.get(self.url(path)).send().await?;

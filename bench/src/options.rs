@@ -48,10 +48,11 @@ pub enum Scenario {
     Contention,
     Stats,
     Fairness,
+    Webhooks,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::Throughput,
         Scenario::Latency,
         Scenario::ColdStart,
@@ -60,6 +61,7 @@ impl Scenario {
         Scenario::Contention,
         Scenario::Stats,
         Scenario::Fairness,
+        Scenario::Webhooks,
     ];
 
     /// The group name in the table and the JSON.
@@ -73,6 +75,7 @@ impl Scenario {
             Scenario::Contention => "contention",
             Scenario::Stats => "stats",
             Scenario::Fairness => "fairness",
+            Scenario::Webhooks => "webhooks",
         }
     }
 }

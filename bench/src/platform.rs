@@ -61,11 +61,18 @@ pub const BENCH_KEY: &str = "plat_bench-admin-key-0000000000000000000000000000";
 /// limits off: the bench measures the platform, not a limiter sized for
 /// people (bench/README.md).
 pub fn api_config() -> anyhow::Result<ApiConfig> {
-    Ok(ApiConfig {
+    let mut config = ApiConfig {
         bootstrap_admin_key: Some(BENCH_KEY.to_owned().into()),
         rate_limit_admin_per_sec: 0.0,
         ..ApiDefaults::try_parse_from(["plat-bench"])?.api
-    })
+    };
+    // The webhooks scenario's receiver listens on 127.0.0.1, and signing
+    // needs a secrets key (a fresh one unless PLAT_SECRETS_KEY gives it).
+    config.webhooks.outbound_allow = "127.0.0.1".parse()?;
+    if config.secrets_key.is_none() {
+        config.secrets_key = Some(plat_common::secrets::SecretsKey::generate().parse()?);
+    }
+    Ok(config)
 }
 
 pub fn compiler_config() -> anyhow::Result<CompilerConfig> {

@@ -11,6 +11,7 @@ pub mod json_depth;
 pub mod language;
 pub mod metrics;
 pub mod notify;
+pub mod outbound;
 pub mod queue;
 pub mod roles;
 pub mod secrets;

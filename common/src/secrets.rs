@@ -50,13 +50,25 @@ impl SecretsKey {
     /// Encrypts `variables` for the environment `environment_id`.
     pub fn seal(&self, environment_id: Uuid, variables: &Variables) -> Vec<u8> {
         let plaintext = serde_json::to_vec(variables).expect("a string map serialises");
+        self.seal_bytes(environment_id, &plaintext)
+    }
+
+    /// Decrypts what [`SecretsKey::seal`] stored for `environment_id`.
+    pub fn open(&self, environment_id: Uuid, stored: &[u8]) -> Result<Variables, SecretsError> {
+        let plaintext = self.open_bytes(environment_id, stored)?;
+        serde_json::from_slice(&plaintext).map_err(|_| SecretsError::Undecryptable)
+    }
+
+    /// Encrypts `plaintext` for the row `owner` (an environment, or the
+    /// function whose webhook signing secret it is).
+    pub fn seal_bytes(&self, owner: Uuid, plaintext: &[u8]) -> Vec<u8> {
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         let ciphertext = XChaCha20Poly1305::new(&self.0)
             .encrypt(
                 &nonce,
                 Payload {
-                    msg: &plaintext,
-                    aad: environment_id.as_bytes(),
+                    msg: plaintext,
+                    aad: owner.as_bytes(),
                 },
             )
             .expect("encryption into a Vec cannot fail");
@@ -67,23 +79,22 @@ impl SecretsKey {
         stored
     }
 
-    /// Decrypts what [`SecretsKey::seal`] stored for `environment_id`.
-    pub fn open(&self, environment_id: Uuid, stored: &[u8]) -> Result<Variables, SecretsError> {
+    /// Decrypts what [`SecretsKey::seal_bytes`] stored for `owner`.
+    pub fn open_bytes(&self, owner: Uuid, stored: &[u8]) -> Result<Vec<u8>, SecretsError> {
         let (format, rest) = stored.split_first().ok_or(SecretsError::Undecryptable)?;
         if *format != FORMAT_V1 || rest.len() < NONCE_BYTES {
             return Err(SecretsError::Undecryptable);
         }
         let (nonce, ciphertext) = rest.split_at(NONCE_BYTES);
-        let plaintext = XChaCha20Poly1305::new(&self.0)
+        XChaCha20Poly1305::new(&self.0)
             .decrypt(
                 XNonce::from_slice(nonce),
                 Payload {
                     msg: ciphertext,
-                    aad: environment_id.as_bytes(),
+                    aad: owner.as_bytes(),
                 },
             )
-            .map_err(|_| SecretsError::Undecryptable)?;
-        serde_json::from_slice(&plaintext).map_err(|_| SecretsError::Undecryptable)
+            .map_err(|_| SecretsError::Undecryptable)
     }
 }
 

@@ -28,6 +28,7 @@ async fn queue_batch(pool: &PgPool, owner: Uuid, function: Uuid, n: usize) -> Ve
             created_by: Some(owner),
             request_id: None,
             max_in_flight: None,
+            webhook_urls: None,
         },
     )
     .await
@@ -57,6 +58,7 @@ fn one_run(owner: Uuid, function: Uuid, quota: Option<i64>) -> NewExecution<'sta
         wake_executors: false,
         max_in_flight: quota,
         trigger: &plat_common::Trigger::Api,
+        webhook_urls: None,
     }
 }
 

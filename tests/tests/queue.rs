@@ -233,6 +233,7 @@ async fn an_enqueue_wakes_the_executors_in_its_own_statement_only_when_asked(poo
                 wake_executors,
                 max_in_flight: None,
                 trigger: &plat_common::Trigger::Api,
+                webhook_urls: None,
             };
             execute::enqueue(&mut pool.acquire().await.unwrap(), new).await
         }
@@ -360,6 +361,7 @@ async fn results_update_history_rows_in_place_and_stay_listable_by_status(pool: 
             created_by: None,
             request_id: None,
             max_in_flight: None,
+            webhook_urls: None,
         },
     )
     .await

@@ -395,6 +395,7 @@ async fn a_run_queued_as_its_version_is_retired_ends_cancelled_instead_of_runnin
             wake_executors: true,
             max_in_flight: None,
             trigger: &plat_common::Trigger::Api,
+            webhook_urls: None,
         },
     )
     .await

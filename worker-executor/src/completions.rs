@@ -217,6 +217,7 @@ mod tests {
             created_by: None,
             request_id: None,
             max_in_flight: None,
+            webhook_urls: None,
         };
         execute::enqueue_batch(pool, batch).await.unwrap();
         let jobs = execute::claim(pool, "writer-test", Duration::from_secs(60), n as i64)

@@ -41,6 +41,9 @@ pub struct CreateFunction {
     pub environment_id: Option<Uuid>,
     /// The first version's semantic version; `0.1.0` if not sent.
     pub version: Option<String>,
+    /// Where to POST each finished execution; the answer then carries the
+    /// signing secret, once, as `webhookSecret` (docs/triggers.md).
+    pub webhook_url: Option<String>,
 }
 
 /// `PUT /functions/{id}`: every field optional; a new `source`,
@@ -60,6 +63,11 @@ pub struct UpdateFunction {
     pub environment_id: Option<Option<Uuid>>,
     /// The new version's semantic version; the next patch if not sent.
     pub version: Option<String>,
+    /// `null` removes the webhook; absent leaves it. A function's first
+    /// URL gets it a signing secret, answered once as `webhookSecret`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub webhook_url: Option<Option<String>>,
 }
 
 impl UpdateFunction {
@@ -74,6 +82,7 @@ impl UpdateFunction {
             ("allowedUsers", self.allowed_users.is_some()),
             ("allowedGroups", self.allowed_groups.is_some()),
             ("environmentId", self.environment_id.is_some()),
+            ("webhookUrl", self.webhook_url.is_some()),
         ])
     }
 
@@ -93,7 +102,7 @@ impl UpdateFunction {
     pub fn check(&self, config: &ApiConfig) -> Result<Option<semver::Version>, Error> {
         if self.sent().is_empty() {
             return Err(Error::BadRequest(
-                "nothing to update: send at least one of `source`, `executionConfig`, `version`, `description`, `tags`, `allowedUsers`, `allowedGroups`, `environmentId`".to_owned(),
+                "nothing to update: send at least one of `source`, `executionConfig`, `version`, `description`, `tags`, `allowedUsers`, `allowedGroups`, `environmentId`, `webhookUrl`".to_owned(),
             ));
         }
         if let Some(source) = &self.source {

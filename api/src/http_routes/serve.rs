@@ -290,6 +290,7 @@ async fn run(dispatch: &Dispatch, found: Found, request: Request) -> Result<Resp
             idempotency_key: None,
             request_id: crate::request_id(&parts.headers),
             trigger: &trigger,
+            webhook_urls: target.webhook_urls(&state.config, None)?.as_deref(),
             wait,
         },
     )

@@ -184,6 +184,7 @@ impl QueueChain {
                 wake_executors: true,
                 max_in_flight: None,
                 trigger: &plat_common::Trigger::Api,
+                webhook_urls: None,
             },
         )
         .await?;

@@ -11,6 +11,7 @@ pub mod latency;
 pub mod latency_floor;
 pub mod stats;
 pub mod throughput;
+pub mod webhooks;
 
 use crate::options::{Scale, Scenario};
 use crate::platform::Platform;
@@ -34,5 +35,6 @@ pub async fn run(
         Scenario::Contention => contention::run(platform, scale, notes).await,
         Scenario::Stats => stats::run(platform, scale, notes).await,
         Scenario::Fairness => fairness::run(platform, scale, notes).await,
+        Scenario::Webhooks => webhooks::run(platform, scale, notes).await,
     }
 }

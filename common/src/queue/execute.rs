@@ -132,6 +132,10 @@ pub struct NewExecution<'a> {
     pub max_in_flight: Option<i64>,
     /// What started it: [`Trigger::Api`] for a call of the API.
     pub trigger: &'a Trigger,
+    /// Where to POST the finished execution (the function's `webhookUrl`,
+    /// the call's `callbackUrl`); `None` for none, which costs its result
+    /// nothing (migration 20261207000004).
+    pub webhook_urls: Option<&'a [String]>,
 }
 
 /// Runs queued without a user share this owner in the queue's fairness and
@@ -288,8 +292,8 @@ pub async fn enqueue(
     let created = queue_one!(
         r#", e as (
             insert into executions (id, function_id, function_version, input, idempotency_key, created_by,
-                                    request_id, trigger)
-            select $6, $2, $5, $9::text::jsonb, $10, $11, $12, $13::text::jsonb from flow
+                                    request_id, trigger, webhook_urls)
+            select $6, $2, $5, $9::text::jsonb, $10, $11, $12, $13::text::jsonb, $14::text[] from flow
             returning id
         )"#,
         new.created_by.unwrap_or(NO_OWNER),
@@ -305,6 +309,7 @@ pub async fn enqueue(
         new.created_by,
         new.request_id,
         new.trigger.to_stored(),
+        new.webhook_urls,
     )
     .fetch_one(&mut *conn)
     .await?;
@@ -333,8 +338,8 @@ async fn enqueue_with_key(
     let inserted = sqlx::query_scalar!(
         r#"
         insert into executions (id, function_id, function_version, input, idempotency_key, created_by,
-                                request_id, trigger)
-        values ($1, $2, $3, $4::text::jsonb, $5, $6, $7, $8::text::jsonb)
+                                request_id, trigger, webhook_urls)
+        values ($1, $2, $3, $4::text::jsonb, $5, $6, $7, $8::text::jsonb, $9::text[])
         on conflict (function_id, created_by, idempotency_key) where idempotency_key is not null do nothing
         returning id
         "#,
@@ -346,6 +351,7 @@ async fn enqueue_with_key(
         new.created_by,
         new.request_id,
         new.trigger.to_stored(),
+        new.webhook_urls,
     )
     .fetch_optional(&mut *tx)
     .await?;
@@ -413,6 +419,8 @@ pub struct NewBatch<'a> {
     /// As in [`NewExecution`]: the batch is refused whole if it would take
     /// the owner over this many executions queued or running.
     pub max_in_flight: Option<i64>,
+    /// As in [`NewExecution`], for every run of the batch.
+    pub webhook_urls: Option<&'a [String]>,
 }
 
 /// What [`enqueue_batch`] did.
@@ -435,8 +443,9 @@ pub async fn enqueue_batch(
 ) -> Result<BatchEnqueued, sqlx::Error> {
     let admitted = stamped!(query_scalar!(
         r#", e as (
-            insert into executions (id, function_id, function_version, input, created_by, request_id)
-            select t.id, $2, $5, t.input::jsonb, $8, $9
+            insert into executions (id, function_id, function_version, input, created_by, request_id,
+                                    webhook_urls)
+            select t.id, $2, $5, t.input::jsonb, $8, $9, $10::text[]
             from flow, unnest($6::uuid[], $7::text[]) as t (id, input)
             returning id
         ), j as (
@@ -457,6 +466,7 @@ pub async fn enqueue_batch(
         batch.inputs as &[&str],
         batch.created_by,
         batch.request_id,
+        batch.webhook_urls,
     ))
     .fetch_one(db)
     .await?;
