@@ -19,7 +19,6 @@ pub mod failure;
 pub mod input;
 pub mod manifest;
 pub mod output;
-pub mod schedule;
 pub mod source_location;
 
 use std::net::SocketAddr;
@@ -67,8 +66,6 @@ enum Command {
     Up(Box<Up>),
     /// Apply pending database migrations and exit.
     Migrate(Database),
-    /// Manage a function's schedules: add, ls, rm, pause, resume.
-    Schedule(schedule::Schedule),
 }
 
 /// Which database to use: `DATABASE_URL`, or a local cluster of our own.
@@ -137,7 +134,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Workflow(command) => commands::run(command, cli.options).await,
         Command::Up(up) => run_up(*up).await,
-        Command::Schedule(schedule) => schedule::run(schedule, cli.options).await,
         Command::Migrate(database) => {
             let (url, cluster) = database.resolve().await?;
             let migrated = migrate(&url).await;

@@ -34,7 +34,7 @@ pub async fn run(
         .fetch_one(db)
         .await?;
     // An empty history means empty: the earlier scenarios' runs go.
-    sqlx::query("truncate execution_jobs, unsuccessful_executions, executions")
+    sqlx::query("truncate execution_jobs, unsuccessful_executions, execution_attempts, executions")
         .execute(db)
         .await?;
     insert_queued(db, function, version, SMALL_QUEUE).await?;

@@ -31,7 +31,7 @@ pub async fn run(
 ) -> anyhow::Result<Group> {
     let function = platform.echo_function().await?;
     let db = &platform.db;
-    sqlx::query("truncate execution_jobs, unsuccessful_executions, executions, execution_rollups, execution_throughput")
+    sqlx::query("truncate execution_jobs, unsuccessful_executions, execution_attempts, executions, execution_rollups, execution_throughput")
         .execute(db)
         .await?;
     let rows = scale.history_rows;
@@ -146,7 +146,7 @@ pub async fn run(
          plat_api::retention::sweep with a 20-day window, batches of 5000.",
         finishing.as_secs_f64()
     ));
-    sqlx::query("truncate execution_jobs, unsuccessful_executions, executions")
+    sqlx::query("truncate execution_jobs, unsuccessful_executions, execution_attempts, executions")
         .execute(db)
         .await?;
     Ok(group)

@@ -12,11 +12,11 @@ mod invoke;
 mod local_test;
 mod report;
 mod route;
+mod schedule;
 mod versions;
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
@@ -82,6 +82,8 @@ pub enum Command {
     /// Show, set or remove a function's HTTP route (`/run/{name}`).
     #[command(subcommand)]
     Route(route::Route),
+    /// Manage a function's schedules: add, ls, rm, pause, resume.
+    Schedule(schedule::Schedule),
 }
 
 /// What a command knows beyond its own arguments.
@@ -146,6 +148,7 @@ pub async fn run(command: Command, options: GlobalOptions) -> anyhow::Result<()>
         Command::Login(login) => auth::login(&context, login).await,
         Command::Logout => auth::logout(&context),
         Command::Route(route) => route::run(&context, route).await,
+        Command::Schedule(schedule) => schedule::run(&context, schedule).await,
     }
 }
 
@@ -160,24 +163,6 @@ pub struct FunctionDirArg {
 impl FunctionDirArg {
     pub fn path(&self) -> PathBuf {
         self.dir.clone().unwrap_or_else(|| PathBuf::from("."))
-    }
-}
-
-/// A delay that grows from `start` to `max`, for polls that usually end
-/// quickly but sometimes take minutes.
-pub struct Backoff {
-    next: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    pub fn new(start: Duration, max: Duration) -> Self {
-        Self { next: start, max }
-    }
-
-    pub async fn wait(&mut self) {
-        tokio::time::sleep(self.next).await;
-        self.next = (self.next * 3 / 2).min(self.max);
     }
 }
 

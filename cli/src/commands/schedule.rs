@@ -8,8 +8,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use super::Context;
 use crate::client::Body;
-use crate::commands::{Context, GlobalOptions};
 use crate::output::{self, Table};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -77,14 +77,13 @@ struct OneSchedule {
     schedule: String,
 }
 
-pub async fn run(schedule: Schedule, options: GlobalOptions) -> anyhow::Result<()> {
-    let context = Context { options };
+pub async fn run(context: &Context, schedule: Schedule) -> anyhow::Result<()> {
     match schedule.command {
-        ScheduleCommand::Add(add) => self::add(&context, add).await,
-        ScheduleCommand::Ls(of) => list(&context, of).await,
-        ScheduleCommand::Rm(one) => remove(&context, one).await,
-        ScheduleCommand::Pause(one) => set_enabled(&context, one, false).await,
-        ScheduleCommand::Resume(one) => set_enabled(&context, one, true).await,
+        ScheduleCommand::Add(add) => self::add(context, add).await,
+        ScheduleCommand::Ls(of) => list(context, of).await,
+        ScheduleCommand::Rm(one) => remove(context, one).await,
+        ScheduleCommand::Pause(one) => set_enabled(context, one, false).await,
+        ScheduleCommand::Resume(one) => set_enabled(context, one, true).await,
     }
 }
 
