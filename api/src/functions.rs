@@ -12,7 +12,9 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
+use plat_common::dependencies::{self, Dependencies};
 use plat_common::queue::compile;
+use plat_common::secrets::{SecretsKey, VersionPart};
 use plat_common::{ExecutionConfig, Language, VersionStatus};
 use serde::Serialize;
 use serde_json::json;
@@ -80,6 +82,9 @@ pub struct FunctionView {
     success_rate: Option<f64>,
     /// Where Plat POSTs each finished execution (docs/triggers.md).
     webhook_url: Option<String>,
+    /// What the newest version declares it depends on (docs/dependencies.md).
+    #[schema(value_type = std::collections::BTreeMap<String, plat_common::dependencies::DependencySpec>)]
+    dependencies: SqlJson<Dependencies>,
     /// The webhook signing secret, only in the answer that made it.
     #[sqlx(skip)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -118,7 +123,8 @@ const FUNCTION_COLUMNS: &str = r#"
     f.created_at, f.updated_at, v.status, v.compile_error, v.execution_config,
     f.allowed_users, f.allowed_groups, f.environment_id,
     v.semver, av.semver as active_semver,
-    coalesce(s.executions, 0) as execution_count, s.success_rate, f.webhook_url
+    coalesce(s.executions, 0) as execution_count, s.success_rate, f.webhook_url,
+    v.dependencies
 "#;
 
 /// The tables behind [`FUNCTION_COLUMNS`]; callers add `where` and `order by`.
@@ -463,6 +469,9 @@ async fn create(
     let execution_config =
         input::execution_config(ExecutionConfig::default(), body.execution_config, config)?;
     let semver = versions::first_semver(body.version.as_deref())?;
+    let dependencies = body.dependencies.take().unwrap_or_default();
+    dependencies::check(language, &dependencies).map_err(Error::BadRequest)?;
+    let key = sources_key(config)?;
 
     let id = Uuid::now_v7();
     let mut tx = state.db.begin().await?;
@@ -491,12 +500,15 @@ async fn create(
     }))?;
     insert_version(
         &mut tx,
+        key,
         NewVersion {
             function_id: id,
             version: 1,
             semver: &semver,
             source: &body.source,
             execution_config: &execution_config,
+            dependencies: &dependencies,
+            lockfile: None,
         },
         crate::request_id(&headers),
     )
@@ -510,6 +522,7 @@ async fn create(
             "name": body.name,
             "language": language,
             "semver": semver,
+            "dependencies": dependencies,
             "allowedUsers": body.allowed_users,
             "allowedGroups": body.allowed_groups,
             "environmentId": body.environment_id,
@@ -537,6 +550,38 @@ async fn check_environment(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<()> 
         .ok_or_else(|| Error::BadRequest(format!("`environmentId` {id} is not an environment")))
 }
 
+/// The key sources and lockfiles are sealed with (docs/dependencies.md,
+/// "Sources at rest"); the API does not start without it.
+pub(crate) fn sources_key(config: &ApiConfig) -> Result<&SecretsKey> {
+    config.secrets_key.as_ref().ok_or_else(|| {
+        Error::NotConfigured(
+            "function sources are stored encrypted and the operator has not set PLAT_SECRETS_KEY"
+                .to_owned(),
+        )
+    })
+}
+
+/// A sealed part of version `version` of `function_id`, in clear. A value
+/// that does not open (another key, or altered) is a 500 with the reason in
+/// the log.
+pub(crate) fn open_part(
+    key: &SecretsKey,
+    function_id: Uuid,
+    version: i32,
+    part: VersionPart,
+    sealed: &[u8],
+) -> Result<String> {
+    let plain = key
+        .open_bytes(part.owner(function_id, version), sealed)
+        .map_err(|e| {
+            anyhow::anyhow!("{part:?} of version {version} of function {function_id}: {e}")
+        })?;
+    String::from_utf8(plain).map_err(|_| {
+        anyhow::anyhow!("{part:?} of version {version} of function {function_id} is not UTF-8")
+            .into()
+    })
+}
+
 /// A version to write.
 struct NewVersion<'a> {
     function_id: Uuid,
@@ -546,24 +591,44 @@ struct NewVersion<'a> {
     semver: &'a str,
     source: &'a str,
     execution_config: &'a ExecutionConfig,
+    dependencies: &'a Dependencies,
+    /// The lockfile to build with: the previous version's when the
+    /// dependencies did not change, so a new version of the code does not
+    /// quietly move its dependencies (as Cargo keeps Cargo.lock).
+    lockfile: Option<&'a str>,
 }
 
-/// Writes a PENDING version and queues its build, in the caller's transaction.
+/// Writes a PENDING version, its source and lockfile sealed with `key`, and
+/// queues its build, in the caller's transaction.
 async fn insert_version(
     tx: &mut sqlx::PgConnection,
+    key: &SecretsKey,
     new: NewVersion<'_>,
     request_id: Option<&str>,
 ) -> Result<()> {
+    let source_sealed = key.seal_bytes(
+        VersionPart::Source.owner(new.function_id, new.version),
+        new.source.as_bytes(),
+    );
+    let lockfile_sealed = new.lockfile.map(|lockfile| {
+        key.seal_bytes(
+            VersionPart::Lockfile.owner(new.function_id, new.version),
+            lockfile.as_bytes(),
+        )
+    });
     sqlx::query!(
         r#"
-        insert into function_versions (function_id, version, semver, source, execution_config)
-        values ($1, $2, $3, $4, $5)
+        insert into function_versions (function_id, version, semver, source_sealed,
+                                       execution_config, dependencies, lockfile_sealed)
+        values ($1, $2, $3, $4, $5, $6, $7)
         "#,
         new.function_id,
         new.version,
         new.semver,
-        new.source,
+        source_sealed,
         SqlJson(new.execution_config) as _,
+        SqlJson(new.dependencies) as _,
+        lockfile_sealed,
     )
     .execute(&mut *tx)
     .await
@@ -624,6 +689,7 @@ async fn update(
             source: body.source.take(),
             execution_config: body.execution_config.take(),
             semver: requested_semver,
+            dependencies: body.dependencies.take(),
         };
         let request_id = crate::request_id(&headers);
         Some(
@@ -675,6 +741,8 @@ async fn update(
 struct VersionChange {
     source: Option<String>,
     execution_config: Option<input::ExecutionConfigInput>,
+    /// The whole new set; absent keeps the newest version's.
+    dependencies: Option<Dependencies>,
     /// The semantic version asked for; the next patch if none.
     semver: Option<semver::Version>,
 }
@@ -693,7 +761,9 @@ async fn add_version(
     // checked against it when written, under the function's row lock.
     let latest = sqlx::query!(
         r#"
-        select v.version, v.semver, v.source,
+        select v.version, v.semver, v.source, v.source_sealed, v.lockfile_sealed,
+               f.language as "language: Language",
+               v.dependencies as "dependencies: SqlJson<Dependencies>",
                v.execution_config as "execution_config: SqlJson<ExecutionConfig>"
         from functions f join function_versions v on v.function_id = f.id and v.version = f.latest_version
         where f.id = $1
@@ -702,10 +772,29 @@ async fn add_version(
     )
     .fetch_one(&mut *tx)
     .await?;
+    let secrets = sources_key(config)?;
     let semver = versions::next_semver(change.semver.as_ref(), &latest.semver, key)?;
     let execution_config =
         input::execution_config(latest.execution_config.0, change.execution_config, config)?;
-    let source = change.source.unwrap_or(latest.source);
+    let dependencies = match change.dependencies {
+        Some(dependencies) => {
+            dependencies::check(latest.language, &dependencies).map_err(Error::BadRequest)?;
+            dependencies
+        }
+        None => latest.dependencies.0.clone(),
+    };
+    let open = |part, sealed: &[u8]| open_part(secrets, function_id, latest.version, part, sealed);
+    let source = match (change.source, &latest.source_sealed) {
+        (Some(source), _) => source,
+        (None, Some(sealed)) => open(VersionPart::Source, sealed)?,
+        (None, None) => latest.source.clone().unwrap_or_default(),
+    };
+    let lockfile = match &latest.lockfile_sealed {
+        Some(sealed) if dependencies == latest.dependencies.0 => {
+            Some(open(VersionPart::Lockfile, sealed)?)
+        }
+        _ => None,
+    };
     let version = latest.version + 1;
     let new = NewVersion {
         function_id,
@@ -713,8 +802,10 @@ async fn add_version(
         semver: &semver,
         source: &source,
         execution_config: &execution_config,
+        dependencies: &dependencies,
+        lockfile: lockfile.as_deref(),
     };
-    insert_version(tx, new, request_id).await?;
+    insert_version(tx, secrets, new, request_id).await?;
     sqlx::query!(
         "update functions set latest_version = $2 where id = $1",
         function_id,

@@ -216,6 +216,12 @@ pub async fn serve_on(
     config: ApiConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        config.secrets_key.is_some(),
+        "PLAT_SECRETS_KEY is not set: function sources and lockfiles are stored encrypted with it \
+         (docs/dependencies.md); make one with `openssl rand -base64 32` and give the same key to \
+         the compilers and executors"
+    );
     // Before the first request, so its metrics are recorded.
     plat_common::metrics::handle();
     bootstrap::run(&pool, &config).await?;

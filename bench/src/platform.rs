@@ -70,13 +70,28 @@ pub fn api_config() -> anyhow::Result<ApiConfig> {
     // needs a secrets key (a fresh one unless PLAT_SECRETS_KEY gives it).
     config.webhooks.outbound_allow = "127.0.0.1".parse()?;
     if config.secrets_key.is_none() {
-        config.secrets_key = Some(plat_common::secrets::SecretsKey::generate().parse()?);
+        config.secrets_key = Some(secrets_key().parse()?);
     }
     Ok(config)
 }
 
+/// The key the bench's API seals sources with and its compilers open them
+/// with: PLAT_SECRETS_KEY, or one made for this process.
+fn secrets_key() -> String {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        std::env::var("PLAT_SECRETS_KEY")
+            .unwrap_or_else(|_| plat_common::secrets::SecretsKey::generate())
+    })
+    .clone()
+}
+
 pub fn compiler_config() -> anyhow::Result<CompilerConfig> {
-    Ok(CompilerDefaults::try_parse_from(["plat-bench"])?.compiler)
+    let mut config = CompilerDefaults::try_parse_from(["plat-bench"])?.compiler;
+    if config.secrets_key.is_none() {
+        config.secrets_key = Some(secrets_key().parse()?);
+    }
+    Ok(config)
 }
 
 pub fn executor_config() -> anyhow::Result<ExecutorConfig> {
@@ -286,10 +301,7 @@ impl Platform {
             Arc::new(toolchains),
             stop.clone(),
         );
-        Ok(Component::spawn("fresh compiler", stop, async move {
-            run.await;
-            Ok(())
-        }))
+        Ok(Component::spawn("fresh compiler", stop, run))
     }
 
     /// Registers a function and waits until it is READY.

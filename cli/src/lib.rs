@@ -273,6 +273,7 @@ async fn run_up(mut up: Up) -> anyhow::Result<()> {
         );
     }
     up.executor.secrets_key = up.api.secrets_key.clone();
+    up.compiler.secrets_key = up.api.secrets_key.clone();
     // `plat up` serves plain HTTP: browsers drop a `Secure` cookie there
     // (Chromium excepted, on localhost only), so the dashboard's login would
     // not stick. Off unless the operator set it (a TLS proxy in front).

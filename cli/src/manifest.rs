@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use plat_common::dependencies::Dependencies;
 use plat_common::{function_name, ExecutionConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -78,6 +79,10 @@ pub struct Manifest {
     /// The id of a server-side environment whose variables the runs get.
     #[serde(default)]
     pub environment: Option<String>,
+    /// Crates (Rust) or npm packages (TypeScript) the function uses, as
+    /// the API takes them (docs/dependencies.md).
+    #[serde(default, skip_serializing_if = "Dependencies::is_empty")]
+    pub dependencies: Dependencies,
 }
 
 /// The limits the function asks for; what is left out takes the platform's
@@ -170,6 +175,7 @@ impl Manifest {
                 environment_variables: BTreeMap::new(),
             },
             environment: None,
+            dependencies: Dependencies::new(),
         }
     }
 
@@ -195,6 +201,8 @@ impl Manifest {
                 self.entry
             );
         }
+        plat_common::dependencies::check(self.language.into(), &self.dependencies)
+            .map_err(anyhow::Error::msg)?;
         if let Some(environment) = &self.environment {
             uuid::Uuid::try_parse(environment).with_context(|| {
                 format!(
@@ -215,6 +223,7 @@ impl Manifest {
             "executionConfig": self.execution_config.to_json(),
             "environmentId": self.environment,
             "version": self.version,
+            "dependencies": self.dependencies,
         });
         match body {
             Value::Object(fields) => fields,

@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 
 pub mod db;
+pub mod dependencies;
 pub mod error_kind;
 pub mod execution_config;
 pub mod function_name;

@@ -98,6 +98,29 @@ impl SecretsKey {
     }
 }
 
+/// Which part of a function version a sealed value is: the associated data
+/// it is sealed with, so a source copied onto another version's row (or
+/// into its lockfile column) fails to open.
+#[derive(Debug, Clone, Copy)]
+pub enum VersionPart {
+    /// The function's source.
+    Source,
+    /// The lockfile its dependencies resolved to.
+    Lockfile,
+}
+
+impl VersionPart {
+    /// The owner id [`SecretsKey::seal_bytes`] takes for this part of
+    /// `version` of `function_id`.
+    pub fn owner(self, function_id: Uuid, version: i32) -> Uuid {
+        let part = match self {
+            Self::Source => "source",
+            Self::Lockfile => "lockfile",
+        };
+        Uuid::new_v5(&function_id, format!("{part}/{version}").as_bytes())
+    }
+}
+
 impl FromStr for SecretsKey {
     type Err = SecretsError;
 

@@ -156,6 +156,8 @@ pub fn compiler_config() -> CompilerConfig {
         poll_interval_ms: 1000,
         shutdown_grace_secs: 5,
         max_module_bytes: plat_worker_compiler::compile::DEFAULT_MAX_MODULE_BYTES,
+        secrets_key: Some(SECRETS_KEY.parse().expect("a valid secrets key")),
+        dependency_policy: None,
     }
 }
 
@@ -313,10 +315,11 @@ impl TestApp {
             self.shutdown.clone(),
             toolchains().await,
         );
-        self.tasks
-            .push(tokio::spawn(plat_worker_compiler::run_with_toolchains(
-                pool, config, toolchains, shutdown,
-            )));
+        self.tasks.push(tokio::spawn(async move {
+            plat_worker_compiler::run_with_toolchains(pool, config, toolchains, shutdown)
+                .await
+                .expect("the compiler's settings are usable");
+        }));
     }
 
     /// Starts an executor worker; the returned token stops just this one.

@@ -96,7 +96,7 @@ async fn typescript_build_and_warm_run() {
         let mut built = None;
         for _ in 0..50 {
             let started = Instant::now();
-            built = Some(toolchain.compile(source).await.expect("compiles"));
+            built = Some(toolchain.compile(source, None).await.expect("compiles"));
             builds.push(started.elapsed());
         }
         let built = built.unwrap();

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use plat_common::secrets::SecretsKey;
 use plat_common::worker::LoopConfig;
 
 use crate::compile::{CompileLimits, DEFAULT_MAX_MODULE_BYTES};
@@ -35,6 +36,17 @@ pub struct CompilerConfig {
     /// build over it is FAILED with a compileError naming the limit.
     #[arg(long, env = "PLAT_MAX_MODULE_BYTES", default_value_t = DEFAULT_MAX_MODULE_BYTES)]
     pub max_module_bytes: u64,
+    /// Opens the sealed sources and lockfiles it builds, and seals the
+    /// lockfiles it resolves: the key the API seals them with. Required
+    /// (checked at start, so `plat up` can fill it in).
+    #[arg(long, env = "PLAT_SECRETS_KEY", hide_env_values = true)]
+    pub secrets_key: Option<SecretsKey>,
+    /// The operator's dependency policy (TOML): the crate and npm package
+    /// allowlists, the advisory database and what a match does, and the
+    /// patterns no source may hold. Re-read when it changes; without it the
+    /// built-in default applies (docs/dependencies.md).
+    #[arg(long, env = "PLAT_DEPENDENCY_POLICY")]
+    pub dependency_policy: Option<PathBuf>,
     /// Seconds a claimed compile job stays ours without a heartbeat.
     #[arg(
         id = "compile_lease_secs",

@@ -28,26 +28,33 @@ pub async fn run(
             prepared.context("preparing the toolchains")?
         }
     };
-    run_with_toolchains(pool, config, Arc::new(toolchains), shutdown).await;
-    Ok(())
+    run_with_toolchains(pool, config, Arc::new(toolchains), shutdown).await
 }
 
-/// Like [`run`] with already prepared toolchains (tests share them).
+/// Like [`run`] with already prepared toolchains (tests share them). Fails
+/// only when the dependency policy file cannot be used.
 pub async fn run_with_toolchains(
     pool: PgPool,
     config: CompilerConfig,
     toolchains: Arc<compile::Toolchains>,
     shutdown: CancellationToken,
-) {
+) -> anyhow::Result<()> {
+    let secrets_key = config.secrets_key.clone().context(
+        "PLAT_SECRETS_KEY is not set: the compiler opens the sources it builds with the key the API seals them with",
+    )?;
+    let policy = compile::policy::PolicySource::new(config.dependency_policy.as_deref())
+        .context("loading the dependency policy")?;
     // Executors load the engine from the database; it must be there before
     // the first TypeScript version built with it is READY.
     if !store_js_engine(&pool, &toolchains.typescript, &shutdown).await {
-        return;
+        return Ok(());
     }
     let loop_config = config.loop_config();
     let queue = worker::CompileQueue {
         pool: pool.clone(),
         toolchains,
+        policy,
+        secrets_key,
         limits: config.limits(),
         worker_id: plat_common::worker::worker_id("compile"),
         lease: loop_config.lease,
@@ -60,6 +67,7 @@ pub async fn run_with_toolchains(
     ));
     plat_common::worker::run(Arc::new(queue), pool, loop_config, shutdown).await;
     pool_gauges.abort();
+    Ok(())
 }
 
 /// Stores the engine, retrying while the database is unreachable. `false`

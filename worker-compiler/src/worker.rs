@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use plat_common::notify;
-use plat_common::queue::compile::{self, CompileJob, CompileResult};
+use plat_common::queue::compile::{self, CompileJob, CompileOutcome, CompileResult};
+use plat_common::secrets::{SecretsError, SecretsKey, VersionPart};
 use plat_common::worker::{JobOutcome, Queue};
 use plat_common::{telemetry, Language};
 use sha2::{Digest, Sha256};
@@ -13,14 +14,75 @@ use sqlx::PgPool;
 use tracing::{info, info_span, warn, Span};
 use uuid::Uuid;
 
-use crate::compile::{BuiltFunction, CompileFailure, CompileLimits, Toolchains};
+use crate::compile::policy::PolicySource;
+use crate::compile::{
+    BuildOutput, BuildRequest, CompileFailure, CompileLimits, InfraError, Toolchains,
+};
 
 pub(crate) struct CompileQueue {
     pub(crate) pool: PgPool,
     pub(crate) toolchains: Arc<Toolchains>,
+    pub(crate) policy: PolicySource,
+    pub(crate) secrets_key: SecretsKey,
     pub(crate) limits: CompileLimits,
     pub(crate) worker_id: String,
     pub(crate) lease: Duration,
+}
+
+impl CompileQueue {
+    /// Opens the job's sealed source (and lockfile) and builds it under the
+    /// policy in force now.
+    async fn build(&self, job: &CompileJob) -> BuildOutput {
+        let failed = |result| BuildOutput {
+            result: Err(result),
+            lockfile: None,
+            warnings: Vec::new(),
+        };
+        // A job in a language this worker does not know (a newer API's)
+        // fails with a clear message.
+        let Ok(language) = job.language.parse::<Language>() else {
+            return failed(CompileFailure::User(format!(
+                "this compiler worker does not build `{}` functions",
+                job.language
+            )));
+        };
+        let (source, locked) = match self.open(job) {
+            Ok(opened) => opened,
+            Err(error) => return failed(CompileFailure::Infra(error)),
+        };
+        let request = BuildRequest {
+            language,
+            source: &source,
+            dependencies: &job.dependencies,
+            locked: locked.as_deref(),
+        };
+        let policy = self.policy.current();
+        self.toolchains.build(request, &policy, &self.limits).await
+    }
+
+    /// The job's source and earlier lockfile, in clear. A value this key
+    /// cannot open is an infrastructure failure: retried, and in the end the
+    /// version fails with the reason, while the operator fixes the key.
+    fn open(&self, job: &CompileJob) -> Result<(String, Option<String>), InfraError> {
+        let open = |part: VersionPart, sealed: &[u8]| {
+            let plain = self
+                .secrets_key
+                .open_bytes(part.owner(job.function_id, job.version), sealed)
+                .map_err(InfraError::Sealed)?;
+            String::from_utf8(plain).map_err(|_| InfraError::Sealed(SecretsError::Undecryptable))
+        };
+        let source = match (&job.source_sealed, &job.source) {
+            (Some(sealed), _) => open(VersionPart::Source, sealed)?,
+            (None, Some(source)) => source.clone(),
+            (None, None) => return Err(InfraError::Sealed(SecretsError::Undecryptable)),
+        };
+        let locked = job
+            .lockfile_sealed
+            .as_deref()
+            .map(|sealed| open(VersionPart::Lockfile, sealed))
+            .transpose()?;
+        Ok((source, locked))
+    }
 }
 
 impl Queue for CompileQueue {
@@ -54,34 +116,17 @@ impl Queue for CompileQueue {
 
     async fn process(self: Arc<Self>, job: CompileJob) -> JobOutcome {
         let started = Instant::now();
-        // A job in a language this worker does not know (a newer API's)
-        // fails with a clear message.
-        let language = job.language.parse::<Language>();
-        let built = match language {
-            Ok(Language::Rust) => self
-                .toolchains
-                .rust
-                .compile(&job.source, &self.limits)
-                .await
-                .map(|module| BuiltFunction {
-                    module,
-                    engine_sha256: None,
-                }),
-            Ok(Language::TypeScript) => self.toolchains.typescript.compile(&job.source).await,
-            Err(_) => Err(CompileFailure::User(format!(
-                "this compiler worker does not build `{}` functions",
-                job.language
-            ))),
-        }
-        .and_then(|built| {
-            self.limits
-                .check_module_size(built.module.len() as u64)
-                .map(|()| built)
-        });
+        let output = self.build(&job).await;
         let duration_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
+        let language = job.language.parse::<Language>();
         let language = language.map_or("other", Language::as_str);
         metrics::histogram!("plat_compile_duration_seconds", "language" => language)
             .record(started.elapsed().as_secs_f64());
+        let built = output.result;
+        let lockfile_sealed = output.lockfile.map(|lockfile| {
+            let owner = VersionPart::Lockfile.owner(job.function_id, job.version);
+            self.secrets_key.seal_bytes(owner, lockfile.as_bytes())
+        });
         let written = match &built {
             Ok(built) => {
                 let sha256 = hex::encode(Sha256::digest(&built.module));
@@ -91,17 +136,22 @@ impl Queue for CompileQueue {
                     duration_ms,
                     engine_sha256: built.engine_sha256.as_deref(),
                 };
-                compile::complete(&self.pool, &job, result).await
+                let outcome = CompileOutcome {
+                    result,
+                    lockfile_sealed: lockfile_sealed.as_deref(),
+                    warnings: &output.warnings,
+                };
+                compile::complete(&self.pool, &job, outcome).await
             }
             Err(CompileFailure::User(message)) => {
-                compile::complete(
-                    &self.pool,
-                    &job,
-                    CompileResult::Failed {
+                let outcome = CompileOutcome {
+                    result: CompileResult::Failed {
                         compile_error: message,
                     },
-                )
-                .await
+                    lockfile_sealed: lockfile_sealed.as_deref(),
+                    warnings: &output.warnings,
+                };
+                compile::complete(&self.pool, &job, outcome).await
             }
             Err(CompileFailure::Infra(error)) => {
                 compile::retry_or_fail(&self.pool, &job, &error.to_string()).await

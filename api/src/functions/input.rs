@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use plat_common::dependencies::Dependencies;
 use plat_common::language::UnknownLanguage;
 use plat_common::{function_name, ExecutionConfig, Language, RetryPolicy};
 use serde::Deserialize;
@@ -44,6 +45,11 @@ pub struct CreateFunction {
     /// Where to POST each finished execution; the answer then carries the
     /// signing secret, once, as `webhookSecret` (docs/triggers.md).
     pub webhook_url: Option<String>,
+    /// Crates (Rust) or npm packages (TypeScript) the function uses:
+    /// `{"regex": "1", "chrono": {"version": "0.4", "features": ["serde"]}}`
+    /// (docs/dependencies.md).
+    #[schema(value_type = Option<BTreeMap<String, plat_common::dependencies::DependencySpec>>)]
+    pub dependencies: Option<Dependencies>,
 }
 
 /// `PUT /functions/{id}`: every field optional; a new `source`,
@@ -68,6 +74,10 @@ pub struct UpdateFunction {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub webhook_url: Option<Option<String>>,
+    /// The new version's whole dependency set (`{}` for none); absent keeps
+    /// the newest version's. Makes a new version.
+    #[schema(value_type = Option<BTreeMap<String, plat_common::dependencies::DependencySpec>>)]
+    pub dependencies: Option<Dependencies>,
 }
 
 impl UpdateFunction {
@@ -77,6 +87,7 @@ impl UpdateFunction {
             ("source", self.source.is_some()),
             ("executionConfig", self.execution_config.is_some()),
             ("version", self.version.is_some()),
+            ("dependencies", self.dependencies.is_some()),
             ("description", self.description.is_some()),
             ("tags", self.tags.is_some()),
             ("allowedUsers", self.allowed_users.is_some()),
@@ -89,7 +100,10 @@ impl UpdateFunction {
     /// Whether the update makes a new version (a new source, config or
     /// semantic version) rather than changing the function in place.
     pub fn makes_a_version(&self) -> bool {
-        self.source.is_some() || self.execution_config.is_some() || self.version.is_some()
+        self.source.is_some()
+            || self.execution_config.is_some()
+            || self.version.is_some()
+            || self.dependencies.is_some()
     }
 
     /// Whether it changes who may see and run the function.
@@ -102,7 +116,7 @@ impl UpdateFunction {
     pub fn check(&self, config: &ApiConfig) -> Result<Option<semver::Version>, Error> {
         if self.sent().is_empty() {
             return Err(Error::BadRequest(
-                "nothing to update: send at least one of `source`, `executionConfig`, `version`, `description`, `tags`, `allowedUsers`, `allowedGroups`, `environmentId`, `webhookUrl`".to_owned(),
+                "nothing to update: send at least one of `source`, `executionConfig`, `version`, `dependencies`, `description`, `tags`, `allowedUsers`, `allowedGroups`, `environmentId`, `webhookUrl`".to_owned(),
             ));
         }
         if let Some(source) = &self.source {

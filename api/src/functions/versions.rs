@@ -17,6 +17,8 @@ use std::cmp::Ordering;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use chrono::{DateTime, Utc};
+use plat_common::dependencies::Dependencies;
+use plat_common::secrets::{SecretsKey, VersionPart};
 use plat_common::{ExecutionConfig, VersionStatus};
 use semver::Version;
 use serde::{Deserialize, Serialize};
@@ -27,12 +29,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{find, view, FunctionKey, FunctionView};
-use crate::audit;
+use super::{find, open_part, sources_key, view, FunctionKey, FunctionView};
 use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::extract::{Json, Path};
 use crate::policy;
+use crate::{audit, AppState};
 
 /// The semantic version of a function's first version when none is sent.
 const FIRST_SEMVER: Version = Version::new(0, 1, 0);
@@ -244,8 +246,23 @@ pub struct VersionView {
     /// A retired version never runs again (nor becomes active).
     retired: bool,
     retired_at: Option<DateTime<Utc>>,
+    /// What the version declares it depends on (docs/dependencies.md).
+    #[schema(value_type = std::collections::BTreeMap<String, plat_common::dependencies::DependencySpec>)]
+    dependencies: SqlJson<Dependencies>,
+    /// What its build reported without failing (advisories under the
+    /// operator's `warn` policy).
+    build_warnings: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     source: Option<String>,
+    /// The lockfile its dependencies resolved to (Cargo.lock, or Plat's npm
+    /// lock as JSON), only when one version is read; absent before it is
+    /// built and for a version without dependencies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lockfile: Option<String>,
+    #[serde(skip)]
+    source_sealed: Option<Vec<u8>>,
+    #[serde(skip)]
+    lockfile_sealed: Option<Vec<u8>>,
 }
 
 impl VersionView {
@@ -253,6 +270,18 @@ impl VersionView {
     fn for_caller(mut self, caller: &Caller) -> Self {
         super::hide_values(&mut self.execution_config, caller);
         self
+    }
+
+    /// Opens the sealed source and lockfile read with it, for its reader.
+    fn opened(mut self, key: &SecretsKey, function_id: Uuid) -> Result<Self> {
+        let open = |part, sealed: &[u8]| open_part(key, function_id, self.version, part, sealed);
+        if let Some(sealed) = &self.source_sealed {
+            self.source = Some(open(VersionPart::Source, sealed)?);
+        }
+        if let Some(sealed) = &self.lockfile_sealed {
+            self.lockfile = Some(open(VersionPart::Lockfile, sealed)?);
+        }
+        Ok(self)
     }
 }
 
@@ -272,7 +301,11 @@ macro_rules! select_versions {
                    v.deprecated_at is not null as "deprecated!", v.deprecated_at,
                    v.deprecation_message,
                    v.retired_at is not null as "retired!", v.retired_at,
-                   case when $1 then v.source end as source
+                   v.dependencies as "dependencies: SqlJson<Dependencies>", v.build_warnings,
+                   case when $1 then v.source end as source,
+                   case when $1 then v.source_sealed end as source_sealed,
+                   case when $1 then v.lockfile_sealed end as lockfile_sealed,
+                   null::text as lockfile
             from function_versions v join functions f on f.id = v.function_id
             "# + $tail,
             $with_source
@@ -363,16 +396,17 @@ async fn list(
     ),
 )]
 async fn read(
-    State(db): State<PgPool>,
+    State(state): State<AppState>,
     caller: Caller,
     Path((key, version)): Path<(String, String)>,
 ) -> Result<Json<VersionView>> {
     let (key, version) = (FunctionKey::parse(key), VersionKey::parse(version));
-    let function = find(&db, &caller, &key, false).await?;
-    fetch(&db, function.id, &version, true)
+    let function = find(&state.db, &caller, &key, false).await?;
+    let found = fetch(&state.db, function.id, &version, true)
         .await?
-        .map(|v| Json(v.for_caller(&caller)))
-        .ok_or_else(|| version.not_found(&key))
+        .ok_or_else(|| version.not_found(&key))?;
+    let opened = found.opened(sources_key(&state.config)?, function.id)?;
+    Ok(Json(opened.for_caller(&caller)))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -9,15 +9,14 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::Args;
-use plat_worker_compiler::compile::{
-    CompileFailure, CompileLimits, RustToolchain, TypeScriptToolchain,
-};
+use plat_worker_compiler::compile::policy::PolicySource;
+use plat_worker_compiler::compile::{BuildRequest, CompileFailure, CompileLimits, Toolchains};
 use plat_worker_executor::runtime::{RunLimits, RunOutcome, Runtime};
 use serde_json::{json, Value};
 
 use super::{report, shown, Context, FunctionDirArg};
 use crate::failure::FunctionFailed;
-use crate::manifest::{FunctionDir, Language};
+use crate::manifest::FunctionDir;
 use crate::{input, source_location};
 
 #[derive(Debug, Args)]
@@ -62,7 +61,7 @@ pub async fn run(context: &Context, test: Test) -> anyhow::Result<()> {
 
     progress(format!("compiling {entry} ({})…", language.as_str()));
     let started = Instant::now();
-    let built = match compile(language, &function.source, &cache_dir).await? {
+    let built = match compile(&function, &cache_dir).await? {
         Ok(built) => built,
         Err(compile_error) => {
             let annotated = source_location::annotate(
@@ -116,40 +115,36 @@ fn default_input(function: &FunctionDir) -> anyhow::Result<Value> {
     }
 }
 
-/// Builds `source` as the compiler worker would. The outer error is ours
-/// (no toolchain, a broken sandbox); the inner one is the user's compile
-/// error, as the platform would report it.
+/// Builds the function as the compiler worker would, with the built-in
+/// dependency policy. The outer error is ours (no toolchain, a broken
+/// sandbox); the inner one is the user's compile error, as the platform
+/// would report it.
 async fn compile(
-    language: Language,
-    source: &str,
+    function: &FunctionDir,
     cache_dir: &std::path::Path,
 ) -> anyhow::Result<Result<Built, String>> {
-    let built = match language {
-        Language::Rust => {
-            let toolchain = RustToolchain::prepare(cache_dir).await.context(
-                "preparing the Rust toolchain (the first time builds serde and serde_json from crates.io)",
-            )?;
-            toolchain
-                .compile(source, &CompileLimits::default())
-                .await
-                .map(|module| Built {
-                    module,
-                    engine: None,
-                })
-        }
-        Language::TypeScript => {
-            let toolchain = TypeScriptToolchain::prepare()
-                .await
-                .context("preparing the TypeScript toolchain")?;
-            let engine = toolchain.engine().1.to_vec();
-            toolchain.compile(source).await.map(|built| Built {
-                engine: built.engine_sha256.map(|_| engine),
-                module: built.module,
-            })
-        }
+    let toolchains = Toolchains::prepare(cache_dir).await.context(
+        "preparing the toolchains (the first time builds serde and serde_json from crates.io)",
+    )?;
+    let policy = PolicySource::new(None)
+        .context("loading the built-in dependency policy")?
+        .current();
+    let manifest = &function.manifest;
+    let request = BuildRequest {
+        language: manifest.language.into(),
+        source: &function.source,
+        dependencies: &manifest.dependencies,
+        locked: None,
     };
-    match built {
-        Ok(built) => Ok(Ok(built)),
+    let output = toolchains
+        .build(request, &policy, &CompileLimits::default())
+        .await;
+    let engine = toolchains.typescript.engine().1;
+    match output.result {
+        Ok(built) => Ok(Ok(Built {
+            engine: built.engine_sha256.map(|_| engine.to_vec()),
+            module: built.module,
+        })),
         Err(CompileFailure::User(message)) => Ok(Err(message)),
         Err(CompileFailure::Infra(error)) => {
             Err(anyhow::Error::new(error).context("the compiler could not run"))

@@ -2,10 +2,12 @@
 
 use std::time::Duration;
 
+use sqlx::types::Json;
 use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
 use super::{retry_backoff, secs};
+use crate::dependencies::Dependencies;
 use crate::{notify, VersionStatus};
 
 /// A claimed compile job, with what the compiler needs to build it.
@@ -27,13 +29,34 @@ pub struct CompileJob {
     /// not know a newer API's language fails that job with a clear message,
     /// instead of failing every claim that meets it.
     pub language: String,
-    /// The user's source.
-    pub source: String,
+    /// The user's source, sealed with the secrets key
+    /// ([`crate::secrets::VersionPart::Source`]); `None` only for a version
+    /// written before sources were sealed, which then has [`Self::source`].
+    pub source_sealed: Option<Vec<u8>>,
+    /// The plaintext source of a version not yet sealed (see above).
+    pub source: Option<String>,
+    /// What the version declares it depends on.
+    pub dependencies: Json<Dependencies>,
+    /// The lockfile an earlier build of this version resolved to, sealed:
+    /// a rebuild uses it rather than resolving again.
+    pub lockfile_sealed: Option<Vec<u8>>,
     /// The `X-Request-Id` of the call that queued the build.
     pub request_id: Option<String>,
 }
 
-/// What a finished build produced.
+/// What a finished build produced, and what it resolved and reported on the way.
+pub struct CompileOutcome<'a> {
+    /// A module, or the error.
+    pub result: CompileResult<'a>,
+    /// The lockfile the dependencies resolved to, sealed
+    /// ([`crate::secrets::VersionPart::Lockfile`]); kept on a failed build
+    /// too, so its reader sees what was resolved.
+    pub lockfile_sealed: Option<&'a [u8]>,
+    /// What the build reported without failing.
+    pub warnings: &'a [String],
+}
+
+/// A module or a compile error.
 pub enum CompileResult<'a> {
     /// A module, and how long building it took.
     Ready {
@@ -104,12 +127,15 @@ pub async fn claim(
         ), marked as (
             update function_versions v set status = 'COMPILING', updated_at = now()
             from claimed c where v.function_id = c.function_id and v.version = c.version
-            returning v.function_id, v.version, v.source
+            returning v.function_id, v.version, v.source, v.source_sealed, v.dependencies,
+                      v.lockfile_sealed
         )
         select c.id as "id!", c.function_id as "function_id!", c.version as "version!",
                c.attempt as "attempt!", c.max_attempts as "max_attempts!",
                c.lease_token as "lease_token!", f.language::text as "language!",
-               m.source as "source!", c.request_id
+               m.source_sealed, m.source,
+               m.dependencies as "dependencies!: Json<Dependencies>",
+               m.lockfile_sealed, c.request_id
         from claimed c
         join marked m on m.function_id = c.function_id and m.version = c.version
         join functions f on f.id = c.function_id
@@ -127,8 +153,13 @@ pub async fn claim(
 pub async fn complete(
     db: impl PgExecutor<'_>,
     job: &CompileJob,
-    result: CompileResult<'_>,
+    outcome: CompileOutcome<'_>,
 ) -> Result<bool, sqlx::Error> {
+    let CompileOutcome {
+        result,
+        lockfile_sealed,
+        warnings,
+    } = outcome;
     let (status, module, sha256, duration_ms, engine_sha256, compile_error) = match result {
         CompileResult::Ready {
             module,
@@ -163,6 +194,7 @@ pub async fn complete(
             update function_versions fv
             set status = $3, module = $4, module_sha256 = $5,
                 compile_duration_ms = $6, compile_error = $7, engine_sha256 = $9,
+                lockfile_sealed = coalesce($10, fv.lockfile_sealed), build_warnings = $11,
                 compiled_at = now(), updated_at = now()
             from done where fv.function_id = done.function_id and fv.version = done.version
             returning fv.function_id, fv.version, fv.status
@@ -187,6 +219,8 @@ pub async fn complete(
         compile_error,
         notify::FUNCTION_VERSION_BUILT,
         engine_sha256,
+        lockfile_sealed,
+        warnings,
     )
     .fetch_optional(db)
     .await?;
@@ -231,14 +265,14 @@ pub async fn retry_or_fail(
             "the build could not be completed after {} attempts (last error: {error}); update the function to try again",
             job.attempt
         );
-        return complete(
-            db,
-            job,
-            CompileResult::Failed {
+        let outcome = CompileOutcome {
+            result: CompileResult::Failed {
                 compile_error: &message,
             },
-        )
-        .await;
+            lockfile_sealed: None,
+            warnings: &[],
+        };
+        return complete(db, job, outcome).await;
     }
     let backoff = retry_backoff(job.attempt);
     lease::retry_later(db, job.id, job.lease_token, backoff, error).await

@@ -8,8 +8,14 @@
 //! [`TypeScriptToolchain`] compiles a `handler.ts` in-process (oxc, then QuickJS
 //! inside wasmtime) into a small module that links against the shared
 //! JavaScript engine; see [`typescript`].
+//!
+//! [`Toolchains::build`] is one build from start to end: the operator's
+//! [`policy`] (forbidden patterns, the dependency allowlist, advisories),
+//! then the language's resolution of the declared dependencies into a
+//! lockfile, then the compile (docs/dependencies.md).
 
 mod diagnostics;
+pub mod policy;
 mod prebuilt;
 pub mod rust;
 mod sandbox;
@@ -43,6 +49,10 @@ mod failure_tests {
 
 use std::time::Duration;
 
+use plat_common::dependencies::Dependencies;
+use plat_common::Language;
+
+pub use policy::DependencyPolicy;
 pub use rust::{RustToolchain, ToolchainError};
 pub use sandbox::SandboxError;
 pub use typescript::TypeScriptToolchain;
@@ -55,6 +65,51 @@ pub struct BuiltFunction {
     /// For a module that links against the JavaScript engine (see
     /// `plat_common::js_module`), the engine build; `None` when standalone.
     pub engine_sha256: Option<String>,
+}
+
+/// One build, as the worker read it from the job.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildRequest<'a> {
+    pub language: Language,
+    /// The user's source, in clear.
+    pub source: &'a str,
+    /// What the version declares it depends on.
+    pub dependencies: &'a Dependencies,
+    /// The lockfile an earlier build of this version resolved to: a rebuild
+    /// builds exactly that rather than resolving again.
+    pub locked: Option<&'a str>,
+}
+
+/// Declared dependencies resolved to exact versions.
+#[derive(Debug, Clone)]
+pub struct Resolution {
+    /// The lockfile, stored with the version and shown to its readers:
+    /// Cargo.lock for Rust, Plat's npm lock (JSON) for TypeScript.
+    pub lockfile: String,
+    /// Every package it holds, direct or not.
+    pub packages: Vec<ResolvedPackage>,
+}
+
+/// One package of a [`Resolution`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedPackage {
+    pub name: String,
+    /// An exact version (`1.11.1`).
+    pub version: String,
+    /// Whether the function declared it (not only a dependency's dependency).
+    pub direct: bool,
+}
+
+/// How a build ended: the module or why not, and what it resolved and
+/// reported on the way (kept for a failed build too).
+#[derive(Debug)]
+pub struct BuildOutput {
+    pub result: Result<BuiltFunction, CompileFailure>,
+    /// The resolved lockfile, when the version declares dependencies and
+    /// resolution got that far.
+    pub lockfile: Option<String>,
+    /// What the build reported without failing (advisories under `warn`).
+    pub warnings: Vec<String>,
 }
 
 /// Every language's toolchain, prepared once per worker process.
@@ -76,6 +131,73 @@ impl Toolchains {
             rust: rust?,
             typescript: typescript?,
         })
+    }
+
+    /// Builds `request` under the operator's `policy` and `limits`.
+    pub async fn build(
+        &self,
+        request: BuildRequest<'_>,
+        policy: &DependencyPolicy,
+        limits: &CompileLimits,
+    ) -> BuildOutput {
+        let mut output = BuildOutput {
+            result: Err(CompileFailure::User(String::new())),
+            lockfile: None,
+            warnings: Vec::new(),
+        };
+        output.result = self.build_into(request, policy, limits, &mut output).await;
+        output
+    }
+
+    async fn build_into(
+        &self,
+        request: BuildRequest<'_>,
+        policy: &DependencyPolicy,
+        limits: &CompileLimits,
+        output: &mut BuildOutput,
+    ) -> Result<BuiltFunction, CompileFailure> {
+        policy.scan_source(request.language, request.source)?;
+        let resolution = if request.dependencies.is_empty() {
+            None
+        } else {
+            policy.check_declared(request.language, request.dependencies)?;
+            let resolution = match request.language {
+                Language::Rust => {
+                    self.rust
+                        .resolve(request.dependencies, request.locked, limits)
+                        .await?
+                }
+                Language::TypeScript => {
+                    self.typescript
+                        .resolve(request.dependencies, request.locked)
+                        .await?
+                }
+            };
+            output.lockfile = Some(resolution.lockfile.clone());
+            output.warnings = policy.check_resolved(
+                request.language,
+                request.dependencies,
+                &resolution.packages,
+            )?;
+            Some(resolution)
+        };
+        let built = match request.language {
+            Language::Rust => self
+                .rust
+                .compile(request.source, resolution.as_ref(), limits)
+                .await
+                .map(|module| BuiltFunction {
+                    module,
+                    engine_sha256: None,
+                }),
+            Language::TypeScript => {
+                self.typescript
+                    .compile(request.source, resolution.as_ref())
+                    .await
+            }
+        }?;
+        limits.check_module_size(built.module.len() as u64)?;
+        Ok(built)
     }
 }
 
@@ -120,6 +242,10 @@ pub enum InfraError {
     /// The TypeScript compile thread ended without a result (it panicked).
     #[error("the compile thread died")]
     ThreadDied,
+    /// The job's sealed source or lockfile does not open with this worker's
+    /// `PLAT_SECRETS_KEY`.
+    #[error("opening the sealed source: {0}")]
+    Sealed(#[source] plat_common::secrets::SecretsError),
 }
 
 /// Resource limits for one compile. The compiler runs under all of them at once;

@@ -16,7 +16,8 @@ use tracing::{debug, info, instrument, warn};
 use super::diagnostics::{self, Verdict, GENERATED_FILE, USER_FILE};
 use super::prebuilt::{self, PrebuiltDeps, HOST_LIBS, TARGET, TARGET_LIBS};
 use super::sandbox::{self, Finished, Sandbox, SandboxError, DEPS_DIR, JOB_DIR, TOOLCHAIN_DIR};
-use super::{CompileFailure, CompileLimits, InfraError};
+use super::{CompileFailure, CompileLimits, InfraError, Resolution};
+use plat_common::dependencies::Dependencies;
 
 /// The generated entry point around the user's handler.
 const ENTRY_POINT: &str = include_str!("template/main.rs");
@@ -139,20 +140,42 @@ impl RustToolchain {
             jobs_dir,
         };
         toolchain
-            .compile(SELF_TEST_SOURCE, &CompileLimits::default())
+            .compile(SELF_TEST_SOURCE, None, &CompileLimits::default())
             .await
             .map_err(|e| ToolchainError::SelfTest(e.to_string()))?;
         info!(elapsed_ms = started.elapsed().as_millis() as u64, deps = %deps.dir.display(), "Rust toolchain ready");
         Ok(toolchain)
     }
 
-    /// Compile one user source. Takes the source text, returns the wasm bytes (a WASI preview1 command).
+    /// Resolves `dependencies` to exact crate versions (or takes `locked`,
+    /// an earlier resolution of them).
+    /// FOUNDATION SKELETON: being written.
+    pub async fn resolve(
+        &self,
+        _dependencies: &Dependencies,
+        _locked: Option<&str>,
+        _limits: &CompileLimits,
+    ) -> Result<Resolution, CompileFailure> {
+        Err(CompileFailure::User(
+            "Rust dependencies are not built yet".to_owned(),
+        ))
+    }
+
+    /// Compile one user source against `resolution`'s dependencies (serde
+    /// and serde_json alone when `None`). Takes the source text, returns the
+    /// wasm bytes (a WASI preview1 command).
     #[instrument(skip_all, fields(source_bytes = source.len()))]
     pub async fn compile(
         &self,
         source: &str,
+        resolution: Option<&Resolution>,
         limits: &CompileLimits,
     ) -> Result<Vec<u8>, CompileFailure> {
+        if resolution.is_some() {
+            return Err(CompileFailure::User(
+                "Rust dependencies are not built yet".to_owned(),
+            ));
+        }
         let started = Instant::now();
         let job = self
             .create_job(source)

@@ -26,7 +26,7 @@ async fn toolchain() -> &'static RustToolchain {
 async fn compile(source: &str) -> Result<Vec<u8>, CompileFailure> {
     toolchain()
         .await
-        .compile(source, &CompileLimits::default())
+        .compile(source, None, &CompileLimits::default())
         .await
 }
 
@@ -293,7 +293,7 @@ pub fn handler(_: ()) -> Result<u64, String> { Ok(SPIN) }
         timeout: Duration::from_secs(3),
         ..CompileLimits::default()
     };
-    let result = toolchain().await.compile(source, &limits).await;
+    let result = toolchain().await.compile(source, None, &limits).await;
 
     match result {
         Err(CompileFailure::User(message)) => {
@@ -360,7 +360,7 @@ async fn measures_prepare_and_compile_times() {
         let source = HELLO.replace("Hello", &format!("Hello {i}"));
         let started = Instant::now();
         toolchain
-            .compile(&source, &CompileLimits::default())
+            .compile(&source, None, &CompileLimits::default())
             .await
             .expect("hello");
         hello.push(started.elapsed());
@@ -368,6 +368,7 @@ async fn measures_prepare_and_compile_times() {
         let _ = toolchain
             .compile(
                 &format!("pub fn handler(_: ()) -> Result<u32, String> {{ Ok(\"{i}\") }}"),
+                None,
                 &CompileLimits::default(),
             )
             .await;

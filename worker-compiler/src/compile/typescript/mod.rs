@@ -28,7 +28,8 @@ use tokio::sync::oneshot;
 use self::engine::{EngineCompileError, JsEngine};
 use self::position_map::PositionMap;
 use self::source_text::SourceText;
-use super::{BuiltFunction, CompileFailure, InfraError};
+use super::{BuiltFunction, CompileFailure, InfraError, Resolution};
+use plat_common::dependencies::Dependencies;
 
 /// The stack of the thread that parses and transforms a source. oxc's
 /// parser and visitors recurse once per nesting level of the program, so a
@@ -74,9 +75,31 @@ impl TypeScriptToolchain {
         (&self.engine.sha256, &self.engine.wasm)
     }
 
-    /// Builds one handler. `Err(User)` carries a message with positions in
-    /// the user's `handler.ts`.
-    pub async fn compile(&self, source: &str) -> Result<BuiltFunction, CompileFailure> {
+    /// Resolves `dependencies` to exact package versions (or takes `locked`,
+    /// an earlier resolution of them).
+    /// FOUNDATION SKELETON: being written.
+    pub async fn resolve(
+        &self,
+        _dependencies: &Dependencies,
+        _locked: Option<&str>,
+    ) -> Result<Resolution, CompileFailure> {
+        Err(CompileFailure::User(
+            "npm dependencies are not built yet".to_owned(),
+        ))
+    }
+
+    /// Builds one handler, with `resolution`'s packages bundled in. `Err(User)`
+    /// carries a message with positions in the user's `handler.ts`.
+    pub async fn compile(
+        &self,
+        source: &str,
+        resolution: Option<&Resolution>,
+    ) -> Result<BuiltFunction, CompileFailure> {
+        if resolution.is_some() {
+            return Err(CompileFailure::User(
+                "npm dependencies are not built yet".to_owned(),
+            ));
+        }
         let (done, result) = oneshot::channel();
         let engine = self.engine.clone();
         let source = source.to_owned();

@@ -20,7 +20,7 @@ async fn toolchain() -> &'static TypeScriptToolchain {
 }
 
 async fn user_error(source: &str) -> String {
-    match toolchain().await.compile(source).await {
+    match toolchain().await.compile(source, None).await {
         Err(CompileFailure::User(message)) => message,
         other => panic!("expected a user compile error, got {other:?}"),
     }
@@ -30,7 +30,10 @@ async fn user_error(source: &str) -> String {
 async fn a_handler_becomes_a_small_module_that_names_its_engine() {
     let toolchain = toolchain().await;
     let built = toolchain
-        .compile("export default (input: { n: number }): number => input.n * 2;\n")
+        .compile(
+            "export default (input: { n: number }): number => input.n * 2;\n",
+            None,
+        )
         .await
         .expect("compiles");
 
@@ -67,7 +70,10 @@ async fn nesting_at_the_limit_compiles_and_beyond_it_is_refused() {
             "]".repeat(depth)
         )
     };
-    let deepest = toolchain().await.compile(&nested(MAX_NESTING - 1)).await;
+    let deepest = toolchain()
+        .await
+        .compile(&nested(MAX_NESTING - 1), None)
+        .await;
     let refused = user_error(&nested(MAX_NESTING + 1)).await;
     let prefix_operators = user_error(&format!(
         "export default () => {}1;\n",
@@ -94,7 +100,11 @@ async fn a_megabyte_long_operator_chain_compiles() {
     // Not nested in the source, but a left-deep tree of 500 000 levels that
     // every oxc visitor recurses through: the compile thread's stack holds it.
     let chain = format!("export default () => 1{};\n", "+1".repeat(500_000));
-    let built = toolchain().await.compile(&chain).await.expect("compiles");
+    let built = toolchain()
+        .await
+        .compile(&chain, None)
+        .await
+        .expect("compiles");
     assert!(!built.module.is_empty());
 }
 
@@ -175,7 +185,7 @@ async fn every_counted_form_just_inside_the_limit_builds_or_fails_without_exhaus
             super::nesting::check(&source).is_ok(),
             "{name} is inside the limits"
         );
-        match toolchain().await.compile(&source).await {
+        match toolchain().await.compile(&source, None).await {
             Ok(_) | Err(CompileFailure::User(_)) => {}
             Err(other) => panic!("{name}: {other:?}"),
         }
