@@ -100,7 +100,24 @@ impl Api {
         language: &str,
         source: &str,
     ) -> anyhow::Result<Uuid> {
-        let body = json!({ "name": name, "language": language, "source": source });
+        self.create_function_with(name, language, source, &json!({}))
+            .await
+    }
+
+    /// Registers a function with `dependencies` (docs/dependencies.md).
+    pub async fn create_function_with(
+        &self,
+        name: &str,
+        language: &str,
+        source: &str,
+        dependencies: &Value,
+    ) -> anyhow::Result<Uuid> {
+        let body = json!({
+            "name": name,
+            "language": language,
+            "source": source,
+            "dependencies": dependencies,
+        });
         let response = self
             .http
             .post(self.url("/functions"))

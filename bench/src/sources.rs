@@ -31,3 +31,9 @@ pub fn handler(input: Value) -> Result<Value, String> {
 /// The trivial TypeScript handler of docs/benchmarks.md.
 pub const HELLO_TS: &str =
     "export default (input: { name: string }) => ({ greeting: `Hello, ${input.name}!` });\n";
+
+/// examples/word-stats: regex, sha2 and hex from crates.io.
+pub const WORD_STATS_RUST: &str = include_str!("../../examples/word-stats/handler.rs");
+
+/// examples/signup-ts: zod and date-fns from npm.
+pub const SIGNUP_TS: &str = include_str!("../../examples/signup-ts/handler.ts");

@@ -196,6 +196,7 @@ fn start_api(database_url: &str, port: u16) -> Child {
         .env("DATABASE_URL", database_url)
         .env("PLAT_LISTEN", format!("127.0.0.1:{port}"))
         .env("PLAT_BOOTSTRAP_ADMIN_KEY", ADMIN_KEY)
+        .env("PLAT_SECRETS_KEY", plat_tests::SECRETS_KEY)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

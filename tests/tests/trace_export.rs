@@ -70,6 +70,7 @@ fn start(binary: &str, database_url: &str, collector: &str, env: &[(&str, String
         .env("DATABASE_URL", database_url)
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", collector)
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env("PLAT_SECRETS_KEY", plat_tests::SECRETS_KEY)
         .env("RUST_LOG", "info")
         .envs(env.iter().map(|(k, v)| (k, v.as_str())))
         .stdin(Stdio::null())

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use plat_worker_compiler::compile::Toolchains;
+use serde_json::json;
 
 use crate::platform::Platform;
 use crate::report::Group;
@@ -67,6 +68,54 @@ pub async fn run(platform: &mut Platform, notes: &mut Vec<String>) -> anyhow::Re
         let ready = platform.api.wait_ready(id).await?;
         group.push(key, label, ms(ready - started));
     }
+    // With dependencies: the first function with a set resolves, fetches and
+    // builds it; the second with the same set finds it cached and should take
+    // about as long as hello (docs/dependencies.md).
+    let rust_set = json!({ "regex": "1", "sha2": "0.10", "hex": "0.4" });
+    let typescript_set = json!({ "zod": "^3.23.8", "date-fns": "^3.6.0" });
+    let with_dependencies = [
+        (
+            "rust_deps_first_ms",
+            "Rust with regex + sha2 + hex, first build of the set: ms",
+            "words-first",
+            "rust",
+            sources::WORD_STATS_RUST,
+            &rust_set,
+        ),
+        (
+            "rust_deps_cached_ms",
+            "Rust with regex + sha2 + hex, set cached: ms",
+            "words-cached",
+            "rust",
+            sources::WORD_STATS_RUST,
+            &rust_set,
+        ),
+        (
+            "typescript_deps_first_ms",
+            "TypeScript with zod + date-fns, first build of the set: ms",
+            "signup-first",
+            "typescript",
+            sources::SIGNUP_TS,
+            &typescript_set,
+        ),
+        (
+            "typescript_deps_cached_ms",
+            "TypeScript with zod + date-fns, set cached: ms",
+            "signup-cached",
+            "typescript",
+            sources::SIGNUP_TS,
+            &typescript_set,
+        ),
+    ];
+    for (key, label, name, language, source, dependencies) in with_dependencies {
+        let started = Instant::now();
+        let id = platform
+            .api
+            .create_function_with(name, language, source, dependencies)
+            .await?;
+        let ready = platform.api.wait_ready(id).await?;
+        group.push(key, label, ms(ready - started));
+    }
     compiler.stop().await?;
     notes.push(
         "compile: a compiler with an empty cache folder; 'preparation' = Toolchains::prepare \
@@ -74,7 +123,10 @@ pub async fn run(platform: &mut Platform, notes: &mut Vec<String>) -> anyhow::Re
          for wasm32-wasip1 and runs a sandbox test compile, while the TypeScript engine is \
          pre-initialised; crates come from cargo's local registry cache once downloaded). \
          Each build = POST /functions until GET /functions/{id} (polled every 20 ms) shows \
-         READY; 'first' is that compiler's first build, right after its preparation."
+         READY; 'first' is that compiler's first build, right after its preparation. \
+         With dependencies: 'first build of the set' resolves the set against the registry, \
+         fetches what cargo's or the compiler's cache lacks, and builds it (Rust: in the \
+         sandbox); 'set cached' is a second function with the same set."
             .to_owned(),
     );
     Ok(group)

@@ -65,7 +65,7 @@ pub enum Command {
     Ls(functions::List),
     /// Show a function and its recent statistics.
     Info(functions::Info),
-    /// List a function's versions.
+    /// List a function's versions, or show one with its dependencies and lockfile.
     Versions(versions::ListVersions),
     /// Make an earlier version the one that runs.
     Rollback(versions::Rollback),

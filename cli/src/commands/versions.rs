@@ -11,6 +11,9 @@ use crate::output::{self, Table};
 pub struct ListVersions {
     /// The function's name (or id).
     pub name: String,
+    /// Show this one version instead (semver or number): its dependencies,
+    /// build warnings and lockfile.
+    pub version: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -42,6 +45,14 @@ pub struct Retire {
 
 pub async fn list(context: &Context, list: ListVersions) -> anyhow::Result<()> {
     let client = context.client()?;
+    if let Some(version) = &list.version {
+        let version = client
+            .get(&["functions", &list.name, "versions", version], &[])
+            .await?
+            .body;
+        show(context, &version);
+        return Ok(());
+    }
     let versions = client
         .get(&["functions", &list.name, "versions"], &[])
         .await?
@@ -86,6 +97,38 @@ pub async fn list(context: &Context, list: ListVersions) -> anyhow::Result<()> {
         table.print();
     }
     Ok(())
+}
+
+/// One version: what it is, what it depends on and what its build resolved.
+fn show(context: &Context, version: &Value) {
+    if context.json() {
+        output::print_json(version);
+        return;
+    }
+    println!(
+        "version {} (#{}): {}",
+        output::cell(version, "semver"),
+        output::cell(version, "version"),
+        output::cell(version, "status")
+    );
+    if let Some(error) = version["compileError"].as_str() {
+        println!("compile error:\n{error}");
+    }
+    match version["dependencies"].as_object() {
+        Some(dependencies) if !dependencies.is_empty() => {
+            println!("dependencies:");
+            for (name, spec) in dependencies {
+                println!("  {name} {spec}");
+            }
+        }
+        _ => println!("dependencies: none"),
+    }
+    for warning in version["buildWarnings"].as_array().into_iter().flatten() {
+        println!("warning: {}", warning.as_str().unwrap_or_default());
+    }
+    if let Some(lockfile) = version["lockfile"].as_str() {
+        println!("lockfile:\n{lockfile}");
+    }
 }
 
 fn deprecation(version: &Value) -> String {
