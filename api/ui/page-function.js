@@ -68,7 +68,7 @@ async function functionPage({ id }) {
   const names = lookupNames();
 
   // What the source card shows: a version's source, and whether it is being edited.
-  const shown = { version: null, semver: '', source: null, editing: false };
+  const shown = { version: null, semver: '', source: null, editing: false, dependencies: {}, buildWarnings: [], lockfile: null };
 
   /** Shows `next` (a FunctionView) in the header, facts and compile error. */
   function update(next) {
@@ -125,7 +125,14 @@ async function functionPage({ id }) {
     sourceCard.replaceChildren(h('h2', {}, 'Source'), h('p', { class: 'muted' }, 'Loading…'));
     try {
       const v = await api(`${path}/versions/${version}`);
-      Object.assign(shown, { version: v.version, semver: v.semver, source: v.source });
+      Object.assign(shown, {
+        version: v.version,
+        semver: v.semver,
+        source: v.source,
+        dependencies: v.dependencies || {},
+        buildWarnings: v.buildWarnings || [],
+        lockfile: v.lockfile || null,
+      });
       renderSource();
     } catch (error) {
       sourceCard.replaceChildren(h('h2', {}, 'Source'), errorBox(error));
@@ -152,8 +159,27 @@ async function functionPage({ id }) {
         ),
       ),
       view,
+      // replaceChildren would show a null as the text "null".
+      ...[dependencyView()].filter(Boolean),
     );
     if (at) showErrorLine(false);
+  }
+
+  /** The version's declared dependencies, its build warnings and its lockfile (docs/dependencies.md). */
+  function dependencyView() {
+    const names = Object.keys(shown.dependencies || {});
+    if (names.length === 0 && shown.buildWarnings.length === 0) return null;
+    const requirement = (spec) => (typeof spec === 'string' ? spec : JSON.stringify(spec));
+    return h(
+      'div',
+      { 'data-testid': 'dependencies' },
+      h('h3', {}, 'Dependencies'),
+      h('ul', {}, ...names.map((name) => h('li', {}, h('code', {}, name), ' ', requirement(shown.dependencies[name])))),
+      ...shown.buildWarnings.map((warning) => h('p', { class: 'notice' }, warning)),
+      shown.lockfile
+        ? h('details', {}, h('summary', {}, 'Lockfile'), h('pre', { class: 'code' }, shown.lockfile))
+        : null,
+    );
   }
 
   /** Scrolls the source view to the error line; `page`: the page too. */

@@ -60,7 +60,11 @@ async fn the_compiler_cannot_read_users_keys_sessions_environments_or_inputs(poo
         None
     );
     assert_eq!(
-        sqlstate(&mut compiler, "select source from function_versions").await,
+        sqlstate(
+            &mut compiler,
+            "select source, source_sealed, dependencies, lockfile_sealed from function_versions"
+        )
+        .await,
         None
     );
 }
@@ -76,6 +80,8 @@ async fn the_executor_cannot_read_users_keys_or_sessions(pool: PgPool) {
         "select * from groups",
         "select * from audit_log",
         "select source from function_versions",
+        "select source_sealed from function_versions",
+        "select lockfile_sealed from function_versions",
         "select * from compile_jobs",
         "delete from executions",
         "insert into functions (id, name, language) values (gen_random_uuid(), 'x', 'rust')",
