@@ -77,15 +77,26 @@ pub(super) fn check_versions(
                             .iter()
                             .any(|req| req.requirement.matches(&version))
                     });
-                    (allowed, rule.versions.iter().map(|r| r.text.as_str()).collect::<Vec<_>>())
+                    (
+                        allowed,
+                        rule.versions
+                            .iter()
+                            .map(|r| r.text.as_str())
+                            .collect::<Vec<_>>(),
+                    )
                 }
                 Language::TypeScript => {
                     let rule = rules.npm.get(&package.name)?;
                     let allowed =
                         nodejs_semver::Version::parse(&package.version).is_ok_and(|version| {
-                            rule.versions.iter().any(|req| req.range.satisfies(&version))
+                            rule.versions
+                                .iter()
+                                .any(|req| req.range.satisfies(&version))
                         });
-                    (allowed, rule.versions.iter().map(|r| r.text.as_str()).collect())
+                    (
+                        allowed,
+                        rule.versions.iter().map(|r| r.text.as_str()).collect(),
+                    )
                 }
             };
             (!allowed).then(|| Refusal {
@@ -112,7 +123,11 @@ fn not_allowed<T>(name: &str, kind: &str, allowed: &BTreeMap<String, T>) -> Refu
     } else if allowed.len() <= LIST_ALL_UP_TO {
         format!(
             "allowed {kind}: {}",
-            allowed.keys().map(String::as_str).collect::<Vec<_>>().join(", ")
+            allowed
+                .keys()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     } else {
         format!(
@@ -202,10 +217,15 @@ mod tests {
         let message = &refusals[0].message;
         assert_eq!(refusals[0].reason, RefusalReason::NotAllowed);
         assert!(
-            message.starts_with("dependency `left-pad-rs` is not on the operator's allowlist for crates"),
+            message.starts_with(
+                "dependency `left-pad-rs` is not on the operator's allowlist for crates"
+            ),
             "{message}"
         );
-        assert!(message.contains("allowed crates: anyhow, base64,"), "{message}");
+        assert!(
+            message.contains("allowed crates: anyhow, base64,"),
+            "{message}"
+        );
         assert!(message.contains("PLAT_DEPENDENCY_POLICY"), "{message}");
     }
 
@@ -221,14 +241,22 @@ mod tests {
         let refusals = check_declared(&rules, Language::TypeScript, &deps(r#"{"lodash": "^4"}"#));
 
         let message = &refusals[0].message;
-        assert!(message.contains("not on the operator's allowlist for npm packages"), "{message}");
+        assert!(
+            message.contains("not on the operator's allowlist for npm packages"),
+            "{message}"
+        );
         assert!(
             message.contains("the closest of its 51 allowed npm packages: lodash-es,"),
             "{message}"
         );
-        assert!(check_declared(&rules, Language::TypeScript, &deps(r#"{"pkg-07": "1"}"#)).is_empty());
+        assert!(
+            check_declared(&rules, Language::TypeScript, &deps(r#"{"pkg-07": "1"}"#)).is_empty()
+        );
         // Crates and npm packages are separate lists.
-        assert_eq!(check_declared(&rules, Language::Rust, &deps(r#"{"pkg-07": "1"}"#)).len(), 1);
+        assert_eq!(
+            check_declared(&rules, Language::Rust, &deps(r#"{"pkg-07": "1"}"#)).len(),
+            1
+        );
     }
 
     #[test]
@@ -252,10 +280,20 @@ mod tests {
         let messages: Vec<&str> = refusals.iter().map(|r| r.message.as_str()).collect();
         assert_eq!(messages.len(), 2, "{messages:?}");
         assert!(messages[0].starts_with("dependency `itoa`: feature `no-panic` is not allowed"));
-        assert!(messages[0].contains("only its default features"), "{}", messages[0]);
+        assert!(
+            messages[0].contains("only its default features"),
+            "{}",
+            messages[0]
+        );
         assert!(messages[1].starts_with("dependency `uuid`: feature `js` is not allowed"));
-        assert!(messages[1].contains("(allowed features of uuid: serde, v4)"), "{}", messages[1]);
-        assert!(refusals.iter().all(|r| r.reason == RefusalReason::FeatureNotAllowed));
+        assert!(
+            messages[1].contains("(allowed features of uuid: serde, v4)"),
+            "{}",
+            messages[1]
+        );
+        assert!(refusals
+            .iter()
+            .all(|r| r.reason == RefusalReason::FeatureNotAllowed));
     }
 
     #[test]
@@ -271,27 +309,57 @@ mod tests {
             &rules,
             Language::Rust,
             &rust,
-            &[package("smallvec", "1.5.0", true), package("smallvec", "0.6.1", false)],
+            &[
+                package("smallvec", "1.5.0", true),
+                package("smallvec", "0.6.1", false),
+            ],
         );
-        assert_eq!(refused.len(), 1, "the transitive 0.6.1 is not checked: {refused:?}");
+        assert_eq!(
+            refused.len(),
+            1,
+            "the transitive 0.6.1 is not checked: {refused:?}"
+        );
         assert_eq!(
             refused[0].message,
             "dependency `smallvec` resolved to 1.5.0, which the operator's allowlist does not allow \
              (allowed: `1.6` or `1.13`); ask for a version within it, or the operator allows more in \
              the dependency policy file (PLAT_DEPENDENCY_POLICY; docs/dependencies.md)"
         );
-        assert!(check_versions(&rules, Language::Rust, &rust, &[package("smallvec", "1.13.2", true)])
-            .is_empty());
+        assert!(check_versions(
+            &rules,
+            Language::Rust,
+            &rust,
+            &[package("smallvec", "1.13.2", true)]
+        )
+        .is_empty());
 
         let ts = deps(r#"{"zod": "^3"}"#);
-        assert!(check_versions(&rules, Language::TypeScript, &ts, &[package("zod", "3.23.8", true)])
-            .is_empty());
-        assert!(check_versions(&rules, Language::TypeScript, &ts, &[package("zod", "4.1.0", true)])
-            .is_empty());
-        let refused =
-            check_versions(&rules, Language::TypeScript, &ts, &[package("zod", "3.21.4", true)]);
+        assert!(check_versions(
+            &rules,
+            Language::TypeScript,
+            &ts,
+            &[package("zod", "3.23.8", true)]
+        )
+        .is_empty());
+        assert!(check_versions(
+            &rules,
+            Language::TypeScript,
+            &ts,
+            &[package("zod", "4.1.0", true)]
+        )
+        .is_empty());
+        let refused = check_versions(
+            &rules,
+            Language::TypeScript,
+            &ts,
+            &[package("zod", "3.21.4", true)],
+        );
         assert_eq!(refused[0].reason, RefusalReason::VersionNotAllowed);
-        assert!(refused[0].message.contains("resolved to 3.21.4"), "{}", refused[0].message);
+        assert!(
+            refused[0].message.contains("resolved to 3.21.4"),
+            "{}",
+            refused[0].message
+        );
     }
 
     #[test]
@@ -299,6 +367,9 @@ mod tests {
         assert_eq!(edit_distance("lodash", "lodash-es"), 3);
         assert_eq!(edit_distance("serde", "serde"), 0);
         assert_eq!(edit_distance("sha2", "sha1"), 1);
-        assert_eq!(closest("sha", ["hex", "sha1", "sha2", "zod"].into_iter())[..2], ["sha1", "sha2"]);
+        assert_eq!(
+            closest("sha", ["hex", "sha1", "sha2", "zod"].into_iter())[..2],
+            ["sha1", "sha2"]
+        );
     }
 }

@@ -157,9 +157,7 @@ impl NpmRange {
                 text: text.to_owned(),
                 range,
             })
-            .map_err(|error| {
-                E::custom(format!("`{text}` is not an npm version range: {error}"))
-            })
+            .map_err(|error| E::custom(format!("`{text}` is not an npm version range: {error}")))
     }
 }
 
@@ -377,14 +375,20 @@ message = "functions may not start processes"
         )
         .expect("parses");
         assert_eq!(rules.crates["itoa"].versions[0].text, "1");
-        assert_eq!(rules.crates["itoa"].features, FeatureRule::Only(BTreeSet::new()));
+        assert_eq!(
+            rules.crates["itoa"].features,
+            FeatureRule::Only(BTreeSet::new())
+        );
         assert_eq!(rules.crates["uuid"].versions.len(), 2);
         assert!(rules.crates["uuid"].features.allows("serde"));
         assert_eq!(rules.crates["regex"].features, FeatureRule::Any);
         assert_eq!(rules.npm["date-fns"].versions[1].text, "^4");
         assert_eq!(
             rules.advisories.db_paths,
-            [PathBuf::from("/etc/plat/osv"), PathBuf::from("/srv/osv/npm")]
+            [
+                PathBuf::from("/etc/plat/osv"),
+                PathBuf::from("/srv/osv/npm")
+            ]
         );
         assert_eq!(rules.advisories.action, AdvisoryAction::Warn);
         assert_eq!(
@@ -414,7 +418,10 @@ message = "functions may not start processes"
     fn a_bad_value_is_reported_with_its_line_and_why() {
         let error = error_of("[crates]\nitoa = \"1\"\nuuid = \"one\"\n");
         assert!(error.contains("line 3"), "{error}");
-        assert!(error.contains("`one` is not a Cargo version requirement"), "{error}");
+        assert!(
+            error.contains("`one` is not a Cargo version requirement"),
+            "{error}"
+        );
 
         let error = error_of("[npm]\nzod = { versions = [\"^3\", \"not a range\"] }\n");
         assert!(error.contains("line 2"), "{error}");
@@ -423,7 +430,8 @@ message = "functions may not start processes"
         let error = error_of("[npm]\nzod = { versions = [] }\n");
         assert!(error.contains("at least one requirement"), "{error}");
 
-        let error = error_of("[crates]\nregex = { versions = [\"1\"], features = [\"*\", \"std\"] }\n");
+        let error =
+            error_of("[crates]\nregex = { versions = [\"1\"], features = [\"*\", \"std\"] }\n");
         assert!(error.contains("list no others"), "{error}");
 
         let error = error_of("[advisories]\naction = \"block\"\n");
@@ -434,7 +442,8 @@ message = "functions may not start processes"
             "[[forbidden.typescript]]\nmessage = \"no\"\n\n[[forbidden.typescript]]\npattern = 'eval('\nmessage = \"no eval\"\n",
         );
         assert!(error.contains("missing field `pattern`"), "{error}");
-        let error = error_of("[[forbidden.typescript]]\npattern = 'eval('\nmessage = \"no eval\"\n");
+        let error =
+            error_of("[[forbidden.typescript]]\npattern = 'eval('\nmessage = \"no eval\"\n");
         assert!(error.contains("line 2"), "{error}");
         assert!(error.contains("`eval(` is not a valid regex"), "{error}");
 

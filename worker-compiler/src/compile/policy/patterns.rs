@@ -17,11 +17,7 @@ fn user_file(language: Language) -> &'static str {
 
 /// One message per pattern that matches `source` (at its first match), in
 /// the policy's order; empty when none does.
-pub(super) fn find(
-    language: Language,
-    patterns: &[ForbiddenPattern],
-    source: &str,
-) -> Vec<String> {
+pub(super) fn find(language: Language, patterns: &[ForbiddenPattern], source: &str) -> Vec<String> {
     patterns
         .iter()
         .filter_map(|forbidden| {
@@ -84,7 +80,7 @@ mod tests {
         assert_eq!(
             found,
             [
-                "handler.rs:4:11: error: functions may not start processes (the operator's dependency \
+                "handler.rs:4:10: error: functions may not start processes (the operator's dependency \
                  policy forbids `\\bstd::process\\b` in sources)\n4 | \tlet é = std::process::id();\n  | \t        ^"
             ]
         );
@@ -99,12 +95,17 @@ mod tests {
             None,
         )
         .expect("parses");
-        let source = "import x from \"node:fs\";\nconst a = eval (\"1\");\nconst b = eval(\"2\");\n";
+        let source =
+            "import x from \"node:fs\";\nconst a = eval (\"1\");\nconst b = eval(\"2\");\n";
 
         let found = find(Language::TypeScript, &rules.forbidden.typescript, source);
 
         assert_eq!(found.len(), 2, "{found:?}");
-        assert!(found[0].starts_with("handler.ts:2:11: error: no eval"), "{}", found[0]);
+        assert!(
+            found[0].starts_with("handler.ts:2:11: error: no eval"),
+            "{}",
+            found[0]
+        );
         assert!(
             found[1].starts_with("handler.ts:1:1: error: no Node built-ins"),
             "{}",

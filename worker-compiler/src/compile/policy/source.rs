@@ -87,7 +87,10 @@ impl PolicySource {
     /// The policy for the next build, re-read first if its file or its
     /// advisory database changed.
     pub fn current(&self) -> Arc<DependencyPolicy> {
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(path) = &self.file {
             if !reload_file(path, &mut state) {
                 self.reload_db(&mut state);
@@ -229,13 +232,22 @@ mod tests {
 
         std::fs::write(&path, "[crates]\nitoa = \"1\"\nryu = \"1\"\nbad = \n").unwrap();
         let policy = source.current();
-        assert!(allows(&policy, "ryu") && allows(&policy, "itoa"), "the last good one stays");
+        assert!(
+            allows(&policy, "ryu") && allows(&policy, "itoa"),
+            "the last good one stays"
+        );
 
         std::fs::remove_file(&path).unwrap();
-        assert!(allows(&source.current(), "ryu"), "a missing file keeps it too");
+        assert!(
+            allows(&source.current(), "ryu"),
+            "a missing file keeps it too"
+        );
 
         std::fs::write(&path, "[crates]\n").unwrap();
-        assert!(!allows(&source.current(), "itoa"), "a later good edit applies");
+        assert!(
+            !allows(&source.current(), "itoa"),
+            "a later good edit applies"
+        );
     }
 
     #[test]
@@ -256,7 +268,10 @@ mod tests {
 
         std::fs::write(&path, "[advisories]\ndb-paths = [\"osv\"]\n").unwrap();
         let error = PolicySource::new(Some(&path)).unwrap_err().to_string();
-        assert!(error.contains("osv"), "a missing database is named: {error}");
+        assert!(
+            error.contains("osv"),
+            "a missing database is named: {error}"
+        );
     }
 
     #[test]

@@ -100,7 +100,11 @@ fn a_crate_inside_an_advisorys_range_is_refused_with_the_id_aliases_and_fix() {
     assert!(user_error(check("0.6.13", false)).contains("fixed in 0.6.14, 1.6.1"));
     assert!(user_error(check("1.0.0", true)).contains("smallvec 1.0.0"));
     for unaffected in ["0.6.14", "0.6.20", "1.6.1", "1.13.2"] {
-        assert_eq!(check(unaffected, false).unwrap(), Vec::<String>::new(), "{unaffected}");
+        assert_eq!(
+            check(unaffected, false).unwrap(),
+            Vec::<String>::new(),
+            "{unaffected}"
+        );
     }
 }
 
@@ -127,7 +131,10 @@ fn npm_ranges_last_affected_and_other_ecosystems_match_as_osv_says() {
         ),
         "{message}"
     );
-    assert!(check("lodash-es", "3.10.1").unwrap().is_empty(), "before introduced");
+    assert!(
+        check("lodash-es", "3.10.1").unwrap().is_empty(),
+        "before introduced"
+    );
     assert!(check("lodash", "4.17.4").is_err());
     // last_affected 4.5.1 includes 4.5.1, not what follows; no fix listed.
     let message = user_error(check("lodash.trim", "4.5.1"));
@@ -155,7 +162,10 @@ fn explicit_versions_match_and_withdrawn_advisories_do_not() {
         "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}]}]}]}]"#;
     let fixture = Fixture::new(
         "[npm]\nms = \"^2\"\n[advisories]\ndb-paths = [\"osv\"]\n",
-        &[("listed.json", listed), ("nested/withdrawn.json", withdrawn)],
+        &[
+            ("listed.json", listed),
+            ("nested/withdrawn.json", withdrawn),
+        ],
     );
     let check = |version: &str| {
         fixture.policy().check_resolved(
@@ -166,7 +176,10 @@ fn explicit_versions_match_and_withdrawn_advisories_do_not() {
     };
 
     let message = user_error(check("2.0.0"));
-    assert!(message.contains("GHSA-test-list-only: ms 2.0.0: Listed versions only; no fixed version"), "{message}");
+    assert!(
+        message.contains("GHSA-test-list-only: ms 2.0.0: Listed versions only; no fixed version"),
+        "{message}"
+    );
     assert!(!message.contains("GHSA-test-withdrawn"), "{message}");
     assert!(check("2.1.3").unwrap().is_empty());
 }
@@ -189,8 +202,10 @@ fn under_warn_the_matches_are_warnings_and_the_build_goes_on() {
 
     assert_eq!(
         warnings,
-        ["advisory RUSTSEC-2021-0003 (CVE-2021-25900, GHSA-43w2-9j62-hq99): smallvec 1.6.0: \
-          Buffer overflow in SmallVec::insert_many; fixed in 1.6.1"],
+        [
+            "advisory RUSTSEC-2021-0003 (CVE-2021-25900, GHSA-43w2-9j62-hq99): smallvec 1.6.0: \
+          Buffer overflow in SmallVec::insert_many; fixed in 1.6.1"
+        ],
         "one warning per package and version"
     );
 }
@@ -245,14 +260,20 @@ fn a_database_file_that_is_not_osv_is_named_at_load() {
         .unwrap_err()
         .to_string();
 
-    assert!(error.contains("bad.json") && error.contains("is not OSV JSON"), "{error}");
+    assert!(
+        error.contains("bad.json") && error.contains("is not OSV JSON"),
+        "{error}"
+    );
 }
 
 #[test]
 fn the_built_in_policy_refuses_what_it_does_not_list_and_scans_nothing() {
     let policy = DependencyPolicy::default();
     assert!(policy
-        .check_declared(Language::Rust, &deps(r#"{"serde": {"version": "1", "features": ["derive"]}}"#))
+        .check_declared(
+            Language::Rust,
+            &deps(r#"{"serde": {"version": "1", "features": ["derive"]}}"#)
+        )
         .is_ok());
     assert!(policy
         .check_declared(Language::TypeScript, &deps(r#"{"zod": "^3.23.8"}"#))
@@ -261,8 +282,13 @@ fn the_built_in_policy_refuses_what_it_does_not_list_and_scans_nothing() {
         .check_declared(Language::Rust, &deps(r#"{"left-pad-rs": "1"}"#))
         .unwrap_err()
         .to_string();
-    assert!(message.contains("`left-pad-rs` is not on the operator's allowlist"), "{message}");
-    assert!(policy.scan_source(Language::Rust, "std::process::exit(1)").is_ok());
+    assert!(
+        message.contains("`left-pad-rs` is not on the operator's allowlist"),
+        "{message}"
+    );
+    assert!(policy
+        .scan_source(Language::Rust, "std::process::exit(1)")
+        .is_ok());
 }
 
 #[test]
@@ -282,8 +308,14 @@ fn scan_source_fails_the_build_with_every_match() {
     };
 
     let lines: Vec<&str> = message.lines().collect();
-    assert!(lines[0].starts_with("handler.rs:2:5: error: no environment"), "{message}");
-    assert!(lines[3].starts_with("handler.rs:1:5: error: no sockets"), "{message}");
+    assert!(
+        lines[0].starts_with("handler.rs:2:5: error: no environment"),
+        "{message}"
+    );
+    assert!(
+        lines[3].starts_with("handler.rs:1:5: error: no sockets"),
+        "{message}"
+    );
     assert!(fixture
         .policy()
         .scan_source(Language::TypeScript, "import 'std::env'")
