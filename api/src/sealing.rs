@@ -55,13 +55,18 @@ pub async fn run(pool: PgPool, key: SecretsKey, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             pass = locked_pass(&pool, &key) => pass,
         };
-        match pass {
-            Ok(pass) => report(&key, pass),
-            Err(error) => {
-                tracing::warn!(%error, "sealing values at rest failed; trying again later")
+        let done = match pass {
+            Ok(pass) => {
+                report(&key, pass);
+                // Without a rotation, one pass at start is all there is to do.
+                !key.has_previous()
             }
-        }
-        if !key.has_previous() && matches!(pass, Ok(_)) {
+            Err(error) => {
+                tracing::warn!(%error, "sealing values at rest failed; trying again later");
+                false
+            }
+        };
+        if done {
             return;
         }
         tokio::select! {
