@@ -92,7 +92,8 @@ fn pg_dump() -> PathBuf {
 /// (what, owner, stored).
 async fn sealed_values(pool: &PgPool) -> Vec<(String, Uuid, Vec<u8>)> {
     let mut values = Vec::new();
-    let versions: Vec<(Uuid, i32, Option<Vec<u8>>, Option<Vec<u8>>)> = sqlx::query_as(
+    type Version = (Uuid, i32, Option<Vec<u8>>, Option<Vec<u8>>);
+    let versions: Vec<Version> = sqlx::query_as(
         "select function_id, version, source_sealed, lockfile_sealed from function_versions",
     )
     .fetch_all(pool)
