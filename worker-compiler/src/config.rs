@@ -38,8 +38,14 @@ pub struct CompilerConfig {
     pub max_module_bytes: u64,
     /// Opens the sealed sources and lockfiles it builds, and seals the
     /// lockfiles it resolves: the key the API seals them with. Required
-    /// (checked at start, so `plat up` can fill it in).
-    #[arg(long, env = "PLAT_SECRETS_KEY", hide_env_values = true)]
+    /// (checked at start, so `plat up` can fill it in). Its own id and flag:
+    /// `plat up` has the API's `--secrets-key` in the same command.
+    #[arg(
+        id = "compiler_secrets_key",
+        long = "compiler-secrets-key",
+        env = "PLAT_SECRETS_KEY",
+        hide_env_values = true
+    )]
     pub secrets_key: Option<SecretsKey>,
     /// Keys `PLAT_SECRETS_KEY` replaced, comma-separated, during a rotation:
     /// the same as the API's (docs/security.md, "Key rotation").
