@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use plat_common::secrets::{Secret, SecretsKey};
+use plat_common::secrets::{PreviousSecretsKeys, Secret, SecretsKey};
 
 /// How the API process behaves. Limits protect the database and the workers
 /// from oversized requests; every one is configurable by the operator.
@@ -52,6 +52,16 @@ pub struct ApiConfig {
     /// executors need the same. Without it, environments cannot be written.
     #[arg(long, env = "PLAT_SECRETS_KEY", hide_env_values = true)]
     pub secrets_key: Option<SecretsKey>,
+    /// Keys `PLAT_SECRETS_KEY` replaced, comma-separated, during a rotation:
+    /// they still open what they sealed, and the API re-seals all of it with
+    /// the current key at start (docs/security.md, "Key rotation").
+    #[arg(
+        long,
+        env = "PLAT_SECRETS_PREVIOUS_KEYS",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    pub secrets_previous_keys: PreviousSecretsKeys,
     /// A browser session ends after this many minutes without a request.
     #[arg(long, env = "PLAT_SESSION_IDLE_MINUTES", default_value_t = 720)]
     pub session_idle_minutes: u32,
@@ -147,6 +157,7 @@ impl Default for ApiConfig {
             bootstrap_admin_email: "admin@localhost".to_owned(),
             bootstrap_admin_password: None,
             secrets_key: None,
+            secrets_previous_keys: PreviousSecretsKeys::default(),
             session_idle_minutes: 720,
             session_max_hours: 168,
             cookie_secure: None,

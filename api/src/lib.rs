@@ -28,6 +28,7 @@ pub mod retention;
 mod retries;
 mod scheduler;
 mod schedules;
+mod sealing;
 mod session_cookie;
 mod sessions;
 mod stats;
@@ -222,6 +223,12 @@ pub async fn serve_on(
          (docs/dependencies.md); make one with `openssl rand -base64 32` and give the same key to \
          the compilers and executors"
     );
+    // Every key of a rotation opens; the current one seals (common/src/secrets.rs).
+    let config = ApiConfig {
+        secrets_key: (config.secrets_key.clone())
+            .map(|key| key.with_previous(&config.secrets_previous_keys)),
+        ..config
+    };
     // Before the first request, so its metrics are recorded.
     plat_common::metrics::handle();
     bootstrap::run(&pool, &config).await?;
@@ -243,6 +250,11 @@ pub async fn serve_on(
     let listen_auth = tokio::spawn(auth::listen(
         pool.clone(),
         state.auth.clone(),
+        shutdown.clone(),
+    ));
+    let sealing = tokio::spawn(sealing::run(
+        pool.clone(),
+        state.config.secrets_key.clone().expect("checked above"),
         shutdown.clone(),
     ));
     let retention = tokio::spawn(retention::run(
@@ -282,6 +294,8 @@ pub async fn serve_on(
     watch_events.abort();
     listen_auth.abort();
     retention.abort();
+    // Each batch is one transaction; one cut short rolls back.
+    sealing.abort();
     // Between its transactions it holds nothing; one cut short rolls back.
     scheduler.abort();
     deliveries.abort();

@@ -274,6 +274,10 @@ async fn run_up(mut up: Up) -> anyhow::Result<()> {
     }
     up.executor.secrets_key = up.api.secrets_key.clone();
     up.compiler.secrets_key = up.api.secrets_key.clone();
+    // A rotation's previous keys (PLAT_SECRETS_PREVIOUS_KEYS), if set, go to
+    // every component, as the key does.
+    up.executor.secrets_previous_keys = up.api.secrets_previous_keys.clone();
+    up.compiler.secrets_previous_keys = up.api.secrets_previous_keys.clone();
     // `plat up` serves plain HTTP: browsers drop a `Secure` cookie there
     // (Chromium excepted, on localhost only), so the dashboard's login would
     // not stick. Off unless the operator set it (a TLS proxy in front).

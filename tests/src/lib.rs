@@ -157,6 +157,7 @@ pub fn compiler_config() -> CompilerConfig {
         shutdown_grace_secs: 5,
         max_module_bytes: plat_worker_compiler::compile::DEFAULT_MAX_MODULE_BYTES,
         secrets_key: Some(SECRETS_KEY.parse().expect("a valid secrets key")),
+        secrets_previous_keys: Default::default(),
         dependency_policy: None,
     }
 }
@@ -217,6 +218,7 @@ pub fn executor_config() -> ExecutorConfig {
         poll_interval_ms: 1000,
         shutdown_grace_secs: 5,
         secrets_key: Some(SECRETS_KEY.parse().expect("a valid secrets key")),
+        secrets_previous_keys: Default::default(),
     }
 }
 

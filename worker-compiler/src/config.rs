@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use plat_common::secrets::SecretsKey;
+use plat_common::secrets::{PreviousSecretsKeys, SecretsKey};
 use plat_common::worker::LoopConfig;
 
 use crate::compile::{CompileLimits, DEFAULT_MAX_MODULE_BYTES};
@@ -38,9 +38,25 @@ pub struct CompilerConfig {
     pub max_module_bytes: u64,
     /// Opens the sealed sources and lockfiles it builds, and seals the
     /// lockfiles it resolves: the key the API seals them with. Required
-    /// (checked at start, so `plat up` can fill it in).
-    #[arg(long, env = "PLAT_SECRETS_KEY", hide_env_values = true)]
+    /// (checked at start, so `plat up` can fill it in). Its own id and flag:
+    /// `plat up` has the API's `--secrets-key` in the same command.
+    #[arg(
+        id = "compiler_secrets_key",
+        long = "compiler-secrets-key",
+        env = "PLAT_SECRETS_KEY",
+        hide_env_values = true
+    )]
     pub secrets_key: Option<SecretsKey>,
+    /// Keys `PLAT_SECRETS_KEY` replaced, comma-separated, during a rotation:
+    /// the same as the API's (docs/security.md, "Key rotation").
+    #[arg(
+        id = "compiler_secrets_previous_keys",
+        long = "compiler-secrets-previous-keys",
+        env = "PLAT_SECRETS_PREVIOUS_KEYS",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    pub secrets_previous_keys: PreviousSecretsKeys,
     /// The operator's dependency policy (TOML): the crate and npm package
     /// allowlists, the advisory database and what a match does, and the
     /// patterns no source may hold. Re-read when it changes; without it the

@@ -39,7 +39,11 @@ pub async fn run_with_toolchains(
     toolchains: Arc<compile::Toolchains>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let secrets_key = config.secrets_key.clone().context(
+    let secrets_key = config
+        .secrets_key
+        .clone()
+        .map(|key| key.with_previous(&config.secrets_previous_keys))
+        .context(
         "PLAT_SECRETS_KEY is not set: the compiler opens the sources it builds with the key the API seals them with",
     )?;
     let policy = compile::policy::PolicySource::new(config.dependency_policy.as_deref())

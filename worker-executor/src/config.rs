@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::builder::{OsStringValueParser, TypedValueParser as _};
 
-use plat_common::secrets::SecretsKey;
+use plat_common::secrets::{PreviousSecretsKeys, SecretsKey};
 use plat_common::worker::LoopConfig;
 
 /// How one executor worker process behaves.
@@ -77,6 +77,10 @@ pub struct ExecutorConfig {
     /// it, runs of such functions fail with ENVIRONMENT_ERROR.
     #[arg(skip)]
     pub secrets_key: Option<SecretsKey>,
+    /// Keys `PLAT_SECRETS_KEY` replaced, during a rotation
+    /// (`PLAT_SECRETS_PREVIOUS_KEYS`, read by the binary as `secrets_key`).
+    #[arg(skip)]
+    pub secrets_previous_keys: PreviousSecretsKeys,
 }
 
 impl ExecutorConfig {

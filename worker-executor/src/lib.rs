@@ -31,7 +31,12 @@ pub async fn run(
     let queue = Arc::new(worker::ExecuteQueue {
         pool: pool.clone(),
         modules: modules::ModuleCache::new(runtime.clone(), config.module_cache_size),
-        environments: environments::Environments::new(config.secrets_key.clone()),
+        environments: environments::Environments::new(
+            config
+                .secrets_key
+                .clone()
+                .map(|key| key.with_previous(&config.secrets_previous_keys)),
+        ),
         completions: completions::Completions::start(pool.clone()),
         runtime,
         run_threads: runtime::RunThreads::start(config.runs_at_once())?,

@@ -1,5 +1,5 @@
 use clap::Parser;
-use plat_common::secrets::SecretsKey;
+use plat_common::secrets::{PreviousSecretsKeys, SecretsKey};
 use plat_worker_executor::ExecutorConfig;
 
 /// Plat executor worker: runs function modules in wasmtime.
@@ -19,6 +19,15 @@ struct Cli {
     /// as the API's.
     #[arg(long, env = "PLAT_SECRETS_KEY", hide_env_values = true)]
     secrets_key: Option<SecretsKey>,
+    /// Keys `PLAT_SECRETS_KEY` replaced, comma-separated, during a rotation:
+    /// the same as the API's.
+    #[arg(
+        long,
+        env = "PLAT_SECRETS_PREVIOUS_KEYS",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    secrets_previous_keys: PreviousSecretsKeys,
 }
 
 #[tokio::main]
@@ -26,6 +35,7 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = plat_common::telemetry::init("plat-worker-executor");
     let mut cli = Cli::parse();
     cli.config.secrets_key = cli.secrets_key.take();
+    cli.config.secrets_previous_keys = std::mem::take(&mut cli.secrets_previous_keys);
     let shutdown = plat_common::shutdown::on_signal();
     if let Some(listen) = cli.metrics_listen {
         plat_common::metrics::start_endpoint(listen);
