@@ -37,7 +37,9 @@ async fn create_with_dependencies(app: &TestApp, name: &str, source: &str) -> St
 }
 
 async fn version(app: &TestApp, id: &str, version: i64) -> Value {
-    let reply = app.get(&format!("/functions/{id}/versions/{version}")).await;
+    let reply = app
+        .get(&format!("/functions/{id}/versions/{version}"))
+        .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     reply.body
 }

@@ -97,7 +97,9 @@ impl CompilerConfig {
             timeout: Duration::from_secs(self.compile_timeout_secs.max(1)),
             memory_bytes: self.compile_memory_mb.saturating_mul(1024 * 1024),
             max_module_bytes: self.max_module_bytes,
-            dependency_build_timeout: Duration::from_secs(self.dependency_build_timeout_secs.max(1)),
+            dependency_build_timeout: Duration::from_secs(
+                self.dependency_build_timeout_secs.max(1),
+            ),
         }
     }
 }

@@ -22,7 +22,8 @@ pub(super) const ROOT_CRATE: &str = "plat-function-deps";
 const TEMPLATE_CRATES: [&str; 2] = ["serde", "serde_json"];
 /// The header line's prefix.
 const HEADER_PREFIX: &str = "# plat-dependencies: ";
-const HEADER_NOTE: &str = "# The function's declared dependencies (Plat builds this set from them and this lockfile).\n";
+const HEADER_NOTE: &str =
+    "# The function's declared dependencies (Plat builds this set from them and this lockfile).\n";
 
 /// Why a lockfile does not describe a dependency set.
 #[derive(Debug, thiserror::Error)]
@@ -217,8 +218,14 @@ mod tests {
         assert_eq!(deps["chrono"]["default-features"].as_bool(), Some(false));
         assert_eq!(deps["chrono"]["features"][0].as_str(), Some("serde"));
         assert_eq!(deps["serde"]["features"][0].as_str(), Some("derive"));
-        assert!(deps["serde_json"]["version"].as_str().unwrap().starts_with('='));
-        assert_eq!(parsed["profile"]["release"]["panic"].as_str(), Some("abort"));
+        assert!(deps["serde_json"]["version"]
+            .as_str()
+            .unwrap()
+            .starts_with('='));
+        assert_eq!(
+            parsed["profile"]["release"]["panic"].as_str(),
+            Some("abort")
+        );
     }
 
     #[test]
@@ -228,9 +235,14 @@ mod tests {
         })));
         let parsed: Table = manifest.parse().unwrap();
 
-        let features = parsed["dependencies"]["serde"]["features"].as_array().unwrap();
+        let features = parsed["dependencies"]["serde"]["features"]
+            .as_array()
+            .unwrap();
         assert_eq!(features.len(), 2, "{manifest}");
-        assert_eq!(parsed["dependencies"]["serde"]["version"].as_str(), Some("1"));
+        assert_eq!(
+            parsed["dependencies"]["serde"]["version"].as_str(),
+            Some("1")
+        );
     }
 
     #[test]

@@ -173,7 +173,12 @@ impl DependencySets {
             }
             // Another worker process renamed the same set into place first.
             Err(_) if tokio::fs::try_exists(&dir).await.unwrap_or(false) => {}
-            Err(e) => return Err(infra_io("moving the built dependency set into the cache", e)),
+            Err(e) => {
+                return Err(infra_io(
+                    "moving the built dependency set into the cache",
+                    e,
+                ))
+            }
         }
         // The scratch folder holds cargo's target dir and the sources: remove
         // it off the async threads.
@@ -341,7 +346,11 @@ impl DependencySets {
                 "running cargo",
                 io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("`cargo {}` took over {} s", args[0], limits.timeout.as_secs()),
+                    format!(
+                        "`cargo {}` took over {} s",
+                        args[0],
+                        limits.timeout.as_secs()
+                    ),
                 ),
             )),
         }
@@ -464,14 +473,21 @@ fn resolution_failure(
             "dependency `{name}`: there is no crate named `{name}` on crates.io"
         ));
     }
-    if let Some(feature_line) = stderr.lines().find(|l| l.contains("does not have that feature")) {
+    if let Some(feature_line) = stderr
+        .lines()
+        .find(|l| l.contains("does not have that feature"))
+    {
         let name = between(feature_line, "depends on `", "`").unwrap_or_default();
         let feature = between(feature_line, "with feature `", "`").unwrap_or_default();
         return CompileFailure::User(format!(
             "dependency `{name}`: the crate has no feature `{feature}` (at the version the requirement selects)"
         ));
     }
-    if let Some(requirement) = between(stderr, "failed to select a version for the requirement `", "`") {
+    if let Some(requirement) = between(
+        stderr,
+        "failed to select a version for the requirement `",
+        "`",
+    ) {
         let name = requirement.split(' ').next().unwrap_or(requirement);
         let wanted = dependencies
             .get(name)
@@ -527,7 +543,10 @@ fn build_failure(stdout: &str, stderr: &str) -> String {
         let rendered = message["message"]["rendered"].as_str().unwrap_or_default();
         report.push_str(&format!("in crate `{package}`: {rendered}\n"));
     }
-    for line in stderr.lines().filter(|l| l.trim_start().starts_with("error")) {
+    for line in stderr
+        .lines()
+        .filter(|l| l.trim_start().starts_with("error"))
+    {
         report.push_str(line);
         report.push('\n');
     }

@@ -54,7 +54,7 @@ async fn resolution_error(dependencies: serde_json::Value) -> String {
 /// stdin): its exit code and stdout. On a blocking thread: wasmtime-wasi's
 /// synchronous calls start a runtime of their own.
 async fn run_module(wasm: &[u8], input: &str) -> (i32, String) {
-    let (wasm, input) = (wasm.to_vec(), input.to_owned()).await;
+    let (wasm, input) = (wasm.to_vec(), input.to_owned());
     tokio::task::spawn_blocking(move || run_blocking(&wasm, &input))
         .await
         .expect("the module run does not panic")
@@ -82,7 +82,10 @@ fn run_blocking(wasm: &[u8], input: &str) -> (i32, String) {
             .map(|exit| exit.0)
             .unwrap_or_else(|| panic!("the module trapped: {error:?}")),
     };
-    (code, String::from_utf8_lossy(&stdout.contents()).into_owned())
+    (
+        code,
+        String::from_utf8_lossy(&stdout.contents()).into_owned(),
+    )
 }
 
 #[tokio::test]
@@ -146,7 +149,10 @@ async fn a_rebuild_from_the_lockfile_gives_the_same_lockfile_and_module() {
     assert!(toolchain().await.dependency_set_builds() > builds_before);
     assert!(set_dir.is_dir());
     assert!(first_module == second_module, "the rebuilt module differs");
-    assert_eq!(run_module(&second_module, "12345"), (0, "\"12345\"".to_owned())).await;
+    assert_eq!(
+        run_module(&second_module, "12345").await,
+        (0, "\"12345\"".to_owned())
+    );
 }
 
 #[tokio::test]
@@ -163,10 +169,13 @@ async fn a_second_function_with_the_same_set_reuses_the_built_set() {
     let other_source = "pub fn handler(s: String) -> Result<bool, String> { Ok(regex::Regex::new(\"^a\").unwrap().is_match(&s)) }\n";
     let wasm = compile(other_source, &second).await;
 
-    assert_eq!(toolchain().await.dependency_set_dir(&second).unwrap(), set_dir);
+    assert_eq!(
+        toolchain().await.dependency_set_dir(&second).unwrap(),
+        set_dir
+    );
     assert!(marker.exists(), "the set folder was rebuilt");
     std::fs::remove_file(&marker).unwrap();
-    assert_eq!(run_module(&wasm, "\"abc\""), (0, "true".to_owned())).await;
+    assert_eq!(run_module(&wasm, "\"abc\"").await, (0, "true".to_owned()));
 }
 
 #[tokio::test]
@@ -237,7 +246,10 @@ fn main() {{
 "#,
         secret = host_secret.to_str().unwrap(),
         home = std::env::var("HOME").unwrap_or_else(|_| "/root".to_owned()) + "/.bashrc",
-        cache = std::env::temp_dir().join("plat-test-rust-deps").to_str().unwrap(),
+        cache = std::env::temp_dir()
+            .join("plat-test-rust-deps")
+            .to_str()
+            .unwrap(),
     );
     std::fs::write(job.join("crate/build.rs"), build_rs).unwrap();
     std::fs::write(job.join("crate/src/lib.rs"), "").unwrap();
