@@ -152,6 +152,7 @@ pub fn compiler_config() -> CompilerConfig {
         cache_dir: cache_dir(),
         compile_timeout_secs: 120,
         compile_memory_mb: 2048,
+        dependency_build_timeout_secs: 600,
         lease_secs: 3,
         poll_interval_ms: 1000,
         shutdown_grace_secs: 5,

@@ -29,6 +29,14 @@ pub struct CompilerConfig {
     /// Wall-clock limit of one compile, in seconds.
     #[arg(long, env = "PLAT_COMPILE_TIMEOUT_SECS", default_value_t = 120)]
     pub compile_timeout_secs: u64,
+    /// Wall-clock limit of building one set of Rust crates (once per distinct
+    /// lockfile; the set is cached), in seconds.
+    #[arg(
+        long,
+        env = "PLAT_DEPENDENCY_BUILD_TIMEOUT_SECS",
+        default_value_t = 600
+    )]
+    pub dependency_build_timeout_secs: u64,
     /// Address-space limit of the compiler process, in MiB (rustc needs ~600).
     #[arg(long, env = "PLAT_COMPILE_MEMORY_MB", default_value_t = 2048)]
     pub compile_memory_mb: u64,
@@ -105,6 +113,9 @@ impl CompilerConfig {
             timeout: Duration::from_secs(self.compile_timeout_secs.max(1)),
             memory_bytes: self.compile_memory_mb.saturating_mul(1024 * 1024),
             max_module_bytes: self.max_module_bytes,
+            dependency_build_timeout: Duration::from_secs(
+                self.dependency_build_timeout_secs.max(1),
+            ),
         }
     }
 }

@@ -18,6 +18,7 @@ mod diagnostics;
 pub mod policy;
 mod prebuilt;
 pub mod rust;
+mod rust_deps;
 mod sandbox;
 pub mod typescript;
 
@@ -261,6 +262,10 @@ pub struct CompileLimits {
     /// loads, compiles and caches each module it runs, and the database keeps
     /// one per version, so one function must not be able to make them huge.
     pub max_module_bytes: u64,
+    /// Wall-clock limit of building one dependency set (its crates, build
+    /// scripts and proc macros, in the sandbox); once built, a set is cached
+    /// and later compiles take [`timeout`](Self::timeout) as usual.
+    pub dependency_build_timeout: Duration,
 }
 
 /// The default of [`CompileLimits::max_module_bytes`]: real Rust functions
@@ -273,6 +278,7 @@ impl Default for CompileLimits {
             timeout: Duration::from_secs(120),
             memory_bytes: 2 * 1024 * 1024 * 1024,
             max_module_bytes: DEFAULT_MAX_MODULE_BYTES,
+            dependency_build_timeout: Duration::from_secs(600),
         }
     }
 }

@@ -27,7 +27,7 @@ use tracing::{info, instrument};
 use super::diagnostics::REMAPPED_DEPS_PREFIX;
 use super::rust::{io_error, ToolchainError};
 
-const MANIFEST: &str = include_str!("deps/Cargo.toml");
+pub(super) const MANIFEST: &str = include_str!("deps/Cargo.toml");
 const LOCKFILE: &str = include_str!("deps/Cargo.lock");
 /// Part of the cache key: bump when the folder layout or the build flags change.
 const LAYOUT_VERSION: &str = "plat-rust-deps/1";
@@ -36,7 +36,7 @@ const LAYOUT_VERSION: &str = "plat-rust-deps/1";
 const ALLOWED_CRATES: &[&str] = &["serde", "serde_json"];
 /// The allowlist crate itself (an empty library), which user code must not see.
 const ALLOWLIST_CRATE: &str = "plat_rust_deps";
-const INDEX_FILE: &str = "plat-deps.json";
+pub(super) const INDEX_FILE: &str = "plat-deps.json";
 /// Subfolder with the target's rlibs.
 pub(super) const TARGET_LIBS: &str = "deps";
 /// Subfolder with host proc-macro libraries.
@@ -118,19 +118,51 @@ async fn build(scratch: &Path, sysroot: &Path) -> Result<PathBuf, ToolchainError
     let staged = scratch.join("prebuilt");
     write_allowlist_crate(&crate_dir, &staged).await?;
     let built = run_cargo(scratch, sysroot, &crate_dir, &target_dir).await?;
-    let externs = stage_artifacts(&built, &target_dir.join(TARGET), &staged).await?;
+    let externs = stage_artifacts(
+        &built,
+        &Staging {
+            target_out: &target_dir.join(TARGET),
+            staged: &staged,
+            root_crate: ALLOWLIST_CRATE,
+            exposed: ALLOWED_CRATES,
+            to_host: &|path| path.to_path_buf(),
+        },
+    )
+    .await?;
     if let Some(missing) = ALLOWED_CRATES.iter().find(|c| !externs.contains_key(**c)) {
         return Err(ToolchainError::DepsBuild {
             log: format!("cargo reported no wasm32-wasip1 rlib for `{missing}`"),
         });
     }
+    write_index(&staged, externs).await?;
+    Ok(staged)
+}
+
+/// Writes the `--extern` index of a staged folder.
+pub(super) async fn write_index(
+    staged: &Path,
+    externs: BTreeMap<String, String>,
+) -> Result<(), ToolchainError> {
     let index = serde_json::to_vec_pretty(&Index { externs })
         .map_err(|e| io_error("encoding the dependency index")(io::Error::other(e)))?;
     let index_path = staged.join(INDEX_FILE);
     tokio::fs::write(&index_path, index)
         .await
-        .map_err(io_error(format!("writing {}", index_path.display())))?;
-    Ok(staged)
+        .map_err(io_error(format!("writing {}", index_path.display())))
+}
+
+/// Where a build's artifacts go and which of them user code may name.
+pub(super) struct Staging<'a> {
+    /// cargo's output folder for the target, as cargo names it in its messages.
+    pub target_out: &'a Path,
+    /// The folder that receives [`TARGET_LIBS`] and [`HOST_LIBS`] (both exist).
+    pub staged: &'a Path,
+    /// The library of the crate cargo built (never exposed to user code).
+    pub root_crate: &'a str,
+    /// Packages whose library gets an `--extern` entry.
+    pub exposed: &'a [&'a str],
+    /// Maps a path in cargo's messages to the host (cargo may have run in a sandbox).
+    pub to_host: &'a (dyn Fn(&Path) -> PathBuf + Sync),
 }
 
 /// The allowlist's crate (its manifest and lockfile, an empty library) and
@@ -205,12 +237,18 @@ async fn run_cargo(
 
 /// Copies the libraries cargo reported (`messages`) into `staged`: rlibs
 /// for the target, the proc-macro `.so` files for the host. Returns the
-/// allowed crates' rlibs by crate name, relative to `staged`.
-async fn stage_artifacts(
+/// exposed packages' rlibs by crate name (`-` read as `_`), relative to `staged`.
+pub(super) async fn stage_artifacts(
     messages: &str,
-    target_out: &Path,
-    staged: &Path,
+    staging: &Staging<'_>,
 ) -> Result<BTreeMap<String, String>, ToolchainError> {
+    let Staging {
+        target_out,
+        staged,
+        root_crate,
+        exposed,
+        to_host,
+    } = *staging;
     let mut externs = BTreeMap::new();
     for artifact in messages
         .lines()
@@ -222,7 +260,9 @@ async fn stage_artifacts(
         else {
             continue;
         };
-        if target.name == ALLOWLIST_CRATE || target.kind.iter().any(|k| k == "custom-build") {
+        if target.name == root_crate.replace('-', "_")
+            || target.kind.iter().any(|k| k == "custom-build")
+        {
             continue;
         }
         for file in &artifact.filenames {
@@ -237,10 +277,12 @@ async fn stage_artifacts(
                 continue;
             };
             let destination = staged.join(subdir).join(name);
-            tokio::fs::copy(file, &destination)
+            let source = to_host(file);
+            tokio::fs::copy(&source, &destination)
                 .await
-                .map_err(io_error(format!("copying {}", file.display())))?;
-            if subdir == TARGET_LIBS && ALLOWED_CRATES.contains(&target.name.as_str()) {
+                .map_err(io_error(format!("copying {}", source.display())))?;
+            let package = artifact.package_id.as_deref().map(package_name);
+            if subdir == TARGET_LIBS && package.is_some_and(|p| exposed.contains(&p)) {
                 externs.insert(
                     target.name.clone(),
                     format!("{subdir}/{}", name.to_string_lossy()),
@@ -251,8 +293,17 @@ async fn stage_artifacts(
     Ok(externs)
 }
 
+/// The package name in a cargo package id: `registry+URL#name@1.2.3` (cargo
+/// 1.77+) or `name 1.2.3 (registry+URL)` (older).
+pub(super) fn package_name(package_id: &str) -> &str {
+    match package_id.rsplit_once('#') {
+        Some((_, fragment)) => fragment.split('@').next().unwrap_or(fragment),
+        None => package_id.split(' ').next().unwrap_or(package_id),
+    }
+}
+
 /// Reads a complete folder (it only ever appears complete, by rename).
-async fn load(dir: &Path) -> Result<PrebuiltDeps, ToolchainError> {
+pub(super) async fn load(dir: &Path) -> Result<PrebuiltDeps, ToolchainError> {
     let corrupt = |reason: String| ToolchainError::CorruptCache {
         dir: dir.to_path_buf(),
         reason,
@@ -277,7 +328,7 @@ async fn load(dir: &Path) -> Result<PrebuiltDeps, ToolchainError> {
 
 /// Source paths baked into the rlibs (shown in diagnostics, embedded in panic
 /// locations) would otherwise reveal the host's cargo home and scratch folder.
-fn remap_flags(scratch: &Path) -> Vec<String> {
+pub(super) fn remap_flags(scratch: &Path) -> Vec<String> {
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")));
@@ -295,7 +346,7 @@ fn remap_flags(scratch: &Path) -> Vec<String> {
     flags
 }
 
-fn is_build_override(name: &str) -> bool {
+pub(super) fn is_build_override(name: &str) -> bool {
     matches!(
         name,
         "RUSTFLAGS"
@@ -311,7 +362,7 @@ fn is_build_override(name: &str) -> bool {
         || name.starts_with("CARGO_TARGET_")
 }
 
-fn tail(text: &str, max: usize) -> String {
+pub(super) fn tail(text: &str, max: usize) -> String {
     let mut start = text.len().saturating_sub(max);
     while !text.is_char_boundary(start) {
         start += 1;
@@ -324,6 +375,7 @@ fn tail(text: &str, max: usize) -> String {
 #[derive(Deserialize)]
 struct CargoMessage {
     reason: String,
+    package_id: Option<String>,
     target: Option<CargoTarget>,
     #[serde(default)]
     filenames: Vec<PathBuf>,

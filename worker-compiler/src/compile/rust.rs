@@ -15,6 +15,7 @@ use tracing::{debug, info, instrument, warn};
 
 use super::diagnostics::{self, Verdict, GENERATED_FILE, USER_FILE};
 use super::prebuilt::{self, PrebuiltDeps, HOST_LIBS, TARGET, TARGET_LIBS};
+use super::rust_deps::DependencySets;
 use super::sandbox::{self, Finished, Sandbox, SandboxError, DEPS_DIR, JOB_DIR, TOOLCHAIN_DIR};
 use super::{CompileFailure, CompileLimits, InfraError, Resolution};
 use plat_common::dependencies::Dependencies;
@@ -87,6 +88,8 @@ pub struct RustToolchain {
     rustc_args: Vec<String>,
     /// Parent of the per-job folders; mode 0700 so other local users cannot read sources.
     jobs_dir: PathBuf,
+    /// Functions' declared crates: resolved, built once per set, cached.
+    sets: DependencySets,
 }
 
 impl RustToolchain {
@@ -138,6 +141,7 @@ impl RustToolchain {
             sandbox,
             rustc_args: rustc_args(&deps),
             jobs_dir,
+            sets: DependencySets::new(cache_dir, &sysroot, &rustc_version),
         };
         toolchain
             .compile(SELF_TEST_SOURCE, None, &CompileLimits::default())
@@ -147,23 +151,45 @@ impl RustToolchain {
         Ok(toolchain)
     }
 
-    /// Resolves `dependencies` to exact crate versions (or takes `locked`,
-    /// an earlier resolution of them).
-    /// FOUNDATION SKELETON: being written.
+    /// Resolves `dependencies` (plus serde and serde_json, which every
+    /// function gets) to exact crate versions with cargo, or checks that
+    /// `locked`, an earlier resolution of them, still holds and keeps it.
+    /// The lockfile's first lines name the declared dependencies, so it alone
+    /// describes the set [`compile`](Self::compile) builds. Runs no crate code.
     pub async fn resolve(
         &self,
-        _dependencies: &Dependencies,
-        _locked: Option<&str>,
-        _limits: &CompileLimits,
+        dependencies: &Dependencies,
+        locked: Option<&str>,
+        limits: &CompileLimits,
     ) -> Result<Resolution, CompileFailure> {
-        Err(CompileFailure::User(
-            "Rust dependencies are not built yet".to_owned(),
-        ))
+        self.sets.resolve(dependencies, locked, limits).await
     }
 
-    /// Compile one user source against `resolution`'s dependencies (serde
-    /// and serde_json alone when `None`). Takes the source text, returns the
-    /// wasm bytes (a WASI preview1 command).
+    /// How many dependency sets this toolchain has built (rather than found
+    /// in the cache) since it was prepared.
+    pub fn dependency_set_builds(&self) -> u64 {
+        self.sets.builds()
+    }
+
+    /// The sandbox compiles run in.
+    #[cfg(test)]
+    pub(super) fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
+    /// The cache folder of `resolution`'s dependency set.
+    #[cfg(test)]
+    pub(super) fn dependency_set_dir(
+        &self,
+        resolution: &Resolution,
+    ) -> Result<PathBuf, CompileFailure> {
+        self.sets.set_dir_of(resolution)
+    }
+
+    /// Compile one user source against `resolution`'s dependency set (built
+    /// in the sandbox first unless cached), or against serde and serde_json
+    /// alone when `None`. Takes the source text, returns the wasm bytes (a
+    /// WASI preview1 command).
     #[instrument(skip_all, fields(source_bytes = source.len()))]
     pub async fn compile(
         &self,
@@ -171,27 +197,34 @@ impl RustToolchain {
         resolution: Option<&Resolution>,
         limits: &CompileLimits,
     ) -> Result<Vec<u8>, CompileFailure> {
-        if resolution.is_some() {
-            return Err(CompileFailure::User(
-                "Rust dependencies are not built yet".to_owned(),
-            ));
-        }
+        let set = match resolution {
+            Some(resolution) => Some(self.sets.ensure(&self.sandbox, resolution, limits).await?),
+            None => None,
+        };
+        let set_args = set.as_ref().map(rustc_args);
+        let (deps_dir, args) = match (&set, &set_args) {
+            (Some(set), Some(args)) => (Some(set.dir.as_path()), args),
+            _ => (None, &self.rustc_args),
+        };
         let started = Instant::now();
         let job = self
             .create_job(source)
             .await
             .map_err(|e| infra_io("preparing the job folder", e))?;
-        let finished = match self
-            .sandbox
-            .run(
-                job.path(),
-                SOURCE_DIR,
-                &format!("{TOOLCHAIN_DIR}/bin/rustc"),
-                &self.rustc_args,
-                limits,
-            )
-            .await
-        {
+        let rustc = format!("{TOOLCHAIN_DIR}/bin/rustc");
+        let run = match deps_dir {
+            Some(deps) => {
+                self.sandbox
+                    .run_with_deps(deps, job.path(), SOURCE_DIR, &rustc, args, limits)
+                    .await
+            }
+            None => {
+                self.sandbox
+                    .run(job.path(), SOURCE_DIR, &rustc, args, limits)
+                    .await
+            }
+        };
+        let finished = match run {
             Ok(finished) => finished,
             Err(SandboxError::TimedOut(limit)) => {
                 return Err(CompileFailure::User(format!(

@@ -31,6 +31,12 @@ pub(super) const TOOLCHAIN_DIR: &str = "/opt/rust";
 pub(super) const DEPS_DIR: &str = "/deps";
 /// Where the job folder is mounted (writable).
 pub(super) const JOB_DIR: &str = "/build";
+/// Where a dependency set's vendored sources are mounted (read-only) while it builds.
+pub(super) const VENDOR_DIR: &str = "/vendor";
+/// Where the host's C compiler driver and linker appear in a set build: build
+/// scripts and proc macros are host programs, which rustc links with `cc`.
+const HOST_CC: &str = "/usr/bin/cc";
+const HOST_LD: &str = "/usr/bin/ld";
 
 /// Largest file the compiler may write (`RLIMIT_FSIZE`); modules are ~100–150 KB.
 const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
@@ -45,6 +51,9 @@ const USR_LIB_TMPFS_BYTES: u64 = 1024 * 1024;
 /// How much of the compiler's stderr we keep. A macro can make rustc print millions
 /// of diagnostics; the rest is drained and dropped so the worker's memory stays bounded.
 const MAX_STDERR_BYTES: u64 = 8 * 1024 * 1024;
+/// How much of a set build's standard output (cargo's JSON messages, a few KB
+/// per crate) we keep.
+const MAX_STDOUT_BYTES: u64 = 32 * 1024 * 1024;
 
 /// The fixed part of the sandbox: what is mounted where.
 #[derive(Debug, Clone)]
@@ -65,12 +74,52 @@ pub(super) struct Sandbox {
     has_lib64: bool,
     /// File names of the shared libraries in `<sysroot>/lib` (librustc_driver, libLLVM).
     toolchain_libs: Vec<OsString>,
+    /// The host linker a dependency set build needs; `None` where `cc` or
+    /// `ld` is not installed (then only sets without build scripts and proc
+    /// macros would build, and the build reports the missing linker).
+    host_linker: Option<HostLinker>,
+}
+
+/// What `cc` needs to link a host program, found once on the worker's `PATH`.
+#[derive(Debug, Clone)]
+struct HostLinker {
+    /// The real file behind `cc` (`cc` → alternatives → `gcc-N`), mounted at [`HOST_CC`].
+    cc: PathBuf,
+    /// The real file behind `ld`, mounted at [`HOST_LD`].
+    ld: PathBuf,
+    /// gcc's own folders (`/usr/lib/gcc`: collect2, crtbegin.o, libgcc;
+    /// `/usr/libexec/gcc` where the layout has it), mounted read-only at the same paths.
+    gcc_dirs: Vec<PathBuf>,
+}
+
+impl HostLinker {
+    fn find() -> Option<Self> {
+        let cc = find_program("cc")?.canonicalize().ok()?;
+        let ld = find_program("ld")?.canonicalize().ok()?;
+        let gcc_dirs = ["/usr/lib/gcc", "/usr/libexec/gcc"]
+            .into_iter()
+            .map(PathBuf::from)
+            .filter(|dir| dir.is_dir())
+            .collect();
+        Some(Self { cc, ld, gcc_dirs })
+    }
+}
+
+/// What a dependency set build adds to the sandbox (see [`Sandbox::build_set`]).
+#[derive(Debug)]
+pub(super) struct SetBuild<'a> {
+    /// The set's vendored sources on the host, mounted read-only at [`VENDOR_DIR`].
+    pub vendor: &'a Path,
+    /// The variables cargo runs with (the sandbox clears everything else).
+    pub env: &'a [(&'a str, String)],
 }
 
 /// How a sandboxed process ended.
 #[derive(Debug)]
 pub(super) struct Finished {
     pub status: ExitStatus,
+    /// Up to [`MAX_STDOUT_BYTES`] of the process's stdout (set builds only; empty otherwise).
+    pub stdout: Vec<u8>,
     /// Up to [`MAX_STDERR_BYTES`] of the process's stderr.
     pub stderr: Vec<u8>,
 }
@@ -122,11 +171,13 @@ impl Sandbox {
             multiarch_lib_dir,
             has_lib64,
             toolchain_libs,
+            host_linker: HostLinker::find(),
         })
     }
 
     /// Runs `program` (a path inside the sandbox) with `args` in `workdir` (inside the
-    /// sandbox), with `job_dir` mounted writable at [`JOB_DIR`]. When the wall-clock
+    /// sandbox), with `job_dir` mounted writable at [`JOB_DIR`] and the prebuilt
+    /// dependencies at [`DEPS_DIR`]. When the wall-clock
     /// limit expires the process tree is killed: bwrap is our direct child (prlimit
     /// execs it), `--die-with-parent` takes its init down with it, and the pid
     /// namespace ends with its init.
@@ -139,40 +190,73 @@ impl Sandbox {
         args: &[String],
         limits: &CompileLimits,
     ) -> Result<Finished, SandboxError> {
-        let mut command = self.command(job_dir, workdir, limits);
-        command
-            .arg(program)
-            .args(args)
-            .env_clear()
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = command.spawn().map_err(SandboxError::Spawn)?;
-        let stderr = child.stderr.take();
-
-        let finished = tokio::time::timeout(limits.timeout, async {
-            let (status, stderr) =
-                tokio::join!(child.wait(), read_capped(stderr, MAX_STDERR_BYTES));
-            Ok::<_, io::Error>(Finished {
-                status: status?,
-                stderr: stderr?,
-            })
-        })
-        .await;
-        match finished {
-            Ok(result) => result.map_err(SandboxError::Wait),
-            Err(_elapsed) => {
-                // Kill and reap now rather than leaving it to kill_on_drop, so the
-                // tree is gone before the caller reports the timeout.
-                let _ = child.start_kill();
-                let _ = child.wait().await;
-                Err(SandboxError::TimedOut(limits.timeout))
-            }
-        }
+        self.run_with_deps(&self.deps, job_dir, workdir, program, args, limits)
+            .await
     }
 
-    fn command(&self, job_dir: &Path, workdir: &str, limits: &CompileLimits) -> Command {
+    /// [`run`](Self::run) with another dependency folder (a built dependency
+    /// set) mounted at [`DEPS_DIR`] instead of the prebuilt one.
+    pub(super) async fn run_with_deps(
+        &self,
+        deps: &Path,
+        job_dir: &Path,
+        workdir: &str,
+        program: &str,
+        args: &[String],
+        limits: &CompileLimits,
+    ) -> Result<Finished, SandboxError> {
+        let mut command = self.command(Some(deps), job_dir, workdir, limits);
+        command.arg(program).args(args);
+        finish(command, false, limits.timeout).await
+    }
+
+    /// Runs cargo (`program`, inside the sandbox) to build a dependency set:
+    /// the user-compile sandbox (no network, no host files, an unprivileged
+    /// uid, the rlimits), plus what build scripts and proc macros need and
+    /// nothing else: the vendored sources read-only, the host linker
+    /// read-only, a private `/proc` (rustc's linker wrapper finds itself
+    /// through `/proc/self/exe`) and the given variables. No prebuilt
+    /// dependencies are mounted. Keeps its standard output (cargo's JSON
+    /// messages). Limited by `timeout` rather than `limits.timeout`.
+    #[instrument(skip_all, fields(program = %program))]
+    pub(super) async fn build_set(
+        &self,
+        set: &SetBuild<'_>,
+        job_dir: &Path,
+        workdir: &str,
+        program: &str,
+        args: &[String],
+        limits: &CompileLimits,
+        timeout: std::time::Duration,
+    ) -> Result<Finished, SandboxError> {
+        let limits = CompileLimits {
+            timeout,
+            ..limits.clone()
+        };
+        let mut command = self.command(None, job_dir, workdir, &limits);
+        command.args(["--proc", "/proc"]);
+        command.arg("--ro-bind").arg(set.vendor).arg(VENDOR_DIR);
+        if let Some(linker) = &self.host_linker {
+            for dir in &linker.gcc_dirs {
+                command.arg("--ro-bind").arg(dir).arg(dir);
+            }
+            command.arg("--ro-bind").arg(&linker.cc).arg(HOST_CC);
+            command.arg("--ro-bind").arg(&linker.ld).arg(HOST_LD);
+        }
+        for (name, value) in set.env {
+            command.arg("--setenv").arg(name).arg(value);
+        }
+        command.arg(program).args(args);
+        finish(command, true, timeout).await
+    }
+
+    fn command(
+        &self,
+        deps: Option<&Path>,
+        job_dir: &Path,
+        workdir: &str,
+        limits: &CompileLimits,
+    ) -> Command {
         // RLIMIT_CPU is only a backstop for the wall clock; rustc codegens on several
         // threads, so its CPU time can exceed the elapsed time.
         let cpu_seconds = limits.timeout.as_secs().max(1).saturating_mul(2);
@@ -235,15 +319,62 @@ impl Sandbox {
             .args(["--tmpfs", "/tmp"])
             .arg("--ro-bind")
             .arg(&self.toolchain)
-            .arg(TOOLCHAIN_DIR)
-            .arg("--ro-bind")
-            .arg(&self.deps)
-            .arg(DEPS_DIR)
+            .arg(TOOLCHAIN_DIR);
+        if let Some(deps) = deps {
+            command.arg("--ro-bind").arg(deps).arg(DEPS_DIR);
+        }
+        command
             .arg("--bind")
             .arg(job_dir)
             .arg(JOB_DIR)
             .args(["--chdir", workdir]);
         command
+    }
+}
+
+/// Starts `command` (a full prlimit + bwrap command line) with an empty
+/// environment and waits for it, at most `timeout`.
+async fn finish(
+    mut command: Command,
+    keep_stdout: bool,
+    timeout: std::time::Duration,
+) -> Result<Finished, SandboxError> {
+    command
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(if keep_stdout {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().map_err(SandboxError::Spawn)?;
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+
+    let finished = tokio::time::timeout(timeout, async {
+        let (status, stdout, stderr) = tokio::join!(
+            child.wait(),
+            read_capped(stdout, MAX_STDOUT_BYTES),
+            read_capped(stderr, MAX_STDERR_BYTES)
+        );
+        Ok::<_, io::Error>(Finished {
+            status: status?,
+            stdout: stdout?,
+            stderr: stderr?,
+        })
+    })
+    .await;
+    match finished {
+        Ok(result) => result.map_err(SandboxError::Wait),
+        Err(_elapsed) => {
+            // Kill and reap now rather than leaving it to kill_on_drop, so the
+            // tree is gone before the caller reports the timeout.
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            Err(SandboxError::TimedOut(timeout))
+        }
     }
 }
 
@@ -294,7 +425,12 @@ mod tests {
         )
         .unwrap();
         let dd = find_program("dd").expect("dd");
-        let mut command = sandbox.command(job.path(), JOB_DIR, &CompileLimits::default());
+        let mut command = sandbox.command(
+            Some(deps.path()),
+            job.path(),
+            JOB_DIR,
+            &CompileLimits::default(),
+        );
         command
             .arg("--ro-bind")
             .arg(&dd)
@@ -308,6 +444,7 @@ mod tests {
         let output = command.output().await.expect("the sandbox starts");
         Finished {
             status: output.status,
+            stdout: output.stdout,
             stderr: output.stderr,
         }
     }

@@ -12,7 +12,7 @@ static TOOLCHAIN: OnceCell<RustToolchain> = OnceCell::const_new();
 
 /// Shared across test binaries and runs: `prepare` reuses a finished folder and is safe
 /// when several processes build it at once.
-async fn toolchain() -> &'static RustToolchain {
+pub(super) async fn toolchain() -> &'static RustToolchain {
     TOOLCHAIN
         .get_or_init(|| async {
             let cache_dir = std::env::temp_dir().join("plat-test-rust-deps");
