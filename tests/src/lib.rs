@@ -158,6 +158,8 @@ pub fn compiler_config() -> CompilerConfig {
         max_module_bytes: plat_worker_compiler::compile::DEFAULT_MAX_MODULE_BYTES,
         secrets_key: Some(SECRETS_KEY.parse().expect("a valid secrets key")),
         dependency_policy: None,
+        npm_registry: plat_worker_compiler::compile::typescript::packages::DEFAULT_NPM_REGISTRY
+            .to_owned(),
     }
 }
 

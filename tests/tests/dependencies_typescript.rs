@@ -1,0 +1,98 @@
+//! TypeScript functions with npm packages, end to end against the real npm
+//! registry: the API takes `dependencies`, the compiler resolves them to a
+//! lockfile, checks and unpacks the tarballs and bundles them in, and the
+//! executor runs the bundle.
+
+use plat_tests::{TestApp, MIGRATOR};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+/// Validates its input with zod and greets.
+const ZOD_GREETER: &str = r#"import { z } from "zod";
+
+const Input = z.object({ name: z.string().min(1) });
+type Input = z.infer<typeof Input>;
+
+export default (input: unknown): { greeting: string } => {
+  const { name }: Input = Input.parse(input);
+  return { greeting: `Hello, ${name}!` };
+};
+"#;
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_function_validating_its_input_with_zod_runs_and_shows_its_lockfile(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let reply = app
+        .request(
+            Method::POST,
+            "/functions",
+            Some(json!({
+                "name": "zod-greeter",
+                "language": "typescript",
+                "source": ZOD_GREETER,
+                "dependencies": { "zod": "^3.23.8" },
+                "executionConfig": {},
+            })),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    let id = reply.body["id"].as_str().expect("an id").to_owned();
+    let function = app.wait_for_build(&id, 1).await;
+    assert_eq!(function["status"], "READY", "{function}");
+
+    let good = app.execute(&id, json!({ "name": "Zoë" }), 30).await;
+    assert_eq!(good.status, StatusCode::OK, "{}", good.body);
+    assert_eq!(good.body["status"], "SUCCEEDED", "{}", good.body);
+    assert_eq!(good.body["output"], json!({ "greeting": "Hello, Zoë!" }));
+
+    // zod's own error, as the handler threw it.
+    let bad = app.execute(&id, json!({ "name": 5 }), 30).await;
+    assert_eq!(bad.status, StatusCode::OK, "{}", bad.body);
+    assert_eq!(bad.body["status"], "FAILED", "{}", bad.body);
+    assert_eq!(bad.body["error"]["type"], "HANDLER_ERROR", "{}", bad.body);
+    let message = bad.body["error"]["message"].as_str().expect("a message");
+    assert!(message.contains("Expected string, received number"), "{message}");
+    assert!(message.contains("invalid_type"), "{message}");
+
+    let version = app.get("/functions/zod-greeter/versions/1").await;
+    assert_eq!(version.status, StatusCode::OK, "{}", version.body);
+    let lockfile = version.body["lockfile"].as_str().expect("a lockfile");
+    let lock: Value = serde_json::from_str(lockfile).expect("the lockfile is JSON");
+    assert_eq!(lock["declared"], json!({ "zod": "^3.23.8" }));
+    let zod = lock["direct"]["zod"].as_str().expect("zod's exact version");
+    assert!(zod.starts_with("3."), "{zod}");
+    let package = &lock["packages"][format!("zod@{zod}")];
+    assert!(
+        package["integrity"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("sha512-")),
+        "{lockfile}"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_package_that_does_not_exist_fails_the_build_by_name(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let reply = app
+        .request(
+            Method::POST,
+            "/functions",
+            Some(json!({
+                "name": "missing-package",
+                "language": "typescript",
+                "source": "import x from \"plat-no-such-package-7f3a9c\";\nexport default () => x;\n",
+                "dependencies": { "plat-no-such-package-7f3a9c": "^1.0.0" },
+                "executionConfig": {},
+            })),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    let id = reply.body["id"].as_str().expect("an id").to_owned();
+    let function = app.wait_for_build(&id, 1).await;
+    assert_eq!(function["status"], "FAILED", "{function}");
+    assert_eq!(
+        function["compileError"],
+        "npm package `plat-no-such-package-7f3a9c` does not exist in the registry"
+    );
+}
