@@ -52,7 +52,10 @@ async fn a_function_validating_its_input_with_zod_runs_and_shows_its_lockfile(po
     assert_eq!(bad.body["status"], "FAILED", "{}", bad.body);
     assert_eq!(bad.body["error"]["type"], "HANDLER_ERROR", "{}", bad.body);
     let message = bad.body["error"]["message"].as_str().expect("a message");
-    assert!(message.contains("Expected string, received number"), "{message}");
+    assert!(
+        message.contains("Expected string, received number"),
+        "{message}"
+    );
     assert!(message.contains("invalid_type"), "{message}");
 
     let version = app.get("/functions/zod-greeter/versions/1").await;

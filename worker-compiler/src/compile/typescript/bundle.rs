@@ -33,11 +33,48 @@ const ENTRY_FILE: &str = "handler.js";
 /// Node's built-in modules (Node 20's `require('module').builtinModules`,
 /// without the internal `_` ones); any `node:` specifier counts too.
 const NODE_BUILTINS: &[&str] = &[
-    "assert", "async_hooks", "buffer", "child_process", "cluster", "console", "constants",
-    "crypto", "dgram", "diagnostics_channel", "dns", "domain", "events", "fs", "http", "http2",
-    "https", "inspector", "module", "net", "os", "path", "perf_hooks", "process", "punycode",
-    "querystring", "readline", "repl", "stream", "string_decoder", "sys", "timers", "tls",
-    "trace_events", "tty", "url", "util", "v8", "vm", "wasi", "worker_threads", "zlib",
+    "assert",
+    "async_hooks",
+    "buffer",
+    "child_process",
+    "cluster",
+    "console",
+    "constants",
+    "crypto",
+    "dgram",
+    "diagnostics_channel",
+    "dns",
+    "domain",
+    "events",
+    "fs",
+    "http",
+    "http2",
+    "https",
+    "inspector",
+    "module",
+    "net",
+    "os",
+    "path",
+    "perf_hooks",
+    "process",
+    "punycode",
+    "querystring",
+    "readline",
+    "repl",
+    "stream",
+    "string_decoder",
+    "sys",
+    "timers",
+    "tls",
+    "trace_events",
+    "tty",
+    "url",
+    "util",
+    "v8",
+    "vm",
+    "wasi",
+    "worker_threads",
+    "zlib",
 ];
 
 /// A bundled handler: the module's JavaScript and a map from its positions
@@ -105,9 +142,9 @@ pub(crate) async fn bundle(
         .map
         .as_ref()
         .map(|bundle_map| {
-            let handler_source = bundle_map
-                .get_sources()
-                .position(|source| source.ends_with(ENTRY_FILE) && !source.contains("node_modules"));
+            let handler_source = bundle_map.get_sources().position(|source| {
+                source.ends_with(ENTRY_FILE) && !source.contains("node_modules")
+            });
             PositionMap::from_tokens(bundle_map.get_tokens().filter_map(|token| {
                 let source = token.get_source_id()?;
                 if Some(source as usize) != handler_source {

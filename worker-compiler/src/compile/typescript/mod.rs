@@ -152,9 +152,11 @@ impl TypeScriptToolchain {
             .map_err(CompileFailure::User)?;
         let engine = self.engine.clone();
         let source = source.to_owned();
-        tokio::task::spawn_blocking(move || finish(&engine, &source, &bundled.javascript, &bundled.map))
-            .await
-            .map_err(|_| InfraError::ThreadDied)?
+        tokio::task::spawn_blocking(move || {
+            finish(&engine, &source, &bundled.javascript, &bundled.map)
+        })
+        .await
+        .map_err(|_| InfraError::ThreadDied)?
     }
 }
 
@@ -187,14 +189,12 @@ fn finish(
     javascript: &str,
     map: &PositionMap,
 ) -> Result<BuiltFunction, CompileFailure> {
-    let bytecode = engine
-        .compile(javascript)
-        .map_err(|error| match error {
-            EngineCompileError::Rejected(message) => {
-                CompileFailure::User(locate(&SourceText::new(source), map, &message))
-            }
-            EngineCompileError::Limit(message) => CompileFailure::User(message),
-        })?;
+    let bytecode = engine.compile(javascript).map_err(|error| match error {
+        EngineCompileError::Rejected(message) => {
+            CompileFailure::User(locate(&SourceText::new(source), map, &message))
+        }
+        EngineCompileError::Limit(message) => CompileFailure::User(message),
+    })?;
     let module = artifact::emit(&bytecode, &map.to_bytes(), &engine.sha256)
         .map_err(|e| CompileFailure::User(e.to_string()))?;
     Ok(BuiltFunction {

@@ -40,7 +40,12 @@ async fn fresh_toolchain(store: &std::path::Path) -> TypeScriptToolchain {
 fn dependencies(pairs: &[(&str, &str)]) -> Dependencies {
     pairs
         .iter()
-        .map(|(name, range)| ((*name).to_owned(), DependencySpec::Version((*range).to_owned())))
+        .map(|(name, range)| {
+            (
+                (*name).to_owned(),
+                DependencySpec::Version((*range).to_owned()),
+            )
+        })
         .collect()
 }
 
@@ -77,7 +82,10 @@ async fn zod_resolves_to_a_lockfile_with_exact_versions_and_sha512_integrity() {
     let zod = &lock.packages[&format!("zod@{version}")];
     assert!(zod.integrity.starts_with("sha512-"), "{}", zod.integrity);
     assert!(zod.resolved.ends_with(".tgz"), "{}", zod.resolved);
-    assert_eq!(lock.declared, BTreeMap::from([("zod".to_owned(), "^3.23.8".to_owned())]));
+    assert_eq!(
+        lock.declared,
+        BTreeMap::from([("zod".to_owned(), "^3.23.8".to_owned())])
+    );
     assert!(resolution
         .packages
         .iter()
@@ -101,7 +109,10 @@ async fn a_lockfile_that_covers_the_dependencies_is_used_as_it_is() {
         .resolve(&dependencies(&[("ms", "2.0.0")]), Some(&pinned))
         .await
         .expect("resolves");
-    assert_eq!(Lockfile::parse(&other.lockfile).unwrap().direct["ms"], "2.0.0");
+    assert_eq!(
+        Lockfile::parse(&other.lockfile).unwrap().direct["ms"],
+        "2.0.0"
+    );
 }
 
 /// A lockfile of `declared` holding `ms@2.1.1`, its real tarball and integrity.
@@ -122,7 +133,11 @@ async fn a_handler_importing_zod_date_fns_and_lodash_es_builds() {
     let toolchain = toolchain().await;
     let resolution = toolchain
         .resolve(
-            &dependencies(&[("zod", "^3.23.8"), ("date-fns", "^4.1.0"), ("lodash-es", "^4.17.21")]),
+            &dependencies(&[
+                ("zod", "^3.23.8"),
+                ("date-fns", "^4.1.0"),
+                ("lodash-es", "^4.17.21"),
+            ]),
             None,
         )
         .await
@@ -156,8 +171,14 @@ async fn building_twice_from_one_lockfile_gives_identical_modules() {
         .resolve(&dependencies(&[("zod", "^3.23.8")]), None)
         .await
         .expect("resolves");
-    let first = toolchain.compile(ZOD_HANDLER, Some(&resolution)).await.expect("builds");
-    let second = toolchain.compile(ZOD_HANDLER, Some(&resolution)).await.expect("builds");
+    let first = toolchain
+        .compile(ZOD_HANDLER, Some(&resolution))
+        .await
+        .expect("builds");
+    let second = toolchain
+        .compile(ZOD_HANDLER, Some(&resolution))
+        .await
+        .expect("builds");
     assert_eq!(first.module, second.module);
 
     // Another worker with its own store builds the same bytes.
@@ -193,18 +214,39 @@ async fn a_tarball_that_does_not_match_the_lockfile_integrity_is_refused() {
     let version = Lockfile::parse(&resolution.lockfile).unwrap().direct["ms"].clone();
 
     // Nothing stored yet: the downloaded tarball is checked and refused.
-    let error = user_error(toolchain.compile("import ms from \"ms\";\nexport default () => ms(1000);\n", Some(&tampered(&resolution))).await);
+    let error = user_error(
+        toolchain
+            .compile(
+                "import ms from \"ms\";\nexport default () => ms(1000);\n",
+                Some(&tampered(&resolution)),
+            )
+            .await,
+    );
     assert!(error.contains(&format!("`ms@{version}`")), "{error}");
     assert!(error.contains("integrity"), "{error}");
-    assert!(!store.path().join("packages").join(format!("ms@{version}")).exists());
+    assert!(!store
+        .path()
+        .join("packages")
+        .join(format!("ms@{version}"))
+        .exists());
 
     // Stored after an honest build: the lockfile's integrity must still match
     // what was verified.
     toolchain
-        .compile("import ms from \"ms\";\nexport default () => ms(1000);\n", Some(&resolution))
+        .compile(
+            "import ms from \"ms\";\nexport default () => ms(1000);\n",
+            Some(&resolution),
+        )
         .await
         .expect("builds");
-    let error = user_error(toolchain.compile("import ms from \"ms\";\nexport default () => ms(1000);\n", Some(&tampered(&resolution))).await);
+    let error = user_error(
+        toolchain
+            .compile(
+                "import ms from \"ms\";\nexport default () => ms(1000);\n",
+                Some(&tampered(&resolution)),
+            )
+            .await,
+    );
     assert!(error.contains(&format!("`ms@{version}`")), "{error}");
     assert!(error.contains("integrity"), "{error}");
 }
@@ -226,8 +268,14 @@ async fn a_package_that_needs_a_node_built_in_is_refused_by_name() {
             )
             .await,
     );
-    assert!(error.starts_with("package `mkdirp` imports the Node built-in `"), "{error}");
-    assert!(error.ends_with("which Plat's JavaScript runtime does not provide"), "{error}");
+    assert!(
+        error.starts_with("package `mkdirp` imports the Node built-in `"),
+        "{error}"
+    );
+    assert!(
+        error.ends_with("which Plat's JavaScript runtime does not provide"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -242,10 +290,14 @@ async fn errors_in_a_handler_with_packages_point_at_handler_ts() {
     let error = user_error(toolchain.compile(syntax, Some(&resolution)).await);
     assert!(error.starts_with("handler.ts:4:"), "{error}");
 
-    let undeclared = "import { z } from \"zod\";\nimport ms from \"ms\";\n\nexport default () => z && ms;\n";
+    let undeclared =
+        "import { z } from \"zod\";\nimport ms from \"ms\";\n\nexport default () => z && ms;\n";
     let error = user_error(toolchain.compile(undeclared, Some(&resolution)).await);
     assert!(error.starts_with("handler.ts:2:1"), "{error}");
-    assert!(error.contains("\"ms\": it is not one of the function's dependencies"), "{error}");
+    assert!(
+        error.contains("\"ms\": it is not one of the function's dependencies"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -253,11 +305,21 @@ async fn unknown_packages_and_unmatched_ranges_are_the_users_to_fix() {
     let toolchain = toolchain().await;
     let error = user_error(
         toolchain
-            .resolve(&dependencies(&[("plat-no-such-package-7f3a9c", "^1.0.0")]), None)
+            .resolve(
+                &dependencies(&[("plat-no-such-package-7f3a9c", "^1.0.0")]),
+                None,
+            )
             .await,
     );
-    assert_eq!(error, "npm package `plat-no-such-package-7f3a9c` does not exist in the registry");
+    assert_eq!(
+        error,
+        "npm package `plat-no-such-package-7f3a9c` does not exist in the registry"
+    );
 
-    let error = user_error(toolchain.resolve(&dependencies(&[("zod", "^99.0.0")]), None).await);
+    let error = user_error(
+        toolchain
+            .resolve(&dependencies(&[("zod", "^99.0.0")]), None)
+            .await,
+    );
     assert_eq!(error, "npm package `zod` has no version matching `^99.0.0`");
 }

@@ -58,8 +58,7 @@ impl Lockfile {
         let holds = |name: &str, version: &str| lock.packages.contains_key(&key(name, version));
         let consistent = lock.direct.iter().all(|(n, v)| holds(n, v))
             && lock.packages.iter().all(|(k, p)| {
-                *k == key(&p.name, &p.version)
-                    && p.dependencies.iter().all(|(n, v)| holds(n, v))
+                *k == key(&p.name, &p.version) && p.dependencies.iter().all(|(n, v)| holds(n, v))
             });
         consistent.then_some(lock)
     }

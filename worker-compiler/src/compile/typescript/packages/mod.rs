@@ -12,8 +12,8 @@ use std::path::PathBuf;
 
 use plat_common::dependencies::Dependencies;
 
-pub(crate) use self::lockfile::Lockfile;
 use self::lockfile::LockedPackage;
+pub(crate) use self::lockfile::Lockfile;
 use self::store::Store;
 use crate::compile::{CompileFailure, InfraError, ResolvedPackage};
 
@@ -146,7 +146,9 @@ pub(crate) enum PackageError {
         range: String,
         needed_by: Option<String>,
     },
-    #[error("npm package `{package}` publishes no sha512 integrity, so Plat cannot check its tarball")]
+    #[error(
+        "npm package `{package}` publishes no sha512 integrity, so Plat cannot check its tarball"
+    )]
     NoIntegrity { package: String },
     #[error(
         "npm package `{package}`: {checked} does not match the lockfile's integrity `{expected}`; \

@@ -65,7 +65,12 @@ impl Store {
             .collect();
         tokio::task::spawn_blocking(move || build_tree(&root, &lock, &paths))
             .await
-            .map_err(|_| PackageError::io("building the package tree", std::io::Error::other("the task died")))?
+            .map_err(|_| {
+                PackageError::io(
+                    "building the package tree",
+                    std::io::Error::other("the task died"),
+                )
+            })?
     }
 
     /// The unpacked folder of `package`, fetched and checked if missing.
@@ -74,15 +79,19 @@ impl Store {
         registry: &Registry,
         package: &LockedPackage,
     ) -> Result<PathBuf, PackageError> {
-        let folder = self
-            .root
-            .join("packages")
-            .join(format!("{}@{}", folder_name(&package.name), package.version));
+        let folder = self.root.join("packages").join(format!(
+            "{}@{}",
+            folder_name(&package.name),
+            package.version
+        ));
         if folder.is_dir() {
             let verified = std::fs::read_to_string(folder.join("integrity"))
                 .map_err(|e| PackageError::io("reading a stored package's integrity", e))?;
             if verified.trim() != package.integrity {
-                return Err(PackageError::integrity(package, "the copy this worker verified earlier"));
+                return Err(PackageError::integrity(
+                    package,
+                    "the copy this worker verified earlier",
+                ));
             }
             return Ok(folder.join("package"));
         }
@@ -92,7 +101,12 @@ impl Store {
         let package = package.clone();
         tokio::task::spawn_blocking(move || unpack_into_store(&root, &package, &tarball, &folder))
             .await
-            .map_err(|_| PackageError::io("unpacking a package", std::io::Error::other("the task died")))?
+            .map_err(|_| {
+                PackageError::io(
+                    "unpacking a package",
+                    std::io::Error::other("the task died"),
+                )
+            })?
     }
 }
 
@@ -149,7 +163,8 @@ fn unpack_into_store(
     folder: &Path,
 ) -> Result<PathBuf, PackageError> {
     let packages = root.join("packages");
-    std::fs::create_dir_all(&packages).map_err(|e| PackageError::io("creating the package store", e))?;
+    std::fs::create_dir_all(&packages)
+        .map_err(|e| PackageError::io("creating the package store", e))?;
     let staging = tempfile::Builder::new()
         .prefix(".unpacking-")
         .tempdir_in(&packages)
@@ -199,11 +214,13 @@ fn unpack(package: &LockedPackage, tarball: &[u8], into: &Path) -> Result<(), Pa
         }
         let target = into.join(&relative);
         if kind.is_dir() {
-            std::fs::create_dir_all(&target).map_err(|e| PackageError::io("unpacking a folder", e))?;
+            std::fs::create_dir_all(&target)
+                .map_err(|e| PackageError::io("unpacking a folder", e))?;
             continue;
         }
         if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| PackageError::io("unpacking a folder", e))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| PackageError::io("unpacking a folder", e))?;
         }
         let remaining = MAX_UNPACKED_BYTES - written;
         let mut file =
