@@ -14,8 +14,13 @@ const ZOD_GREETER: &str = r#"import { z } from "zod";
 const Input = z.object({ name: z.string().min(1) });
 type Input = z.infer<typeof Input>;
 
+function refuse(name: string): never {
+  throw new Error(`no greeting for ${name}`);
+}
+
 export default (input: unknown): { greeting: string } => {
   const { name }: Input = Input.parse(input);
+  if (name === "nobody") refuse(name);
   return { greeting: `Hello, ${name}!` };
 };
 "#;
@@ -57,6 +62,21 @@ async fn a_function_validating_its_input_with_zod_runs_and_shows_its_lockfile(po
         "{message}"
     );
     assert!(message.contains("invalid_type"), "{message}");
+
+    // A stack frame in the user's code points at handler.ts, through the
+    // bundle.
+    let refused = app.execute(&id, json!({ "name": "nobody" }), 30).await;
+    assert_eq!(refused.body["status"], "FAILED", "{}", refused.body);
+    let logs = refused.body["logs"].as_str().expect("logs");
+    let line = ZOD_GREETER
+        .lines()
+        .position(|l| l.contains("throw new Error"))
+        .expect("the throw")
+        + 1;
+    assert!(
+        logs.contains(&format!("at refuse (handler.ts:{line}:")),
+        "{logs}"
+    );
 
     let version = app.get("/functions/zod-greeter/versions/1").await;
     assert_eq!(version.status, StatusCode::OK, "{}", version.body);
