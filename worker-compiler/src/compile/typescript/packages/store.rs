@@ -55,15 +55,11 @@ impl Store {
         }
         let mut unpacked = Vec::with_capacity(lock.packages.len());
         for package in lock.packages.values() {
-            unpacked.push((package, self.package(registry, package).await?));
+            unpacked.push((package.clone(), self.package(registry, package).await?));
         }
         let root = self.root.clone();
         let lock = lock.clone();
-        let paths: Vec<(LockedPackage, PathBuf)> = unpacked
-            .into_iter()
-            .map(|(p, path)| (p.clone(), path))
-            .collect();
-        tokio::task::spawn_blocking(move || build_tree(&root, &lock, &paths))
+        tokio::task::spawn_blocking(move || build_tree(&root, &lock, &unpacked))
             .await
             .map_err(|_| {
                 PackageError::io(
@@ -141,7 +137,7 @@ async fn download(registry: &Registry, package: &LockedPackage) -> Result<Vec<u8
 
 /// Whether `tarball` has one of the sha512 digests of the package's
 /// Subresource Integrity string (`sha512-<base64>`, possibly several).
-pub(crate) fn check_integrity(package: &LockedPackage, tarball: &[u8]) -> Result<(), PackageError> {
+fn check_integrity(package: &LockedPackage, tarball: &[u8]) -> Result<(), PackageError> {
     let digest = Sha512::digest(tarball);
     let matches = package
         .integrity
@@ -333,4 +329,102 @@ fn symlink(target: &Path, link: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(parent)?;
     }
     std::os::unix::fs::symlink(target, link)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::{check_integrity, unpack, LockedPackage};
+    use crate::compile::typescript::packages::PackageError;
+
+    fn package(integrity: &str) -> LockedPackage {
+        LockedPackage {
+            name: "hostile".to_owned(),
+            version: "1.0.0".to_owned(),
+            resolved: "https://registry.example/hostile-1.0.0.tgz".to_owned(),
+            integrity: integrity.to_owned(),
+            dependencies: BTreeMap::new(),
+        }
+    }
+
+    /// A gzip'd tar of `entries`: (raw path, kind, contents or link target).
+    fn tarball(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, kind, data) in entries {
+            let mut header = tar::Header::new_old();
+            // Written raw: `set_path` itself refuses `..`.
+            header.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+            header.set_entry_type(*kind);
+            header.set_mode(0o644);
+            if kind.is_symlink() || kind.is_hard_link() {
+                header.set_link_name(data).expect("a link name");
+                header.set_size(0);
+                header.set_cksum();
+                builder.append(&header, std::io::empty()).expect("appends");
+            } else {
+                header.set_size(data.len() as u64);
+                header.set_cksum();
+                builder.append(&header, data.as_bytes()).expect("appends");
+            }
+        }
+        let tar = builder.into_inner().expect("a tar");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &tar).expect("compresses");
+        gz.finish().expect("a gzip")
+    }
+
+    #[test]
+    fn files_and_folders_are_unpacked_and_links_skipped() {
+        let into = tempfile::tempdir().expect("a temporary folder");
+        let bytes = tarball(&[
+            (
+                "package/index.js",
+                tar::EntryType::Regular,
+                "module.exports = 1;",
+            ),
+            ("package/lib/", tar::EntryType::Directory, ""),
+            ("package/lib/a.js", tar::EntryType::Regular, "a"),
+            ("package/passwd", tar::EntryType::Symlink, "/etc/passwd"),
+            ("package/hard", tar::EntryType::Link, "/etc/passwd"),
+        ]);
+        unpack(&package(""), &bytes, into.path()).expect("unpacks");
+        assert_eq!(
+            std::fs::read_to_string(into.path().join("index.js")).unwrap(),
+            "module.exports = 1;"
+        );
+        assert_eq!(
+            std::fs::read_to_string(into.path().join("lib/a.js")).unwrap(),
+            "a"
+        );
+        assert!(std::fs::symlink_metadata(into.path().join("passwd")).is_err());
+        assert!(std::fs::symlink_metadata(into.path().join("hard")).is_err());
+    }
+
+    #[test]
+    fn an_entry_leaving_its_folder_refuses_the_package() {
+        let into = tempfile::tempdir().expect("a temporary folder");
+        let outside = into.path().join("escaped");
+        let bytes = tarball(&[("package/../../escaped", tar::EntryType::Regular, "x")]);
+        let error = unpack(&package(""), &bytes, &into.path().join("p")).unwrap_err();
+        assert!(
+            matches!(&error, PackageError::BadTarball { package, reason }
+                if package == "hostile@1.0.0" && reason.contains("leaves its folder")),
+            "{error}"
+        );
+        assert!(!outside.exists());
+    }
+
+    #[test]
+    fn integrity_is_the_sha512_of_the_tarball() {
+        // sha512 of the empty input.
+        let empty = "sha512-z4PhNX7vuL3xVChQ1m2AB9Yg5AULVxXcg/SpIdNs6c5H0NE8XYXysP+DGNKHfuwvY7kxvUdBeoGlODJ6+SfaPg==";
+        assert!(check_integrity(&package(empty), b"").is_ok());
+        assert!(matches!(
+            check_integrity(&package(empty), b"tampered"),
+            Err(PackageError::Integrity { .. })
+        ));
+        // A sha1-only integrity never matches.
+        assert!(check_integrity(&package("sha1-2jmj7l5rSw0yVb/vlWAYkK/YBwk="), b"").is_err());
+    }
 }
