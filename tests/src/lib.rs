@@ -160,6 +160,8 @@ pub fn compiler_config() -> CompilerConfig {
         secrets_key: Some(SECRETS_KEY.parse().expect("a valid secrets key")),
         secrets_previous_keys: Default::default(),
         dependency_policy: None,
+        npm_registry: plat_worker_compiler::compile::typescript::packages::DEFAULT_NPM_REGISTRY
+            .to_owned(),
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use plat_common::secrets::{PreviousSecretsKeys, SecretsKey};
 use plat_common::worker::LoopConfig;
 
+use crate::compile::typescript::packages::{NpmSettings, DEFAULT_NPM_REGISTRY};
 use crate::compile::{CompileLimits, DEFAULT_MAX_MODULE_BYTES};
 
 /// Where the compiler keeps its cache unless told otherwise.
@@ -71,6 +72,11 @@ pub struct CompilerConfig {
     /// built-in default applies (docs/dependencies.md).
     #[arg(long, env = "PLAT_DEPENDENCY_POLICY")]
     pub dependency_policy: Option<PathBuf>,
+    /// The npm registry TypeScript functions' packages are resolved and
+    /// downloaded from (a mirror must serve the same metadata and tarballs:
+    /// every tarball is checked against the registry's sha512 integrity).
+    #[arg(long, env = "PLAT_NPM_REGISTRY", default_value = DEFAULT_NPM_REGISTRY)]
+    pub npm_registry: String,
     /// Seconds a claimed compile job stays ours without a heartbeat.
     #[arg(
         id = "compile_lease_secs",
@@ -105,6 +111,14 @@ impl CompilerConfig {
             lease: Duration::from_secs(self.lease_secs.max(1)),
             poll_interval: Duration::from_millis(self.poll_interval_ms.max(10)),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+        }
+    }
+
+    /// Where TypeScript functions' npm packages come from and are kept.
+    pub(crate) fn npm_settings(&self) -> NpmSettings {
+        NpmSettings {
+            registry: self.npm_registry.clone(),
+            store: self.cache_dir.join("npm"),
         }
     }
 

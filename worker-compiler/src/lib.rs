@@ -28,6 +28,8 @@ pub async fn run(
             prepared.context("preparing the toolchains")?
         }
     };
+    let mut toolchains = toolchains;
+    toolchains.typescript.set_npm(&config.npm_settings());
     run_with_toolchains(pool, config, Arc::new(toolchains), shutdown).await
 }
 

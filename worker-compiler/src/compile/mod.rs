@@ -128,9 +128,14 @@ impl Toolchains {
             RustToolchain::prepare(cache_dir),
             TypeScriptToolchain::prepare()
         );
+        let mut typescript = typescript?;
+        typescript.set_npm(&typescript::packages::NpmSettings {
+            store: cache_dir.join("npm"),
+            ..Default::default()
+        });
         Ok(Self {
             rust: rust?,
-            typescript: typescript?,
+            typescript,
         })
     }
 

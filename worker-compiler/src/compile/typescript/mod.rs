@@ -9,23 +9,33 @@
 //! 3. [`artifact`]: the bytecode and the map become a module of a few
 //!    hundred bytes, recording which engine build it needs.
 //!
+//! A function that declares npm packages has them resolved to a lockfile and
+//! installed ([`packages`]), and its transformed code bundled with them
+//! ([`bundle`]) between steps 1 and 2.
+//!
 //! The route and its measurements: docs/architecture.md, "TypeScript".
 
 mod artifact;
+mod bundle;
 mod engine;
 mod nesting;
+pub mod packages;
 mod position_map;
 mod source_text;
 mod transform;
 
 #[cfg(test)]
+mod package_tests;
+#[cfg(test)]
 mod tests;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
 use self::engine::{EngineCompileError, JsEngine};
+use self::packages::{NpmSettings, Packages};
 use self::position_map::PositionMap;
 use self::source_text::SourceText;
 use super::{BuiltFunction, CompileFailure, InfraError, Resolution};
@@ -43,6 +53,7 @@ const TRANSFORM_STACK_BYTES: usize = 256 << 20;
 /// share one instance between concurrent compiles.
 pub struct TypeScriptToolchain {
     engine: Arc<JsEngine>,
+    packages: Packages,
 }
 
 impl std::fmt::Debug for TypeScriptToolchain {
@@ -65,7 +76,15 @@ impl TypeScriptToolchain {
         );
         Ok(Self {
             engine: Arc::new(engine),
+            packages: Packages::new(&NpmSettings::default()),
         })
+    }
+
+    /// Takes npm packages from `settings` (the registry and the package
+    /// store) rather than the defaults: the public registry and a store in
+    /// the system's temporary folder.
+    pub fn set_npm(&mut self, settings: &NpmSettings) {
+        self.packages = Packages::new(settings);
     }
 
     /// The engine build functions compiled here link against: its sha256
@@ -75,17 +94,18 @@ impl TypeScriptToolchain {
         (&self.engine.sha256, &self.engine.wasm)
     }
 
-    /// Resolves `dependencies` to exact package versions (or takes `locked`,
-    /// an earlier resolution of them).
-    /// FOUNDATION SKELETON: being written.
+    /// Resolves `dependencies` (npm package → range) to exact versions and
+    /// their dependencies, or takes `locked` when it resolved the same ranges.
     pub async fn resolve(
         &self,
-        _dependencies: &Dependencies,
-        _locked: Option<&str>,
+        dependencies: &Dependencies,
+        locked: Option<&str>,
     ) -> Result<Resolution, CompileFailure> {
-        Err(CompileFailure::User(
-            "npm dependencies are not built yet".to_owned(),
-        ))
+        let lock = self.packages.resolve(dependencies, locked).await?;
+        Ok(Resolution {
+            lockfile: lock.to_text(),
+            packages: packages::resolved_packages(&lock),
+        })
     }
 
     /// Builds one handler, with `resolution`'s packages bundled in. `Err(User)`
@@ -95,37 +115,87 @@ impl TypeScriptToolchain {
         source: &str,
         resolution: Option<&Resolution>,
     ) -> Result<BuiltFunction, CompileFailure> {
-        if resolution.is_some() {
-            return Err(CompileFailure::User(
-                "npm dependencies are not built yet".to_owned(),
-            ));
+        match resolution {
+            None => self.compile_alone(source).await,
+            Some(resolution) => self.compile_with_packages(source, resolution).await,
         }
-        let (done, result) = oneshot::channel();
+    }
+
+    async fn compile_alone(&self, source: &str) -> Result<BuiltFunction, CompileFailure> {
         let engine = self.engine.clone();
         let source = source.to_owned();
-        std::thread::Builder::new()
-            .name("plat-ts-compile".into())
-            .stack_size(TRANSFORM_STACK_BYTES)
-            .spawn(move || {
-                let _ = done.send(build(&engine, &source));
-            })
-            .map_err(InfraError::Thread)?;
-        result.await.map_err(|_| InfraError::ThreadDied)?
+        on_transform_thread(move || build(&engine, &source)).await?
     }
+
+    async fn compile_with_packages(
+        &self,
+        source: &str,
+        resolution: &Resolution,
+    ) -> Result<BuiltFunction, CompileFailure> {
+        let lock = packages::Lockfile::parse(&resolution.lockfile).ok_or_else(|| {
+            CompileFailure::User(
+                "the function's npm lockfile is not one this compiler can read".to_owned(),
+            )
+        })?;
+        // The user's own errors first, before anything is downloaded.
+        let direct: BTreeSet<String> = lock.direct.keys().cloned().collect();
+        let owned = source.to_owned();
+        let transformed = on_transform_thread(move || {
+            nesting::check(&owned)?;
+            transform::transform_with_packages(&owned, &direct)
+        })
+        .await?
+        .map_err(CompileFailure::User)?;
+        let tree = self.packages.install(&lock).await?;
+        let bundled = bundle::bundle(&tree, &transformed.javascript, &transformed.map)
+            .await
+            .map_err(CompileFailure::User)?;
+        let engine = self.engine.clone();
+        let source = source.to_owned();
+        tokio::task::spawn_blocking(move || {
+            finish(&engine, &source, &bundled.javascript, &bundled.map)
+        })
+        .await
+        .map_err(|_| InfraError::ThreadDied)?
+    }
+}
+
+/// Runs `work` on a thread with [`TRANSFORM_STACK_BYTES`] of stack.
+async fn on_transform_thread<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, CompileFailure> {
+    let (done, result) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("plat-ts-compile".into())
+        .stack_size(TRANSFORM_STACK_BYTES)
+        .spawn(move || {
+            let _ = done.send(work());
+        })
+        .map_err(InfraError::Thread)?;
+    Ok(result.await.map_err(|_| InfraError::ThreadDied)?)
 }
 
 fn build(engine: &JsEngine, source: &str) -> Result<BuiltFunction, CompileFailure> {
     nesting::check(source).map_err(CompileFailure::User)?;
     let transformed = transform::transform(source).map_err(CompileFailure::User)?;
-    let bytecode = engine
-        .compile(&transformed.javascript)
-        .map_err(|error| match error {
-            EngineCompileError::Rejected(message) => {
-                CompileFailure::User(locate(&SourceText::new(source), &transformed.map, &message))
-            }
-            EngineCompileError::Limit(message) => CompileFailure::User(message),
-        })?;
-    let module = artifact::emit(&bytecode, &transformed.map.to_bytes(), &engine.sha256)
+    finish(engine, source, &transformed.javascript, &transformed.map)
+}
+
+/// Compiles `javascript` (whose positions `map` takes back to `source`) to
+/// bytecode and wraps it in the function's module.
+fn finish(
+    engine: &JsEngine,
+    source: &str,
+    javascript: &str,
+    map: &PositionMap,
+) -> Result<BuiltFunction, CompileFailure> {
+    let bytecode = engine.compile(javascript).map_err(|error| match error {
+        EngineCompileError::Rejected(message) => {
+            CompileFailure::User(locate(&SourceText::new(source), map, &message))
+        }
+        EngineCompileError::Limit(message) => CompileFailure::User(message),
+    })?;
+    let module = artifact::emit(&bytecode, &map.to_bytes(), &engine.sha256)
         .map_err(|e| CompileFailure::User(e.to_string()))?;
     Ok(BuiltFunction {
         module,

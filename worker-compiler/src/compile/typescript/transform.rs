@@ -7,6 +7,7 @@
 //! map) lets the engine rewrite stack traces and the compiler rewrite
 //! QuickJS's own compile errors to the user's lines.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use oxc::allocator::Allocator;
@@ -36,6 +37,15 @@ pub(crate) struct Transformed {
 /// Transforms `source`; `Err` is the compile error for the user, with
 /// `handler.ts:line:column` positions and the offending line.
 pub(crate) fn transform(source: &str) -> Result<Transformed, String> {
+    transform_with_packages(source, &BTreeSet::new())
+}
+
+/// [`transform`] for a function that declares npm `packages`: it may import
+/// them (and their subpaths), and nothing else.
+pub(crate) fn transform_with_packages(
+    source: &str,
+    packages: &BTreeSet<String>,
+) -> Result<Transformed, String> {
     let text = SourceText::new(source);
     let allocator = Allocator::default();
     let source_type = SourceType::ts().with_module(true);
@@ -67,7 +77,7 @@ pub(crate) fn transform(source: &str) -> Result<Transformed, String> {
     if transformed.diagnostics.has_errors() {
         return Err(render(&text, transformed.diagnostics.iter()));
     }
-    check_module_shape(&text, &program)?;
+    check_module_shape(&text, &program, packages)?;
 
     let printed = Codegen::new()
         .with_options(CodegenOptions {
@@ -97,7 +107,11 @@ pub(crate) fn transform(source: &str) -> Result<Transformed, String> {
 /// A function is one file with a default export: imports that survive type
 /// stripping would need a module Plat cannot provide, and a file without a
 /// default export has no handler to call.
-fn check_module_shape(text: &SourceText, program: &Program<'_>) -> Result<(), String> {
+fn check_module_shape(
+    text: &SourceText,
+    program: &Program<'_>,
+    packages: &BTreeSet<String>,
+) -> Result<(), String> {
     let mut has_default = false;
     for statement in &program.body {
         let loads: Option<(Span, &str)> = match statement {
@@ -117,6 +131,18 @@ fn check_module_shape(text: &SourceText, program: &Program<'_>) -> Result<(), St
             _ => None,
         };
         if let Some((span, module)) = loads {
+            if packages.contains(package_name(module)) {
+                continue;
+            }
+            if !packages.is_empty() {
+                return Err(text.message_at(
+                    span.start,
+                    &format!(
+                        "cannot import \"{module}\": it is not one of the function's \
+                         dependencies; declare the package in `dependencies` to use it"
+                    ),
+                ));
+            }
             return Err(text.message_at(
                 span.start,
                 &format!(
@@ -133,6 +159,18 @@ fn check_module_shape(text: &SourceText, program: &Program<'_>) -> Result<(), St
         ));
     }
     Ok(())
+}
+
+/// The package a bare specifier names: `zod` for `zod/v4`, `@s/p` for
+/// `@s/p/x`. A relative or absolute specifier names no package.
+fn package_name(specifier: &str) -> &str {
+    let mut ends = specifier.match_indices('/').map(|(at, _)| at);
+    let end = if specifier.starts_with('@') {
+        ends.nth(1)
+    } else {
+        ends.next()
+    };
+    &specifier[..end.unwrap_or(specifier.len())]
 }
 
 /// One message for the user: each error as `handler.ts:line:col: error: …`
