@@ -48,8 +48,9 @@ pub struct ApiConfig {
     /// later while that admin still has no password; never changes one.
     #[arg(long, env = "PLAT_BOOTSTRAP_ADMIN_PASSWORD", hide_env_values = true)]
     pub bootstrap_admin_password: Option<Secret>,
-    /// Key that encrypts environments at rest (base64 or hex of 32 bytes);
-    /// executors need the same. Without it, environments cannot be written.
+    /// Key that encrypts environments, webhook secrets, function sources and
+    /// lockfiles at rest (base64 or hex of 32 bytes); compilers and executors
+    /// need the same. Required: the API does not start without it.
     #[arg(long, env = "PLAT_SECRETS_KEY", hide_env_values = true)]
     pub secrets_key: Option<SecretsKey>,
     /// Keys `PLAT_SECRETS_KEY` replaced, comma-separated, during a rotation:

@@ -210,7 +210,6 @@ pub fn handler(input: Value) -> Result<Value, String> {
 "#;
 
 #[sqlx::test(migrator = "MIGRATOR")]
-#[ignore = "needs crate resolution; un-ignored at merge"]
 async fn a_vulnerable_version_is_refused_with_the_advisory_id(pool: PgPool) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("osv")).unwrap();
