@@ -112,6 +112,8 @@ pub(super) struct SetBuild<'a> {
     pub vendor: &'a Path,
     /// The variables cargo runs with (the sandbox clears everything else).
     pub env: &'a [(&'a str, String)],
+    /// The wall-clock limit of the build, in place of `limits.timeout`.
+    pub timeout: std::time::Duration,
 }
 
 /// How a sandboxed process ended.
@@ -217,7 +219,7 @@ impl Sandbox {
     /// read-only, a private `/proc` (rustc's linker wrapper finds itself
     /// through `/proc/self/exe`) and the given variables. No prebuilt
     /// dependencies are mounted. Keeps its standard output (cargo's JSON
-    /// messages). Limited by `timeout` rather than `limits.timeout`.
+    /// messages). Limited by `set.timeout` rather than `limits.timeout`.
     #[instrument(skip_all, fields(program = %program))]
     pub(super) async fn build_set(
         &self,
@@ -227,8 +229,8 @@ impl Sandbox {
         program: &str,
         args: &[String],
         limits: &CompileLimits,
-        timeout: std::time::Duration,
     ) -> Result<Finished, SandboxError> {
+        let timeout = set.timeout;
         let limits = CompileLimits {
             timeout,
             ..limits.clone()

@@ -394,13 +394,16 @@ pub(super) async fn build_in_sandbox(
     .into();
     match sandbox
         .build_set(
-            &SetBuild { vendor, env: &env },
+            &SetBuild {
+                vendor,
+                env: &env,
+                timeout: limits.dependency_build_timeout,
+            },
             job,
             &format!("{JOB_DIR}/crate"),
             &format!("{TOOLCHAIN_DIR}/bin/cargo"),
             &args,
             limits,
-            limits.dependency_build_timeout,
         )
         .await
     {

@@ -283,3 +283,49 @@ fn main() {{
     assert!(stderr.contains(": isolated"), "{stderr}");
     assert!(stderr.contains("network:"), "{stderr}");
 }
+
+/// The crates the default allowlist names, together in one set, on wasm32-wasip1.
+#[tokio::test]
+async fn the_allowlisted_crates_build_for_wasm_and_run() {
+    let declared = deps(serde_json::json!({
+        "base64": "0.22",
+        "sha2": "0.10",
+        "hex": "0.4",
+        "chrono": {"version": "0.4", "features": ["serde", "clock"]},
+        "uuid": {"version": "1", "features": ["v4"]},
+        "itoa": "1",
+        "smallvec": "1",
+    }));
+    let source = r#"use base64::Engine;
+use sha2::Digest;
+pub fn handler(input: String) -> Result<serde_json::Value, String> {
+    let mut small: smallvec::SmallVec<[u8; 4]> = smallvec::SmallVec::new();
+    small.extend_from_slice(input.as_bytes());
+    Ok(serde_json::json!({
+        "sha256": hex::encode(sha2::Sha256::digest(input.as_bytes())),
+        "base64": base64::engine::general_purpose::STANDARD.encode(&input),
+        "date": chrono::NaiveDate::from_ymd_opt(2024, 2, 29).unwrap().to_string(),
+        "nowIsLater": chrono::Utc::now().timestamp() > 1_700_000_000,
+        "uuidVersion": uuid::Uuid::new_v4().get_version_num(),
+        "length": itoa::Buffer::new().format(small.len()).to_owned(),
+    }))
+}
+"#;
+    let resolution = resolve(&declared, None).await;
+    let wasm = compile(source, &resolution).await;
+
+    let (code, stdout) = run_module(&wasm, "\"abc\"").await;
+    assert_eq!(code, 0, "{stdout}");
+    let output: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        output,
+        serde_json::json!({
+            "sha256": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            "base64": "YWJj",
+            "date": "2024-02-29",
+            "nowIsLater": true,
+            "uuidVersion": 4,
+            "length": "3",
+        })
+    );
+}
