@@ -136,9 +136,9 @@ async fn compile(
         dependencies: &manifest.dependencies,
         locked: None,
     };
-    let output = toolchains
-        .build(request, &policy, &CompileLimits::default())
-        .await;
+    // Boxed: the build's future (resolution, bundling, the compile) is deep
+    // enough to overflow the compiler's layout query limit in `main`.
+    let output = Box::pin(toolchains.build(request, &policy, &CompileLimits::default())).await;
     let engine = toolchains.typescript.engine().1;
     match output.result {
         Ok(built) => Ok(Ok(Built {
