@@ -3,7 +3,8 @@
 //! lockfile, checks and unpacks the tarballs and bundles them in, and the
 //! executor runs the bundle.
 
-use plat_tests::{TestApp, MIGRATOR};
+use plat_tests::{compiler_config, TestApp, Workers, MIGRATOR};
+use plat_worker_compiler::CompilerConfig;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -96,7 +97,19 @@ async fn a_function_validating_its_input_with_zod_runs_and_shows_its_lockfile(po
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_package_that_does_not_exist_fails_the_build_by_name(pool: PgPool) {
-    let app = TestApp::spawn(pool).await;
+    // An operator who allows the name: the registry is what refuses it.
+    let policy = tempfile::NamedTempFile::new().expect("a temporary file");
+    std::fs::write(
+        policy.path(),
+        "[npm]\n\"plat-no-such-package-7f3a9c\" = \"*\"\n",
+    )
+    .expect("the policy is written");
+    let mut app = TestApp::spawn_with(pool, Workers::NONE).await;
+    app.start_compiler_with(CompilerConfig {
+        dependency_policy: Some(policy.path().to_path_buf()),
+        ..compiler_config()
+    })
+    .await;
     let reply = app
         .request(
             Method::POST,
