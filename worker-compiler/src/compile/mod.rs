@@ -17,6 +17,7 @@
 mod diagnostics;
 pub mod policy;
 mod prebuilt;
+mod recent;
 pub mod rust;
 mod rust_deps;
 mod sandbox;
@@ -118,6 +119,7 @@ pub struct BuildOutput {
 pub struct Toolchains {
     pub rust: RustToolchain,
     pub typescript: TypeScriptToolchain,
+    recent: recent::RecentResolutions,
 }
 
 impl Toolchains {
@@ -136,6 +138,7 @@ impl Toolchains {
         Ok(Self {
             rust: rust?,
             typescript,
+            recent: recent::RecentResolutions::default(),
         })
     }
 
@@ -155,6 +158,35 @@ impl Toolchains {
         output
     }
 
+    /// The version's own lockfile, else a resolution of the same set made a
+    /// moment ago ([`recent`]), else a new one.
+    async fn resolve(
+        &self,
+        request: BuildRequest<'_>,
+        limits: &CompileLimits,
+    ) -> Result<Resolution, CompileFailure> {
+        let (language, dependencies) = (request.language, request.dependencies);
+        if request.locked.is_none() {
+            if let Some(resolution) = self.recent.get(language, dependencies) {
+                return Ok(resolution);
+            }
+        }
+        let resolution = match language {
+            Language::Rust => {
+                self.rust
+                    .resolve(dependencies, request.locked, limits)
+                    .await?
+            }
+            Language::TypeScript => {
+                self.typescript
+                    .resolve(dependencies, request.locked)
+                    .await?
+            }
+        };
+        self.recent.put(language, dependencies, &resolution);
+        Ok(resolution)
+    }
+
     async fn build_into(
         &self,
         request: BuildRequest<'_>,
@@ -167,18 +199,7 @@ impl Toolchains {
             None
         } else {
             policy.check_declared(request.language, request.dependencies)?;
-            let resolution = match request.language {
-                Language::Rust => {
-                    self.rust
-                        .resolve(request.dependencies, request.locked, limits)
-                        .await?
-                }
-                Language::TypeScript => {
-                    self.typescript
-                        .resolve(request.dependencies, request.locked)
-                        .await?
-                }
-            };
+            let resolution = self.resolve(request, limits).await?;
             output.lockfile = Some(resolution.lockfile.clone());
             output.warnings = policy.check_resolved(
                 request.language,

@@ -44,6 +44,40 @@ pub(crate) struct Registry {
     client: reqwest::Client,
 }
 
+/// Tries of one registry request: a transport error or a 5xx is tried
+/// again, so a brief hiccup of the registry neither fails a build that would
+/// pass a moment later nor costs the job a queue retry (seconds of backoff).
+const REQUEST_ATTEMPTS: u32 = 3;
+
+impl Registry {
+    /// GETs `url` (with `accept`, when given), trying again after 200 ms and
+    /// 800 ms on a transport error or a server error.
+    async fn get(&self, url: &str, accept: Option<&str>) -> reqwest::Result<reqwest::Response> {
+        let mut delay = std::time::Duration::from_millis(200);
+        let mut attempt = 1;
+        loop {
+            let mut request = self.client.get(url);
+            if let Some(accept) = accept {
+                request = request.header("accept", accept);
+            }
+            match request.send().await {
+                Ok(response)
+                    if response.status().is_server_error() && attempt < REQUEST_ATTEMPTS =>
+                {
+                    tracing::warn!(url, status = %response.status(), attempt, "the npm registry failed; trying again");
+                }
+                Err(error) if attempt < REQUEST_ATTEMPTS => {
+                    tracing::warn!(url, %error, attempt, "could not reach the npm registry; trying again");
+                }
+                result => return result,
+            }
+            tokio::time::sleep(delay).await;
+            delay *= 4;
+            attempt += 1;
+        }
+    }
+}
+
 /// Resolves and installs packages for one toolchain.
 pub(crate) struct Packages {
     registry: Registry,

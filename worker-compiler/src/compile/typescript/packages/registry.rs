@@ -206,10 +206,7 @@ async fn fetch_packument(registry: &Registry, name: &str) -> Result<Packument, P
         source,
     };
     let response = registry
-        .client
-        .get(&url)
-        .header("accept", "application/vnd.npm.install-v1+json")
-        .send()
+        .get(&url, Some("application/vnd.npm.install-v1+json"))
         .await
         .map_err(unreachable)?;
     let status = response.status();

@@ -118,9 +118,7 @@ async fn download(registry: &Registry, package: &LockedPackage) -> Result<Vec<u8
         source,
     };
     let response = registry
-        .client
-        .get(&package.resolved)
-        .send()
+        .get(&package.resolved, None)
         .await
         .map_err(unreachable)?;
     if response.status() == reqwest::StatusCode::NOT_FOUND {
